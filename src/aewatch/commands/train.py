@@ -1,0 +1,234 @@
+"""``aewatch train``: normal history → model bundle + report."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import torch
+
+from aewatch.commands import parse_channels, report_dir_for
+from aewatch.errors import AewatchError
+from aewatch.model.dataset import read_tables
+from aewatch.model.detector import Adaptation
+from aewatch.model.fit import FitSettings
+from aewatch.model.networks import ARCHITECTURES
+from aewatch.model.scorer import SCORE_KINDS
+from aewatch.model.train import TrainSettings, train_bundle
+from aewatch.report import false_alert_budget, write_training_report
+
+__all__ = ["register"]
+
+_D = TrainSettings()
+_F = FitSettings()
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``train`` verb."""
+    p = sub.add_parser(
+        "train",
+        help="train a model bundle on normal history",
+        description="Train on normal history (CSV or Parquet) and write one "
+        "model bundle plus a report folder MODEL.report/ beside it.",
+    )
+    p.add_argument(
+        "--data",
+        action="append",
+        required=True,
+        metavar="FILE",
+        help="CSV or Parquet export of normal operation (repeatable)",
+    )
+    p.add_argument("--out", required=True, type=Path, metavar="MODEL.aew")
+    p.add_argument("--name", help="model name in alerts and metrics (default: file stem)")
+    g = p.add_argument_group("data")
+    g.add_argument("--channels", help="comma-separated channel columns (default: all numeric)")
+    g.add_argument(
+        "--label-column",
+        help="0/1 column; rows marked 1 are left out of training (default: 'anomaly' if present)",
+    )
+    g.add_argument("--timestamp-column", help="default: timestamp/time/datetime/date/ts")
+    g.add_argument(
+        "--period", type=float, metavar="S", help="sample period in seconds (default: inferred)"
+    )
+    g.add_argument(
+        "--max-gap",
+        type=float,
+        default=_D.max_gap_periods,
+        metavar="PERIODS",
+        help="a longer gap splits the data; no window spans it (default %(default)s)",
+    )
+    m = p.add_argument_group("model")
+    m.add_argument(
+        "--arch",
+        choices=ARCHITECTURES,
+        default=_D.arch,
+        help="pca (linear autoencoder), dense, conv or vae (default %(default)s)",
+    )
+    m.add_argument(
+        "--window",
+        type=int,
+        default=_D.window_len,
+        metavar="SAMPLES",
+        help="window length (default %(default)s)",
+    )
+    m.add_argument(
+        "--hop",
+        type=int,
+        default=_D.hop,
+        metavar="SAMPLES",
+        help="score a window every HOP samples (default %(default)s)",
+    )
+    m.add_argument(
+        "--latent",
+        type=int,
+        help="code size (default: components holding --variance of the variance)",
+    )
+    m.add_argument(
+        "--variance",
+        type=float,
+        default=_D.variance,
+        help="variance share that sets the default code size (default %(default)s)",
+    )
+    m.add_argument("--hidden", help="comma-separated hidden layer widths (dense, vae)")
+    m.add_argument(
+        "--score-kind",
+        choices=SCORE_KINDS,
+        default=_D.score_kind,
+        help="vae only: elbo scores by the negative ELBO (default %(default)s)",
+    )
+    f = p.add_argument_group("fitting (dense, conv, vae)")
+    f.add_argument("--epochs", type=int, default=_F.epochs)
+    f.add_argument("--batch-size", type=int, default=_F.batch_size)
+    f.add_argument("--lr", type=float, default=_F.lr)
+    f.add_argument(
+        "--noise",
+        type=float,
+        default=_F.noise_std,
+        metavar="STD",
+        help="denoising input noise in robust-std units; 0 turns denoising off "
+        "(default %(default)s)",
+    )
+    f.add_argument("--patience", type=int, default=_F.patience)
+    f.add_argument("--seed", type=int, default=_F.seed)
+    f.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    c = p.add_argument_group("decisions")
+    c.add_argument(
+        "--fpr",
+        type=float,
+        default=_D.fpr,
+        help="target false-alarm rate per window (default %(default)s)",
+    )
+    c.add_argument(
+        "--raise-after",
+        type=int,
+        default=_D.raise_after,
+        metavar="K",
+        help="raise after K anomalous windows in a row (default %(default)s)",
+    )
+    c.add_argument(
+        "--resolve-after",
+        type=int,
+        default=_D.resolve_after,
+        metavar="M",
+        help="resolve after M normal windows in a row (default %(default)s)",
+    )
+    c.add_argument(
+        "--adapt",
+        type=int,
+        metavar="WINDOWS",
+        default=_D.adaptation.depth if _D.adaptation else 0,
+        help="let the threshold follow drift over the last WINDOWS normal scores; "
+        "0 keeps it fixed (default %(default)s)",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train, save the bundle, write the report, print a summary."""
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise AewatchError(
+            f"--device {args.device}: no CUDA device is available here; use --device cpu"
+        )
+    started = time.perf_counter()
+    tables = read_tables(
+        args.data,
+        channels=parse_channels(args.channels),
+        label_column=args.label_column,
+        timestamp_column=args.timestamp_column,
+    )
+    settings = TrainSettings(
+        arch=args.arch,
+        window_len=args.window,
+        hop=args.hop,
+        latent=args.latent,
+        variance=args.variance,
+        score_kind=args.score_kind,
+        fpr=args.fpr,
+        hidden=tuple(int(h) for h in args.hidden.split(",")) if args.hidden else None,
+        period_s=args.period,
+        max_gap_periods=args.max_gap,
+        raise_after=args.raise_after,
+        resolve_after=args.resolve_after,
+        name=args.name or args.out.stem,
+        adaptation=Adaptation(depth=args.adapt) if args.adapt > 0 else None,
+        fit=FitSettings(
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            noise_std=args.noise,
+            patience=args.patience,
+            seed=args.seed,
+            device=args.device,
+            show_progress=not args.quiet,
+        ),
+    )
+    outcome = train_bundle(tables, settings)
+    bundle = outcome.bundle
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    bundle.save(args.out)
+    budget = false_alert_budget(
+        bundle.threshold.fpr, bundle.period_s, bundle.hop, settings.raise_after
+    )
+    summary = {
+        "model": bundle.name,
+        "version": bundle.version,
+        "bundle": str(args.out),
+        "architecture": bundle.arch.kind,
+        "latent": bundle.arch.latent,
+        "channels": list(bundle.channels),
+        "window": bundle.window_len,
+        "hop": bundle.hop,
+        "period_s": bundle.period_s,
+        "threshold": bundle.threshold.value,
+        "threshold_method": bundle.threshold.method,
+        "fpr": bundle.threshold.fpr,
+        **budget,
+        **outcome.counts,
+        "epochs_run": len(outcome.fit.train_loss),
+        "best_epoch": outcome.fit.best_epoch,
+        "seconds": round(time.perf_counter() - started, 2),
+        "decision": bundle.decision,
+        "provenance": bundle.provenance,
+    }
+    index = write_training_report(outcome, report_dir_for(args.out), summary)
+    print(
+        f"model    {args.out}  ({bundle.arch.kind}, latent {bundle.arch.latent}, "
+        f"window {bundle.window_len}×{len(bundle.channels)} channels, hop {bundle.hop}, "
+        f"period {bundle.period_s:g} s)"
+    )
+    print(
+        f"data     {outcome.counts['rows']} rows → {outcome.counts['fit_windows']} fit, "
+        f"{outcome.counts['validation_windows']} validation, "
+        f"{outcome.counts['calibration_windows']} calibration windows"
+    )
+    print(
+        f"threshold {bundle.threshold.value:.4g} ({bundle.threshold.method}, target FPR "
+        f"{bundle.threshold.fpr:g} per window) ≈ {budget['anomalous_windows_per_day']:.1f} "
+        f"anomalous windows/day, at most {budget['false_alerts_per_day_at_most']:.1f} "
+        "false alerts/day on normal operation"
+    )
+    print(f"report   {index}")
+    print(f"took     {summary['seconds']} s")
+    return 0

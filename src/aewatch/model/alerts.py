@@ -1,0 +1,164 @@
+"""Every asset's alert status with hysteresis (pipeline stage: AlertState).
+
+An alert is raised after ``raise_after`` anomalous windows in a row and resolved after
+``resolve_after`` normal ones in a row, so one noisy window neither raises nor clears an
+alert. Each alert has a stable id made of the asset and the time its anomalous run began,
+so a consumer can de-duplicate and pair a ``resolved`` with its ``raised``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+__all__ = ["AlertEvent", "AlertState", "alert_id"]
+
+RAISED = "raised"
+RESOLVED = "resolved"
+
+
+@dataclass(frozen=True, slots=True)
+class AlertEvent:
+    """A raise or resolve decision for one asset; times are epoch seconds.
+
+    ``contributions`` pairs each channel with its share of the window error at the alert's
+    peak, largest first (shares sum to 1).
+    """
+
+    alert_id: str
+    asset: str
+    state: str  # "raised" or "resolved"
+    started_at: float  # first anomalous window of the run
+    at: float  # when this decision was taken (window end time)
+    ended_at: float | None  # resolved only: first window of the normal run that closed it
+    peak_score: float
+    threshold: float
+    contributions: tuple[tuple[str, float], ...]
+
+
+@dataclass(slots=True)
+class _Track:
+    anomalous_run: int = 0
+    normal_run: int = 0
+    run_started_at: float = 0.0
+    normal_started_at: float = 0.0
+    is_firing: bool = False
+    alert_id: str = ""
+    started_at: float = 0.0
+    peak_score: float = float("-inf")
+    peak_threshold: float = 0.0
+    peak_channels: dict[str, float] = field(default_factory=dict)
+
+
+class AlertState:
+    """Hysteresis over per-window decisions, per asset.
+
+    >>> s = AlertState(raise_after=2, resolve_after=2)
+    >>> [e and e.state for e in (
+    ...     s.update("w1", is_anomalous=True, at=1.0, score=5.0, threshold=1.0),
+    ...     s.update("w1", is_anomalous=True, at=2.0, score=6.0, threshold=1.0),
+    ...     s.update("w1", is_anomalous=False, at=3.0, score=0.1, threshold=1.0),
+    ...     s.update("w1", is_anomalous=False, at=4.0, score=0.1, threshold=1.0))]
+    [None, 'raised', None, 'resolved']
+    """
+
+    def __init__(self, raise_after: int = 1, resolve_after: int = 1) -> None:
+        if raise_after < 1 or resolve_after < 1:
+            raise ValueError(
+                f"raise_after and resolve_after must be >= 1, got {raise_after}, {resolve_after}"
+            )
+        self.raise_after = raise_after
+        self.resolve_after = resolve_after
+        self._tracks: dict[str, _Track] = {}
+
+    def is_firing(self, asset: str) -> bool:
+        """True while ``asset`` has a raised, unresolved alert."""
+        track = self._tracks.get(asset)
+        return track is not None and track.is_firing
+
+    def firing(self) -> dict[str, str]:
+        """Active alerts: asset → alert id."""
+        return {a: t.alert_id for a, t in self._tracks.items() if t.is_firing}
+
+    def forget(self, asset: str) -> None:
+        """Drop an asset's state (it left the fleet)."""
+        self._tracks.pop(asset, None)
+
+    def update(
+        self,
+        asset: str,
+        *,
+        is_anomalous: bool,
+        at: float,
+        score: float,
+        threshold: float,
+        channel_errors: Mapping[str, float] | None = None,
+    ) -> AlertEvent | None:
+        """Fold one window's decision into ``asset``'s state; return the event it causes."""
+        track = self._tracks.setdefault(asset, _Track())
+        if is_anomalous:
+            if track.anomalous_run == 0:
+                track.run_started_at = at
+            track.anomalous_run += 1
+            track.normal_run = 0
+        else:
+            if track.normal_run == 0:
+                track.normal_started_at = at
+            track.normal_run += 1
+            track.anomalous_run = 0
+        if track.is_firing or is_anomalous:
+            _note_peak(track, score, threshold, channel_errors)
+        if not track.is_firing and track.anomalous_run >= self.raise_after:
+            track.is_firing = True
+            track.started_at = track.run_started_at
+            track.alert_id = alert_id(asset, track.started_at)
+            return _event(asset, track, RAISED, at, None)
+        if track.is_firing and track.normal_run >= self.resolve_after:
+            event = _event(asset, track, RESOLVED, at, track.normal_started_at)
+            self._tracks[asset] = _Track(
+                normal_run=track.normal_run, normal_started_at=track.normal_started_at
+            )
+            return event
+        if not track.is_firing and not is_anomalous:
+            track.peak_score = float("-inf")
+            track.peak_channels = {}
+        return None
+
+
+def alert_id(asset: str, started_at: float) -> str:
+    """Stable id of the alert on ``asset`` whose anomalous run began at ``started_at``.
+
+    >>> alert_id("well-07", 1767225600.25)
+    'well-07@2026-01-01T00:00:00.250Z'
+    """
+    stamp = datetime.fromtimestamp(started_at, tz=UTC).isoformat(timespec="milliseconds")
+    return f"{asset}@{stamp.replace('+00:00', 'Z')}"
+
+
+def _note_peak(
+    track: _Track, score: float, threshold: float, channel_errors: Mapping[str, float] | None
+) -> None:
+    if score > track.peak_score:
+        track.peak_score = score
+        track.peak_threshold = threshold
+        track.peak_channels = dict(channel_errors or {})
+
+
+def _event(asset: str, track: _Track, state: str, at: float, ended_at: float | None) -> AlertEvent:
+    total = sum(track.peak_channels.values())
+    shares = sorted(
+        ((ch, (err / total if total > 0 else 0.0)) for ch, err in track.peak_channels.items()),
+        key=lambda pair: -pair[1],
+    )
+    return AlertEvent(
+        alert_id=track.alert_id,
+        asset=asset,
+        state=state,
+        started_at=track.started_at,
+        at=at,
+        ended_at=ended_at,
+        peak_score=track.peak_score,
+        threshold=track.peak_threshold,
+        contributions=tuple(shares),
+    )

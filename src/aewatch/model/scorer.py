@@ -1,0 +1,103 @@
+"""Reconstruct windows and measure how far each is from normal (pipeline stage: Scorer).
+
+Torch stays inside this module: windows in data units go in as numpy, are scaled, passed
+through the network in eval mode under ``torch.inference_mode()`` in batches, and come
+back as numpy reconstructions (the denoised signal, in data units) with per-window and
+per-channel errors measured in scaled units, so every channel weighs the same.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from torch import nn
+
+from aewatch.model.networks import VariationalAutoencoder
+from aewatch.model.scaler import RobustScaler
+
+__all__ = ["SCORE_KINDS", "Scorer", "Scores"]
+
+SCORE_KINDS = ("mse", "elbo")
+DEFAULT_BATCH = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class Scores:
+    """What the scorer says about ``n`` windows of ``channels × length``.
+
+    ``reconstructions`` ``(n, channels, length)`` float32 in data units;
+    ``errors`` ``(n,)`` float32, the window's anomaly score; ``channel_errors``
+    ``(n, channels)`` float32, mean squared scaled residual per channel.
+    """
+
+    reconstructions: npt.NDArray[np.float32]
+    errors: npt.NDArray[np.float32]
+    channel_errors: npt.NDArray[np.float32]
+
+    def __len__(self) -> int:
+        return len(self.errors)
+
+
+class Scorer:
+    """Scale, reconstruct and measure windows with one trained network.
+
+    ``score_kind`` is ``"mse"`` (mean squared scaled residual over the window) or, for a
+    VAE, ``"elbo"`` (the negative evidence lower bound per value: residual plus KL).
+    """
+
+    def __init__(
+        self,
+        network: nn.Module,
+        scaler: RobustScaler,
+        *,
+        score_kind: str = "mse",
+        batch_size: int = DEFAULT_BATCH,
+        device: str = "cpu",
+    ) -> None:
+        if score_kind not in SCORE_KINDS:
+            raise ValueError(f"score_kind must be one of {SCORE_KINDS}, got {score_kind!r}")
+        if score_kind == "elbo" and not isinstance(network, VariationalAutoencoder):
+            raise ValueError("score_kind='elbo' needs a VAE; use 'mse' for other networks")
+        self.network = network.to(device).eval()
+        self.scaler = scaler
+        self.score_kind = score_kind
+        self.batch_size = batch_size
+        self.device = device
+
+    def score(self, windows: npt.ArrayLike) -> Scores:
+        """Score windows ``(n, channels, length)`` in data units; ``n`` may be 0."""
+        x = np.asarray(windows, dtype=np.float32)
+        if x.ndim != 3 or x.shape[1] != len(self.scaler.center):
+            raise ValueError(
+                f"windows must be (n, {len(self.scaler.center)}, length), got {x.shape}"
+            )
+        parts = [
+            self._score_batch(x[i : i + self.batch_size]) for i in range(0, len(x), self.batch_size)
+        ]
+        if not parts:
+            empty = np.empty((0,), dtype=np.float32)
+            return Scores(x.copy(), empty, np.empty((0, x.shape[1]), dtype=np.float32))
+        return Scores(
+            np.concatenate([p.reconstructions for p in parts]),
+            np.concatenate([p.errors for p in parts]),
+            np.concatenate([p.channel_errors for p in parts]),
+        )
+
+    def _score_batch(self, raw: npt.NDArray[np.float32]) -> Scores:
+        scaled = torch.from_numpy(self.scaler.transform(raw)).to(self.device)
+        with torch.inference_mode():
+            recon = self.network(scaled)
+            sq = (recon - scaled).pow(2)
+            channel_errors = sq.mean(dim=2)
+            errors = channel_errors.mean(dim=1)
+            if self.score_kind == "elbo":
+                assert isinstance(self.network, VariationalAutoencoder)
+                errors = errors + self.network.kl(scaled) / scaled[0].numel()
+        return Scores(
+            self.scaler.inverse(recon.cpu().numpy()),
+            errors.cpu().numpy().astype(np.float32),
+            channel_errors.cpu().numpy().astype(np.float32),
+        )

@@ -1,0 +1,278 @@
+"""Normal history in, model bundle out: the training recipe (shell: runs the fit loop).
+
+1. Put every file's readings on the sample grid; long gaps and rows labelled anomalous
+   split the history into segments, so no window spans either.
+2. Split the history in time: the oldest part fits the scaler and the network, the next
+   part drives early stopping, the newest part is held out for calibration (windows never
+   cross a split).
+3. Fit a robust scaler, pick the latent size from the data unless given, fit the network.
+4. Score the held-out windows and calibrate the threshold for the target false-alarm rate.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import platform
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from aewatch.errors import DataError
+from aewatch.model.bundle import ModelBundle
+from aewatch.model.dataset import Table
+from aewatch.model.detector import Adaptation, DecisionSettings
+from aewatch.model.fit import FitResult, FitSettings, auto_latent, fit_network
+from aewatch.model.grid import DEFAULT_MAX_GAP_PERIODS, infer_period, regularize
+from aewatch.model.networks import ARCHITECTURES, ArchSpec
+from aewatch.model.scaler import RobustScaler
+from aewatch.model.threshold import Threshold
+from aewatch.model.window import sliding_windows
+
+__all__ = ["TrainOutcome", "TrainSettings", "train_bundle"]
+
+
+@dataclass(frozen=True, slots=True)
+class TrainSettings:
+    """Every choice ``aewatch train`` makes; the defaults are the best general ones we found."""
+
+    arch: str = "pca"
+    window_len: int = 10
+    hop: int = 1
+    latent: int | None = None  # None: components holding `variance` of the variance
+    variance: float = 0.9
+    hidden: tuple[int, ...] | None = None  # None: one layer of about half the window size
+    score_kind: str = "mse"
+    fpr: float = 0.01  # target false-alarm rate per window
+    val_fraction: float = 0.15
+    calibration_fraction: float = 0.25
+    period_s: float | None = None  # None: inferred from the timestamps
+    max_gap_periods: float = DEFAULT_MAX_GAP_PERIODS
+    raise_after: int = 1
+    resolve_after: int = 1
+    adaptation: Adaptation | None = None
+    name: str = "model"
+    fit: FitSettings = field(default_factory=FitSettings)
+
+    def __post_init__(self) -> None:
+        if self.arch not in ARCHITECTURES:
+            raise ValueError(f"arch must be one of {ARCHITECTURES}, got {self.arch!r}")
+        if self.window_len < 2 or self.hop < 1:
+            raise ValueError(
+                f"window length must be >= 2 and hop >= 1, got {self.window_len}, {self.hop}"
+            )
+        if not 0.0 < self.variance <= 1.0:
+            raise ValueError(f"variance must be in (0, 1], got {self.variance}")
+
+
+@dataclass(frozen=True)
+class TrainOutcome:
+    """The bundle plus what the report shows about how it came to be."""
+
+    bundle: ModelBundle
+    fit: FitResult
+    calibration_scores: npt.NDArray[np.float32]  # (n_cal,)
+    example_windows: npt.NDArray[np.float32]  # (k, channels, length) held-out normal
+    example_reconstructions: npt.NDArray[np.float32]  # (k, channels, length)
+    counts: dict[str, int]
+
+
+def train_bundle(tables: Sequence[Table], settings: TrainSettings) -> TrainOutcome:
+    """Fit, calibrate and package a model on the normal rows of ``tables``.
+
+    Raises:
+        DataError: too little normal data for one window in each split.
+    """
+    period = settings.period_s or _infer_period(tables)
+    blocks = _normal_blocks(tables, period, settings.max_gap_periods)
+    fit_rows, val_rows, cal_rows = _split(blocks, settings)
+    parts = {"fit": fit_rows, "validation": val_rows, "calibration": cal_rows}
+    channels = len(tables[0].channels)
+    windows = {name: _windows(rows, channels, settings) for name, rows in parts.items()}
+    for name, w in windows.items():
+        if len(w) == 0 and not (name == "validation" and settings.arch == "pca"):
+            raise DataError(_too_short_message(tables, name, settings, parts[name]))
+    scaler = RobustScaler.fit(np.concatenate(fit_rows))
+    scaled = {name: scaler.transform(w) for name, w in windows.items()}
+    spec = _arch_spec(scaled["fit"], settings)
+    fit = fit_network(spec, scaled["fit"], scaled["validation"], settings.fit)
+    bundle = ModelBundle(
+        name=settings.name,
+        arch=spec,
+        network=fit.network,
+        scaler=scaler,
+        threshold=Threshold(0.0, settings.fpr, 0, "pending"),
+        channels=tables[0].channels,
+        window_len=settings.window_len,
+        hop=settings.hop,
+        period_s=period,
+        max_gap_periods=settings.max_gap_periods,
+        score_kind=settings.score_kind,
+    )
+    scores = bundle.scorer(device=settings.fit.device).score(windows["calibration"])
+    threshold = Threshold.calibrate(scores.errors, settings.fpr)
+    decision = replace(
+        DecisionSettings(settings.raise_after, settings.resolve_after, settings.adaptation),
+    )
+    if decision.adaptation is not None:
+        reference = float(np.median(scores.errors))
+        decision = replace(decision, adaptation=replace(decision.adaptation, reference=reference))
+    counts = {f"{name}_windows": len(w) for name, w in windows.items()}
+    counts["rows"] = sum(len(t.timestamps) for t in tables)
+    bundle = replace(
+        bundle,
+        threshold=threshold,
+        decision=decision.to_json(),
+        provenance=_provenance(tables, settings, counts, fit),
+    )
+    pick = np.linspace(0, len(scores) - 1, num=min(4, len(scores))).astype(int)
+    return TrainOutcome(
+        bundle,
+        fit,
+        scores.errors,
+        windows["calibration"][pick],
+        scores.reconstructions[pick],
+        counts,
+    )
+
+
+def _infer_period(tables: Sequence[Table]) -> float:
+    steps = [infer_period(t.timestamps) for t in tables if len(t.timestamps) >= 2]
+    if not steps:
+        raise DataError(
+            f"{tables[0].source}: need at least 2 rows to infer the sample period; "
+            "add data or pass --period"
+        )
+    return float(np.median(steps))
+
+
+def _normal_blocks(
+    tables: Sequence[Table], period: float, max_gap: float
+) -> list[npt.NDArray[np.float32]]:
+    """Contiguous grid blocks ``(m, channels)`` of normal rows, oldest first."""
+    blocks: list[npt.NDArray[np.float32]] = []
+    for table in tables:
+        for seg in regularize(
+            table.timestamps, table.values, period_s=period, max_gap_periods=max_gap
+        ):
+            if table.labels is None:
+                blocks.append(seg.values)
+                continue
+            is_normal = table.labels[seg.source_index] == 0
+            blocks.extend(_runs(seg.values, is_normal))
+    return blocks
+
+
+def _runs(
+    values: npt.NDArray[np.float32], keep: npt.NDArray[np.bool_]
+) -> list[npt.NDArray[np.float32]]:
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], keep.astype(np.int8), [0]])))
+    return [values[a:b] for a, b in zip(edges[::2], edges[1::2], strict=True)]
+
+
+def _split(
+    blocks: list[npt.NDArray[np.float32]], settings: TrainSettings
+) -> tuple[list[npt.NDArray[np.float32]], ...]:
+    total = sum(len(b) for b in blocks)
+    cal_start = round(total * (1.0 - settings.calibration_fraction))
+    val_fraction = 0.0 if settings.arch == "pca" else settings.val_fraction
+    val_start = round(total * (1.0 - settings.calibration_fraction - val_fraction))
+    parts: tuple[list[npt.NDArray[np.float32]], ...] = ([], [], [])
+    offset = 0
+    for block in blocks:
+        for part, (lo, hi) in zip(
+            parts, ((0, val_start), (val_start, cal_start), (cal_start, total)), strict=True
+        ):
+            a, b = max(lo - offset, 0), min(hi - offset, len(block))
+            if b > a:
+                part.append(block[a:b])
+        offset += len(block)
+    return parts
+
+
+def _windows(
+    rows: list[npt.NDArray[np.float32]], channels: int, settings: TrainSettings
+) -> npt.NDArray[np.float32]:
+    cut = [sliding_windows(r, settings.window_len, settings.hop) for r in rows]
+    cut = [c for c in cut if len(c)]
+    if not cut:
+        return np.empty((0, channels, settings.window_len), dtype=np.float32)
+    return np.concatenate(cut).astype(np.float32)
+
+
+def _arch_spec(scaled_fit: npt.NDArray[np.float32], settings: TrainSettings) -> ArchSpec:
+    _, channels, length = scaled_fit.shape
+    latent = settings.latent or auto_latent(scaled_fit, settings.variance)
+    hidden = settings.hidden
+    if hidden is None:
+        hidden = (
+            ()
+            if settings.arch in ("pca", "conv")
+            else (max(2 * latent, min(256, channels * length // 2)),)
+        )
+    return ArchSpec(
+        kind=settings.arch, channels=channels, length=length, latent=latent, hidden=hidden
+    )
+
+
+def _too_short_message(
+    tables: Sequence[Table],
+    part: str,
+    settings: TrainSettings,
+    rows: list[npt.NDArray[np.float32]],
+) -> str:
+    sources = ", ".join(t.source for t in tables)
+    longest = max((len(r) for r in rows), default=0)
+    return (
+        f"{sources}: the {part} part of the normal history has no unbroken run of "
+        f"{settings.window_len} samples (longest {longest}); a window needs "
+        f"{settings.window_len} consecutive normal rows in each of the fit, validation and "
+        "calibration parts. Add history, or shorten the window with --window"
+    )
+
+
+def _provenance(
+    tables: Sequence[Table], settings: TrainSettings, counts: dict[str, int], fit: FitResult
+) -> dict[str, Any]:
+    files = []
+    for table in tables:
+        digest = hashlib.sha256(table.timestamps.tobytes())
+        digest.update(np.ascontiguousarray(table.values).tobytes())
+        files.append(
+            {
+                "file": Path(table.source).name,
+                "rows": len(table.timestamps),
+                "first": _iso(table.timestamps[0]),
+                "last": _iso(table.timestamps[-1]),
+                "sha256": digest.hexdigest(),
+            }
+        )
+    chosen = asdict(settings)
+    chosen.pop("fit")
+    chosen["fit"] = {k: v for k, v in asdict(settings.fit).items() if k != "show_progress"}
+    return {
+        "data": files,
+        "settings": chosen,
+        "counts": counts,
+        "best_epoch": fit.best_epoch,
+        "epochs_run": len(fit.train_loss),
+        "libraries": {name: _version(name) for name in ("aewatch", "torch", "numpy")},
+        "python": platform.python_version(),
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+    }
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(float(ts), tz=UTC).isoformat().replace("+00:00", "Z")
+
+
+def _version(name: str) -> str:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"

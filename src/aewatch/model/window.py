@@ -1,0 +1,116 @@
+"""Sliding windows over one asset's readings on a regular time grid (pipeline stage: Window).
+
+A ``Window`` is the incremental form the daemon feeds one grid row at a time; offline
+scoring feeds it a whole segment at once through the same ``extend`` call, so both shells
+cut exactly the same windows. ``sliding_windows`` is the one-shot form used for training.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["DueWindows", "Window", "sliding_windows"]
+
+
+@dataclass(frozen=True, slots=True)
+class DueWindows:
+    """Windows that became due, oldest first.
+
+    ``windows`` is ``(k, channels, length)`` float32; ``end_timestamps`` is ``(k,)``
+    float64 epoch seconds, the timestamp of each window's last sample.
+    """
+
+    windows: npt.NDArray[np.float32]
+    end_timestamps: npt.NDArray[np.float64]
+
+    def __len__(self) -> int:
+        return len(self.end_timestamps)
+
+
+class Window:
+    """Fixed-length, multi-channel buffer for one asset; emits a window every ``hop`` rows.
+
+    The first window is due when ``length`` rows have arrived, then one every ``hop`` rows.
+    Rows must be consecutive grid rows; call ``reset`` at a gap (no window spans one).
+
+    >>> w = Window(channels=2, length=3, hop=2)
+    >>> rows = np.arange(10, dtype=np.float32).reshape(5, 2)
+    >>> due = w.extend(np.arange(5.0), rows)
+    >>> due.end_timestamps.tolist()
+    [2.0, 4.0]
+    >>> due.windows[0].tolist()
+    [[0.0, 2.0, 4.0], [1.0, 3.0, 5.0]]
+    """
+
+    def __init__(self, channels: int, length: int, hop: int = 1) -> None:
+        if length < 1 or hop < 1 or channels < 1:
+            raise ValueError(
+                f"window needs channels, length and hop >= 1, got {channels}, {length}, {hop}"
+            )
+        self.channels = channels
+        self.length = length
+        self.hop = hop
+        self._tail = np.empty((0, channels), dtype=np.float32)
+        self._tail_ts = np.empty(0, dtype=np.float64)
+        self._count = 0
+
+    @property
+    def is_warming(self) -> bool:
+        """True until the first full window has been seen since the last reset."""
+        return self._count < self.length
+
+    @property
+    def rows_seen(self) -> int:
+        """Rows pushed since the last reset."""
+        return self._count
+
+    def reset(self) -> None:
+        """Forget every buffered row (after a gap, or when the model changes)."""
+        self._tail = self._tail[:0]
+        self._tail_ts = self._tail_ts[:0]
+        self._count = 0
+
+    def push(self, timestamp: float, row: npt.ArrayLike) -> DueWindows:
+        """Append one grid row ``(channels,)``; return the window it completes, if due."""
+        values = np.asarray(row, dtype=np.float32).reshape(1, self.channels)
+        return self.extend(np.array([timestamp], dtype=np.float64), values)
+
+    def extend(self, timestamps: npt.ArrayLike, rows: npt.ArrayLike) -> DueWindows:
+        """Append consecutive grid rows ``(m, channels)``; return the windows now due."""
+        ts = np.asarray(timestamps, dtype=np.float64).reshape(-1)
+        values = np.asarray(rows, dtype=np.float32).reshape(len(ts), self.channels)
+        buffer = np.concatenate([self._tail, values])
+        buffer_ts = np.concatenate([self._tail_ts, ts])
+        # Global 1-based count of each buffered row; a row ends a due window when
+        # count >= length and (count - length) is a multiple of hop.
+        counts = self._count - len(self._tail) + 1 + np.arange(len(buffer))
+        is_due = (counts >= self.length) & ((counts - self.length) % self.hop == 0)
+        ends = np.flatnonzero(is_due)
+        ends = ends[ends >= len(self._tail)]
+        if len(ends):
+            views = np.lib.stride_tricks.sliding_window_view(buffer, self.length, axis=0)
+            windows = np.ascontiguousarray(views[ends - self.length + 1])
+        else:
+            windows = np.empty((0, self.channels, self.length), dtype=np.float32)
+        keep = min(self.length - 1, len(buffer))
+        self._tail = buffer[len(buffer) - keep :].copy()
+        self._tail_ts = buffer_ts[len(buffer) - keep :].copy()
+        self._count += len(ts)
+        return DueWindows(windows, buffer_ts[ends].copy())
+
+
+def sliding_windows(
+    values: npt.NDArray[np.float32], length: int, hop: int = 1
+) -> npt.NDArray[np.float32]:
+    """Return every window of a contiguous block ``(n, channels)`` as ``(k, channels, length)``.
+
+    A read-only strided view (no copy): window ``i`` covers rows ``i*hop .. i*hop+length-1``.
+    Fewer than ``length`` rows give ``k = 0``.
+    """
+    if len(values) < length:
+        return np.empty((0, values.shape[1], length), dtype=values.dtype)
+    views = np.lib.stride_tricks.sliding_window_view(values, length, axis=0)
+    return views[::hop]

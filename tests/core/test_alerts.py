@@ -1,0 +1,75 @@
+"""AlertState hysteresis and event contents."""
+
+from __future__ import annotations
+
+import itertools
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from aewatch.model.alerts import AlertState
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    flags=st.lists(st.booleans(), max_size=200),
+    k=st.integers(1, 5),
+    m=st.integers(1, 5),
+)
+def test_never_raises_twice_without_resolving(flags, k, m):
+    state = AlertState(raise_after=k, resolve_after=m)
+    events = []
+    for i, flag in enumerate(flags):
+        e = state.update("a", is_anomalous=flag, at=float(i), score=float(flag), threshold=0.5)
+        if e is not None:
+            events.append(e)
+    kinds = [e.state for e in events]
+    assert all(a != b for a, b in itertools.pairwise(kinds))
+    assert not kinds or kinds[0] == "raised"
+    # A raise needs k anomalous windows in a row right before it.
+    for e in events:
+        i = int(e.at)
+        window = flags[i - (k if e.state == "raised" else m) + 1 : i + 1]
+        assert all(window) if e.state == "raised" else not any(window)
+    # Resolved events carry the id of the alert they close.
+    raised = [e.alert_id for e in events if e.state == "raised"]
+    resolved = [e.alert_id for e in events if e.state == "resolved"]
+    assert resolved == raised[: len(resolved)]
+
+
+def test_event_has_start_peak_and_sorted_contributions():
+    state = AlertState(raise_after=2, resolve_after=1)
+    assert (
+        state.update(
+            "w",
+            is_anomalous=True,
+            at=10.0,
+            score=3.0,
+            threshold=1.0,
+            channel_errors={"p": 1.0, "t": 3.0},
+        )
+        is None
+    )
+    raised = state.update(
+        "w",
+        is_anomalous=True,
+        at=11.0,
+        score=5.0,
+        threshold=1.0,
+        channel_errors={"p": 4.0, "t": 1.0},
+    )
+    assert raised is not None and raised.state == "raised"
+    assert raised.started_at == 10.0 and raised.peak_score == 5.0
+    assert [c for c, _ in raised.contributions] == ["p", "t"]
+    assert abs(sum(s for _, s in raised.contributions) - 1.0) < 1e-9
+    assert state.is_firing("w") and state.firing() == {"w": raised.alert_id}
+    resolved = state.update("w", is_anomalous=False, at=12.0, score=0.1, threshold=1.0)
+    assert resolved is not None and resolved.alert_id == raised.alert_id
+    assert resolved.ended_at == 12.0 and not state.is_firing("w")
+
+
+def test_assets_are_independent():
+    state = AlertState(raise_after=1, resolve_after=1)
+    assert state.update("a", is_anomalous=True, at=1.0, score=2.0, threshold=1.0) is not None
+    assert state.update("b", is_anomalous=False, at=1.0, score=0.0, threshold=1.0) is None
+    assert state.firing().keys() == {"a"}
