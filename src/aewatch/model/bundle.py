@@ -56,6 +56,12 @@ class ModelBundle:
     decision: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # Same types as after a save/load round trip, so the version hash is stable.
+        object.__setattr__(self, "period_s", float(self.period_s))
+        object.__setattr__(self, "max_gap_periods", float(self.max_gap_periods))
+        object.__setattr__(self, "channels", tuple(self.channels))
+
     @property
     def version(self) -> str:
         """Content hash of weights and metadata: changes whenever the model does."""

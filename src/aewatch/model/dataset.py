@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import gzip
 import re
+import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,10 @@ PARQUET_SUFFIXES = (".parquet", ".pq")
 _MISSING_TEXTS = frozenset({"", "nan", "-nan", "+nan", "na", "n/a", "null", "none"})
 _SNIFF_BYTES = 64 * 1024
 _SNIFF_LINES = 6
+_TIME_FIX = (
+    "write times as ISO 8601 (2024-05-01T12:00:00Z) or epoch seconds, fix or remove that row, "
+    "or pass another column with --timestamp-column"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,10 +82,13 @@ def read_table(
     ``timestamp_column`` defaults to the first column named one of ``TIMESTAMP_COLUMNS``.
 
     Raises:
+        TypeError: ``channels`` is one string instead of a list of names.
         DataError: unreadable file, no rows, no timestamp column, a missing requested
             column, a non-numeric cell in a channel, a missing first value, timestamps not
             strictly increasing, labels other than 0/1, or no channels.
     """
+    if isinstance(channels, str):
+        raise TypeError(f"channels must be a list of column names, got the string {channels!r}")
     raw = _read_raw(Path(path), source=str(path))
     time_name = _timestamp_name(raw, timestamp_column)
     label_name = _label_name(raw, label_column)
@@ -174,7 +182,7 @@ def _read_raw(path: Path, *, source: str) -> _Raw:
             data = _decompressed(path.read_bytes())
             table, word = _csv_table(data, source=source), "line"
             lines = _data_lines(data, table.num_rows)
-    except (OSError, pa.ArrowException) as err:
+    except (OSError, EOFError, zlib.error, pa.ArrowException) as err:
         raise DataError(
             f"{source} cannot be read: {err}; check the path and the file format"
         ) from err
@@ -199,25 +207,23 @@ def _csv_table(data: bytes, *, source: str) -> Any:
     try:
         return pa_csv.read_csv(pa.BufferReader(data), parse_options=parse, convert_options=convert)
     except pa.ArrowInvalid as err:
+        where, problem = _located(data, parse, source=source, fallback=str(err))
         raise DataError(
-            f"{source} is not a {parse.delimiter!r}-separated CSV file: "
-            f"{_located(data, parse) or err}; give every row as many fields as the header, "
-            "and save the file as UTF-8"
+            f"{where} cannot be read as {parse.delimiter!r}-separated CSV: {problem}; give every "
+            "row as many fields as the header, and save the file as UTF-8"
         ) from err
 
 
-def _located(data: bytes, parse: Any) -> str:
-    """Return Arrow's complaint about ``data`` with its line number, or '' if it has none."""
+def _located(data: bytes, parse: Any, *, source: str, fallback: str) -> tuple[str, str]:
+    """Return ``FILE:LINE`` (or ``FILE``) and Arrow's complaint about ``data``."""
     # Only a single-threaded read reports the line of a bad row, so retry to say where.
     try:
-        pa_csv.read_csv(
-            pa.BufferReader(data),
-            read_options=pa_csv.ReadOptions(use_threads=False),
-            parse_options=parse,
-        )
+        single = pa_csv.ReadOptions(use_threads=False)
+        pa_csv.read_csv(pa.BufferReader(data), read_options=single, parse_options=parse)
     except pa.ArrowInvalid as err:
-        return str(err)
-    return ""
+        fallback = str(err)
+    found = re.search(r"Row #(\d+): (.*)", fallback, flags=re.DOTALL)
+    return (f"{source}:{found[1]}", found[2]) if found else (source, fallback)
 
 
 def _sniffed_delimiter(data: bytes) -> str:
@@ -292,31 +298,43 @@ def _timestamps(raw: _Raw, name: str) -> npt.NDArray[np.float64]:
         unit = pa.timestamp("us", tz=kind.tz if pa.types.is_timestamp(kind) else None)
         micros = pc.cast(pc.cast(column, unit), pa.int64()).to_numpy()
         return np.asarray(micros, dtype=np.float64) / 1e6
-    parsed = _parsed_numbers(column)
-    if parsed is not None and _looks_numeric(*parsed):
-        seconds, bad = parsed
-        bad |= ~np.isfinite(seconds)
-        if not bad.any():
-            return seconds / 1000.0 if np.abs(seconds).max() > EPOCH_MS_ABOVE else seconds
-    elif pa.types.is_string(kind) or pa.types.is_large_string(kind):
-        texts = pd.Series(column.to_numpy(zero_copy_only=False), dtype=object).str.strip()
-        times = pd.to_datetime(texts, format="ISO8601", utc=True, errors="coerce")
-        bad = times.isna().to_numpy()
-        if not bad.any():
-            micros = times.dt.tz_localize(None).to_numpy("datetime64[us]").astype(np.int64)
-            return micros / 1e6
-    else:
+    seconds = _cast_numbers(column)
+    if seconds is None and (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
+        return _iso_seconds(raw, name)
+    if seconds is None:
         raise DataError(f"{raw.source} column {name!r} holds {kind} values, not times; {_TIME_FIX}")
-    row = int(np.flatnonzero(bad)[0])
-    raise DataError(
-        f"{raw.at(row)} column {name!r} {raw.describe(name, row)}, which is not a time; {_TIME_FIX}"
-    )
+    _reject_first_bad_time(raw, name, ~np.isfinite(seconds))
+    return seconds / 1000.0 if np.abs(seconds).max() > EPOCH_MS_ABOVE else seconds
 
 
-_TIME_FIX = (
-    "write times as ISO 8601 (2024-05-01T12:00:00Z) or epoch seconds, fix or remove that row, "
-    "or pass another column with --timestamp-column"
-)
+def _iso_seconds(raw: _Raw, name: str) -> npt.NDArray[np.float64]:
+    """Return a text column of ISO 8601 times as epoch seconds ``(n,)``."""
+    column = raw.table.column(name)
+    texts = pd.Series(column.to_numpy(zero_copy_only=False), dtype=object).str.strip()
+    times = pd.to_datetime(texts, format="ISO8601", utc=True, errors="coerce")
+    not_iso = times.isna().to_numpy()
+    if not_iso.any():
+        numbers, not_number = _parsed_numbers(column) or (np.full(len(column), np.nan), not_iso)
+        not_number = not_number | ~np.isfinite(numbers)
+        # Blame a cell that is neither; failing that, one of the rarer kind in the mix.
+        minority = not_number if _looks_numeric(numbers, not_number) else not_iso
+        neither = not_iso & not_number
+        if neither.any():
+            _reject_first_bad_time(raw, name, neither)
+        _reject_first_bad_time(raw, name, minority, problem="so the column mixes ISO and epoch")
+        _reject_first_bad_time(raw, name, not_iso)  # numbers pandas reads but Arrow does not
+    micros = times.dt.tz_localize(None).to_numpy("datetime64[us]").astype(np.int64)
+    return micros / 1e6
+
+
+def _reject_first_bad_time(
+    raw: _Raw, name: str, bad: npt.NDArray[np.bool_], *, problem: str = "which is not a time"
+) -> None:
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise DataError(
+            f"{raw.at(row)} column {name!r} {raw.describe(name, row)}, {problem}; {_TIME_FIX}"
+        )
 
 
 def _check_increasing(raw: _Raw, name: str, seconds: npt.NDArray[np.float64]) -> None:
@@ -348,10 +366,12 @@ def _channels(
     else:
         for name in requested:
             if name not in candidates:
-                role = "the timestamp or a label column" if name in raw.names else "not a column"
+                what = (
+                    f"column {name!r} is the timestamp or a label column, so it cannot be a channel"
+                )
                 raise DataError(
-                    f"{raw.source} column {name!r} is {role}; channel columns there are "
-                    f"{_listing(candidates)}; fix the name in --channels"
+                    f"{raw.source} {what if name in raw.names else f'has no column {name!r}'}; "
+                    f"its channel columns are {_listing(candidates)}; fix --channels"
                 )
         picked = [(n, _requested_channel(raw, n)) for n in dict.fromkeys(requested)]
     if not picked:
@@ -400,31 +420,32 @@ def _parsed_numbers(column: Any) -> tuple[npt.NDArray[np.float64], npt.NDArray[n
 
     None when the column's type cannot hold numbers (times, binary, nested).
     """
-    kind = column.type
-    no_bad = np.zeros(len(column), dtype=np.bool_)
-    types = pa.types
-    if (
-        types.is_integer(kind)
-        or types.is_floating(kind)
-        or types.is_decimal(kind)
-        or types.is_boolean(kind)
-        or types.is_null(kind)
-    ):
-        return _float_numpy(pc.cast(column, pa.float64())), no_bad
-    if not (types.is_string(kind) or types.is_large_string(kind)):
+    numbers = _cast_numbers(column)
+    if numbers is not None:
+        return numbers, np.zeros(len(column), dtype=np.bool_)
+    if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
         return None
-    try:
-        return _float_numpy(pc.cast(pc.utf8_trim_whitespace(column), pa.float64())), no_bad
-    except pa.ArrowInvalid:
-        pass  # some cell is not a number: find which with pandas
+    # Some cell is not a number: pandas finds which (slowly, but only when there is one).
     texts = pd.Series(column.to_numpy(zero_copy_only=False), dtype=object).str.strip()
     numbers = pd.to_numeric(texts, errors="coerce").to_numpy(dtype=np.float64)
     is_missing = texts.isna().to_numpy() | texts.str.lower().isin(_MISSING_TEXTS).to_numpy()
     return numbers, np.isnan(numbers) & ~is_missing
 
 
-def _float_numpy(column: Any) -> npt.NDArray[np.float64]:
-    return np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.float64)
+def _cast_numbers(column: Any) -> npt.NDArray[np.float64] | None:
+    """Return a column as float64 (NaN where empty), or None if any cell is not a number."""
+    kind, types = column.type, pa.types
+    if not (types.is_string(kind) or types.is_large_string(kind)):
+        numeric = (types.is_integer, types.is_floating, types.is_decimal, types.is_boolean)
+        if not (types.is_null(kind) or any(is_type(kind) for is_type in numeric)):
+            return None
+    else:
+        column = pc.utf8_trim_whitespace(column)
+    try:
+        floats = pc.cast(column, pa.float64())
+    except pa.ArrowInvalid:
+        return None
+    return np.asarray(floats.to_numpy(zero_copy_only=False), dtype=np.float64)
 
 
 def _looks_numeric(numbers: npt.NDArray[np.float64], bad: npt.NDArray[np.bool_]) -> bool:

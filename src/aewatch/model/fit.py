@@ -32,12 +32,12 @@ __all__ = ["FitResult", "FitSettings", "auto_latent", "fit_network"]
 class FitSettings:
     """How to fit a network; lengths in epochs, noise in scaled units (robust std)."""
 
-    epochs: int = 200
-    batch_size: int = 256
-    lr: float = 1e-3
+    epochs: int = 500
+    batch_size: int = 64
+    lr: float = 3e-3
     weight_decay: float = 1e-5
     noise_std: float = 0.2  # denoising: input noise; 0 trains a plain autoencoder
-    patience: int = 20  # epochs without validation improvement before stopping
+    patience: int = 50  # epochs without validation improvement before stopping
     max_windows_per_epoch: int = 100_000
     kl_weight: float = 1.0  # VAE only: β of the β-VAE loss
     seed: int = 0
