@@ -14,54 +14,34 @@ from aewatch.cli import main
 from aewatch.model.bundle import ModelBundle
 
 
+def _ok(*argv: str) -> None:
+    assert main(list(argv)) == 0
+
+
 @pytest.fixture(scope="module")
 def plant(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("plant")
     paths = {"history": d / "history.csv", "day": d / "day.csv", "model": d / "well.aew"}
-    assert (
-        main(
-            [
-                "simulate",
-                "--scenario",
-                "well",
-                "--hours",
-                "12",
-                "--period",
-                "10",
-                "--seed",
-                "1",
-                "--out",
-                str(paths["history"]),
-            ]
-        )
-        == 0
+    sim = ("simulate", "--scenario", "well", "--period", "10")
+    _ok(*sim, "--hours", "12", "--seed", "1", "--out", str(paths["history"]))
+    _ok(
+        *sim,
+        "--hours",
+        "6",
+        "--seed",
+        "2",
+        "--start",
+        "2026-01-02T00:00:00Z",
+        "--out",
+        str(paths["day"]),
     )
-    assert (
-        main(
-            [
-                "simulate",
-                "--scenario",
-                "well",
-                "--hours",
-                "6",
-                "--period",
-                "10",
-                "--faults",
-                "step@2+0.5:whp_bar",
-                "--seed",
-                "2",
-                "--start",
-                "2026-01-02T00:00:00Z",
-                "--out",
-                str(paths["day"]),
-            ]
-        )
-        == 0
-    )
-    assert (
-        main(["train", "--data", str(paths["history"]), "--out", str(paths["model"]), "--quiet"])
-        == 0
-    )
+    # One unmistakable fault: wellhead pressure 3 bar high for half an hour, labelled.
+    day = pd.read_csv(paths["day"])
+    fault = slice(720, 900)
+    day.loc[fault, "whp_bar"] += 3.0
+    day.loc[fault, "anomaly"] = 1
+    day.to_csv(paths["day"], index=False)
+    _ok("train", "--data", str(paths["history"]), "--out", str(paths["model"]), "--quiet")
     return paths
 
 

@@ -11,7 +11,6 @@ import torch
 from aewatch.commands import parse_channels, report_dir_for
 from aewatch.errors import AewatchError
 from aewatch.model.dataset import read_tables
-from aewatch.model.detector import Adaptation
 from aewatch.model.fit import FitSettings
 from aewatch.model.networks import ARCHITECTURES
 from aewatch.model.scorer import SCORE_KINDS
@@ -134,12 +133,43 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="resolve after M normal windows in a row (default %(default)s)",
     )
     c.add_argument(
+        "--smoothing",
+        type=float,
+        default=_D.smoothing_halflife,
+        metavar="WINDOWS",
+        help="half-life of the score's moving average; 0 turns it off (default %(default)s)",
+    )
+    c.add_argument(
         "--adapt",
         type=int,
+        default=_D.adapt_depth,
         metavar="WINDOWS",
-        default=_D.adaptation.depth if _D.adaptation else 0,
-        help="let the threshold follow drift over the last WINDOWS normal scores; "
-        "0 keeps it fixed (default %(default)s)",
+        help="let the threshold follow slow drift: divide the score by the mean of "
+        "the last WINDOWS scores judged normal; 0 keeps it fixed (default %(default)s)",
+    )
+    c.add_argument(
+        "--rebaseline-drop",
+        type=float,
+        default=_D.rebaseline_drop,
+        metavar="RATIO",
+        help="an alert older than --rebaseline-after windows whose score falls below "
+        "RATIO x its median resolves and makes the new level normal; 0 turns it off "
+        "(default %(default)s)",
+    )
+    c.add_argument(
+        "--rebaseline-after",
+        type=int,
+        default=_D.rebaseline_min_alert,
+        metavar="WINDOWS",
+        help="(default %(default)s)",
+    )
+    c.add_argument(
+        "--adapt-floor",
+        type=float,
+        default=_D.adapt_floor,
+        metavar="RATIO",
+        help="the drift baseline never falls below RATIO x its starting level, so a "
+        "quiet spell (a stuck sensor) cannot shrink the threshold (default %(default)s)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -172,7 +202,11 @@ def run(args: argparse.Namespace) -> int:
         raise_after=args.raise_after,
         resolve_after=args.resolve_after,
         name=args.name or args.out.stem,
-        adaptation=Adaptation(depth=args.adapt) if args.adapt > 0 else None,
+        smoothing_halflife=args.smoothing,
+        adapt_depth=args.adapt,
+        rebaseline_drop=args.rebaseline_drop,
+        adapt_floor=args.adapt_floor,
+        rebaseline_min_alert=args.rebaseline_after,
         fit=FitSettings(
             epochs=args.epochs,
             batch_size=args.batch_size,

@@ -1,15 +1,31 @@
-"""Window scores to per-asset decisions and alert events (pipeline stages: Threshold → AlertState).
+"""Window errors to per-asset decisions and alert events (pipeline stages: Threshold → AlertState).
 
 The scorer's errors arrive in batches; the detector walks each asset's windows in time
-order, compares each error with the asset's current cut and feeds the result to the
-``AlertState``. With ``Adaptation`` on, the cut follows slow drift: each asset keeps a
-baseline of its recent scores judged normal (never anomalous ones, and not while an alert
-fires), in the spirit of DSPOT (Siffer et al., KDD 2017), so a threshold learnt on a short
-history is not carried unchanged over months of drifting plant.
+order and turns each error into a decision statistic:
+
+1. **Smoothing.** An exponentially weighted moving average of the window errors
+   (half-life ``smoothing_halflife`` windows), so one noisy window is not an alarm while a
+   sustained rise is.
+2. **Drift baseline** (``Adaptation``). The smoothed error is divided by the mean of the
+   asset's last ``depth`` smoothed errors *judged normal* — never anomalous ones, and none
+   while an alert fires — in the spirit of DSPOT (Siffer et al., KDD 2017). A threshold
+   learnt on a short history then follows slow drift of the plant instead of being carried
+   unchanged over it. The baseline starts from the calibration windows.
+
+3. **Re-baselining after a fault** (``Adaptation.drop``). Plant often settles into a new
+   steady state after a fault ends (SKAB's rig comes back with 3–5× its old error). While
+   an alert has fired for at least ``min_alert`` windows, a window whose statistic falls
+   below ``drop`` × the alert's median counts as normal for resolving it; an alert closed
+   that way restarts the baseline at the current level, so the new plateau is the new normal.
+
+The statistic is compared with the calibrated ``Threshold`` and the outcome fed to the
+``AlertState`` (hysteresis). What a caller sees is in the error's own units: ``score`` (the
+smoothed error) against ``cut`` (threshold × baseline).
 """
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import asdict, dataclass, field
 from typing import Any, Self
@@ -21,40 +37,48 @@ from aewatch.model.alerts import AlertEvent, AlertState
 from aewatch.model.scorer import Scores
 from aewatch.model.threshold import Threshold
 
-__all__ = ["Adaptation", "DecisionSettings", "Detector", "Verdicts"]
+__all__ = ["Adaptation", "DecisionSettings", "Detector", "Verdicts", "smooth"]
 
 
 @dataclass(frozen=True, slots=True)
 class Adaptation:
-    """Drift-following cut: ``cut = threshold.value · median(recent normal) / reference``.
+    """Drift baseline: mean of the last ``depth`` smoothed errors judged normal.
 
-    ``depth`` is how many recent normal scores form the baseline; ``reference`` is the
-    median calibration score, so the cut equals the calibrated one until drift moves the
-    baseline. ``max_ratio`` bounds how far the cut may move either way.
+    ``seed`` holds the smoothed calibration errors the baseline starts from (the newest
+    ``depth`` of them), so a fresh asset is judged like the held-out history was.
+    ``drop`` and ``min_alert`` set re-baselining after a fault (module docstring); ``drop``
+    0 turns it off.
     """
 
-    depth: int = 300
-    reference: float = 1.0
-    max_ratio: float = 4.0
+    depth: int = 100
+    seed: tuple[float, ...] = ()
+    drop: float = 0.0
+    min_alert: int = 30
+    floor: float = 0.0  # the baseline never falls below floor × the seed's mean
 
-    def to_json(self) -> dict[str, Any]:
-        """Plain JSON for the bundle's metadata."""
-        return asdict(self)
+    def __post_init__(self) -> None:
+        if self.depth < 1:
+            raise ValueError(f"adaptation depth must be >= 1 window, got {self.depth}")
 
 
 @dataclass(frozen=True, slots=True)
 class DecisionSettings:
-    """Hysteresis and adaptation, stored in the bundle next to the threshold."""
+    """Smoothing, adaptation and hysteresis, stored in the bundle next to the threshold."""
 
     raise_after: int = 1
     resolve_after: int = 1
+    smoothing_halflife: float = 0.0  # windows; 0 turns smoothing off
     adaptation: Adaptation | None = None
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON for the bundle's metadata."""
-        obj: dict[str, Any] = {"raise_after": self.raise_after, "resolve_after": self.resolve_after}
-        obj["adaptation"] = self.adaptation.to_json() if self.adaptation else None
-        return obj
+        adapt = self.adaptation
+        return {
+            "raise_after": self.raise_after,
+            "resolve_after": self.resolve_after,
+            "smoothing_halflife": self.smoothing_halflife,
+            "adaptation": None if adapt is None else {**asdict(adapt), "seed": list(adapt.seed)},
+        }
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> Self:
@@ -63,28 +87,63 @@ class DecisionSettings:
         return cls(
             raise_after=int(obj.get("raise_after", 1)),
             resolve_after=int(obj.get("resolve_after", 1)),
-            adaptation=Adaptation(**adapt) if adapt else None,
+            smoothing_halflife=float(obj.get("smoothing_halflife", 0.0)),
+            adaptation=None
+            if not adapt
+            else Adaptation(**{**adapt, "seed": tuple(float(v) for v in adapt.get("seed", ()))}),
         )
+
+    @property
+    def alpha(self) -> float:
+        """Weight of the newest window in the moving average (1 = no smoothing)."""
+        if self.smoothing_halflife <= 0:
+            return 1.0
+        return 1.0 - math.pow(0.5, 1.0 / self.smoothing_halflife)
 
 
 @dataclass(frozen=True, slots=True)
 class Verdicts:
     """Per-window outcome for ``k`` windows of one asset, in time order.
 
-    ``cuts`` ``(k,)`` the threshold in force; ``is_anomalous`` ``(k,)`` score above it;
-    ``is_firing`` ``(k,)`` the asset's alert state after the window; ``events`` the
-    raise/resolve events those windows caused.
+    ``scores`` ``(k,)`` the smoothed error; ``cuts`` ``(k,)`` the threshold in the same
+    units; ``is_anomalous`` ``(k,)`` score above cut; ``is_firing`` ``(k,)`` the asset's
+    alert state after the window; ``events`` the raise/resolve events those windows caused.
     """
 
+    scores: npt.NDArray[np.float32]
     cuts: npt.NDArray[np.float32]
     is_anomalous: npt.NDArray[np.bool_]
     is_firing: npt.NDArray[np.bool_]
     events: list[AlertEvent] = field(default_factory=list)
 
 
+_ALERT_MEDIAN_SPAN = 1000  # in-alert statistics kept for the median: bounded memory
+
+
 @dataclass(slots=True)
-class _Baseline:
-    scores: deque[float]
+class _AssetState:
+    smoothed: float | None = None
+    normal: deque[float] = field(default_factory=deque)
+    normal_sum: float = 0.0
+    in_alert: deque[float] = field(default_factory=lambda: deque(maxlen=_ALERT_MEDIAN_SPAN))
+    alert_windows: int = 0
+    dropped: bool = False  # the current normal run counted a relative drop as normal
+    floor: float = 0.0
+
+    def baseline(self) -> float:
+        return self.normal_sum / len(self.normal) if self.normal else 1.0
+
+    def learn(self, value: float, depth: int) -> None:
+        self.normal.append(value)
+        self.normal_sum += value
+        if len(self.normal) > depth:
+            self.normal_sum -= self.normal.popleft()
+
+    def restart_baseline(self, value: float, depth: int) -> None:
+        self.normal.clear()
+        self.normal_sum = 0.0
+        for _ in range(depth):
+            self.learn(value, depth)
 
 
 class Detector:
@@ -97,26 +156,39 @@ class Detector:
         self.channels = channels
         self.settings = settings
         self.alerts = AlertState(settings.raise_after, settings.resolve_after)
-        self._baselines: dict[str, _Baseline] = {}
+        self._states: dict[str, _AssetState] = {}
 
     def decide(self, asset: str, end_timestamps: npt.ArrayLike, scores: Scores) -> Verdicts:
-        """Walk ``asset``'s windows (time order) through threshold and hysteresis."""
+        """Walk ``asset``'s windows (time order) through smoothing, threshold and hysteresis."""
         ends = np.asarray(end_timestamps, dtype=np.float64)
+        state = self._state(asset)
+        adapt = self.settings.adaptation
+        alpha = self.settings.alpha
         k = len(ends)
+        out_scores = np.empty(k, dtype=np.float32)
         cuts = np.empty(k, dtype=np.float32)
         anomalous = np.zeros(k, dtype=np.bool_)
         firing = np.zeros(k, dtype=np.bool_)
         events: list[AlertEvent] = []
         for i in range(k):
-            score = float(scores.errors[i])
-            cut = self._cut(asset)
-            cuts[i] = cut
-            anomalous[i] = score > cut
+            raw = float(scores.errors[i])
+            smoothed = (
+                raw if state.smoothed is None else (alpha * raw + (1.0 - alpha) * state.smoothed)
+            )
+            state.smoothed = smoothed
+            baseline = max(state.baseline(), state.floor) if adapt else 1.0
+            cut = self.threshold.value * baseline
+            out_scores[i], cuts[i] = smoothed, cut
+            anomalous[i] = smoothed > cut
+            was_firing = self.alerts.is_firing(asset)
+            counts_anomalous = bool(anomalous[i]) and not (
+                was_firing and self._has_dropped(state, smoothed / baseline)
+            )
             event = self.alerts.update(
                 asset,
-                is_anomalous=bool(anomalous[i]),
+                is_anomalous=counts_anomalous,
                 at=float(ends[i]),
-                score=score,
+                score=smoothed,
                 threshold=cut,
                 channel_errors=dict(
                     zip(self.channels, scores.channel_errors[i].tolist(), strict=True)
@@ -125,27 +197,88 @@ class Detector:
             if event is not None:
                 events.append(event)
             firing[i] = self.alerts.is_firing(asset)
-            if not anomalous[i] and not firing[i]:
-                self._learn(asset, score)
-        return Verdicts(cuts, anomalous, firing, events)
+            if adapt is not None:
+                self._adapt(
+                    state,
+                    adapt,
+                    smoothed,
+                    baseline,
+                    is_normal=not anomalous[i],
+                    was_firing=was_firing,
+                    is_firing=bool(firing[i]),
+                )
+        return Verdicts(out_scores, cuts, anomalous, firing, events)
+
+    def _has_dropped(self, state: _AssetState, statistic: float) -> bool:
+        """True when a long alert's statistic fell far below its median (a new plateau)."""
+        adapt = self.settings.adaptation
+        if adapt is None or adapt.drop <= 0 or state.alert_windows < adapt.min_alert:
+            return False
+        if statistic < adapt.drop * float(np.median(state.in_alert)):
+            state.dropped = True
+            return True
+        return False
+
+    @staticmethod
+    def _adapt(
+        state: _AssetState,
+        adapt: Adaptation,
+        smoothed: float,
+        baseline: float,
+        *,
+        is_normal: bool,
+        was_firing: bool,
+        is_firing: bool,
+    ) -> None:
+        """Update the baseline: never while firing; restart it after a drop resolution."""
+        if is_firing:
+            if not was_firing:
+                state.in_alert.clear()
+                state.alert_windows = 0
+                state.dropped = False
+            state.in_alert.append(smoothed / baseline)
+            state.alert_windows += 1
+            return
+        if was_firing and state.dropped:
+            # Resolved through a relative drop: the plateau the plant settled on is normal now.
+            state.restart_baseline(smoothed, adapt.depth)
+        elif is_normal:
+            state.learn(smoothed, adapt.depth)
+        state.dropped = False
 
     def forget(self, asset: str) -> None:
         """Drop everything known about ``asset``."""
         self.alerts.forget(asset)
-        self._baselines.pop(asset, None)
+        self._states.pop(asset, None)
 
-    def _cut(self, asset: str) -> float:
-        adapt = self.settings.adaptation
-        baseline = self._baselines.get(asset)
-        if adapt is None or baseline is None or len(baseline.scores) < adapt.depth // 4:
-            return self.threshold.value
-        ratio = float(np.median(baseline.scores)) / max(adapt.reference, 1e-12)
-        ratio = min(max(ratio, 1.0 / adapt.max_ratio), adapt.max_ratio)
-        return self.threshold.value * ratio
+    def _state(self, asset: str) -> _AssetState:
+        state = self._states.get(asset)
+        if state is None:
+            adapt = self.settings.adaptation
+            state = _seeded_state(adapt) if adapt else _AssetState()
+            self._states[asset] = state
+        return state
 
-    def _learn(self, asset: str, score: float) -> None:
-        adapt = self.settings.adaptation
-        if adapt is None:
-            return
-        baseline = self._baselines.setdefault(asset, _Baseline(deque(maxlen=adapt.depth)))
-        baseline.scores.append(score)
+
+def _seeded_state(adapt: Adaptation) -> _AssetState:
+    state = _AssetState()
+    for value in adapt.seed[-adapt.depth :]:
+        state.learn(value, adapt.depth)
+    state.floor = adapt.floor * state.baseline() if adapt.seed else 0.0
+    return state
+
+
+def smooth(errors: npt.ArrayLike, halflife: float) -> npt.NDArray[np.float64]:
+    """EWMA of ``errors`` ``(n,)`` with a half-life in windows, as the detector smooths."""
+    return _ewma(
+        np.asarray(errors, dtype=np.float64), DecisionSettings(smoothing_halflife=halflife).alpha
+    )
+
+
+def _ewma(x: npt.NDArray[np.float64], alpha: float) -> npt.NDArray[np.float64]:
+    out = np.empty_like(x)
+    acc = None
+    for i, v in enumerate(x):
+        acc = v if acc is None else alpha * v + (1.0 - alpha) * acc
+        out[i] = acc
+    return out

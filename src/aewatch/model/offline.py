@@ -79,7 +79,7 @@ def score_table(
         verdicts = detector.decide(asset, due.end_timestamps, scores)
         out.events.extend(verdicts.events)
         ends.append(due.end_timestamps)
-        errors.append(scores.errors)
+        errors.append(verdicts.scores)
         cuts.append(verdicts.cuts)
         # Grid row of each window's end, then for every grid row the latest window so far.
         first, last = int(seg.source_index[0]), int(seg.source_index[-1])
@@ -89,7 +89,7 @@ def score_table(
         latest = np.searchsorted(end_slot, slot, side="right") - 1
         has = latest >= 0
         pick = latest[has]
-        out.score[rows[has]] = scores.errors[pick]
+        out.score[rows[has]] = verdicts.scores[pick]
         out.threshold[rows[has]] = verdicts.cuts[pick]
         out.channel_errors[rows[has]] = scores.channel_errors[pick]
         out.anomaly[rows[has]] = verdicts.is_firing[pick]

@@ -26,7 +26,7 @@ import numpy.typing as npt
 from aewatch.errors import DataError
 from aewatch.model.bundle import ModelBundle
 from aewatch.model.dataset import Table
-from aewatch.model.detector import Adaptation, DecisionSettings
+from aewatch.model.detector import Adaptation, DecisionSettings, smooth
 from aewatch.model.fit import FitResult, FitSettings, auto_latent, fit_network
 from aewatch.model.grid import DEFAULT_MAX_GAP_PERIODS, infer_period, regularize
 from aewatch.model.networks import ARCHITECTURES, ArchSpec
@@ -45,17 +45,21 @@ class TrainSettings:
     window_len: int = 10
     hop: int = 1
     latent: int | None = None  # None: components holding `variance` of the variance
-    variance: float = 0.9
+    variance: float = 0.8
     hidden: tuple[int, ...] | None = None  # None: one layer of about half the window size
     score_kind: str = "mse"
-    fpr: float = 0.01  # target false-alarm rate per window
+    fpr: float = 1e-4  # target false-alarm rate per window
     val_fraction: float = 0.15
     calibration_fraction: float = 0.25
     period_s: float | None = None  # None: inferred from the timestamps
     max_gap_periods: float = DEFAULT_MAX_GAP_PERIODS
     raise_after: int = 1
-    resolve_after: int = 1
-    adaptation: Adaptation | None = None
+    resolve_after: int = 10
+    smoothing_halflife: float = 5.0  # windows
+    adapt_depth: int = 100  # windows of normal scores in the drift baseline; 0: off
+    rebaseline_drop: float = 0.3  # re-baseline after a fault (see detector); 0: off
+    rebaseline_min_alert: int = 30  # windows an alert must last before a drop counts
+    adapt_floor: float = 0.5  # the baseline never falls below this × its starting level
     name: str = "model"
     fit: FitSettings = field(default_factory=FitSettings)
 
@@ -115,13 +119,8 @@ def train_bundle(tables: Sequence[Table], settings: TrainSettings) -> TrainOutco
         score_kind=settings.score_kind,
     )
     scores = bundle.scorer(device=settings.fit.device).score(windows["calibration"])
-    threshold = Threshold.calibrate(scores.errors, settings.fpr)
-    decision = replace(
-        DecisionSettings(settings.raise_after, settings.resolve_after, settings.adaptation),
-    )
-    if decision.adaptation is not None:
-        reference = float(np.median(scores.errors))
-        decision = replace(decision, adaptation=replace(decision.adaptation, reference=reference))
+    decision, statistic = _decision(scores.errors, settings)
+    threshold = Threshold.calibrate(statistic, settings.fpr)
     counts = {f"{name}_windows": len(w) for name, w in windows.items()}
     counts["rows"] = sum(len(t.timestamps) for t in tables)
     bundle = replace(
@@ -139,6 +138,28 @@ def train_bundle(tables: Sequence[Table], settings: TrainSettings) -> TrainOutco
         scores.reconstructions[pick],
         counts,
     )
+
+
+def _decision(
+    errors: npt.NDArray[np.float32], settings: TrainSettings
+) -> tuple[DecisionSettings, npt.NDArray[np.float64]]:
+    """Decision settings and the calibration windows' decision statistic (see detector)."""
+    smoothed = smooth(errors, settings.smoothing_halflife)
+    adaptation = None
+    if settings.adapt_depth > 0:
+        seed = smoothed[-settings.adapt_depth :]
+        adaptation = Adaptation(
+            depth=settings.adapt_depth,
+            seed=tuple(float(v) for v in seed),
+            drop=settings.rebaseline_drop,
+            min_alert=settings.rebaseline_min_alert,
+            floor=settings.adapt_floor,
+        )
+        smoothed = smoothed / float(np.mean(seed))
+    decision = DecisionSettings(
+        settings.raise_after, settings.resolve_after, settings.smoothing_halflife, adaptation
+    )
+    return decision, smoothed
 
 
 def _infer_period(tables: Sequence[Table]) -> float:

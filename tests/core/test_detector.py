@@ -1,0 +1,95 @@
+"""Detector: smoothing, drift baseline, re-baselining, floor — and offline equals streaming."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from aewatch.model.detector import Adaptation, DecisionSettings, Detector
+from aewatch.model.scorer import Scores
+from aewatch.model.threshold import Threshold
+
+CHANNELS = ("a", "b")
+
+
+def _scores(errors: np.ndarray) -> Scores:
+    errors = np.asarray(errors, dtype=np.float32)
+    per_channel = np.column_stack([errors * 1.5, errors * 0.5]).astype(np.float32)
+    return Scores(np.zeros((len(errors), 2, 3), np.float32), errors, per_channel)
+
+
+def _run(settings: DecisionSettings, errors: np.ndarray, cut: float = 2.0):
+    detector = Detector(Threshold(cut, 0.01, 100, "quantile"), CHANNELS, settings)
+    return detector.decide("asset", np.arange(len(errors), dtype=float), _scores(errors))
+
+
+def test_plain_threshold_and_hysteresis() -> None:
+    errors = np.array([1, 3, 3, 1, 3, 3, 3, 1, 1, 1], dtype=float)
+    v = _run(DecisionSettings(raise_after=2, resolve_after=2), errors)
+    assert v.is_anomalous.tolist() == (errors > 2).tolist()
+    assert v.is_firing.tolist() == [0, 0, 1, 1, 1, 1, 1, 1, 0, 0]
+    assert [e.state for e in v.events] == ["raised", "resolved"]
+    assert v.events[0].contributions[0][0] == "a"  # the channel with the larger error
+    np.testing.assert_allclose(v.scores, errors)
+
+
+def test_smoothing_damps_a_single_spike_but_not_a_sustained_rise() -> None:
+    settings = DecisionSettings(smoothing_halflife=5)
+    spike = np.r_[np.ones(20), 10.0, np.ones(20)]
+    assert not _run(settings, spike, cut=3.0).is_anomalous.any()
+    rise = np.r_[np.ones(20), np.full(20, 10.0)]
+    assert _run(settings, rise, cut=3.0).is_anomalous[-1]
+
+
+def _adapting(**kw: float) -> DecisionSettings:
+    return DecisionSettings(adaptation=Adaptation(depth=50, seed=(1.0,) * 50, **kw))
+
+
+def test_baseline_follows_slow_drift_but_not_a_fault() -> None:
+    drift = np.linspace(1.0, 4.0, 3000)  # errors quadruple over a long time: plant ageing
+    v = _run(_adapting(), drift, cut=2.0)
+    assert not v.is_firing.any()
+    assert v.cuts[-1] > 7.0  # threshold x baseline moved with the drift
+    fault = np.r_[np.ones(100), np.full(500, 5.0)]  # a sudden fault that lasts
+    v = _run(_adapting(), fault, cut=2.0)
+    assert v.is_firing[-1]  # never learnt while firing, so it is not absorbed
+    assert v.cuts[-1] == pytest.approx(2.0)
+
+
+def test_relative_drop_rebaselines_after_a_fault() -> None:
+    # A fault (score 20), then the plant settles on a plateau at 3: above the old cut of 2.
+    errors = np.r_[np.ones(50), np.full(60, 20.0), np.full(200, 3.0)]
+    without = _run(_adapting(), errors)
+    assert without.is_firing[-1]  # the plateau would alarm for ever
+    with_drop = _run(_adapting(drop=0.3, min_alert=30), errors)
+    assert not with_drop.is_firing[-1]
+    assert [e.state for e in with_drop.events] == ["raised", "resolved"]
+    assert with_drop.cuts[-1] == pytest.approx(2.0 * 3.0)
+
+
+def test_floor_keeps_the_threshold_from_collapsing() -> None:
+    quiet = np.r_[np.full(300, 0.01), np.ones(20)]  # a stuck sensor, then normal noise again
+    assert _run(_adapting(), quiet).is_firing[-1]
+    v = _run(_adapting(floor=0.5), quiet)
+    assert not v.is_firing.any()
+    assert v.cuts.min() == pytest.approx(1.0)
+
+
+def test_settings_round_trip() -> None:
+    settings = DecisionSettings(3, 4, 2.5, Adaptation(7, (1.0, 2.0), 0.3, 30, 0.5))
+    assert DecisionSettings.from_json(settings.to_json()) == settings
+
+
+def test_split_batches_give_the_same_verdicts() -> None:
+    errors = np.abs(np.random.default_rng(0).standard_normal(500)) * 1.5
+    settings = _adapting(drop=0.3, min_alert=5)
+    whole = _run(settings, errors)
+    detector = Detector(Threshold(2.0, 0.01, 100, "quantile"), CHANNELS, settings)
+    parts = [
+        detector.decide(
+            "asset", np.arange(i, min(i + 37, 500), dtype=float), _scores(errors[i : i + 37])
+        )
+        for i in range(0, 500, 37)
+    ]
+    np.testing.assert_array_equal(whole.is_firing, np.concatenate([p.is_firing for p in parts]))
+    np.testing.assert_allclose(whole.cuts, np.concatenate([p.cuts for p in parts]))
