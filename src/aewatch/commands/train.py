@@ -111,6 +111,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     f.add_argument("--patience", type=int, default=_F.patience)
     f.add_argument("--seed", type=int, default=_F.seed)
     f.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    f.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="CPU threads for torch; small networks train fastest on one, and "
+        "extra threads slow down a shared machine (default %(default)s)",
+    )
     c = p.add_argument_group("decisions")
     c.add_argument(
         "--fpr",
@@ -181,6 +188,7 @@ def run(args: argparse.Namespace) -> int:
         raise AewatchError(
             f"--device {args.device}: no CUDA device is available here; use --device cpu"
         )
+    torch.set_num_threads(max(1, args.threads))
     started = time.perf_counter()
     tables = read_tables(
         args.data,

@@ -37,8 +37,8 @@ class FitSettings:
     lr: float = 3e-3
     weight_decay: float = 1e-5
     noise_std: float = 0.2  # denoising: input noise; 0 trains a plain autoencoder
-    patience: int = 50  # epochs without validation improvement before stopping
-    max_windows_per_epoch: int = 100_000
+    patience: int = 20  # epochs without validation improvement before stopping
+    max_windows_per_epoch: int = 20_000
     kl_weight: float = 1.0  # VAE only: β of the β-VAE loss
     seed: int = 0
     device: str = "cpu"
@@ -89,6 +89,9 @@ def fit_network(
         network.fit(target)
         return FitResult(network.eval())
     y = x if train_target is None else torch.from_numpy(np.ascontiguousarray(train_target))
+    if len(val) > settings.max_windows_per_epoch:
+        # Early stopping needs a stable estimate, not every window: an even subsample.
+        val = val[np.linspace(0, len(val) - 1, settings.max_windows_per_epoch).astype(int)]
     return _fit_gradient(network, x, y, torch.from_numpy(np.ascontiguousarray(val)), settings)
 
 
