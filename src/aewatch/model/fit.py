@@ -38,6 +38,7 @@ class FitSettings:
     weight_decay: float = 1e-5
     noise_std: float = 0.2  # denoising: input noise; 0 trains a plain autoencoder
     patience: int = 20  # epochs without validation improvement before stopping
+    min_windows_per_epoch: int = 2_048
     max_windows_per_epoch: int = 20_000
     kl_weight: float = 1.0  # VAE only: β of the β-VAE loss
     seed: int = 0
@@ -147,7 +148,12 @@ def _epoch(
 ) -> float:
     network.train()
     device = next(network.parameters()).device
-    order = torch.randperm(len(x), generator=generator)[: settings.max_windows_per_epoch]
+    # An epoch sees between min_ and max_windows_per_epoch windows: a small history is
+    # repeated (with fresh denoising noise each time), a large one sampled.
+    size = min(max(len(x), settings.min_windows_per_epoch), settings.max_windows_per_epoch)
+    repeats = -(-size // len(x))
+    order = torch.cat([torch.randperm(len(x), generator=generator) for _ in range(repeats)])
+    order = order[:size]
     total, seen = 0.0, 0
     for start in range(0, len(order), settings.batch_size):
         idx = order[start : start + settings.batch_size]
