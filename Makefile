@@ -10,6 +10,9 @@ DEMO   ?= demo-out
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml
+	# The broker tests run a real mosquitto; install it where the machine lacks it.
+	command -v mosquitto >/dev/null || test -x /usr/sbin/mosquitto || \
+		{ apt-get update -qq && apt-get install -y -qq mosquitto; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	# Exactly this torch: a CPU build; a looser spec may pull a multi-GB CUDA build.

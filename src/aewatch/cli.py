@@ -37,7 +37,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from aewatch.commands import demo, evaluate, score, train  # noqa: PLC0415
+    from aewatch.commands import demo, evaluate, replay, score, train  # noqa: PLC0415
     from aewatch.sim import cli as sim_cli  # noqa: PLC0415
 
     parser = argparse.ArgumentParser(
@@ -50,6 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     score.register(sub)
     evaluate.register(sub)
     sim_cli.register(sub)
+    replay.register(sub)
     demo.register(sub)
     return parser
 

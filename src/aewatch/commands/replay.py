@@ -1,0 +1,142 @@
+"""``aewatch replay``: publish a CSV/Parquet file to MQTT as the daemon's input (shell).
+
+Each row becomes either one message per channel (``--per channel``: ``{"ts": .., "value": ..}``
+on the topic with ``{channel}`` filled in) or one message per row (``--per row``:
+``{"ts": .., "values": {channel: value, ...}}``). ``--speed X`` replays X times faster than
+the file's own clock; 0 publishes as fast as the broker takes it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from aewatch.errors import AewatchError
+from aewatch.model.dataset import Table, read_table
+
+__all__ = ["broker_address", "publish_table", "register"]
+
+_DEFAULT_TEMPLATE = "aewatch/in/{asset}/{channel}"
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``replay`` verb."""
+    p = sub.add_parser(
+        "replay",
+        help="publish a file to MQTT as live readings",
+        description="Publish a CSV/Parquet export to an MQTT broker as the daemon's input. "
+        "The password, if any, comes from $AEWATCH_MQTT_PASSWORD, never the command line.",
+    )
+    p.add_argument("file", type=Path)
+    p.add_argument("--broker", default="mqtt://127.0.0.1:1883", help="mqtt://HOST:PORT")
+    p.add_argument(
+        "--topic-template",
+        default=_DEFAULT_TEMPLATE,
+        help="with {asset} and, for --per channel, {channel} (default %(default)s)",
+    )
+    p.add_argument("--asset", help="asset name (default: the file's stem)")
+    p.add_argument("--per", choices=("channel", "row"), default="channel")
+    p.add_argument(
+        "--speed",
+        type=float,
+        default=0.0,
+        help="times faster than real time; 0 = as fast as possible (default)",
+    )
+    p.add_argument("--qos", type=int, choices=(0, 1, 2), default=1)
+    p.add_argument("--username")
+    p.add_argument("--client-id", default="")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Read the file and publish it; print how many messages went out."""
+    table = read_table(args.file)
+    asset = args.asset or args.file.stem
+    host, port = broker_address(args.broker)
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2, client_id=args.client_id, protocol=mqtt.MQTTv5
+    )
+    if args.username:
+        client.username_pw_set(args.username, os.environ.get("AEWATCH_MQTT_PASSWORD"))
+    try:
+        client.connect(host, port, keepalive=30)
+    except OSError as err:
+        raise AewatchError(
+            f"cannot reach MQTT broker {args.broker} ({err}); check the "
+            "address and that the broker runs"
+        ) from err
+    client.loop_start()
+    try:
+        sent = publish_table(
+            client,
+            table,
+            asset=asset,
+            template=args.topic_template,
+            per=args.per,
+            speed=args.speed,
+            qos=args.qos,
+        )
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    print(f"published {sent} messages ({len(table.timestamps)} rows of {asset}) to {args.broker}")
+    return 0
+
+
+def publish_table(
+    client: mqtt.Client,
+    table: Table,
+    *,
+    asset: str,
+    template: str,
+    per: str,
+    speed: float,
+    qos: int,
+) -> int:
+    """Publish every row of ``table``; return the number of messages.
+
+    Waits for the broker to acknowledge the last message (QoS ≥ 1) before returning.
+    """
+    if "{asset}" not in template or (per == "channel" and "{channel}" not in template):
+        raise AewatchError(
+            f"--topic-template {template!r} needs {{asset}}"
+            + (" and {channel}" if per == "channel" else "")
+        )
+    started = time.monotonic()
+    info = None
+    sent = 0
+    for ts, row in zip(table.timestamps, table.values, strict=True):
+        if speed > 0:
+            due = started + (ts - table.timestamps[0]) / speed
+            time.sleep(max(0.0, due - time.monotonic()))
+        ts_value = round(float(ts), 6)
+        if per == "row":
+            values = dict(zip(table.channels, map(float, row), strict=True))
+            payload = json.dumps({"ts": ts_value, "values": values})
+            info = client.publish(template.format(asset=asset), payload, qos=qos)
+            sent += 1
+            continue
+        for channel, value in zip(table.channels, row, strict=True):
+            payload = json.dumps({"ts": ts_value, "value": float(value)})
+            info = client.publish(template.format(asset=asset, channel=channel), payload, qos=qos)
+            sent += 1
+    if info is not None and qos > 0:
+        info.wait_for_publish(timeout=30)
+    return sent
+
+
+def broker_address(url: str) -> tuple[str, int]:
+    """``mqtt://host:port`` → ``(host, port)``; 1883 when the port is left out."""
+    parsed = urlparse(url)
+    if parsed.scheme != "mqtt" or not parsed.hostname:
+        raise AewatchError(
+            f"--broker {url!r} is not an mqtt://HOST:PORT address (TLS replay is not supported yet)"
+        )
+    return parsed.hostname, parsed.port or 1883
