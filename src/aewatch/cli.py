@@ -37,7 +37,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from aewatch.commands import demo, evaluate, replay, score, train  # noqa: PLC0415
+    from aewatch.commands import (  # noqa: PLC0415
+        check_config,
+        demo,
+        evaluate,
+        replay,
+        score,
+        train,
+    )
     from aewatch.sim import cli as sim_cli  # noqa: PLC0415
 
     parser = argparse.ArgumentParser(
@@ -51,6 +58,7 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.register(sub)
     sim_cli.register(sub)
     replay.register(sub)
+    check_config.register(sub)
     demo.register(sub)
     return parser
 
