@@ -1,8 +1,9 @@
 """``aewatch demo``: the whole offline loop on this machine in under a minute.
 
-Simulates three days of a healthy geothermal production well, trains a model on them
-with the default settings, simulates the following day with one fault of every kind,
-then evaluates the model on that day: the same commands a user would type.
+Simulates a week of a healthy geothermal production well, trains a model on it with the
+default settings, simulates the following day with one fault of each kind a
+reconstruction model can see, then evaluates the model on that day: the same commands a
+user would type.
 """
 
 from __future__ import annotations
@@ -14,7 +15,15 @@ from pathlib import Path
 __all__ = ["register"]
 
 _HISTORY_START = "2026-01-01T00:00:00Z"
-_FAULT_DAY_START = "2026-01-04T00:00:00Z"
+_FAULT_DAY_START = "2026-01-08T00:00:00Z"
+# A week, not three days: the newest quarter of the history calibrates the threshold, and
+# with three days that is 18 hours holding only a few choke moves, so the fault day's
+# larger moves raised false alerts. A week's calibration part (42 h) covers them.
+_HISTORY_HOURS = "168"
+# Every kind but 'stuck': a frozen transmitter has no noise, so it lowers the
+# reconstruction error and a reconstruction detector cannot see it (a known limit, not
+# a demo bug). `aewatch simulate --faults stuck` still makes one.
+_DEMO_FAULTS = "drift,step,spikes,noise,oscillation,decouple"
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -22,7 +31,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "demo",
         help="simulate, train, evaluate: the whole loop in a minute",
-        description="Simulate 3 healthy days of a geothermal well, train on "
+        description="Simulate a healthy week of a geothermal well, train on "
         "them, simulate a 4th day with injected faults and evaluate.",
     )
     p.add_argument("--out", type=Path, default=Path("demo-out"), help="output folder")
@@ -47,13 +56,13 @@ def run(args: argparse.Namespace) -> int:
     model = out / f"{args.scenario}.aew"
     steps = [
         (
-            "1/4 simulate 3 healthy days",
+            "1/4 simulate a healthy week (enough choke moves to calibrate on)",
             [
                 "simulate",
                 "--scenario",
                 args.scenario,
                 "--hours",
-                "72",
+                _HISTORY_HOURS,
                 "--period",
                 str(args.period),
                 "--seed",
@@ -69,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
             ["train", "--data", str(history), "--out", str(model), "--quiet"],
         ),
         (
-            "3/4 simulate the next day with one fault of each kind",
+            "3/4 simulate the next day with one fault of each kind but stuck (see _DEMO_FAULTS)",
             [
                 "simulate",
                 "--scenario",
@@ -79,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
                 "--period",
                 str(args.period),
                 "--faults",
-                "all",
+                _DEMO_FAULTS,
                 "--seed",
                 "2",
                 "--start",
@@ -107,5 +116,8 @@ def run(args: argparse.Namespace) -> int:
             f"\nEvaluation plot: {out / 'fault-day-evaluation.png'}"
             f"\nModel {summary['model']} {summary['version']}: score any CSV with "
             f"`aewatch score --model {model} --data FILE --out scores.csv`"
+            "\nNote: the faults are a few times each sensor's noise; on the quiet channels"
+            "\n(whp, wht, flow) that is smaller than what a normal choke move does to a"
+            "\n10-sample window, so the default model misses most of them."
         )
     return status
