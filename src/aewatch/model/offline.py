@@ -50,22 +50,18 @@ def score_table(
     """Run ``table`` through grid, windows, scorer and detector; map results back to rows."""
     bundle.check_channels(table.channels, table.source)
     n, c = table.values.shape
-    out = TableScores(
-        score=np.full(n, np.nan),
-        threshold=np.full(n, np.nan),
-        anomaly=np.zeros(n, dtype=np.int8),
-        channel_errors=np.full((n, c), np.nan),
-        window_end=np.empty(0),
-        window_score=np.empty(0, dtype=np.float32),
-        window_cut=np.empty(0, dtype=np.float32),
-        events=[],
-    )
+    score, threshold = np.full(n, np.nan), np.full(n, np.nan)
+    anomaly = np.zeros(n, dtype=np.int8)
+    channel_errors = np.full((n, c), np.nan)
+    events: list[AlertEvent] = []
     scorer = bundle.scorer(device=device)
     detector = Detector(
         bundle.threshold, bundle.channels, DecisionSettings.from_json(bundle.decision)
     )
     window = Window(c, bundle.window_len, bundle.hop)
-    ends, errors, cuts = [], [], []
+    ends: list[npt.NDArray[np.float64]] = [np.empty(0)]
+    errors: list[npt.NDArray[np.float32]] = [np.empty(0, dtype=np.float32)]
+    cuts: list[npt.NDArray[np.float32]] = [np.empty(0, dtype=np.float32)]
     firing_held = 0
     for seg in regularize(
         table.timestamps,
@@ -77,7 +73,7 @@ def score_table(
         due = window.extend(seg.timestamps, seg.values)
         scores = scorer.score(due.windows)
         verdicts = detector.decide(asset, due.end_timestamps, scores)
-        out.events.extend(verdicts.events)
+        events.extend(verdicts.events)
         ends.append(due.end_timestamps)
         errors.append(verdicts.scores)
         cuts.append(verdicts.cuts)
@@ -89,21 +85,21 @@ def score_table(
         latest = np.searchsorted(end_slot, slot, side="right") - 1
         has = latest >= 0
         pick = latest[has]
-        out.score[rows[has]] = verdicts.scores[pick]
-        out.threshold[rows[has]] = verdicts.cuts[pick]
-        out.channel_errors[rows[has]] = scores.channel_errors[pick]
-        out.anomaly[rows[has]] = verdicts.is_firing[pick]
+        score[rows[has]] = verdicts.scores[pick]
+        threshold[rows[has]] = verdicts.cuts[pick]
+        channel_errors[rows[has]] = scores.channel_errors[pick]
+        anomaly[rows[has]] = verdicts.is_firing[pick]
         # Rows before this segment's first window keep the state the asset already had.
-        out.anomaly[rows[~has]] = firing_held
+        anomaly[rows[~has]] = firing_held
         if len(verdicts.is_firing):
             firing_held = int(verdicts.is_firing[-1])
     return TableScores(
-        out.score,
-        out.threshold,
-        out.anomaly,
-        out.channel_errors,
-        np.concatenate(ends) if ends else out.window_end,
-        np.concatenate(errors) if errors else out.window_score,
-        np.concatenate(cuts) if cuts else out.window_cut,
-        out.events,
+        score,
+        threshold,
+        anomaly,
+        channel_errors,
+        np.concatenate(ends),
+        np.concatenate(errors),
+        np.concatenate(cuts),
+        events,
     )
