@@ -1,0 +1,275 @@
+"""Align one asset's readings on the model's time grid (pure core, between Reading and Window).
+
+Readings of an asset's channels arrive one at a time, a little out of order and now and
+then not at all, while a :class:`~aewatch.model.window.Window` wants complete rows on a
+regular grid. An :class:`Aligner` holds the slots that are not final yet and emits rows by
+these rules:
+
+* **Slots.** A reading at ``t`` goes to slot ``k = round(t / period_s)`` (ties to even),
+  grid time ``k * period_s``. The grid is absolute, so every channel shares its slots. Two
+  readings of one channel in one waiting slot: the later one (in arrival order) wins.
+* **Order.** Rows come out in slot order, each exactly one slot after the one before,
+  except across a gap. A slot whose every channel has a reading is emitted as soon as
+  every earlier slot is final. The very first row waits as if the slot before it were
+  missing (readings of earlier slots may still come).
+* **Waiting.** An incomplete slot ``k`` waits for its missing channels until a complete
+  slot more than ``max_late_s`` later exists (counted in whole periods; the default is
+  ``max_gap_periods`` periods). Then it is forced.
+* **Forward fill.** A forced slot takes each missing channel from that channel's last
+  emitted value when the channel's next reading (known, since a later slot is complete)
+  is at most ``max_gap_periods`` slots after its last real one, as in
+  :func:`aewatch.model.grid.regularize`. Slots with no reading at all fill the same way.
+* **Gap.** A forced slot that cannot be filled is given up (counted in ``dropped_slots``
+  when it held readings), and empty slots up to the next waiting one are skipped. The
+  next output with rows then has ``gap=True``: the caller resets its Window before them.
+  One output never spans a gap; rows after it come out of the next :meth:`Aligner.add`.
+* **Late.** A reading whose slot is at or before the last final slot (emitted or given
+  up) is late: counted in ``late`` and dropped. The Aligner trusts reading times, so a
+  reading dated in the future would make the live ones late; the shell stops those with
+  ``decode(..., max_ahead_s=...)``, since only it knows the clock.
+* **Memory.** At most :attr:`Aligner.max_pending_slots` slots wait
+  (``wait + ceil(max_gap_periods) + 2``, ``wait`` being ``max_late_s`` in periods). A
+  reading that opens one more gives up the oldest waiting slot (``dropped_slots``, gap).
+* **Rejected.** A reading of a channel not in ``channels`` counts in ``unknown_channel``;
+  one with a non-finite timestamp, or a value that is not finite as float32, counts in
+  ``invalid``. Neither changes any state. The reading's asset is not checked: the caller
+  keeps one Aligner per asset.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from aewatch.daemon.decode import Reading
+from aewatch.model.grid import DEFAULT_MAX_GAP_PERIODS
+
+__all__ = ["AlignOutput", "Aligner"]
+
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+_SLOT_EPSILON = 1e-9  # so max_late_s = 0.3 with period_s = 0.1 is 3 periods, not 2
+_MARGIN_SLOTS = 2
+
+
+@dataclass(frozen=True, slots=True)
+class AlignOutput:
+    """The grid rows one reading completed, and what happened to the reading.
+
+    ``timestamps`` is ``(m,)`` float64 epoch seconds on the grid, strictly increasing,
+    one period apart. ``values`` is ``(m, channels)`` float32. ``gap`` is True when the
+    caller must reset its Window before these rows (never True when ``m == 0``).
+    ``late``, ``unknown_channel`` and ``invalid`` count the reading if it was dropped;
+    ``dropped_slots`` counts waiting slots given up; ``filled`` counts the channel values
+    in ``values`` that were forward-filled.
+    """
+
+    timestamps: npt.NDArray[np.float64]
+    values: npt.NDArray[np.float32]
+    gap: bool = False
+    late: int = 0
+    unknown_channel: int = 0
+    invalid: int = 0
+    dropped_slots: int = 0
+    filled: int = 0
+
+    def __len__(self) -> int:
+        return len(self.timestamps)
+
+
+class Aligner:
+    """Collects one asset's readings per channel and emits complete grid rows in time order.
+
+    The rules (slots, waiting, forward fill, gaps, late readings, memory) are in the
+    module docstring.
+
+    >>> aligner = Aligner(("flow", "temp"), period_s=1.0, max_late_s=0)
+    >>> len(aligner.add(Reading("w1", "flow", 10.1, 1.0)))
+    0
+    >>> out = aligner.add(Reading("w1", "temp", 9.9, 20.0))
+    >>> out.timestamps.tolist(), out.values.tolist()
+    ([10.0], [[1.0, 20.0]])
+    >>> aligner.add(Reading("w1", "flow", 9.2, 0.5)).late
+    1
+
+    Raises:
+        ValueError: no or repeated channels, a ``period_s`` that is not positive,
+            ``max_gap_periods`` below 1 or a negative ``max_late_s``.
+    """
+
+    def __init__(
+        self,
+        channels: Sequence[str],
+        *,
+        period_s: float,
+        max_gap_periods: float = DEFAULT_MAX_GAP_PERIODS,
+        max_late_s: float | None = None,
+    ) -> None:
+        _check_settings(channels, period_s, max_gap_periods, max_late_s)
+        self.channels = tuple(channels)
+        self.period_s = period_s
+        self.max_gap_periods = max_gap_periods
+        self.max_late_s = max_gap_periods * period_s if max_late_s is None else max_late_s
+        self._wait_slots = math.floor(self.max_late_s / period_s + _SLOT_EPSILON)
+        self.max_pending_slots = self._wait_slots + math.ceil(max_gap_periods) + _MARGIN_SLOTS
+        self._column = {name: i for i, name in enumerate(self.channels)}
+        self._pending: dict[int, npt.NDArray[np.float32]] = {}  # slot -> (channels,), NaN = missing
+        self._final_slot: int | None = None  # last slot emitted or given up
+        self._newest_complete: int | None = None
+        self._held = np.full(len(self.channels), np.nan, dtype=np.float32)
+        self._last_real: list[int | None] = [None] * len(self.channels)
+        self._has_emitted = False
+        self._is_broken = False  # continuity lost since the last emitted row
+
+    @property
+    def pending_slots(self) -> int:
+        """Slots now waiting (never more than :attr:`max_pending_slots`)."""
+        return len(self._pending)
+
+    def add(self, reading: Reading) -> AlignOutput:
+        """Place one reading; return the rows now final (often none) and the reading's fate.
+
+        Rows held back by a gap in an earlier output come out here whatever the reading.
+        """
+        column = self._column.get(reading.channel)
+        slot = None if column is None else self._slot_of(reading)
+        if column is None:
+            return self._drain(unknown_channel=1)
+        if slot is None:
+            return self._drain(invalid=1)
+        if self._final_slot is not None and slot <= self._final_slot:
+            return self._drain(late=1)
+        return self._drain(dropped=self._insert(slot, column, reading.value))
+
+    def _slot_of(self, reading: Reading) -> int | None:
+        """The reading's grid slot, or None when its time or value is unusable."""
+        periods = reading.timestamp / self.period_s
+        value = reading.value
+        if not (math.isfinite(periods) and math.isfinite(value) and abs(value) <= _FLOAT32_MAX):
+            return None
+        return round(periods)
+
+    def _insert(self, slot: int, column: int, value: float) -> int:
+        """Store a value in its slot; return how many slots were given up to stay bounded."""
+        row = self._pending.get(slot)
+        if row is None:
+            row = self._pending[slot] = np.full(len(self.channels), np.nan, dtype=np.float32)
+        row[column] = value
+        newest = self._newest_complete
+        if not np.isnan(row).any() and (newest is None or slot > newest):
+            self._newest_complete = slot
+        dropped = 0
+        while len(self._pending) > self.max_pending_slots:
+            self._give_up(min(self._pending))
+            dropped += 1
+        return dropped
+
+    def _drain(
+        self, *, dropped: int = 0, late: int = 0, unknown_channel: int = 0, invalid: int = 0
+    ) -> AlignOutput:
+        """Emit every row that is now final, up to the first gap after a row."""
+        slots: list[int] = []
+        rows: list[npt.NDArray[np.float32]] = []
+        filled = 0
+        gap = False
+        while self._pending:
+            slot = min(self._pending) if self._final_slot is None else self._final_slot + 1
+            row = self._pending.get(slot)
+            if self._final_slot is None and not self._is_due(slot - 1):
+                break  # readings of earlier slots may still come, so the first row waits
+            if row is None or np.isnan(row).any():
+                if not self._is_due(slot):
+                    break
+                values = self._filled(slot, row)
+                if values is None:
+                    if slots:
+                        break  # one output never spans a gap
+                    dropped += self._abandon(slot, is_pending=row is not None)
+                    continue
+            else:
+                values = row
+            gap = gap or (not slots and self._is_broken)
+            filled += self._emit(slot, values, row)
+            slots.append(slot)
+            rows.append(values)
+        return AlignOutput(
+            np.array(slots, dtype=np.float64) * self.period_s,
+            np.array(rows, dtype=np.float32).reshape(len(rows), len(self.channels)),
+            gap=gap,
+            late=late,
+            unknown_channel=unknown_channel,
+            invalid=invalid,
+            dropped_slots=dropped,
+            filled=filled,
+        )
+
+    def _is_due(self, slot: int) -> bool:
+        """True when an incomplete slot has waited long enough and must be forced."""
+        newest = self._newest_complete
+        return newest is not None and newest - slot > self._wait_slots
+
+    def _filled(
+        self, slot: int, row: npt.NDArray[np.float32] | None
+    ) -> npt.NDArray[np.float32] | None:
+        """The slot's row with missing channels forward-filled, or None when not allowed."""
+        values = np.full_like(self._held, np.nan) if row is None else row.copy()
+        for column in np.flatnonzero(np.isnan(values)).tolist():
+            last = self._last_real[column]
+            following = self._next_real(slot, column)
+            if last is None or following is None or following - last > self.max_gap_periods:
+                return None
+            values[column] = self._held[column]
+        return values
+
+    def _next_real(self, slot: int, column: int) -> int | None:
+        """The first waiting slot after ``slot`` with a reading of ``column``, if any."""
+        later = [s for s, row in self._pending.items() if s > slot and not np.isnan(row[column])]
+        return min(later, default=None)
+
+    def _emit(
+        self, slot: int, values: npt.NDArray[np.float32], row: npt.NDArray[np.float32] | None
+    ) -> int:
+        """Make ``slot`` final with ``values``; return how many channels were filled."""
+        is_real = np.zeros(len(self.channels), dtype=bool) if row is None else ~np.isnan(row)
+        for column in np.flatnonzero(is_real):
+            self._last_real[column] = slot
+        self._held = values.copy()
+        self._pending.pop(slot, None)
+        self._final_slot = slot
+        self._has_emitted = True
+        self._is_broken = False
+        return int((~is_real).sum())
+
+    def _abandon(self, slot: int, *, is_pending: bool) -> int:
+        """Give up a slot that cannot be filled; return 1 if it held readings, else 0."""
+        if is_pending:
+            self._give_up(slot)
+            return 1
+        # Empty slots before the next waiting one cannot be filled either: the held
+        # values only get older. Skip them all.
+        self._final_slot = min(self._pending) - 1
+        self._is_broken = self._has_emitted
+        return 0
+
+    def _give_up(self, slot: int) -> None:
+        """Drop a waiting slot and everything before it; the next row starts after a gap."""
+        del self._pending[slot]
+        self._final_slot = slot
+        self._is_broken = self._has_emitted
+
+
+def _check_settings(
+    channels: Sequence[str], period_s: float, max_gap_periods: float, max_late_s: float | None
+) -> None:
+    """Raise ValueError naming the first setting an Aligner cannot work with."""
+    if not channels or len(set(channels)) != len(channels):
+        raise ValueError(f"channels must be distinct names, at least one, got {list(channels)}")
+    if not (math.isfinite(period_s) and period_s > 0):
+        raise ValueError(f"period_s must be a positive number of seconds, got {period_s}")
+    if not (math.isfinite(max_gap_periods) and max_gap_periods >= 1):
+        raise ValueError(f"max_gap_periods must be at least 1, got {max_gap_periods}")
+    if max_late_s is not None and not (math.isfinite(max_late_s) and max_late_s >= 0):
+        raise ValueError(f"max_late_s must be a non-negative number of seconds, got {max_late_s}")
