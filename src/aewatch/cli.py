@@ -42,6 +42,7 @@ def _parser() -> argparse.ArgumentParser:
         demo,
         evaluate,
         replay,
+        run,
         score,
         train,
     )
@@ -58,6 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.register(sub)
     sim_cli.register(sub)
     replay.register(sub)
+    run.register(sub)
     check_config.register(sub)
     demo.register(sub)
     return parser

@@ -554,11 +554,19 @@ class LimitsConfig(BaseModel):
         description="A reading older than its asset's newest by more than this is "
         "counted as late and dropped. Unit: seconds.",
     )
-    max_gap_periods: int = Field(
-        3,
+    max_gap_periods: float | None = Field(
+        None,
         ge=1,
         description="A gap longer than this many sample periods restarts the asset's "
-        "window. Unit: sample periods.",
+        "window; null uses the bundle's (the value training used, so live and offline "
+        "scoring cut the same windows). Unit: sample periods.",
+    )
+    max_ahead_s: float = Field(
+        60.0,
+        gt=0,
+        description="A payload timestamp further than this after its arrival time is "
+        "counted and dropped (a clock far ahead would make later readings late). "
+        "Unit: seconds.",
     )
     batch_size: int = Field(
         256, ge=1, description="Most windows scored in one forward pass. Unit: windows."

@@ -130,7 +130,7 @@ def decode(
     use_payload_time: bool = True,
     timestamp_key: str = "ts",
     value_key: str = "value",
-    values_key: str = "values",
+    values_key: str | None = "values",
     period_s: float | None = None,
     max_bytes: int = DEFAULT_MAX_BYTES,
     max_ahead_s: float | None = None,
@@ -210,7 +210,7 @@ class _Context:
     use_payload_time: bool
     timestamp_key: str
     value_key: str
-    values_key: str
+    values_key: str | None
     period_s: float | None
     max_ahead_s: float | None
 
@@ -312,8 +312,9 @@ def _single(obj: dict[str, object], context: _Context, default_s: float) -> Read
 def _multi(obj: dict[str, object], context: _Context, default_s: float) -> _Parts:
     """Readings of every channel in a multi-channel object; bad channels become errors."""
     timestamp = _time(obj, context, default_s)
-    nested = obj.get(context.values_key)
-    if context.values_key in obj and not isinstance(nested, dict):
+    key = context.values_key
+    nested = None if key is None else obj.get(key)
+    if key is not None and key in obj and not isinstance(nested, dict):
         raise DecodeError("bad_shape", f"{context.values_key!r} is {_kind(nested)}, not an object")
     values = nested if isinstance(nested, dict) else obj
     readings: list[Reading] = []

@@ -85,6 +85,43 @@ class AlertState:
         """Drop an asset's state (it left the fleet)."""
         self._tracks.pop(asset, None)
 
+    def restore(
+        self,
+        asset: str,
+        *,
+        alert_id: str,
+        started_at: float,
+        peak_score: float,
+        threshold: float,
+        contributions: Mapping[str, float],
+    ) -> bool:
+        """Resume an alert that an earlier process raised on ``asset`` and did not resolve.
+
+        The restored alert keeps its id, start and peak, so the next anomalous window raises
+        nothing and the next normal run resolves it under the same id. Does nothing and
+        returns False when ``asset`` already has state of its own (this process saw it).
+
+        >>> s = AlertState()
+        >>> s.restore("w1", alert_id="w1@x", started_at=1.0, peak_score=5.0, threshold=1.0,
+        ...           contributions={"flow": 1.0})
+        True
+        >>> s.update("w1", is_anomalous=True, at=9.0, score=2.0, threshold=1.0) is None
+        True
+        >>> s.update("w1", is_anomalous=False, at=10.0, score=0.1, threshold=1.0).alert_id
+        'w1@x'
+        """
+        if asset in self._tracks:
+            return False
+        self._tracks[asset] = _Track(
+            is_firing=True,
+            alert_id=alert_id,
+            started_at=started_at,
+            peak_score=peak_score,
+            peak_threshold=threshold,
+            peak_channels=dict(contributions),
+        )
+        return True
+
     def update(
         self,
         asset: str,

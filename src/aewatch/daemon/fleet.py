@@ -1,0 +1,114 @@
+"""The models the daemon serves and which asset each one watches (between config and pipeline).
+
+A :class:`Fleet` is built once from the configuration's ``models`` list and never changed
+afterwards: a reload builds a new one and swaps it in whole, so readers need no lock. Each
+entry is a :class:`ServedModel`: a bundle, its scorer and a :class:`Detector` that holds
+the alert state of every asset the entry serves. The first entry whose pattern matches an
+asset serves it, as in :meth:`aewatch.config.Config.model_for`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+from pathlib import Path
+
+from aewatch.config import ModelConfig
+from aewatch.model.bundle import ModelBundle
+from aewatch.model.detector import DecisionSettings, Detector
+from aewatch.model.scorer import Scorer
+
+__all__ = ["Fleet", "ServedModel", "load_fleet"]
+
+_LOOKUP_CACHE = 65536  # asset names remembered per fleet; the cache is cleared beyond it
+
+
+@dataclass(eq=False)
+class ServedModel:
+    """One configured model: its bundle, scorer and the detector of the assets it serves."""
+
+    name: str
+    pattern: str
+    path: Path
+    bundle: ModelBundle
+    scorer: Scorer
+    detector: Detector
+    version: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.version = self.bundle.version
+
+    @classmethod
+    def from_bundle(
+        cls,
+        bundle: ModelBundle,
+        *,
+        name: str | None = None,
+        pattern: str = "*",
+        path: Path | None = None,
+        device: str = "cpu",
+        batch_size: int = 4096,
+    ) -> ServedModel:
+        """Serve ``bundle`` with the decision settings it was trained with."""
+        return cls(
+            name=name or bundle.name,
+            pattern=pattern,
+            path=path or Path(bundle.name),
+            bundle=bundle,
+            scorer=bundle.scorer(device=device, batch_size=batch_size),
+            detector=Detector(
+                bundle.threshold, bundle.channels, DecisionSettings.from_json(bundle.decision)
+            ),
+        )
+
+
+class Fleet:
+    """Ordered models; the first whose pattern matches an asset serves it.
+
+    >>> Fleet([]).model_for("well-7") is None
+    True
+    """
+
+    def __init__(self, models: Sequence[ServedModel]) -> None:
+        self.models = tuple(models)
+        self._cache: dict[str, ServedModel | None] = {}
+
+    def model_for(self, asset: str) -> ServedModel | None:
+        """The model serving ``asset``, or None when no pattern matches it."""
+        try:
+            return self._cache[asset]
+        except KeyError:
+            pass
+        model = next((m for m in self.models if fnmatchcase(asset, m.pattern)), None)
+        if len(self._cache) >= _LOOKUP_CACHE:
+            self._cache.clear()
+        self._cache[asset] = model
+        return model
+
+
+def load_fleet(
+    entries: Sequence[ModelConfig], *, device: str = "cpu", batch_size: int = 4096
+) -> Fleet:
+    """Load every configured bundle (a path used twice is read once).
+
+    Raises:
+        BundleError: a bundle is missing or unusable; the message names the file and the fix.
+    """
+    bundles: dict[Path, ModelBundle] = {}
+    models = []
+    for entry in entries:
+        bundle = bundles.get(entry.path)
+        if bundle is None:
+            bundle = bundles[entry.path] = ModelBundle.load(entry.path)
+        models.append(
+            ServedModel.from_bundle(
+                bundle,
+                name=entry.name,
+                pattern=entry.assets,
+                path=entry.path,
+                device=device,
+                batch_size=batch_size,
+            )
+        )
+    return Fleet(models)

@@ -1,0 +1,210 @@
+"""MQTT message to queued readings: what the network thread does, and nothing more (shell).
+
+:meth:`Intake.take` runs inside paho's ``on_message``: it maps the topic to an input and
+asset (:meth:`aewatch.config.InputConfig.match`), decodes the payload
+(:func:`~aewatch.daemon.decode.decode`) and puts the readings on a bounded
+:class:`ReadingQueue` for the scoring worker. It never scores and never blocks: a full
+queue drops the message's readings and counts them. Everything it refuses is counted in
+:attr:`Intake.counts` and logged at a limited rate, so a publisher in a loop cannot flood
+the log.
+
+Counts: ``messages``, ``readings`` (queued), ``unknown_topic``, ``no_model``,
+``decode_error:REASON`` (one per dropped message or part), ``queue_full`` (readings).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable
+
+from aewatch.config import Config, InputConfig
+from aewatch.daemon.decode import DECODE_REASONS, DecodeError, Reading, decode
+from aewatch.daemon.fleet import Fleet
+
+__all__ = ["Intake", "RateLimitedLog", "ReadingQueue"]
+
+_ROUTE_CACHE = 100_000  # topics remembered; the cache is cleared beyond it
+_LOG_EVERY_S = 10.0
+
+log = logging.getLogger("aewatch.intake")
+
+_Route = tuple[InputConfig, str, str | None]  # input, asset, channel
+
+
+class ReadingQueue:
+    """A bounded, thread-safe FIFO of reading batches; the bound counts readings.
+
+    >>> q = ReadingQueue(max_readings=3)
+    >>> r = Reading("w1", "flow", 1.0, 2.0)
+    >>> q.put((r, r)), q.put((r, r)), len(q)
+    (True, False, 2)
+    >>> [len(batch) for batch in q.take(timeout_s=0)]
+    [2]
+    """
+
+    def __init__(self, max_readings: int) -> None:
+        if max_readings < 1:
+            raise ValueError(f"max_readings must be at least 1, got {max_readings}")
+        self.max_readings = max_readings
+        self._items: deque[tuple[Reading, ...]] = deque()
+        self._size = 0
+        self._ready = threading.Condition()
+
+    def __len__(self) -> int:
+        """Readings waiting."""
+        return self._size
+
+    def put(self, readings: tuple[Reading, ...]) -> bool:
+        """Queue ``readings`` whole, or return False (nothing queued) when they do not fit."""
+        with self._ready:
+            if self._size + len(readings) > self.max_readings:
+                return False
+            self._items.append(readings)
+            self._size += len(readings)
+            self._ready.notify()
+            return True
+
+    def take(self, timeout_s: float | None) -> list[tuple[Reading, ...]]:
+        """Everything waiting, after waiting up to ``timeout_s`` for something (None: forever)."""
+        with self._ready:
+            if not self._items and timeout_s != 0:
+                self._ready.wait(timeout_s)
+            items = list(self._items)
+            self._items.clear()
+            self._size = 0
+            return items
+
+    def wake(self) -> None:
+        """Wake a waiting :meth:`take` (it returns what is there, perhaps nothing)."""
+        with self._ready:
+            self._ready.notify_all()
+
+
+class RateLimitedLog:
+    """Logs the first event of each kind, then at most one per ``every_s`` with a count."""
+
+    def __init__(
+        self,
+        logger: logging.Logger,
+        every_s: float = _LOG_EVERY_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.logger = logger
+        self.every_s = every_s
+        self.clock = clock
+        self._last: dict[str, float] = {}
+        self._skipped: Counter[str] = Counter()
+
+    def warning(self, kind: str, message: str, *args: object) -> None:
+        """Log ``message`` unless ``kind`` was logged less than ``every_s`` ago."""
+        now = self.clock()
+        last = self._last.get(kind)
+        if last is not None and now - last < self.every_s:
+            self._skipped[kind] += 1
+            return
+        self._last[kind] = now
+        skipped = self._skipped.pop(kind, 0)
+        suffix = f" ({skipped} more like it since the last report)" if skipped else ""
+        self.logger.warning(message + suffix, *args)
+
+
+class Intake:
+    """Topic routing and payload decoding for the network thread; feeds a ReadingQueue."""
+
+    def __init__(
+        self,
+        config: Config,
+        fleet: Fleet,
+        queue: ReadingQueue,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.fleet = fleet  # replaced whole on reload; read once per message
+        self.queue = queue
+        self.clock = clock
+        self.counts: Counter[str] = Counter(
+            {"messages": 0, "readings": 0, "unknown_topic": 0, "no_model": 0, "queue_full": 0}
+        )
+        for reason in DECODE_REASONS:
+            self.counts[f"decode_error:{reason}"] = 0
+        self._routes: dict[str, _Route | None] = {}
+        self._log = RateLimitedLog(log)
+
+    def take(self, topic: str, payload: bytes) -> None:
+        """Decode one message and queue its readings; count whatever is refused."""
+        counts = self.counts
+        counts["messages"] += 1
+        route = self._route(topic)
+        if route is None:
+            counts["unknown_topic"] += 1
+            self._log.warning("unknown_topic", "message on %s matches no input; ignored", topic)
+            return
+        source, asset, channel = route
+        model = self.fleet.model_for(asset)
+        if model is None:
+            counts["no_model"] += 1
+            self._log.warning(
+                "no_model",
+                "asset %s (topic %s) matches no model; add one under models",
+                asset,
+                topic,
+            )
+            return
+        limits = self.config.limits
+        try:
+            decoded = decode(
+                payload,
+                fmt=source.payload,
+                asset=asset,
+                channel=channel,
+                arrival_s=self.clock(),
+                use_payload_time=source.timestamp == "payload",
+                timestamp_key=source.timestamp_key,
+                value_key=source.value_key,
+                values_key=source.values_key,
+                period_s=model.bundle.period_s,
+                max_bytes=limits.max_payload_bytes,
+                max_ahead_s=limits.max_ahead_s,
+            )
+        except DecodeError as err:
+            self._refused(topic, err)
+            return
+        for part_error in decoded.errors:
+            self._refused(topic, part_error)
+        if not decoded.readings:
+            return
+        if self.queue.put(decoded.readings):
+            counts["readings"] += len(decoded.readings)
+        else:
+            counts["queue_full"] += len(decoded.readings)
+            self._log.warning(
+                "queue_full",
+                "reading queue full (%d readings); dropped %d readings of %s: the scoring "
+                "worker is behind, raise limits.queue_size or add CPU",
+                self.queue.max_readings,
+                len(decoded.readings),
+                topic,
+            )
+
+    def _refused(self, topic: str, err: DecodeError) -> None:
+        self.counts[f"decode_error:{err.reason}"] += 1
+        self._log.warning(f"decode:{err.reason}", "bad payload on %s: %s", topic, err)
+
+    def _route(self, topic: str) -> _Route | None:
+        try:
+            return self._routes[topic]
+        except KeyError:
+            pass
+        route: _Route | None = None
+        for source in self.config.inputs:
+            parts = source.match(topic)
+            if parts is not None:
+                route = (source, parts["asset"], parts.get("channel"))
+                break
+        if len(self._routes) >= _ROUTE_CACHE:
+            self._routes.clear()
+        self._routes[topic] = route
+        return route

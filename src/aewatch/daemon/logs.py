@@ -1,0 +1,46 @@
+"""Log lines for a service: plain text for a terminal, one JSON object per line for a collector.
+
+>>> import logging
+>>> record = logging.LogRecord("aewatch", logging.INFO, "x.py", 1, "scored %d", (3,), None)
+>>> record.created = 0.0
+>>> JsonFormatter().format(record)
+'{"ts": "1970-01-01T00:00:00.000Z", "level": "INFO", "logger": "aewatch", "message": "scored 3"}'
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import UTC, datetime
+
+__all__ = ["JsonFormatter", "setup_logging"]
+
+_TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+class JsonFormatter(logging.Formatter):
+    """``{"ts", "level", "logger", "message"}`` plus ``exception`` when there is one."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        stamp = datetime.fromtimestamp(record.created, tz=UTC)
+        line = {
+            "ts": stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return json.dumps(line)
+
+
+def setup_logging(level: str = "INFO", *, as_json: bool = False) -> None:
+    """Send aewatch's logs to stderr at ``level``, as text or JSON lines."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if as_json else logging.Formatter(_TEXT_FORMAT))
+    root = logging.getLogger("aewatch")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+    logging.getLogger("paho").setLevel(logging.WARNING)

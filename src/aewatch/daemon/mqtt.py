@@ -1,0 +1,133 @@
+"""The paho-mqtt client as the configuration asks for it (shell).
+
+:func:`make_client` builds a paho 2.x client (``CallbackAPIVersion.VERSION2``) with the
+protocol, credentials, TLS, Last Will and reconnect backoff of ``broker``; :func:`connect`
+starts it without blocking (paho's own thread then reconnects whenever the connection
+drops). :func:`read_retained` collects the retained messages under one filter with a
+short-lived clean session; the daemon uses it to read back its alert states at start.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import threading
+import time
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from aewatch.config import BrokerConfig
+
+__all__ = ["Will", "connect", "make_client", "read_retained"]
+
+log = logging.getLogger("aewatch.mqtt")
+
+_QUIET_S = 0.3  # retained messages are done when none came for this long
+
+
+class Will:
+    """The Last Will: ``payload`` published retained on ``topic`` if we vanish."""
+
+    def __init__(self, topic: str, payload: str, qos: int = 1) -> None:
+        self.topic = topic
+        self.payload = payload
+        self.qos = qos
+
+
+def make_client(
+    broker: BrokerConfig,
+    *,
+    client_id: str | None = None,
+    is_clean: bool | None = None,
+    will: Will | None = None,
+    manual_ack: bool = False,
+) -> mqtt.Client:
+    """A configured, unconnected client; ``is_clean`` None takes ``broker.clean_start``."""
+    clean = broker.clean_start if is_clean is None else is_clean
+    is_v5 = broker.protocol == "5"
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=client_id or broker.client_id,
+        protocol=mqtt.MQTTv5 if is_v5 else mqtt.MQTTv311,
+        clean_session=None if is_v5 else clean,
+        manual_ack=manual_ack,
+    )
+    if broker.username is not None and broker.password is not None:
+        client.username_pw_set(broker.username, broker.password.value.get_secret_value())
+    if broker.uses_tls:
+        tls = broker.tls
+        client.tls_set(
+            ca_certs=str(tls.ca_file) if tls and tls.ca_file else None,
+            certfile=str(tls.cert_file) if tls and tls.cert_file else None,
+            keyfile=str(tls.key_file) if tls and tls.key_file else None,
+            cert_reqs=ssl.CERT_REQUIRED,
+        )
+        if tls is not None and tls.insecure_skip_verify:
+            client.tls_insecure_set(True)
+    if will is not None:
+        client.will_set(will.topic, will.payload, qos=will.qos, retain=True)
+    client.reconnect_delay_set(
+        min_delay=max(1, round(broker.reconnect_min_s)),
+        max_delay=max(1, round(broker.reconnect_max_s)),
+    )
+    return client
+
+
+def connect(client: mqtt.Client, broker: BrokerConfig, *, is_clean: bool | None = None) -> None:
+    """Connect in the background and start paho's network thread (it retries on failure)."""
+    clean = broker.clean_start if is_clean is None else is_clean
+    kwargs: dict[str, Any] = {}
+    if broker.protocol == "5":
+        kwargs["clean_start"] = clean
+        if not clean:
+            properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            properties.SessionExpiryInterval = broker.session_expiry_s
+            kwargs["properties"] = properties
+    client.connect_async(broker.host, broker.port, keepalive=broker.keepalive_s, **kwargs)
+    client.loop_start()
+
+
+def read_retained(
+    broker: BrokerConfig, topic_filter: str, *, client_id: str, timeout_s: float = 5.0
+) -> dict[str, bytes] | None:
+    """Retained messages under ``topic_filter`` (topic → payload); None if unreachable.
+
+    Connects a clean session as ``client_id``, subscribes, and returns once no retained
+    message came for a short while after the subscription was granted.
+    """
+    client = make_client(broker, client_id=client_id, is_clean=True)
+    found: dict[str, bytes] = {}
+    granted = threading.Event()
+    last = [time.monotonic()]
+
+    def on_connect(c: mqtt.Client, _u: object, _f: object, reason: Any, _p: object) -> None:
+        if not reason.is_failure:
+            c.subscribe(topic_filter, qos=1)
+
+    def on_subscribe(_c: mqtt.Client, _u: object, _m: int, _r: object, _p: object) -> None:
+        last[0] = time.monotonic()
+        granted.set()
+
+    def on_message(_c: mqtt.Client, _u: object, message: mqtt.MQTTMessage) -> None:
+        if message.retain:
+            found[message.topic] = bytes(message.payload)
+        last[0] = time.monotonic()
+
+    client.on_connect = on_connect
+    client.on_subscribe = on_subscribe
+    client.on_message = on_message
+    deadline = time.monotonic() + timeout_s
+    try:
+        connect(client, broker, is_clean=True)
+        if not granted.wait(timeout_s):
+            return None
+        while time.monotonic() < deadline and time.monotonic() - last[0] < _QUIET_S:
+            time.sleep(0.05)
+        return dict(found)
+    finally:
+        client.disconnect()
+        client.loop_stop()

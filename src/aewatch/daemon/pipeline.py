@@ -1,0 +1,265 @@
+"""Readings in, decisions out: the daemon's pure core from Reading to AlertEvent.
+
+:meth:`Pipeline.ingest` places readings on each asset's time grid (:class:`Aligner`) and
+cuts the windows that became due (:class:`Window`); they wait in the pipeline. The shell
+calls :meth:`Pipeline.flush` when a batch is full or has waited long enough: every
+model then scores its waiting windows in one forward pass, and each asset's windows go,
+in time order, through that model's :class:`Detector`. No clock, no I/O: the shell decides
+when to flush and turns the returned :class:`Scored` values into messages and metrics.
+
+Every reading ends in exactly one place, counted in :attr:`Pipeline.counts`:
+``aligned`` (placed on the grid), ``late``, ``unknown_channel``, ``invalid``, ``no_model``
+(no configured model serves the asset) or ``too_many_assets`` (``max_assets`` reached).
+Grid slots given up are ``dropped_slots``; forward-filled values ``filled``; window
+restarts ``gaps``; scored windows ``windows``; forward passes ``batches``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from aewatch.daemon.align import Aligner
+from aewatch.daemon.decode import Reading
+from aewatch.daemon.fleet import Fleet, ServedModel
+from aewatch.model.alerts import AlertEvent
+from aewatch.model.scorer import Scores
+from aewatch.model.window import DueWindows, Window
+
+__all__ = ["COUNTS", "Pipeline", "Scored"]
+
+COUNTS = (
+    "aligned",
+    "late",
+    "unknown_channel",
+    "invalid",
+    "no_model",
+    "too_many_assets",
+    "dropped_slots",
+    "filled",
+    "gaps",
+    "windows",
+    "batches",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Scored:
+    """One asset's windows scored in one flush, oldest first (``k`` windows, ``c`` channels).
+
+    ``end_timestamps`` ``(k,)`` float64 epoch seconds; ``scores`` (smoothed errors) and
+    ``cuts`` (the thresholds they met) ``(k,)`` float32; ``is_firing`` ``(k,)`` bool, the
+    alert state after each window; ``channel_errors`` ``(k, c)`` float32. ``denoised`` is
+    None unless asked for, else the reconstructed newest ``hop`` rows of each window:
+    timestamps ``(m,)`` and values ``(m, c)`` in data units.
+    """
+
+    model: ServedModel
+    asset: str
+    end_timestamps: npt.NDArray[np.float64]
+    scores: npt.NDArray[np.float32]
+    cuts: npt.NDArray[np.float32]
+    is_firing: npt.NDArray[np.bool_]
+    channel_errors: npt.NDArray[np.float32]
+    events: list[AlertEvent]
+    denoised: tuple[npt.NDArray[np.float64], npt.NDArray[np.float32]] | None = None
+
+
+@dataclass(slots=True)
+class _Track:
+    """One asset's grid and window, and the model that serves it."""
+
+    model: ServedModel
+    aligner: Aligner
+    window: Window
+
+
+@dataclass(slots=True)
+class _Waiting:
+    """Due windows of one model, grouped by asset in arrival order."""
+
+    by_asset: dict[str, list[DueWindows]] = field(default_factory=dict)
+    count: int = 0
+
+
+class Pipeline:
+    """Per-asset alignment and windows, batched scoring and decisions for a fleet.
+
+    ``max_late_s`` is how long an incomplete grid slot waits for its missing channels;
+    ``max_gap_periods`` None takes each bundle's own (what training used).
+    """
+
+    def __init__(
+        self,
+        fleet: Fleet,
+        *,
+        max_assets: int = 10_000,
+        max_late_s: float = 30.0,
+        max_gap_periods: float | None = None,
+        with_denoised: bool = False,
+    ) -> None:
+        if max_assets < 1:
+            raise ValueError(f"max_assets must be at least 1, got {max_assets}")
+        self.fleet = fleet
+        self.max_assets = max_assets
+        self.max_late_s = max_late_s
+        self.max_gap_periods = max_gap_periods
+        self.with_denoised = with_denoised
+        self.counts: Counter[str] = Counter({name: 0 for name in COUNTS})
+        self._tracks: dict[str, _Track] = {}
+        self._waiting: dict[ServedModel, _Waiting] = {}
+        self._pending = 0
+
+    @property
+    def pending(self) -> int:
+        """Windows cut and waiting for :meth:`flush`."""
+        return self._pending
+
+    @property
+    def assets(self) -> int:
+        """Assets tracked (each has a grid and a window)."""
+        return len(self._tracks)
+
+    def warming(self) -> int:
+        """Tracked assets that have not yet filled their first window since a (re)start."""
+        return sum(track.window.is_warming for track in self._tracks.values())
+
+    def ingest(self, readings: Iterable[Reading]) -> None:
+        """Place readings on their assets' grids and cut the windows that became due."""
+        counts = self.counts
+        for reading in readings:
+            track = self._tracks.get(reading.asset) or self._track_for(reading.asset)
+            if track is None:
+                continue
+            out = track.aligner.add(reading)
+            if out.late or out.unknown_channel or out.invalid:
+                counts["late"] += out.late
+                counts["unknown_channel"] += out.unknown_channel
+                counts["invalid"] += out.invalid
+            else:
+                counts["aligned"] += 1
+            if out.dropped_slots or out.filled:
+                counts["dropped_slots"] += out.dropped_slots
+                counts["filled"] += out.filled
+            if not len(out):
+                continue
+            if out.gap:
+                track.window.reset()
+                counts["gaps"] += 1
+            due = track.window.extend(out.timestamps, out.values)
+            if len(due):
+                waiting = self._waiting.setdefault(track.model, _Waiting())
+                waiting.by_asset.setdefault(reading.asset, []).append(due)
+                waiting.count += len(due)
+                self._pending += len(due)
+
+    def flush(self) -> list[Scored]:
+        """Score every waiting window, one forward pass per model; return the decisions."""
+        results: list[Scored] = []
+        for model, waiting in self._waiting.items():
+            groups = [
+                (asset, np.concatenate([d.end_timestamps for d in dues]), [d.windows for d in dues])
+                for asset, dues in waiting.by_asset.items()
+            ]
+            scores = model.scorer.score(np.concatenate([w for _, _, ws in groups for w in ws]))
+            self.counts["windows"] += len(scores)
+            self.counts["batches"] += 1
+            start = 0
+            for asset, ends, _ in groups:
+                stop = start + len(ends)
+                results.append(self._decide(model, asset, ends, scores, slice(start, stop)))
+                start = stop
+        self._waiting.clear()
+        self._pending = 0
+        return results
+
+    def restore_alert(
+        self,
+        asset: str,
+        *,
+        alert_id: str,
+        started_at: float,
+        peak_score: float,
+        threshold: float,
+        contributions: dict[str, float],
+    ) -> bool:
+        """Resume an alert a previous process left open on ``asset``; False if not applied.
+
+        Not applied when no model serves the asset or the asset already has state here.
+        """
+        model = self.fleet.model_for(asset)
+        if model is None:
+            return False
+        return model.detector.alerts.restore(
+            asset,
+            alert_id=alert_id,
+            started_at=started_at,
+            peak_score=peak_score,
+            threshold=threshold,
+            contributions=contributions,
+        )
+
+    def _track_for(self, asset: str) -> _Track | None:
+        """Start tracking ``asset``; None (counted) when no model serves it or the fleet is full."""
+        model = self.fleet.model_for(asset)
+        if model is None:
+            self.counts["no_model"] += 1
+            return None
+        if len(self._tracks) >= self.max_assets:
+            self.counts["too_many_assets"] += 1
+            return None
+        bundle = model.bundle
+        max_gap = self.max_gap_periods or bundle.max_gap_periods
+        track = _Track(
+            model,
+            Aligner(
+                bundle.channels,
+                period_s=bundle.period_s,
+                max_gap_periods=max_gap,
+                max_late_s=self.max_late_s,
+            ),
+            Window(len(bundle.channels), bundle.window_len, bundle.hop),
+        )
+        self._tracks[asset] = track
+        return track
+
+    def _decide(
+        self,
+        model: ServedModel,
+        asset: str,
+        ends: npt.NDArray[np.float64],
+        scores: Scores,
+        rows: slice,
+    ) -> Scored:
+        mine = Scores(
+            scores.reconstructions[rows], scores.errors[rows], scores.channel_errors[rows]
+        )
+        verdicts = model.detector.decide(asset, ends, mine)
+        denoised = _newest_rows(model, ends, mine.reconstructions) if self.with_denoised else None
+        return Scored(
+            model,
+            asset,
+            ends,
+            verdicts.scores,
+            verdicts.cuts,
+            verdicts.is_firing,
+            mine.channel_errors,
+            verdicts.events,
+            denoised,
+        )
+
+
+def _newest_rows(
+    model: ServedModel, ends: npt.NDArray[np.float64], recon: npt.NDArray[np.float32]
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float32]]:
+    """The reconstructed rows each window added (its newest ``hop``), with their times."""
+    bundle = model.bundle
+    hop = min(bundle.hop, bundle.window_len)
+    offsets = (np.arange(hop) - (hop - 1)) * bundle.period_s  # (hop,), last is 0
+    times = (ends[:, None] + offsets[None, :]).reshape(-1)
+    values = recon[:, :, -hop:].transpose(0, 2, 1).reshape(-1, recon.shape[1])
+    return times, np.ascontiguousarray(values, dtype=np.float32)

@@ -1,0 +1,294 @@
+"""``aewatch run``: the long-running service wiring MQTT, the pipeline and the outputs (shell).
+
+Two threads do the work. paho's network thread runs :class:`Intake` in ``on_message``
+(route, decode, queue; never scoring, so keepalives never starve). The scoring worker
+takes everything queued, feeds it to the :class:`Pipeline`, and flushes the waiting
+windows as one batch per model when ``limits.batch_size`` windows wait, when the oldest
+has waited ``limits.max_wait_ms``, or when the queue has run dry (nothing more to batch
+with). It then publishes alerts, retained per-asset state and, if asked, the denoised
+signal.
+
+Start: read back the retained alert states (open alerts resume under their ids), connect
+with a Last Will ``offline``, subscribe in ``on_connect`` (so a reconnect resubscribes),
+publish ``online``. Stop: stop taking messages (those not yet acknowledged stay with the
+broker's persistent session and come again after a restart), drain the queue and the
+waiting windows within a deadline, publish ``stopped``, disconnect.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections import Counter
+from typing import Any
+
+import paho.mqtt.client as mqtt
+
+from aewatch.config import Config
+from aewatch.daemon import messages
+from aewatch.daemon.fleet import Fleet, load_fleet
+from aewatch.daemon.intake import Intake, RateLimitedLog, ReadingQueue
+from aewatch.daemon.mqtt import Will, connect, make_client, read_retained
+from aewatch.daemon.pipeline import Pipeline, Scored
+
+__all__ = ["Daemon"]
+
+log = logging.getLogger("aewatch.daemon")
+
+_IDLE_WAIT_S = 0.5
+_PUBLISH_WAIT_S = 5.0
+
+
+class Daemon:
+    """One running service for ``config``; :meth:`start`, then :meth:`stop`.
+
+    ``fleet`` defaults to loading the configured bundles (raising ``BundleError`` when
+    one is unusable, before anything connects).
+    """
+
+    def __init__(self, config: Config, *, fleet: Fleet | None = None, device: str = "cpu") -> None:
+        self.config = config
+        self.fleet = fleet or load_fleet(
+            config.models, device=device, batch_size=config.limits.batch_size
+        )
+        limits = config.limits
+        self.queue = ReadingQueue(limits.queue_size)
+        self.intake = Intake(config, self.fleet, self.queue)
+        self.pipeline = Pipeline(
+            self.fleet,
+            max_assets=limits.max_assets,
+            max_late_s=limits.max_late_s,
+            max_gap_periods=limits.max_gap_periods,
+            with_denoised=config.outputs.denoised,
+        )
+        self.counts: Counter[str] = Counter(
+            {
+                "alerts_raised": 0,
+                "alerts_resolved": 0,
+                "published": 0,
+                "publish_failed": 0,
+                "connects": 0,
+                "disconnects": 0,
+                "resumed_alerts": 0,
+            }
+        )
+        self.is_connected = threading.Event()
+        self._is_closing = False
+        self._intake_lock = threading.Lock()  # closing never falls between check and queue
+        self._stop_worker = threading.Event()
+        self._worker = threading.Thread(target=self._work, name="aewatch-worker", daemon=True)
+        self._log = RateLimitedLog(log)
+        outputs = config.outputs
+        self.client = make_client(
+            config.broker,
+            will=Will(outputs.status_topic_name, messages.STATUS_OFFLINE, qos=1),
+            manual_ack=True,
+        )
+        self.client.max_queued_messages_set(limits.queue_size)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_message = self._on_message
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Resume open alerts, connect in the background and start the scoring worker."""
+        broker = self.config.broker
+        log.info(
+            "starting: broker %s as %s, models %s",
+            broker.display_url,
+            broker.client_id,
+            ", ".join(f"{m.name} {m.version} for {m.pattern}" for m in self.fleet.models),
+        )
+        self._resume_alerts()
+        self._worker.start()
+        connect(self.client, broker)
+
+    def stop(self, timeout_s: float = 10.0) -> bool:
+        """Drain and disconnect within ``timeout_s``; True when everything queued was scored."""
+        deadline = time.monotonic() + timeout_s
+        with self._intake_lock:
+            self._is_closing = True  # messages from now on stay unacknowledged, with the broker
+        self._stop_worker.set()
+        self.queue.wake()
+        self._worker.join(max(0.0, deadline - time.monotonic()))
+        drained = not self._worker.is_alive()
+        if not drained:
+            log.error(
+                "stop: the worker did not drain within %.1f s; %d readings left",
+                timeout_s,
+                len(self.queue),
+            )
+        if self.is_connected.is_set():
+            info = self.client.publish(
+                self.config.outputs.status_topic_name,
+                messages.STATUS_STOPPED,
+                qos=1,
+                retain=True,
+            )
+            _wait(info, max(0.1, deadline - time.monotonic()))
+        self.client.disconnect()
+        self.client.loop_stop()
+        log.info("stopped")
+        return drained
+
+    # -- network thread -------------------------------------------------------------
+
+    def _on_connect(
+        self, client: mqtt.Client, _userdata: object, flags: Any, reason: Any, _props: object
+    ) -> None:
+        if reason.is_failure:
+            self._log.warning("connect", "broker refused the connection: %s", reason)
+            return
+        self.counts["connects"] += 1
+        qos = self.config.broker.qos
+        client.subscribe([(source.subscription, int(qos)) for source in self.config.inputs])
+        client.publish(
+            self.config.outputs.status_topic_name, messages.STATUS_ONLINE, qos=1, retain=True
+        )
+        self.is_connected.set()
+        log.info(
+            "connected to %s (session %s); subscribed %s",
+            self.config.broker.display_url,
+            "resumed" if getattr(flags, "session_present", False) else "new",
+            ", ".join(source.subscription for source in self.config.inputs),
+        )
+
+    def _on_disconnect(
+        self, _client: mqtt.Client, _userdata: object, _flags: object, reason: Any, _p: object
+    ) -> None:
+        was_connected = self.is_connected.is_set()
+        self.is_connected.clear()
+        if was_connected:
+            self.counts["disconnects"] += 1
+        if not self._is_closing:
+            self._log.warning("disconnect", "lost the broker (%s); reconnecting", reason)
+
+    def _on_message(
+        self, client: mqtt.Client, _userdata: object, message: mqtt.MQTTMessage
+    ) -> None:
+        with self._intake_lock:
+            if self._is_closing:
+                return  # not acknowledged: the broker delivers it again to the next session
+            try:
+                self.intake.take(message.topic, bytes(message.payload))
+            except Exception:  # a bug must not kill the network thread; count and go on
+                self.intake.counts["internal_error"] += 1
+                log.exception("internal error on a message of %s", message.topic)
+        client.ack(message.mid, message.qos)
+
+    # -- scoring worker ---------------------------------------------------------------
+
+    def _work(self) -> None:
+        limits = self.config.limits
+        max_wait_s = limits.max_wait_ms / 1000.0
+        oldest: float | None = None  # when the oldest waiting window was cut
+        while True:
+            if oldest is None:
+                timeout = _IDLE_WAIT_S
+            else:
+                timeout = max(0.0, oldest + max_wait_s - time.monotonic())
+            items = self.queue.take(0 if self._stop_worker.is_set() else timeout)
+            try:
+                for readings in items:
+                    self.pipeline.ingest(readings)
+                if self.pipeline.pending and oldest is None:
+                    oldest = time.monotonic()
+                is_due = oldest is not None and (
+                    self.pipeline.pending >= limits.batch_size
+                    or not len(self.queue)
+                    or time.monotonic() - oldest >= max_wait_s
+                )
+                if is_due:
+                    self._publish(self.pipeline.flush())
+                    oldest = None
+            except Exception:  # a bug in one batch must not stop scoring for good
+                self.counts["internal_error"] += 1
+                log.exception("internal error in the scoring worker; batch skipped")
+                oldest = None
+            if self._stop_worker.is_set() and not len(self.queue) and not self.pipeline.pending:
+                return
+
+    def _publish(self, results: list[Scored]) -> None:
+        outputs = self.config.outputs
+        for scored in results:
+            model = scored.model
+            for event in scored.events:
+                self.counts[f"alerts_{event.state}"] += 1
+                alert = messages.alert_message(event, model=model.name, model_version=model.version)
+                state = messages.state_message(event, model=model.name, model_version=model.version)
+                log.info(
+                    "alert %s %s: peak %.4g over %.4g, top channel %s",
+                    event.state,
+                    event.alert_id,
+                    event.peak_score,
+                    event.threshold,
+                    event.contributions[0][0] if event.contributions else "-",
+                )
+                self._send(outputs.alert_topic_for(scored.asset), messages.encode(alert))
+                self._send(
+                    outputs.state_topic_for(scored.asset), messages.encode(state), retain=True
+                )
+            if scored.denoised is not None:
+                times, values = scored.denoised
+                body = messages.denoised_message(
+                    scored.asset,
+                    model=model.name,
+                    model_version=model.version,
+                    channels=model.bundle.channels,
+                    timestamps=times,
+                    values=values,
+                )
+                self._send(outputs.denoised_topic_for(scored.asset), messages.encode(body))
+
+    def _send(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
+        info = self.client.publish(topic, payload, qos=self.config.outputs.qos, retain=retain)
+        if info.rc in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
+            self.counts["published"] += 1  # queued by paho; sent when connected
+        else:
+            self.counts["publish_failed"] += 1
+            self._log.warning(
+                "publish", "could not publish on %s: %s", topic, mqtt.error_string(info.rc)
+            )
+
+    # -- resume -------------------------------------------------------------------------
+
+    def _resume_alerts(self) -> None:
+        """Read the retained states back; resume every alert still firing."""
+        broker = self.config.broker
+        state_filter = self.config.outputs.state_topic_for("+")
+        retained = read_retained(broker, state_filter, client_id=f"{broker.client_id}-resume")
+        if retained is None:
+            log.warning(
+                "could not read retained alert states from %s; alerts left open by an earlier "
+                "run will be raised again under new ids",
+                broker.display_url,
+            )
+            return
+        for topic, payload in retained.items():
+            try:
+                open_alert = messages.parse_state(payload)
+            except ValueError as err:
+                log.warning("ignoring retained state on %s: %s", topic, err)
+                continue
+            if open_alert is None:
+                continue
+            if self.pipeline.restore_alert(
+                open_alert.asset,
+                alert_id=open_alert.alert_id,
+                started_at=open_alert.started_at,
+                peak_score=open_alert.peak_score,
+                threshold=open_alert.threshold,
+                contributions=open_alert.contributions,
+            ):
+                self.counts["resumed_alerts"] += 1
+        if self.counts["resumed_alerts"]:
+            log.info("resumed %d open alerts", self.counts["resumed_alerts"])
+
+
+def _wait(info: mqtt.MQTTMessageInfo, timeout_s: float) -> None:
+    # Not connected or the queue is full: the Last Will then says offline.
+    with contextlib.suppress(RuntimeError, ValueError):
+        info.wait_for_publish(timeout_s)
