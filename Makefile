@@ -13,6 +13,10 @@ $(STAMP): pyproject.toml
 	# The broker tests run a real mosquitto; install it where the machine lacks it.
 	command -v mosquitto >/dev/null || test -x /usr/sbin/mosquitto || \
 		{ apt-get update -qq && apt-get install -y -qq mosquitto; }
+	# `promtool check metrics` and `check rules` come with Debian's prometheus package.
+	command -v promtool >/dev/null || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+		  apt-get install -y -qq --no-install-recommends prometheus; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	# Exactly this torch: a CPU build; a looser spec may pull a multi-GB CUDA build.

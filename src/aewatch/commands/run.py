@@ -2,7 +2,10 @@
 
 Loads and checks the configuration and every model bundle before connecting, so a bad
 file refuses to start with exit status 2 and a message naming it. Then it runs until
-signalled, drains, publishes ``stopped`` and exits 0.
+signalled: SIGHUP reloads the config and bundles (a broken one keeps the old serving),
+SIGTERM/SIGINT drain, publish ``stopped`` and exit 0. Under systemd (``$NOTIFY_SOCKET``)
+it sends ``READY=1`` once serving, ``RELOADING=1``/``READY=1`` around a reload,
+``STOPPING=1``, and ``WATCHDOG=1`` while the scoring worker is alive.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from types import FrameType
 
 from aewatch.config import load_config
 from aewatch.daemon.logs import setup_logging
+from aewatch.daemon.notify import Notifier, watchdog_interval_s
 from aewatch.daemon.service import Daemon
 
 __all__ = ["register", "run"]
@@ -48,16 +52,36 @@ def run(args: argparse.Namespace) -> int:
     """Run until signalled; return 0 after a clean stop, 1 when the drain ran out of time."""
     config = load_config(args.config)
     setup_logging(config.logging.level, as_json=config.logging.as_json)
-    daemon = Daemon(config, device=args.device)
-    stopping = threading.Event()
+    daemon = Daemon(config, device=args.device, config_path=args.config)
+    notifier = Notifier()
+    stopping, reloading, wake = threading.Event(), threading.Event(), threading.Event()
 
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
+    def on_stop(signum: int, _frame: FrameType | None) -> None:
         log.info("got %s; stopping", signal.Signals(signum).name)
         stopping.set()
+        wake.set()
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    def on_reload(_signum: int, _frame: FrameType | None) -> None:
+        reloading.set()
+        wake.set()
+
+    signal.signal(signal.SIGTERM, on_stop)
+    signal.signal(signal.SIGINT, on_stop)
+    signal.signal(signal.SIGHUP, on_reload)
     daemon.start()
-    while not stopping.wait(1.0):
-        pass
+    notifier.ready("serving")
+    ping_s = watchdog_interval_s()
+    tick_s = min(1.0, ping_s) if ping_s else 1.0
+    while not stopping.is_set():
+        if reloading.is_set():
+            reloading.clear()
+            log.info("got SIGHUP; reloading %s", args.config)
+            notifier.reloading()
+            daemon.reload()
+            notifier.ready("serving")
+        if ping_s and daemon.is_alive()[0]:
+            notifier.watchdog()
+        wake.wait(tick_s)
+        wake.clear()
+    notifier.stopping()
     return 0 if daemon.stop(args.stop_timeout) else 1

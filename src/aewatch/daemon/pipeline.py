@@ -76,6 +76,7 @@ class _Track:
     model: ServedModel
     aligner: Aligner
     window: Window
+    is_warming: bool = True
 
 
 @dataclass(slots=True)
@@ -113,6 +114,7 @@ class Pipeline:
         self._tracks: dict[str, _Track] = {}
         self._waiting: dict[ServedModel, _Waiting] = {}
         self._pending = 0
+        self._warming = 0
 
     @property
     def pending(self) -> int:
@@ -124,9 +126,10 @@ class Pipeline:
         """Assets tracked (each has a grid and a window)."""
         return len(self._tracks)
 
+    @property
     def warming(self) -> int:
-        """Tracked assets that have not yet filled their first window since a (re)start."""
-        return sum(track.window.is_warming for track in self._tracks.values())
+        """Tracked assets that have not yet filled a window since they started or restarted."""
+        return self._warming
 
     def ingest(self, readings: Iterable[Reading]) -> None:
         """Place readings on their assets' grids and cut the windows that became due."""
@@ -150,8 +153,14 @@ class Pipeline:
             if out.gap:
                 track.window.reset()
                 counts["gaps"] += 1
+                if not track.is_warming:
+                    track.is_warming = True
+                    self._warming += 1
             due = track.window.extend(out.timestamps, out.values)
             if len(due):
+                if track.is_warming:
+                    track.is_warming = False
+                    self._warming -= 1
                 waiting = self._waiting.setdefault(track.model, _Waiting())
                 waiting.by_asset.setdefault(reading.asset, []).append(due)
                 waiting.count += len(due)
@@ -203,6 +212,43 @@ class Pipeline:
             contributions=contributions,
         )
 
+    def swap_fleet(self, fleet: Fleet) -> tuple[int, int, int]:
+        """Serve every asset from ``fleet`` from now on; return (kept, restarted, dropped).
+
+        Call it with nothing pending (:meth:`flush` first). An asset whose new model has
+        the same channels, window, hop and period keeps its grid and window (no reading
+        is lost); otherwise both restart. Alert state and the drift baseline move to the
+        new model's detector either way, so an open alert stays open under its id. An
+        asset no model serves any more is dropped.
+        """
+        if self._pending:
+            raise RuntimeError("swap_fleet needs an empty batch; call flush() first")
+        old_models = self.fleet.models
+        self.fleet = fleet
+        kept = restarted = dropped = 0
+        for asset, track in list(self._tracks.items()):
+            model = fleet.model_for(asset)
+            if model is None:
+                del self._tracks[asset]
+                self._warming -= track.is_warming
+                dropped += 1
+                continue
+            model.detector.adopt(asset, track.model.detector)
+            if _same_windows(model, track.model):
+                track.model = model
+                kept += 1
+                continue
+            self._warming -= track.is_warming
+            del self._tracks[asset]
+            self._track_for(asset)
+            restarted += 1
+        for old in old_models:  # open alerts resumed at start on assets not seen yet
+            for asset in old.detector.alerts.firing():
+                model = fleet.model_for(asset)
+                if model is not None:
+                    model.detector.adopt(asset, old.detector)
+        return kept, restarted, dropped
+
     def _track_for(self, asset: str) -> _Track | None:
         """Start tracking ``asset``; None (counted) when no model serves it or the fleet is full."""
         model = self.fleet.model_for(asset)
@@ -225,6 +271,7 @@ class Pipeline:
             Window(len(bundle.channels), bundle.window_len, bundle.hop),
         )
         self._tracks[asset] = track
+        self._warming += 1
         return track
 
     def _decide(
@@ -251,6 +298,17 @@ class Pipeline:
             verdicts.events,
             denoised,
         )
+
+
+def _same_windows(a: ServedModel, b: ServedModel) -> bool:
+    """True when the two models cut the same windows from the same grid."""
+    x, y = a.bundle, b.bundle
+    return (x.channels, x.window_len, x.hop, x.period_s) == (
+        y.channels,
+        y.window_len,
+        y.hop,
+        y.period_s,
+    )
 
 
 def _newest_rows(

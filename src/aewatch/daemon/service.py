@@ -22,23 +22,33 @@ import logging
 import threading
 import time
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
 
-from aewatch.config import Config
+from aewatch.config import Config, load_config
 from aewatch.daemon import messages
 from aewatch.daemon.fleet import Fleet, load_fleet
 from aewatch.daemon.intake import Intake, RateLimitedLog, ReadingQueue
+from aewatch.daemon.metrics import (
+    BATCH_BUCKETS,
+    LATENCY_BUCKETS_S,
+    Buckets,
+    StatusServer,
+    registry_for,
+)
 from aewatch.daemon.mqtt import Will, connect, make_client, read_retained
 from aewatch.daemon.pipeline import Pipeline, Scored
+from aewatch.errors import AewatchError
 
 __all__ = ["Daemon"]
 
 log = logging.getLogger("aewatch.daemon")
 
 _IDLE_WAIT_S = 0.5
-_PUBLISH_WAIT_S = 5.0
+_STALL_S = 60.0  # /healthz fails when the worker has not come round its loop for this long
+_RELOAD_WAIT_S = 60.0
 
 
 class Daemon:
@@ -48,8 +58,17 @@ class Daemon:
     one is unusable, before anything connects).
     """
 
-    def __init__(self, config: Config, *, fleet: Fleet | None = None, device: str = "cpu") -> None:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        fleet: Fleet | None = None,
+        device: str = "cpu",
+        config_path: Path | None = None,
+    ) -> None:
         self.config = config
+        self.config_path = config_path
+        self.device = device
         self.fleet = fleet or load_fleet(
             config.models, device=device, batch_size=config.limits.batch_size
         )
@@ -72,8 +91,20 @@ class Daemon:
                 "connects": 0,
                 "disconnects": 0,
                 "resumed_alerts": 0,
+                "reloads_ok": 0,
+                "reloads_failed": 0,
+                "internal_error": 0,
             }
         )
+        self.batch_windows = Buckets(BATCH_BUCKETS)
+        self.inference_s = Buckets(LATENCY_BUCKETS_S)
+        self.latency_s = Buckets(LATENCY_BUCKETS_S)
+        self.asset_scores: dict[str, float] = {}
+        self._active: dict[str, str] = {}  # asset -> open alert id, kept by the worker
+        self._beat = time.monotonic()  # the worker's last round
+        self._reload: tuple[Config, Fleet] | None = None
+        self._reloaded = threading.Event()
+        self.status_server: StatusServer | None = None
         self.is_connected = threading.Event()
         self._is_closing = False
         self._intake_lock = threading.Lock()  # closing never falls between check and queue
@@ -102,9 +133,79 @@ class Daemon:
             broker.client_id,
             ", ".join(f"{m.name} {m.version} for {m.pattern}" for m in self.fleet.models),
         )
+        metrics = self.config.metrics
+        self.status_server = StatusServer(
+            metrics.listen,
+            metrics.port,
+            registry_for(self),
+            is_alive=self.is_alive,
+            is_ready=self.is_ready,
+        )
+        self.status_server.start()
+        log.info("metrics on http://%s:%d/metrics", metrics.listen, self.status_server.port)
         self._resume_alerts()
         self._worker.start()
         connect(self.client, broker)
+
+    def is_alive(self) -> tuple[bool, str]:
+        """Whether the scoring worker runs and comes round its loop (``/healthz``)."""
+        if not self._worker.is_alive():
+            return False, "scoring worker not running"
+        stalled_s = time.monotonic() - self._beat
+        if stalled_s > _STALL_S:
+            return False, f"scoring worker stalled for {stalled_s:.0f} s"
+        return True, "ok"
+
+    def is_ready(self) -> tuple[bool, str]:
+        """Whether readings can be scored now: connected, models loaded (``/readyz``)."""
+        if self._is_closing:
+            return False, "stopping"
+        if not self.fleet.models:
+            return False, "no model loaded"
+        if not self.is_connected.is_set():
+            return False, f"not connected to {self.config.broker.display_url}"
+        alive, why = self.is_alive()
+        return alive, "ready" if alive else why
+
+    def active_alerts(self) -> int:
+        """Alerts raised and not yet resolved."""
+        return len(self._active)
+
+    def reload(self, timeout_s: float = _RELOAD_WAIT_S) -> bool:
+        """Re-read the config file and every bundle; swap them in whole, or keep the old.
+
+        The new files are loaded here, off the worker; the worker swaps them in between two
+        batches, so no reading is lost and no window is scored half old, half new. Broker
+        and metrics settings need a restart; a change to them is logged and ignored.
+        Returns True when the new configuration serves.
+        """
+        if self.config_path is None:
+            log.error("reload: this daemon was not started from a config file")
+            self.counts["reloads_failed"] += 1
+            return False
+        try:
+            config = load_config(self.config_path)
+            fleet = load_fleet(
+                config.models, device=self.device, batch_size=config.limits.batch_size
+            )
+        except AewatchError as err:
+            self.counts["reloads_failed"] += 1
+            log.error("reload failed, still serving the old configuration and models: %s", err)
+            return False
+        for section in ("broker", "metrics"):
+            if getattr(config, section) != getattr(self.config, section):
+                log.warning("reload: %s settings changed; they take effect at restart", section)
+        config = config.model_copy(
+            update={"broker": self.config.broker, "metrics": self.config.metrics}
+        )
+        self._reloaded.clear()
+        self._reload = (config, fleet)
+        self.queue.wake()
+        if not self._reloaded.wait(timeout_s):
+            self.counts["reloads_failed"] += 1
+            log.error("reload: the worker did not take the new models within %.0f s", timeout_s)
+            return False
+        return True
 
     def stop(self, timeout_s: float = 10.0) -> bool:
         """Drain and disconnect within ``timeout_s``; True when everything queued was scored."""
@@ -131,6 +232,8 @@ class Daemon:
             _wait(info, max(0.1, deadline - time.monotonic()))
         self.client.disconnect()
         self.client.loop_stop()
+        if self.status_server is not None:
+            self.status_server.stop()
         log.info("stopped")
         return drained
 
@@ -182,15 +285,17 @@ class Daemon:
     # -- scoring worker ---------------------------------------------------------------
 
     def _work(self) -> None:
-        limits = self.config.limits
-        max_wait_s = limits.max_wait_ms / 1000.0
         oldest: float | None = None  # when the oldest waiting window was cut
         while True:
+            self._beat = time.monotonic()
+            limits = self.config.limits
+            max_wait_s = limits.max_wait_ms / 1000.0
             if oldest is None:
                 timeout = _IDLE_WAIT_S
             else:
                 timeout = max(0.0, oldest + max_wait_s - time.monotonic())
-            items = self.queue.take(0 if self._stop_worker.is_set() else timeout)
+            is_stopping = self._stop_worker.is_set()
+            items = self.queue.take(0 if is_stopping or self._reload else timeout)
             try:
                 for readings in items:
                     self.pipeline.ingest(readings)
@@ -200,23 +305,81 @@ class Daemon:
                     self.pipeline.pending >= limits.batch_size
                     or not len(self.queue)
                     or time.monotonic() - oldest >= max_wait_s
+                    or self._reload is not None
                 )
                 if is_due:
-                    self._publish(self.pipeline.flush())
+                    self._flush()
                     oldest = None
+                if self._reload is not None and not self.pipeline.pending:
+                    self._swap(*self._reload)
             except Exception:  # a bug in one batch must not stop scoring for good
                 self.counts["internal_error"] += 1
                 log.exception("internal error in the scoring worker; batch skipped")
                 oldest = None
-            if self._stop_worker.is_set() and not len(self.queue) and not self.pipeline.pending:
+            if is_stopping and not len(self.queue) and not self.pipeline.pending:
                 return
+
+    def _flush(self) -> None:
+        started = time.monotonic()
+        results = self.pipeline.flush()
+        self.inference_s.observe([time.monotonic() - started])
+        now = time.time()
+        per_model: Counter[int] = Counter()
+        for scored in results:
+            per_model[id(scored.model)] += len(scored.end_timestamps)
+            self.latency_s.observe(now - scored.end_timestamps)
+        self.batch_windows.observe(list(per_model.values()))
+        self._publish(results)
+
+    def _swap(self, config: Config, fleet: Fleet) -> None:
+        """Serve ``config`` and ``fleet`` from now on (worker thread, nothing pending)."""
+        old_inputs = {source.subscription for source in self.config.inputs}
+        kept, restarted, dropped = self.pipeline.swap_fleet(fleet)
+        limits = config.limits
+        self.pipeline.max_assets = limits.max_assets
+        self.pipeline.max_late_s = limits.max_late_s
+        self.pipeline.max_gap_periods = limits.max_gap_periods
+        self.pipeline.with_denoised = config.outputs.denoised
+        self.queue.max_readings = limits.queue_size
+        self.intake.config, self.intake.fleet = config, fleet
+        self.config, self.fleet = config, fleet
+        new_inputs = {source.subscription for source in config.inputs}
+        if self.is_connected.is_set():
+            for topic in old_inputs - new_inputs:
+                self.client.unsubscribe(topic)
+            for topic in new_inputs - old_inputs:
+                self.client.subscribe(topic, qos=int(config.broker.qos))
+        self._reload = None
+        self.counts["reloads_ok"] += 1
+        log.info(
+            "reloaded: models %s; assets kept %d, restarted %d, dropped %d",
+            ", ".join(f"{m.name} {m.version}" for m in fleet.models),
+            kept,
+            restarted,
+            dropped,
+        )
+        self._reloaded.set()
 
     def _publish(self, results: list[Scored]) -> None:
         outputs = self.config.outputs
+        metrics = self.config.metrics
         for scored in results:
             model = scored.model
+            if (
+                metrics.per_asset_scores
+                and len(scored.scores)
+                and (
+                    scored.asset in self.asset_scores
+                    or len(self.asset_scores) < metrics.per_asset_cap
+                )
+            ):
+                self.asset_scores[scored.asset] = float(scored.scores[-1])
             for event in scored.events:
                 self.counts[f"alerts_{event.state}"] += 1
+                if event.state == "raised":
+                    self._active[event.asset] = event.alert_id
+                else:
+                    self._active.pop(event.asset, None)
                 alert = messages.alert_message(event, model=model.name, model_version=model.version)
                 state = messages.state_message(event, model=model.name, model_version=model.version)
                 log.info(
@@ -284,6 +447,7 @@ class Daemon:
                 contributions=open_alert.contributions,
             ):
                 self.counts["resumed_alerts"] += 1
+                self._active[open_alert.asset] = open_alert.alert_id
         if self.counts["resumed_alerts"]:
             log.info("resumed %d open alerts", self.counts["resumed_alerts"])
 

@@ -85,6 +85,12 @@ class AlertState:
         """Drop an asset's state (it left the fleet)."""
         self._tracks.pop(asset, None)
 
+    def adopt(self, asset: str, previous: AlertState) -> None:
+        """Move ``asset``'s state (open alert, runs, peak) over from ``previous``."""
+        track = previous._tracks.pop(asset, None)
+        if track is not None:
+            self._tracks[asset] = track
+
     def restore(
         self,
         asset: str,

@@ -246,6 +246,19 @@ class Detector:
             state.learn(smoothed, adapt.depth)
         state.dropped = False
 
+    def adopt(self, asset: str, previous: Detector) -> None:
+        """Take over ``asset``'s smoothing, baseline and alert state from ``previous``.
+
+        Used when a reload replaces the model serving ``asset``: an open alert stays open
+        under its id and the drift baseline carries over. ``previous`` forgets the asset.
+        """
+        if previous is self:
+            return
+        state = previous._states.pop(asset, None)
+        if state is not None:
+            self._states[asset] = state
+        self.alerts.adopt(asset, previous.alerts)
+
     def forget(self, asset: str) -> None:
         """Drop everything known about ``asset``."""
         self.alerts.forget(asset)

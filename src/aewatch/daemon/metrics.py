@@ -1,0 +1,334 @@
+"""Prometheus metrics and the health endpoints (shell).
+
+The stages keep plain counters (``Counter`` objects owned by the thread that writes them),
+so the hot path pays one dict increment per event. :class:`DaemonCollector` turns them into
+metric families when Prometheus scrapes; histograms are :class:`Buckets`, filled a whole
+batch at a time with numpy. :class:`StatusServer` serves ``/metrics``, ``/healthz`` (the
+process and its scoring worker are alive) and ``/readyz`` (connected to the broker with
+models loaded).
+
+Names follow Prometheus conventions: ``aewatch_`` prefix, base units (seconds), ``_total``
+on counters. No metric has a per-asset label unless ``metrics.per_asset_scores`` is on,
+and then at most ``metrics.per_asset_cap`` assets.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING
+
+import numpy as np
+import numpy.typing as npt
+from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    InfoMetricFamily,
+    Metric,
+)
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.registry import Collector
+
+from aewatch import __version__
+from aewatch.daemon.decode import DECODE_REASONS
+
+if TYPE_CHECKING:
+    from aewatch.daemon.service import Daemon
+
+__all__ = [
+    "BATCH_BUCKETS",
+    "LATENCY_BUCKETS_S",
+    "Buckets",
+    "DaemonCollector",
+    "StatusServer",
+    "registry_for",
+]
+
+LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
+
+# Readings dropped after decoding: where each Pipeline/Intake count goes.
+_READING_DROPS = {
+    "queue_full": "intake",
+    "late": "pipeline",
+    "unknown_channel": "pipeline",
+    "invalid": "pipeline",
+    "no_model": "pipeline",
+    "too_many_assets": "pipeline",
+}
+
+log = logging.getLogger("aewatch.metrics")
+
+
+class Buckets:
+    """A cumulative histogram filled many values at a time (one writer thread).
+
+    >>> b = Buckets((0.1, 1.0))
+    >>> b.observe([0.05, 0.5, 0.5, 3.0])
+    >>> b.cumulative(), b.count, round(b.sum, 2)
+    ([1, 3, 4], 4, 4.05)
+    """
+
+    def __init__(self, bounds: Sequence[float]) -> None:
+        self.bounds = np.asarray(bounds, dtype=np.float64)
+        if len(self.bounds) == 0 or np.any(np.diff(self.bounds) <= 0):
+            raise ValueError(f"bucket bounds must increase strictly, got {list(bounds)}")
+        self._counts = np.zeros(len(self.bounds) + 1, dtype=np.int64)
+        self.sum = 0.0
+
+    def observe(self, values: npt.ArrayLike) -> None:
+        """Count each value in the first bucket whose upper bound is at least the value."""
+        v = np.asarray(values, dtype=np.float64).ravel()
+        if not len(v):
+            return
+        index = np.searchsorted(self.bounds, v, side="left")
+        self._counts += np.bincount(index, minlength=len(self._counts))
+        self.sum += float(v.sum())
+
+    def cumulative(self) -> list[int]:
+        """Counts at or below each bound, then the total (the ``+Inf`` bucket)."""
+        return [int(c) for c in np.cumsum(self._counts.copy())]
+
+    @property
+    def count(self) -> int:
+        """Values observed."""
+        return int(self._counts.sum())
+
+    def family(self, name: str, documentation: str) -> HistogramMetricFamily:
+        """This histogram as a Prometheus metric family."""
+        counts = self.cumulative()
+        edges = [*(f"{b:g}" for b in self.bounds), "+Inf"]
+        return HistogramMetricFamily(
+            name,
+            documentation,
+            buckets=list(zip(edges, counts, strict=True)),
+            sum_value=self.sum,
+        )
+
+
+class DaemonCollector(Collector):
+    """Reads a running :class:`~aewatch.daemon.service.Daemon`'s counters at scrape time."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+
+    def collect(self) -> Iterator[Metric]:
+        """Every metric family, computed from the daemon's current counts."""
+        d = self.daemon
+        intake, pipeline, own = d.intake.counts, d.pipeline.counts, d.counts
+        yield InfoMetricFamily("aewatch_build", "aewatch version.", value={"version": __version__})
+        yield _counter(
+            "aewatch_messages_received", "MQTT messages taken from the broker.", intake["messages"]
+        )
+        yield _counter(
+            "aewatch_readings_received",
+            "Readings decoded and queued for the scoring worker.",
+            intake["readings"],
+        )
+        messages_dropped = CounterMetricFamily(
+            "aewatch_messages_dropped",
+            "Messages dropped whole before decoding, by reason.",
+            labels=["reason"],
+        )
+        messages_dropped.add_metric(["unknown_topic"], intake["unknown_topic"])
+        messages_dropped.add_metric(["no_model"], intake["no_model"])
+        yield messages_dropped
+        decode_errors = CounterMetricFamily(
+            "aewatch_decode_errors",
+            "Payloads or payload parts that could not be decoded, by reason.",
+            labels=["reason"],
+        )
+        for reason in DECODE_REASONS:
+            decode_errors.add_metric([reason], intake[f"decode_error:{reason}"])
+        yield decode_errors
+        readings_dropped = CounterMetricFamily(
+            "aewatch_readings_dropped",
+            "Decoded readings dropped, by reason.",
+            labels=["reason"],
+        )
+        for reason, stage in _READING_DROPS.items():
+            counts = intake if stage == "intake" else pipeline
+            readings_dropped.add_metric([reason], counts[reason])
+        yield readings_dropped
+        yield _counter(
+            "aewatch_readings_aligned",
+            "Readings placed on their asset's time grid.",
+            pipeline["aligned"],
+        )
+        yield _counter(
+            "aewatch_slots_dropped",
+            "Grid slots given up because a channel stayed missing too long.",
+            pipeline["dropped_slots"],
+        )
+        yield _counter(
+            "aewatch_values_filled",
+            "Missing channel values forward-filled on the grid.",
+            pipeline["filled"],
+        )
+        yield _counter(
+            "aewatch_window_restarts",
+            "Window restarts after a gap longer than max_gap_periods.",
+            pipeline["gaps"],
+        )
+        yield _gauge("aewatch_assets_tracked", "Assets with a grid and window.", d.pipeline.assets)
+        yield _gauge(
+            "aewatch_assets_warming",
+            "Tracked assets still filling their first window.",
+            d.pipeline.warming,
+        )
+        yield _counter("aewatch_windows_scored", "Windows scored.", pipeline["windows"])
+        yield _counter(
+            "aewatch_batches", "Forward passes (one per model and flush).", pipeline["batches"]
+        )
+        yield d.batch_windows.family("aewatch_batch_size_windows", "Windows per forward pass.")
+        yield d.inference_s.family(
+            "aewatch_inference_duration_seconds", "Time of one flush: forward passes and decisions."
+        )
+        yield d.latency_s.family(
+            "aewatch_decision_latency_seconds",
+            "From a window's newest reading timestamp to its decision "
+            "(includes sensor clock skew).",
+        )
+        alerts = CounterMetricFamily(
+            "aewatch_alerts", "Alert events published, by state.", labels=["state"]
+        )
+        alerts.add_metric(["raised"], own["alerts_raised"])
+        alerts.add_metric(["resolved"], own["alerts_resolved"])
+        yield alerts
+        yield _gauge("aewatch_alerts_active", "Alerts raised and not resolved.", d.active_alerts())
+        yield _counter("aewatch_published", "Messages handed to the MQTT client.", own["published"])
+        yield _counter(
+            "aewatch_publish_failures", "Messages the MQTT client refused.", own["publish_failed"]
+        )
+        yield _gauge(
+            "aewatch_broker_connected",
+            "1 while connected to the broker.",
+            1.0 if d.is_connected.is_set() else 0.0,
+        )
+        yield _counter("aewatch_broker_connects", "Successful connections.", own["connects"])
+        yield _counter(
+            "aewatch_broker_disconnects", "Connections lost or closed.", own["disconnects"]
+        )
+        yield _gauge("aewatch_queue_readings", "Readings waiting for the worker.", len(d.queue))
+        yield _gauge(
+            "aewatch_queue_capacity_readings",
+            "Most readings the queue holds.",
+            d.queue.max_readings,
+        )
+        reloads = CounterMetricFamily(
+            "aewatch_reloads", "Reloads (SIGHUP), by result.", labels=["result"]
+        )
+        reloads.add_metric(["ok"], own["reloads_ok"])
+        reloads.add_metric(["failed"], own["reloads_failed"])
+        yield reloads
+        yield _counter(
+            "aewatch_internal_errors",
+            "Bugs caught and survived (please report).",
+            own["internal_error"] + intake["internal_error"],
+        )
+        info = InfoMetricFamily(
+            "aewatch_model", "Loaded models.", labels=["model", "version", "assets"]
+        )
+        threshold = GaugeMetricFamily(
+            "aewatch_model_threshold", "Calibrated threshold of each model.", labels=["model"]
+        )
+        for model in d.fleet.models:
+            info.add_metric([model.name, model.version, model.pattern], {})
+            threshold.add_metric([model.name], model.bundle.threshold.value)
+        yield info
+        yield threshold
+        if d.config.metrics.per_asset_scores:
+            scores = GaugeMetricFamily(
+                "aewatch_asset_score",
+                f"Latest smoothed score of each asset (first {d.config.metrics.per_asset_cap}).",
+                labels=["asset"],
+            )
+            for asset, score in sorted(dict(d.asset_scores).items()):
+                scores.add_metric([asset], score)
+            yield scores
+
+
+def registry_for(daemon: Daemon) -> CollectorRegistry:
+    """A registry holding only this daemon's metrics (no process defaults twice in tests)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(DaemonCollector(daemon))
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
+    return registry
+
+
+class StatusServer:
+    """HTTP ``/metrics``, ``/healthz`` and ``/readyz`` on a background thread."""
+
+    def __init__(
+        self,
+        listen: str,
+        port: int,
+        registry: CollectorRegistry,
+        *,
+        is_alive: Callable[[], tuple[bool, str]],
+        is_ready: Callable[[], tuple[bool, str]],
+    ) -> None:
+        handler = _handler(registry, is_alive, is_ready)
+        self._server = ThreadingHTTPServer((listen, port), handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="aewatch-http", daemon=True
+        )
+
+    @property
+    def port(self) -> int:
+        """The port it listens on (useful when configured as 0)."""
+        return int(self._server.server_address[1])
+
+    def start(self) -> None:
+        """Serve in the background."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop serving and close the socket."""
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def _handler(
+    registry: CollectorRegistry,
+    is_alive: Callable[[], tuple[bool, str]],
+    is_ready: Callable[[], tuple[bool, str]],
+) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            path = self.path.split("?", 1)[0]
+            if path == "/metrics":
+                encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
+                self._reply(200, encoder(registry), content_type)
+            elif path in ("/healthz", "/readyz"):
+                ok, why = (is_alive if path == "/healthz" else is_ready)()
+                self._reply(200 if ok else 503, f"{why}\n".encode(), "text/plain; charset=utf-8")
+            else:
+                self._reply(404, b"try /metrics, /healthz or /readyz\n", "text/plain")
+
+        def _reply(self, status: int, body: bytes, content_type: str) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            log.debug("http: " + format, *args)
+
+    return Handler
+
+
+def _counter(name: str, documentation: str, value: float) -> CounterMetricFamily:
+    return CounterMetricFamily(name, documentation, value=value)
+
+
+def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, documentation, value=value)
