@@ -93,3 +93,17 @@ def test_split_batches_give_the_same_verdicts() -> None:
     ]
     np.testing.assert_array_equal(whole.is_firing, np.concatenate([p.is_firing for p in parts]))
     np.testing.assert_allclose(whole.cuts, np.concatenate([p.cuts for p in parts]))
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_a_non_finite_window_error_alerts_once_and_does_not_blind_the_asset(bad: float) -> None:
+    # A value so large the scaled window overflows gives a NaN or infinite error; it must
+    # count as anomalous without poisoning the smoothed score for good.
+    errors = np.array([1.0, bad, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 3.0, 1.0] + [1.0] * 60)
+    settings = DecisionSettings(raise_after=1, resolve_after=2, smoothing_halflife=1.0)
+    v = _run(settings, errors)
+    assert np.isfinite(v.scores).all()
+    assert v.is_anomalous[1]
+    assert not v.is_firing[-1]
+    raised = [e for e in v.events if e.state == "raised"]
+    assert raised and all(np.isfinite([c for _, c in e.contributions]).all() for e in raised)

@@ -41,6 +41,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import numpy.typing as npt
@@ -116,10 +117,13 @@ class Aligner:
         self._wait_slots = math.floor(self.max_late_s / period_s + _SLOT_EPSILON)
         self.max_pending_slots = self._wait_slots + math.ceil(max_gap_periods) + _MARGIN_SLOTS
         self._column = {name: i for i, name in enumerate(self.channels)}
-        self._pending: dict[int, npt.NDArray[np.float32]] = {}  # slot -> (channels,), NaN = missing
+        # Plain lists, not numpy: this runs once per reading, where numpy's per-call cost
+        # on a handful of values would dominate.
+        self._pending: dict[int, list[float]] = {}  # slot -> values, NaN = missing
+        self._missing: dict[int, int] = {}  # slot -> how many channels it still lacks
         self._final_slot: int | None = None  # last slot emitted or given up
         self._newest_complete: int | None = None
-        self._held = np.full(len(self.channels), np.nan, dtype=np.float32)
+        self._held = [math.nan] * len(self.channels)
         self._last_real: list[int | None] = [None] * len(self.channels)
         self._has_emitted = False
         self._is_broken = False  # continuity lost since the last emitted row
@@ -135,9 +139,9 @@ class Aligner:
         Rows held back by a gap in an earlier output come out here whatever the reading.
         """
         column = self._column.get(reading.channel)
-        slot = None if column is None else self._slot_of(reading)
         if column is None:
             return self._drain(unknown_channel=1)
+        slot = self._slot_of(reading)
         if slot is None:
             return self._drain(invalid=1)
         if self._final_slot is not None and slot <= self._final_slot:
@@ -156,10 +160,13 @@ class Aligner:
         """Store a value in its slot; return how many slots were given up to stay bounded."""
         row = self._pending.get(slot)
         if row is None:
-            row = self._pending[slot] = np.full(len(self.channels), np.nan, dtype=np.float32)
+            row = self._pending[slot] = [math.nan] * len(self.channels)
+            self._missing[slot] = len(self.channels)
+        if row[column] != row[column]:  # NaN: the channel's first reading in this slot
+            self._missing[slot] -= 1
         row[column] = value
         newest = self._newest_complete
-        if not np.isnan(row).any() and (newest is None or slot > newest):
+        if not self._missing[slot] and (newest is None or slot > newest):
             self._newest_complete = slot
         dropped = 0
         while len(self._pending) > self.max_pending_slots:
@@ -172,7 +179,7 @@ class Aligner:
     ) -> AlignOutput:
         """Emit every row that is now final, up to the first gap after a row."""
         slots: list[int] = []
-        rows: list[npt.NDArray[np.float32]] = []
+        rows: list[list[float]] = []
         filled = 0
         gap = False
         while self._pending:
@@ -180,7 +187,7 @@ class Aligner:
             row = self._pending.get(slot)
             if self._final_slot is None and not self._is_due(slot - 1):
                 break  # readings of earlier slots may still come, so the first row waits
-            if row is None or np.isnan(row).any():
+            if row is None or self._missing[slot]:
                 if not self._is_due(slot):
                     break
                 values = self._filled(slot, row)
@@ -195,6 +202,8 @@ class Aligner:
             filled += self._emit(slot, values, row)
             slots.append(slot)
             rows.append(values)
+        if not slots and not (dropped or late or unknown_channel or invalid):
+            return self._nothing
         return AlignOutput(
             np.array(slots, dtype=np.float64) * self.period_s,
             np.array(rows, dtype=np.float32).reshape(len(rows), len(self.channels)),
@@ -206,17 +215,24 @@ class Aligner:
             filled=filled,
         )
 
+    @cached_property
+    def _nothing(self) -> AlignOutput:
+        """The output of a reading that completed nothing (shared; it is frozen)."""
+        return AlignOutput(
+            np.empty(0, dtype=np.float64), np.empty((0, len(self.channels)), dtype=np.float32)
+        )
+
     def _is_due(self, slot: int) -> bool:
         """True when an incomplete slot has waited long enough and must be forced."""
         newest = self._newest_complete
         return newest is not None and newest - slot > self._wait_slots
 
-    def _filled(
-        self, slot: int, row: npt.NDArray[np.float32] | None
-    ) -> npt.NDArray[np.float32] | None:
+    def _filled(self, slot: int, row: list[float] | None) -> list[float] | None:
         """The slot's row with missing channels forward-filled, or None when not allowed."""
-        values = np.full_like(self._held, np.nan) if row is None else row.copy()
-        for column in np.flatnonzero(np.isnan(values)).tolist():
+        values = [math.nan] * len(self.channels) if row is None else list(row)
+        for column, value in enumerate(values):
+            if not math.isnan(value):
+                continue
             last = self._last_real[column]
             following = self._next_real(slot, column)
             if last is None or following is None or following - last > self.max_gap_periods:
@@ -226,22 +242,25 @@ class Aligner:
 
     def _next_real(self, slot: int, column: int) -> int | None:
         """The first waiting slot after ``slot`` with a reading of ``column``, if any."""
-        later = [s for s, row in self._pending.items() if s > slot and not np.isnan(row[column])]
+        later = [s for s, row in self._pending.items() if s > slot and row[column] == row[column]]
         return min(later, default=None)
 
-    def _emit(
-        self, slot: int, values: npt.NDArray[np.float32], row: npt.NDArray[np.float32] | None
-    ) -> int:
+    def _emit(self, slot: int, values: list[float], row: list[float] | None) -> int:
         """Make ``slot`` final with ``values``; return how many channels were filled."""
-        is_real = np.zeros(len(self.channels), dtype=bool) if row is None else ~np.isnan(row)
-        for column in np.flatnonzero(is_real):
-            self._last_real[column] = slot
-        self._held = values.copy()
+        filled = 0
+        last_real = self._last_real
+        for column in range(len(values)):
+            if row is not None and row[column] == row[column]:
+                last_real[column] = slot
+            else:
+                filled += 1
+        self._held = values
         self._pending.pop(slot, None)
+        self._missing.pop(slot, None)
         self._final_slot = slot
         self._has_emitted = True
         self._is_broken = False
-        return int((~is_real).sum())
+        return filled
 
     def _abandon(self, slot: int, *, is_pending: bool) -> int:
         """Give up a slot that cannot be filled; return 1 if it held readings, else 0."""
@@ -257,6 +276,7 @@ class Aligner:
     def _give_up(self, slot: int) -> None:
         """Drop a waiting slot and everything before it; the next row starts after a gap."""
         del self._pending[slot]
+        del self._missing[slot]
         self._final_slot = slot
         self._is_broken = self._has_emitted
 

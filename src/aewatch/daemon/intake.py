@@ -131,6 +131,7 @@ class Intake:
         for reason in DECODE_REASONS:
             self.counts[f"decode_error:{reason}"] = 0
         self._routes: dict[str, _Route | None] = {}
+        self._routes_config: Config | None = None  # the config the cached routes came from
         self._log = RateLimitedLog(log)
 
     def take(self, topic: str, payload: bytes) -> None:
@@ -194,12 +195,19 @@ class Intake:
         self._log.warning(f"decode:{err.reason}", "bad payload on %s: %s", topic, err)
 
     def _route(self, topic: str) -> _Route | None:
+        config = self.config
+        if config is not self._routes_config:
+            # A reload swapped the config whole: routes cached from the old inputs would
+            # keep their old format, prefix or timestamp source. Only this (the network)
+            # thread touches the cache, so checking here needs no lock.
+            self._routes = {}
+            self._routes_config = config
         try:
             return self._routes[topic]
         except KeyError:
             pass
         route: _Route | None = None
-        for source in self.config.inputs:
+        for source in config.inputs:
             parts = source.match(topic)
             if parts is not None:
                 route = (source, parts["asset"], parts.get("channel"))

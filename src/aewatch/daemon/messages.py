@@ -74,12 +74,19 @@ def iso(timestamp: float) -> str:
 
 
 def parse_time(text: str) -> float:
-    """Epoch seconds from :func:`iso`'s text.
+    """Epoch seconds from :func:`iso`'s text; a time without an offset is UTC.
 
-    >>> parse_time("2026-01-01T00:00:00.250Z")
-    1767225600.25
+    >>> parse_time("2026-01-01T00:00:00.250Z"), parse_time("2026-01-01T01:00:00+01:00")
+    (1767225600.25, 1767225600.0)
+
+    Raises:
+        ValueError: ``text`` is not an ISO 8601 time.
     """
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        # Not the host's zone: a retained state must mean the same moment on every machine.
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
 
 
 def alert_message(event: AlertEvent, *, model: str, model_version: str) -> dict[str, Any]:
@@ -163,15 +170,20 @@ def parse_state(payload: bytes) -> OpenAlert | None:
             return None
         if obj["state"] != _FIRING:
             raise ValueError(f"unknown state {obj['state']!r}")
+        alert_id = obj["alert_id"]
+        if not isinstance(alert_id, str) or not alert_id:
+            raise ValueError(f"a firing state needs an alert_id, got {alert_id!r}")
         return OpenAlert(
             asset=str(obj["asset"]),
-            alert_id=str(obj["alert_id"]),
+            alert_id=alert_id,
             started_at=parse_time(str(obj["started_at"])),
             peak_score=float(obj["peak_score"]),
             threshold=float(obj["threshold"]),
             contributions={str(c["channel"]): float(c["share"]) for c in obj["contributions"]},
         )
-    except (KeyError, TypeError, AttributeError, UnicodeDecodeError) as err:
+    # RecursionError: JSON nested deeper than the interpreter's stack, which json.loads
+    # does not turn into a ValueError (anyone may publish to the retained state topic).
+    except (KeyError, TypeError, AttributeError, UnicodeDecodeError, RecursionError) as err:
         raise ValueError(f"malformed state message ({type(err).__name__}: {err})") from err
 
 

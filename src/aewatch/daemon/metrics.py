@@ -35,6 +35,7 @@ from prometheus_client.registry import Collector
 
 from aewatch import __version__
 from aewatch.daemon.decode import DECODE_REASONS
+from aewatch.errors import ConfigError
 
 if TYPE_CHECKING:
     from aewatch.daemon.service import Daemon
@@ -263,7 +264,11 @@ def registry_for(daemon: Daemon) -> CollectorRegistry:
 
 
 class StatusServer:
-    """HTTP ``/metrics``, ``/healthz`` and ``/readyz`` on a background thread."""
+    """HTTP ``/metrics``, ``/healthz`` and ``/readyz`` on a background thread.
+
+    Raises:
+        ConfigError: it cannot listen on ``listen``:``port`` (taken, or not this host's).
+    """
 
     def __init__(
         self,
@@ -275,7 +280,14 @@ class StatusServer:
         is_ready: Callable[[], tuple[bool, str]],
     ) -> None:
         handler = _handler(registry, is_alive, is_ready)
-        self._server = ThreadingHTTPServer((listen, port), handler)
+        try:
+            self._server = ThreadingHTTPServer((listen, port), handler)
+        except OSError as err:  # port taken, address not on this host, no permission
+            raise ConfigError(
+                f"cannot serve metrics on {listen}:{port}: {err.strerror or err}; set "
+                "metrics.port to a free port (0 picks one) and metrics.listen to an "
+                "address of this host"
+            ) from err
         self._server.daemon_threads = True
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="aewatch-http", daemon=True

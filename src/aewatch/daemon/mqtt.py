@@ -16,17 +16,77 @@ import time
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from aewatch.config import BrokerConfig
 
-__all__ = ["Will", "connect", "make_client", "read_retained"]
+__all__ = ["BufferedClient", "Will", "connect", "make_client", "read_retained"]
 
 log = logging.getLogger("aewatch.mqtt")
 
 _QUIET_S = 0.3  # retained messages are done when none came for this long
+_READ_CHUNK = 65536
+_MAX_PACKETS_PER_WAKEUP = 10_000  # then paho's loop gets to write and ping again
+
+
+class _BufferedSocket:
+    """A socket whose small reads come from one large ``recv``.
+
+    Stock paho reads a packet with three or more ``recv`` calls (command byte, length
+    bytes, body) and, with QoS 0, one packet per ``select``. Every such system call
+    releases the GIL, and a thread that releases it while the scoring worker computes
+    waits up to the interpreter's switch interval to get it back: at tens of thousands of
+    messages a second the network thread would spend most of its time waiting. Reading
+    64 KiB at a time makes that one release per few hundred messages. ``pending()``
+    reports the buffered bytes, so paho's loop does not wait in ``select`` while
+    packets are still buffered (it does the same for TLS sockets).
+    """
+
+    def __init__(self, sock: Any) -> None:
+        self._sock = sock
+        self._buffer = b""
+        self._position = 0
+
+    def recv(self, size: int) -> bytes:
+        if self._position >= len(self._buffer):
+            self._buffer = self._sock.recv(_READ_CHUNK)  # BlockingIOError etc. go to paho
+            self._position = 0
+            if not self._buffer:
+                return b""  # the peer closed the connection
+        chunk = self._buffer[self._position : self._position + size]
+        self._position += len(chunk)
+        return chunk
+
+    def buffered(self) -> int:
+        """Bytes read from the socket and not yet handed to paho."""
+        return len(self._buffer) - self._position
+
+    def pending(self) -> int:
+        inner = self._sock.pending() if hasattr(self._sock, "pending") else 0
+        return self.buffered() + int(inner)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
+class BufferedClient(mqtt.Client):
+    """paho's client reading its socket in large chunks and many packets per wakeup."""
+
+    def _create_socket(self) -> Any:
+        return _BufferedSocket(super()._create_socket())
+
+    def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
+        rc = super().loop_read(max_packets)
+        sock = self._sock
+        for _ in range(_MAX_PACKETS_PER_WAKEUP):
+            if rc != mqtt.MQTT_ERR_SUCCESS or self._sock is not sock:
+                break
+            if not (isinstance(sock, _BufferedSocket) and sock.buffered()):
+                break
+            rc = super().loop_read(max_packets)
+        return rc
 
 
 class Will:
@@ -49,7 +109,7 @@ def make_client(
     """A configured, unconnected client; ``is_clean`` None takes ``broker.clean_start``."""
     clean = broker.clean_start if is_clean is None else is_clean
     is_v5 = broker.protocol == "5"
-    client = mqtt.Client(
+    client = BufferedClient(
         CallbackAPIVersion.VERSION2,
         client_id=client_id or broker.client_id,
         protocol=mqtt.MQTTv5 if is_v5 else mqtt.MQTTv311,

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from aewatch.daemon.align import Aligner
+from aewatch.daemon.align import Aligner, AlignOutput
 from aewatch.daemon.decode import Reading
 from aewatch.daemon.fleet import Fleet, ServedModel
 from aewatch.model.alerts import AlertEvent
@@ -132,39 +132,67 @@ class Pipeline:
         return self._warming
 
     def ingest(self, readings: Iterable[Reading]) -> None:
-        """Place readings on their assets' grids and cut the windows that became due."""
+        """Place readings on their assets' grids and cut the windows that became due.
+
+        Pass many readings per call: each asset's new rows go to its window in one step.
+        """
         counts = self.counts
+        tracks = self._tracks
+        completed: dict[str, list[AlignOutput]] = {}
+        aligned = late = unknown = invalid = dropped = filled = 0
         for reading in readings:
-            track = self._tracks.get(reading.asset) or self._track_for(reading.asset)
+            track = tracks.get(reading.asset) or self._track_for(reading.asset)
             if track is None:
                 continue
             out = track.aligner.add(reading)
-            if out.late or out.unknown_channel or out.invalid:
-                counts["late"] += out.late
-                counts["unknown_channel"] += out.unknown_channel
-                counts["invalid"] += out.invalid
+            if out.late or out.unknown_channel or out.invalid or out.dropped_slots:
+                late += out.late
+                unknown += out.unknown_channel
+                invalid += out.invalid
+                dropped += out.dropped_slots
+                aligned += not (out.late or out.unknown_channel or out.invalid)
             else:
-                counts["aligned"] += 1
-            if out.dropped_slots or out.filled:
-                counts["dropped_slots"] += out.dropped_slots
-                counts["filled"] += out.filled
-            if not len(out):
+                aligned += 1
+            if len(out.timestamps):
+                filled += out.filled
+                completed.setdefault(reading.asset, []).append(out)
+        counts["aligned"] += aligned
+        counts["late"] += late
+        counts["unknown_channel"] += unknown
+        counts["invalid"] += invalid
+        counts["dropped_slots"] += dropped
+        counts["filled"] += filled
+        for asset, outputs in completed.items():
+            self._cut(asset, tracks[asset], outputs)
+
+    def _cut(self, asset: str, track: _Track, outputs: list[AlignOutput]) -> None:
+        """Extend ``asset``'s window with its new rows (restarting it at gaps)."""
+        start = 0
+        for i in range(1, len(outputs) + 1):
+            if i < len(outputs) and not outputs[i].gap:
                 continue
-            if out.gap:
+            run = outputs[start:i]
+            if run[0].gap:
                 track.window.reset()
-                counts["gaps"] += 1
+                self.counts["gaps"] += 1
                 if not track.is_warming:
                     track.is_warming = True
                     self._warming += 1
-            due = track.window.extend(out.timestamps, out.values)
+            if len(run) == 1:
+                timestamps, values = run[0].timestamps, run[0].values
+            else:
+                timestamps = np.concatenate([o.timestamps for o in run])
+                values = np.concatenate([o.values for o in run])
+            due = track.window.extend(timestamps, values)
             if len(due):
                 if track.is_warming:
                     track.is_warming = False
                     self._warming -= 1
                 waiting = self._waiting.setdefault(track.model, _Waiting())
-                waiting.by_asset.setdefault(reading.asset, []).append(due)
+                waiting.by_asset.setdefault(asset, []).append(due)
                 waiting.count += len(due)
                 self._pending += len(due)
+            start = i
 
     def flush(self) -> list[Scored]:
         """Score every waiting window, one forward pass per model; return the decisions."""

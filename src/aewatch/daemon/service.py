@@ -3,10 +3,10 @@
 Two threads do the work. paho's network thread runs :class:`Intake` in ``on_message``
 (route, decode, queue; never scoring, so keepalives never starve). The scoring worker
 takes everything queued, feeds it to the :class:`Pipeline`, and flushes the waiting
-windows as one batch per model when ``limits.batch_size`` windows wait, when the oldest
-has waited ``limits.max_wait_ms``, or when the queue has run dry (nothing more to batch
-with). It then publishes alerts, retained per-asset state and, if asked, the denoised
-signal.
+windows as one batch per model when ``limits.batch_size`` windows wait or the oldest has
+waited ``limits.max_wait_ms``: a busy daemon scores big batches (cheap per window), a quiet
+one decides within the wait. It then publishes alerts, retained per-asset state and, if
+asked, the denoised signal.
 
 Start: read back the retained alert states (open alerts resume under their ids), connect
 with a Last Will ``offline``, subscribe in ``on_connect`` (so a reconnect resubscribes),
@@ -18,6 +18,7 @@ waiting windows within a deadline, publish ``stopped``, disconnect.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import threading
 import time
@@ -104,6 +105,7 @@ class Daemon:
         self._beat = time.monotonic()  # the worker's last round
         self._reload: tuple[Config, Fleet] | None = None
         self._reloaded = threading.Event()
+        self._reload_ok = False
         self.status_server: StatusServer | None = None
         self.is_connected = threading.Event()
         self._is_closing = False
@@ -192,6 +194,10 @@ class Daemon:
             self.counts["reloads_failed"] += 1
             log.error("reload failed, still serving the old configuration and models: %s", err)
             return False
+        except Exception:  # a bug must not end the service; the old models keep serving
+            self.counts["reloads_failed"] += 1
+            log.exception("reload failed unexpectedly, still serving the old configuration")
+            return False
         for section in ("broker", "metrics"):
             if getattr(config, section) != getattr(self.config, section):
                 log.warning("reload: %s settings changed; they take effect at restart", section)
@@ -199,13 +205,14 @@ class Daemon:
             update={"broker": self.config.broker, "metrics": self.config.metrics}
         )
         self._reloaded.clear()
+        self._reload_ok = False
         self._reload = (config, fleet)
         self.queue.wake()
         if not self._reloaded.wait(timeout_s):
             self.counts["reloads_failed"] += 1
             log.error("reload: the worker did not take the new models within %.0f s", timeout_s)
             return False
-        return True
+        return self._reload_ok
 
     def stop(self, timeout_s: float = 10.0) -> bool:
         """Drain and disconnect within ``timeout_s``; True when everything queued was scored."""
@@ -297,21 +304,21 @@ class Daemon:
             is_stopping = self._stop_worker.is_set()
             items = self.queue.take(0 if is_stopping or self._reload else timeout)
             try:
-                for readings in items:
-                    self.pipeline.ingest(readings)
+                if items:
+                    self.pipeline.ingest(itertools.chain.from_iterable(items))
                 if self.pipeline.pending and oldest is None:
                     oldest = time.monotonic()
                 is_due = oldest is not None and (
                     self.pipeline.pending >= limits.batch_size
-                    or not len(self.queue)
                     or time.monotonic() - oldest >= max_wait_s
                     or self._reload is not None
+                    or (is_stopping and not len(self.queue))
                 )
                 if is_due:
                     self._flush()
                     oldest = None
                 if self._reload is not None and not self.pipeline.pending:
-                    self._swap(*self._reload)
+                    self._take_reload(*self._reload)
             except Exception:  # a bug in one batch must not stop scoring for good
                 self.counts["internal_error"] += 1
                 log.exception("internal error in the scoring worker; batch skipped")
@@ -331,6 +338,18 @@ class Daemon:
         self.batch_windows.observe(list(per_model.values()))
         self._publish(results)
 
+    def _take_reload(self, config: Config, fleet: Fleet) -> None:
+        """Swap in a reload, or count it failed; either way the caller of reload() wakes."""
+        try:
+            self._swap(config, fleet)
+            self._reload_ok = True
+        except Exception:
+            self.counts["reloads_failed"] += 1
+            log.exception("reload failed while swapping models; the old ones keep serving")
+        finally:
+            self._reload = None
+            self._reloaded.set()
+
     def _swap(self, config: Config, fleet: Fleet) -> None:
         """Serve ``config`` and ``fleet`` from now on (worker thread, nothing pending)."""
         old_inputs = {source.subscription for source in self.config.inputs}
@@ -349,7 +368,6 @@ class Daemon:
                 self.client.unsubscribe(topic)
             for topic in new_inputs - old_inputs:
                 self.client.subscribe(topic, qos=int(config.broker.qos))
-        self._reload = None
         self.counts["reloads_ok"] += 1
         log.info(
             "reloaded: models %s; assets kept %d, restarted %d, dropped %d",
@@ -358,7 +376,6 @@ class Daemon:
             restarted,
             dropped,
         )
-        self._reloaded.set()
 
     def _publish(self, results: list[Scored]) -> None:
         outputs = self.config.outputs

@@ -117,6 +117,8 @@ class Verdicts:
     events: list[AlertEvent] = field(default_factory=list)
 
 
+_NON_FINITE_FACTOR = 1000.0  # a non-finite window error counts as this many thresholds
+_TINY = 1e-12
 _ALERT_MEDIAN_SPAN = 1000  # in-alert statistics kept for the median: bounded memory
 
 
@@ -160,54 +162,78 @@ class Detector:
 
     def decide(self, asset: str, end_timestamps: npt.ArrayLike, scores: Scores) -> Verdicts:
         """Walk ``asset``'s windows (time order) through smoothing, threshold and hysteresis."""
-        ends = np.asarray(end_timestamps, dtype=np.float64)
+        ends = np.asarray(end_timestamps, dtype=np.float64).tolist()
+        raws = np.asarray(scores.errors, dtype=np.float64).tolist()
         state = self._state(asset)
         adapt = self.settings.adaptation
         alpha = self.settings.alpha
+        value = self.threshold.value
+        alerts = self.alerts
         k = len(ends)
-        out_scores = np.empty(k, dtype=np.float32)
-        cuts = np.empty(k, dtype=np.float32)
-        anomalous = np.zeros(k, dtype=np.bool_)
-        firing = np.zeros(k, dtype=np.bool_)
+        out_scores = [0.0] * k
+        cuts = [0.0] * k
+        anomalous = [False] * k
+        firing = [False] * k
         events: list[AlertEvent] = []
+        cap = _NON_FINITE_FACTOR * max(value, _TINY)
         for i in range(k):
-            raw = float(scores.errors[i])
+            raw = raws[i]
+            if not math.isfinite(raw):
+                # A value so large the scaled window overflowed: anomalous, but capped, so
+                # the smoothed score comes back once the value has left the window.
+                raw = cap
             smoothed = (
                 raw if state.smoothed is None else (alpha * raw + (1.0 - alpha) * state.smoothed)
             )
             state.smoothed = smoothed
             baseline = max(state.baseline(), state.floor) if adapt else 1.0
-            cut = self.threshold.value * baseline
+            cut = value * baseline
             out_scores[i], cuts[i] = smoothed, cut
-            anomalous[i] = smoothed > cut
-            was_firing = self.alerts.is_firing(asset)
-            counts_anomalous = bool(anomalous[i]) and not (
+            is_anomalous = anomalous[i] = smoothed > cut
+            was_firing = alerts.is_firing(asset)
+            counts_anomalous = is_anomalous and not (
                 was_firing and self._has_dropped(state, smoothed / baseline)
             )
-            event = self.alerts.update(
+            # Channel errors matter only to an alert's peak: build them only then.
+            channel_errors = (
+                dict(
+                    zip(
+                        self.channels,
+                        np.nan_to_num(scores.channel_errors[i], nan=cap, posinf=cap).tolist(),
+                        strict=True,
+                    )
+                )
+                if counts_anomalous or was_firing
+                else None
+            )
+            event = alerts.update(
                 asset,
                 is_anomalous=counts_anomalous,
-                at=float(ends[i]),
+                at=ends[i],
                 score=smoothed,
                 threshold=cut,
-                channel_errors=dict(
-                    zip(self.channels, scores.channel_errors[i].tolist(), strict=True)
-                ),
+                channel_errors=channel_errors,
             )
             if event is not None:
                 events.append(event)
-            firing[i] = self.alerts.is_firing(asset)
+            is_firing = firing[i] = alerts.is_firing(asset)
             if adapt is not None:
                 self._adapt(
                     state,
                     adapt,
                     smoothed,
                     baseline,
-                    is_normal=not anomalous[i],
+                    is_normal=not is_anomalous,
                     was_firing=was_firing,
-                    is_firing=bool(firing[i]),
+                    is_firing=is_firing,
                 )
-        return Verdicts(out_scores, cuts, anomalous, firing, events)
+        return Verdicts(
+            np.array(out_scores, dtype=np.float32),
+            np.array(cuts, dtype=np.float32),
+            np.array(anomalous, dtype=np.bool_),
+            np.array(firing, dtype=np.bool_),
+            events,
+        )
 
     def _has_dropped(self, state: _AssetState, statistic: float) -> bool:
         """True when a long alert's statistic fell far below its median (a new plateau)."""

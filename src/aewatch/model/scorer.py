@@ -87,7 +87,8 @@ class Scorer:
         )
 
     def _score_batch(self, raw: npt.NDArray[np.float32]) -> Scores:
-        scaled = torch.from_numpy(self.scaler.transform(raw)).to(self.device)
+        with np.errstate(over="ignore", invalid="ignore"):  # a huge value: the detector caps it
+            scaled = torch.from_numpy(self.scaler.transform(raw)).to(self.device)
         with torch.inference_mode():
             recon = self.network(scaled)
             sq = (recon - scaled).pow(2)

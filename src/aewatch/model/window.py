@@ -53,6 +53,7 @@ class Window:
         self.channels = channels
         self.length = length
         self.hop = hop
+        self._offsets = np.arange(1 - length, 1)  # a window's rows relative to its end
         self._tail = np.empty((0, channels), dtype=np.float32)
         self._tail_ts = np.empty(0, dtype=np.float64)
         self._count = 0
@@ -82,24 +83,29 @@ class Window:
         """Append consecutive grid rows ``(m, channels)``; return the windows now due."""
         ts = np.asarray(timestamps, dtype=np.float64).reshape(-1)
         values = np.asarray(rows, dtype=np.float32).reshape(len(ts), self.channels)
-        buffer = np.concatenate([self._tail, values])
-        buffer_ts = np.concatenate([self._tail_ts, ts])
-        # Global 1-based count of each buffered row; a row ends a due window when
-        # count >= length and (count - length) is a multiple of hop.
-        counts = self._count - len(self._tail) + 1 + np.arange(len(buffer))
-        is_due = (counts >= self.length) & ((counts - self.length) % self.hop == 0)
-        ends = np.flatnonzero(is_due)
-        ends = ends[ends >= len(self._tail)]
-        if len(ends):
-            views = np.lib.stride_tricks.sliding_window_view(buffer, self.length, axis=0)
-            windows = np.ascontiguousarray(views[ends - self.length + 1])
+        tail_len = len(self._tail)
+        buffer = np.concatenate((self._tail, values)) if tail_len else values
+        buffer_ts = np.concatenate((self._tail_ts, ts)) if tail_len else ts
+        # Rows are counted from 1 since the last reset; the row with count c ends a due
+        # window when c >= length and (c - length) is a multiple of hop. Buffer row j has
+        # count (self._count - tail_len) + j + 1.
+        first = max(self._count + 1, self.length)
+        first += -(first - self.length) % self.hop
+        last = self._count + len(ts)
+        base = self._count - tail_len + 1
+        if first <= last:
+            ends = np.arange(first - base, last - base + 1, self.hop)
+            index = ends[:, None] + self._offsets[None, :]  # (k, length)
+            windows = np.ascontiguousarray(buffer[index].transpose(0, 2, 1))
+            end_ts = buffer_ts[ends]
         else:
             windows = np.empty((0, self.channels, self.length), dtype=np.float32)
+            end_ts = np.empty(0, dtype=np.float64)
         keep = min(self.length - 1, len(buffer))
         self._tail = buffer[len(buffer) - keep :].copy()
         self._tail_ts = buffer_ts[len(buffer) - keep :].copy()
         self._count += len(ts)
-        return DueWindows(windows, buffer_ts[ends].copy())
+        return DueWindows(windows, end_ts)
 
 
 def sliding_windows(

@@ -1,0 +1,354 @@
+"""Tests for aewatch.daemon.pipeline: the streaming path against offline scoring, and counts.
+
+The oracle is :func:`aewatch.model.offline.score_table`, which scores a whole table through
+the same Window, Scorer and Detector. Feeding the table's readings one at a time through
+:class:`Pipeline` must give the same windows and decisions however the flushes fall.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from aewatch.daemon.decode import Reading
+from aewatch.daemon.fleet import Fleet, ServedModel
+from aewatch.daemon.messages import state_message
+from aewatch.daemon.pipeline import COUNTS, Pipeline, Scored
+from aewatch.model.alerts import AlertEvent
+from aewatch.model.bundle import ModelBundle
+from aewatch.model.dataset import Table
+from aewatch.model.fit import FitSettings
+from aewatch.model.offline import score_table
+from aewatch.model.train import TrainSettings, train_bundle
+
+T0 = 1_700_000_000.0
+CHANNELS = ("a", "b", "c")
+PROPERTY = settings(deadline=None, max_examples=8)  # each example streams a whole table
+
+
+def table(n: int, seed: int, *, fault_at: int | None = None, start_s: float = T0) -> Table:
+    """``n`` rows one second apart of three related channels; a step on ``b`` at ``fault_at``."""
+    rng = np.random.default_rng(seed)
+    t = start_s + np.arange(n, dtype=np.float64)
+    base = np.sin(t / 30.0)
+    values = np.column_stack([base, 0.5 * base + 1.0, -base]) + 0.05 * rng.standard_normal((n, 3))
+    if fault_at is not None:
+        values[fault_at : fault_at + 80, 1] += 1.5
+    return Table("x.csv", t, values, CHANNELS, None, None, np.arange(n) + 2)
+
+
+def readings(rows: Table, asset: str = "w") -> list[Reading]:
+    """The table as the daemon would receive it: row by row, one reading per channel."""
+    return [
+        Reading(asset, channel, float(t), float(v))
+        for t, row in zip(rows.timestamps, rows.values, strict=True)
+        for channel, v in zip(rows.channels, row, strict=True)
+    ]
+
+
+def with_gap(rows: Table, at: int, gap_s: float) -> Table:
+    """``rows`` with every row from ``at`` on moved ``gap_s`` later."""
+    t = rows.timestamps.copy()
+    t[at:] += gap_s
+    return Table("g.csv", t, rows.values, rows.channels, None, None, rows.lines)
+
+
+def train(*, window_len: int = 10, hop: int = 1) -> ModelBundle:
+    settings_ = TrainSettings(window_len=window_len, hop=hop, fit=FitSettings(show_progress=False))
+    return train_bundle([table(2000, 0)], settings_).bundle
+
+
+@pytest.fixture(scope="module")
+def bundle() -> ModelBundle:
+    """A pca model (trains in well under a second): window 10, hop 1, period 1 s."""
+    return train()
+
+
+@pytest.fixture(scope="module")
+def hop_bundle() -> ModelBundle:
+    """A model whose windows overlap less: window 8, hop 3."""
+    return train(window_len=8, hop=3)
+
+
+def pipeline(bundle: ModelBundle, *, pattern: str = "*", **options: object) -> Pipeline:
+    """A pipeline over a fresh fleet (so no alert state is shared between pipelines)."""
+    fleet = Fleet([ServedModel.from_bundle(bundle, pattern=pattern)])
+    return Pipeline(fleet, **options)  # type: ignore[arg-type]
+
+
+def stream(
+    pipe: Pipeline, feed: Sequence[Reading], *, flush_after: Iterable[int] = ()
+) -> list[Scored]:
+    """Ingest ``feed`` one reading at a time, flushing after the given indices and at the end."""
+    flush_points = set(flush_after)
+    results: list[Scored] = []
+    for i, reading in enumerate(feed):
+        pipe.ingest([reading])
+        if i in flush_points:
+            results += pipe.flush()
+    return results + pipe.flush()
+
+
+@dataclass
+class Outcome:
+    """One asset's results joined over every flush."""
+
+    ends: list[npt.NDArray[np.float64]] = field(default_factory=list)
+    scores: list[npt.NDArray[np.float32]] = field(default_factory=list)
+    is_firing: list[npt.NDArray[np.bool_]] = field(default_factory=list)
+    events: list[AlertEvent] = field(default_factory=list)
+
+    @property
+    def end(self) -> npt.NDArray[np.float64]:
+        return np.concatenate(self.ends)
+
+    @property
+    def score(self) -> npt.NDArray[np.float32]:
+        return np.concatenate(self.scores)
+
+    @property
+    def firing(self) -> list[bool]:
+        return [bool(f) for f in np.concatenate(self.is_firing)]
+
+    def decisions(self) -> tuple[list[float], list[bool], list[tuple[object, ...]]]:
+        """Everything but the scores, which batching may change in the last float32 bit."""
+        return self.end.tolist(), self.firing, [_key(e) for e in self.events]
+
+
+def outcomes(results: Iterable[Scored]) -> dict[str, Outcome]:
+    joined: dict[str, Outcome] = {}
+    for scored in results:
+        outcome = joined.setdefault(scored.asset, Outcome())
+        outcome.ends.append(scored.end_timestamps)
+        outcome.scores.append(scored.scores)
+        outcome.is_firing.append(scored.is_firing)
+        outcome.events += scored.events
+    return joined
+
+
+def _key(event: AlertEvent) -> tuple[object, ...]:
+    return (event.alert_id, event.state, event.started_at, event.at, event.ended_at)
+
+
+# --- the streaming path equals offline scoring ------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def faulty() -> Table:
+    return table(400, 1, fault_at=200)
+
+
+@pytest.fixture(scope="module")
+def flushed_once(bundle: ModelBundle, faulty: Table) -> Outcome:
+    return outcomes(stream(pipeline(bundle), readings(faulty)))["w"]
+
+
+def test_readings_one_at_a_time_match_score_table(
+    bundle: ModelBundle, faulty: Table, flushed_once: Outcome
+) -> None:
+    offline = score_table(bundle, faulty, asset="w")
+    assert flushed_once.end.tolist() == offline.window_end.tolist()
+    np.testing.assert_allclose(flushed_once.score, offline.window_score, rtol=1e-5)
+    assert [_key(e) for e in flushed_once.events] == [_key(e) for e in offline.events]
+    # hop 1 on a gapless table: window k ends on row k + window_len - 1.
+    rows = np.arange(len(flushed_once.firing)) + bundle.window_len - 1
+    assert flushed_once.firing == offline.anomaly[rows].astype(bool).tolist()
+    assert [e.state for e in flushed_once.events] == ["raised", "resolved"]  # the fault is found
+
+
+def test_flushing_after_every_reading_decides_the_same(
+    bundle: ModelBundle, faulty: Table, flushed_once: Outcome
+) -> None:
+    feed = readings(faulty)
+    each = outcomes(stream(pipeline(bundle), feed, flush_after=range(len(feed))))["w"]
+    assert each.decisions() == flushed_once.decisions()
+    np.testing.assert_allclose(each.score, flushed_once.score, rtol=1e-5)
+    peaks = [e.peak_score for e in each.events]
+    np.testing.assert_allclose(peaks, [e.peak_score for e in flushed_once.events], rtol=1e-5)
+
+
+@PROPERTY
+@given(st.data())
+def test_where_the_flushes_fall_never_changes_a_decision(
+    bundle: ModelBundle, faulty: Table, flushed_once: Outcome, data: st.DataObject
+) -> None:
+    feed = readings(faulty)
+    flush_after = data.draw(st.sets(st.integers(0, len(feed) - 1), max_size=40))
+    outcome = outcomes(stream(pipeline(bundle), feed, flush_after=flush_after))["w"]
+    assert outcome.decisions() == flushed_once.decisions()
+
+
+def test_assets_batched_together_match_separate_pipelines(bundle: ModelBundle) -> None:
+    tables = {
+        "w1": table(300, 1, fault_at=150),
+        "w2": table(300, 2),
+        "w3": table(300, 3, fault_at=60, start_s=T0 + 0.2),  # its own clock, off the grid
+    }
+    feeds = {asset: readings(rows, asset) for asset, rows in tables.items()}
+    interleaved = [r for row in zip(*feeds.values(), strict=True) for r in row]
+    shared = pipeline(bundle)
+    together = outcomes(stream(shared, interleaved))
+    assert shared.counts["batches"] == 1
+    assert shared.counts["windows"] == sum(len(o.end) for o in together.values())
+    for asset, feed in feeds.items():
+        alone = outcomes(stream(pipeline(bundle), feed))[asset]
+        assert together[asset].decisions() == alone.decisions()
+        np.testing.assert_allclose(together[asset].score, alone.score, rtol=1e-5)
+    assert together["w1"].events
+    assert together["w3"].events
+    assert not together["w2"].events
+
+
+# --- counts -----------------------------------------------------------------------------
+
+
+def test_counts_start_at_zero_for_every_name(bundle: ModelBundle) -> None:
+    pipe = pipeline(bundle)
+    assert dict(pipe.counts) == dict.fromkeys(COUNTS, 0)
+    assert (pipe.assets, pipe.pending, pipe.warming) == (0, 0, 0)
+    assert pipe.flush() == []
+
+
+def test_max_assets_must_be_positive(bundle: ModelBundle) -> None:
+    with pytest.raises(ValueError, match="max_assets"):
+        pipeline(bundle, max_assets=0)
+
+
+def test_late_unknown_channel_and_invalid_are_counted(bundle: ModelBundle) -> None:
+    pipe = pipeline(bundle)
+    rows = table(50, 1)
+    pipe.ingest(readings(rows))
+    pipe.ingest([Reading("w", "a", T0, 0.0)])  # row 0 was scored long ago
+    pipe.ingest([Reading("w", "vibration", T0 + 50, 1.0)])
+    pipe.ingest([Reading("w", "a", math.nan, 1.0), Reading("w", "b", T0 + 50, math.inf)])
+    counts = pipe.counts
+    assert (counts["aligned"], counts["late"]) == (150, 1)
+    assert (counts["unknown_channel"], counts["invalid"]) == (1, 2)
+    assert counts["no_model"] == counts["too_many_assets"] == counts["gaps"] == 0
+
+
+def test_no_model_and_too_many_assets_are_counted(bundle: ModelBundle) -> None:
+    pipe = pipeline(bundle, pattern="well-*", max_assets=2)
+    pipe.ingest(Reading(asset, "a", T0, 1.0) for asset in ("well-1", "pump-1", "well-2"))
+    pipe.ingest(Reading(asset, "a", T0, 1.0) for asset in ("well-3", "well-1", "well-3"))
+    assert (pipe.counts["no_model"], pipe.counts["too_many_assets"]) == (1, 2)
+    assert (pipe.counts["aligned"], pipe.assets) == (3, 2)
+
+
+assets = st.sampled_from(["w1", "w2", "pump"])
+channels = st.sampled_from([*CHANNELS, "x"])
+times = st.one_of(st.integers(0, 40).map(lambda k: T0 + k), st.just(math.nan))
+values = st.one_of(st.floats(-10, 10), st.just(math.inf))
+random_readings = st.lists(st.builds(Reading, assets, channels, times, values), max_size=150)
+
+
+@PROPERTY
+@given(random_readings)
+def test_every_reading_ends_in_exactly_one_count(bundle: ModelBundle, feed: list[Reading]) -> None:
+    pipe = pipeline(bundle, pattern="w*", max_assets=1, max_late_s=3.0)
+    pipe.ingest(feed)
+    pipe.flush()
+    fates = ("aligned", "late", "unknown_channel", "invalid", "no_model", "too_many_assets")
+    assert sum(pipe.counts[name] for name in fates) == len(feed)
+    assert pipe.assets <= 1
+
+
+def test_a_long_gap_restarts_the_window(bundle: ModelBundle) -> None:
+    length = bundle.window_len
+    rows = with_gap(table(120, 4), 60, 3600.0)
+    feed = readings(rows)
+    pipe = pipeline(bundle)
+    pipe.ingest(feed[: 60 * 3])
+    assert pipe.warming == 0
+    pipe.ingest(feed[60 * 3 : 61 * 3])  # the first complete row after the gap
+    assert (pipe.counts["gaps"], pipe.warming) == (1, 1)
+    pipe.ingest(feed[61 * 3 : (60 + length - 1) * 3])
+    assert pipe.warming == 1
+    pipe.ingest(feed[(60 + length - 1) * 3 :])
+    assert (pipe.warming, pipe.counts["gaps"]) == (0, 1)
+    outcome = outcomes(pipe.flush())["w"]
+    offline = score_table(bundle, rows, asset="w")
+    assert outcome.end.tolist() == offline.window_end.tolist()
+    restart = rows.timestamps[60] + (length - 1) * bundle.period_s
+    assert restart in outcome.end.tolist()
+    assert restart - bundle.period_s not in outcome.end.tolist()
+
+
+# --- denoised ---------------------------------------------------------------------------
+
+
+def test_denoised_rows_are_the_newest_hop_of_each_window_in_data_units(
+    hop_bundle: ModelBundle,
+) -> None:
+    length, hop = hop_bundle.window_len, hop_bundle.hop
+    rows = table(60, 5)
+    results = stream(pipeline(hop_bundle, with_denoised=True), readings(rows))
+    (scored,) = results
+    assert scored.denoised is not None
+    times, values = scored.denoised
+    k = len(scored.end_timestamps)
+    assert times.shape == (k * hop,)
+    assert values.shape == (k * hop, len(CHANNELS))
+    assert values.dtype == np.float32
+    # Windows every hop rows, hop rows each: one row per grid time, none twice.
+    first = scored.end_timestamps[0] - (hop - 1) * hop_bundle.period_s
+    np.testing.assert_array_equal(times, first + np.arange(k * hop) * hop_bundle.period_s)
+    # Oracle: reconstruct the table's windows directly and keep each one's newest hop rows.
+    end_rows = np.searchsorted(rows.timestamps, scored.end_timestamps)
+    windows = np.stack([rows.values[e - length + 1 : e + 1].T for e in end_rows])
+    recon = hop_bundle.scorer().score(windows).reconstructions[:, :, -hop:]
+    expected = recon.transpose(0, 2, 1).reshape(-1, len(CHANNELS))
+    np.testing.assert_allclose(values, expected, rtol=1e-5, atol=1e-6)
+    # Data units: close to the readings themselves (b sits near 1.0, not near 0).
+    truth = rows.values[np.searchsorted(rows.timestamps, times)]
+    assert np.abs(values - truth).mean() < 0.1
+
+
+def test_denoised_is_left_out_unless_asked_for(hop_bundle: ModelBundle) -> None:
+    results = stream(pipeline(hop_bundle), readings(table(60, 5)))
+    assert results
+    assert all(scored.denoised is None for scored in results)
+
+
+# --- resuming an alert ------------------------------------------------------------------
+
+OPEN = {
+    "alert_id": "w@2023-11-14T22:00:00.000Z",
+    "started_at": T0 - 13_200.0,
+    "peak_score": 5.0,
+    "threshold": 1.0,
+    "contributions": {"a": 0.2, "b": 0.5, "c": 0.3},
+}
+
+
+def test_a_restored_alert_resolves_under_its_id_without_a_new_raise(
+    bundle: ModelBundle,
+) -> None:
+    pipe = pipeline(bundle)
+    assert pipe.restore_alert("w", **OPEN)  # type: ignore[arg-type]
+    outcome = outcomes(stream(pipe, readings(table(100, 6))))["w"]
+    (resolved,) = outcome.events
+    assert (resolved.alert_id, resolved.state) == (OPEN["alert_id"], "resolved")
+    assert (resolved.started_at, resolved.peak_score) == (OPEN["started_at"], 5.0)
+    assert resolved.contributions == (("b", 0.5), ("c", 0.3), ("a", 0.2))
+    resolve_after = int(bundle.decision["resolve_after"])
+    assert outcome.firing[: resolve_after - 1] == [True] * (resolve_after - 1)
+    assert not any(outcome.firing[resolve_after - 1 :])
+    assert resolved.at == outcome.end[resolve_after - 1]
+    assert state_message(resolved, model="m", model_version="v")["state"] == "normal"
+
+
+def test_restore_is_refused_when_the_asset_has_state_or_no_model(bundle: ModelBundle) -> None:
+    pipe = pipeline(bundle, pattern="w*")
+    assert not pipe.restore_alert("pump", **OPEN)  # type: ignore[arg-type]
+    stream(pipe, readings(table(40, 7)))
+    assert not pipe.restore_alert("w", **OPEN)  # type: ignore[arg-type]
+    assert pipe.restore_alert("w2", **OPEN)  # type: ignore[arg-type]
+    assert not pipe.restore_alert("w2", **OPEN)  # type: ignore[arg-type]
