@@ -8,6 +8,7 @@ process exits 2 without a traceback.
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 
@@ -19,10 +20,25 @@ __all__ = ["main"]
 EXIT_ERROR = 2
 
 
+# Verb -> module with its register(); a verb's module is imported only when needed, so
+# `aewatch run` does not pay for plotting and table libraries it never uses.
+_VERBS = {
+    "train": "aewatch.commands.train",
+    "score": "aewatch.commands.score",
+    "evaluate": "aewatch.commands.evaluate",
+    "simulate": "aewatch.sim.cli",
+    "replay": "aewatch.commands.replay",
+    "run": "aewatch.commands.run",
+    "check-config": "aewatch.commands.check_config",
+    "demo": "aewatch.commands.demo",
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the process exit status."""
-    parser = _parser()
-    args = parser.parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    parser = _parser(words[0] if words and words[0] in _VERBS else None)
+    args = parser.parse_args(words)
     if not hasattr(args, "func"):
         parser.print_help()
         return EXIT_ERROR
@@ -36,32 +52,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     return status
 
 
-def _parser() -> argparse.ArgumentParser:
-    from aewatch.commands import (  # noqa: PLC0415
-        check_config,
-        demo,
-        evaluate,
-        replay,
-        run,
-        score,
-        train,
-    )
-    from aewatch.sim import cli as sim_cli  # noqa: PLC0415
-
+def _parser(verb: str | None = None) -> argparse.ArgumentParser:
+    """The parser with every verb, or with only ``verb`` (what parsing its line needs)."""
     parser = argparse.ArgumentParser(
         prog="aewatch",
         description="Watch industrial sensor streams with autoencoders trained on normal data.",
     )
     parser.add_argument("--version", action="version", version=f"aewatch {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    train.register(sub)
-    score.register(sub)
-    evaluate.register(sub)
-    sim_cli.register(sub)
-    replay.register(sub)
-    run.register(sub)
-    check_config.register(sub)
-    demo.register(sub)
+    for name in [verb] if verb else _VERBS:
+        importlib.import_module(_VERBS[name]).register(sub)
     return parser
 
 
