@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import time
+from collections import deque
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -24,6 +25,7 @@ from aewatch.model.dataset import Table, read_table
 __all__ = ["broker_address", "publish_table", "register"]
 
 _DEFAULT_TEMPLATE = "aewatch/in/{asset}/{channel}"
+_MAX_UNACKED = 10_000
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -110,7 +112,8 @@ def publish_table(
             + (" and {channel}" if per == "channel" else "")
         )
     started = time.monotonic()
-    info = None
+    # paho numbers in-flight messages 1..65535: wait for old ones before reusing an id.
+    unacked: deque[mqtt.MQTTMessageInfo] = deque()
     sent = 0
     for ts, row in zip(table.timestamps, table.values, strict=True):
         if speed > 0:
@@ -120,16 +123,26 @@ def publish_table(
         if per == "row":
             values = dict(zip(table.channels, map(float, row), strict=True))
             payload = json.dumps({"ts": ts_value, "values": values})
-            info = client.publish(template.format(asset=asset), payload, qos=qos)
+            _track(unacked, client.publish(template.format(asset=asset), payload, qos=qos), qos)
             sent += 1
             continue
         for channel, value in zip(table.channels, row, strict=True):
             payload = json.dumps({"ts": ts_value, "value": float(value)})
-            info = client.publish(template.format(asset=asset, channel=channel), payload, qos=qos)
+            topic = template.format(asset=asset, channel=channel)
+            _track(unacked, client.publish(topic, payload, qos=qos), qos)
             sent += 1
-    if info is not None and qos > 0:
+    for info in unacked:
         info.wait_for_publish(timeout=30)
     return sent
+
+
+def _track(unacked: deque[mqtt.MQTTMessageInfo], info: mqtt.MQTTMessageInfo, qos: int) -> None:
+    """Remember a QoS ≥ 1 publish; once too many are unacknowledged, wait for the oldest."""
+    if qos == 0:
+        return
+    unacked.append(info)
+    while len(unacked) > _MAX_UNACKED:
+        unacked.popleft().wait_for_publish(timeout=30)
 
 
 def broker_address(url: str) -> tuple[str, int]:
