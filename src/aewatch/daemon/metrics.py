@@ -49,7 +49,24 @@ __all__ = [
     "registry_for",
 ]
 
-LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+LATENCY_BUCKETS_S = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    120.0,
+)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
 
 # Readings dropped after decoding: where each Pipeline/Intake count goes.
@@ -226,6 +243,11 @@ class DaemonCollector(Collector):
         reloads.add_metric(["ok"], own["reloads_ok"])
         reloads.add_metric(["failed"], own["reloads_failed"])
         yield reloads
+        yield _gauge(
+            "aewatch_config_last_reload_successful",
+            "1 when the last reload succeeded (or none was tried), 0 after a failed one.",
+            0.0 if d.last_reload_failed else 1.0,
+        )
         yield _counter(
             "aewatch_internal_errors",
             "Bugs caught and survived (please report).",

@@ -106,6 +106,7 @@ class Daemon:
         self._reload: tuple[Config, Fleet] | None = None
         self._reloaded = threading.Event()
         self._reload_ok = False
+        self.last_reload_failed = False  # for aewatch_config_last_reload_successful
         self.status_server: StatusServer | None = None
         self.is_connected = threading.Event()
         self._is_closing = False
@@ -184,6 +185,7 @@ class Daemon:
         if self.config_path is None:
             log.error("reload: this daemon was not started from a config file")
             self.counts["reloads_failed"] += 1
+            self.last_reload_failed = True
             return False
         try:
             config = load_config(self.config_path)
@@ -192,10 +194,12 @@ class Daemon:
             )
         except AewatchError as err:
             self.counts["reloads_failed"] += 1
+            self.last_reload_failed = True
             log.error("reload failed, still serving the old configuration and models: %s", err)
             return False
         except Exception:  # a bug must not end the service; the old models keep serving
             self.counts["reloads_failed"] += 1
+            self.last_reload_failed = True
             log.exception("reload failed unexpectedly, still serving the old configuration")
             return False
         for section in ("broker", "metrics"):
@@ -210,6 +214,7 @@ class Daemon:
         self.queue.wake()
         if not self._reloaded.wait(timeout_s):
             self.counts["reloads_failed"] += 1
+            self.last_reload_failed = True
             log.error("reload: the worker did not take the new models within %.0f s", timeout_s)
             return False
         return self._reload_ok
@@ -345,6 +350,7 @@ class Daemon:
             self._reload_ok = True
         except Exception:
             self.counts["reloads_failed"] += 1
+            self.last_reload_failed = True
             log.exception("reload failed while swapping models; the old ones keep serving")
         finally:
             self._reload = None
@@ -369,6 +375,7 @@ class Daemon:
             for topic in new_inputs - old_inputs:
                 self.client.subscribe(topic, qos=int(config.broker.qos))
         self.counts["reloads_ok"] += 1
+        self.last_reload_failed = False
         log.info(
             "reloaded: models %s; assets kept %d, restarted %d, dropped %d",
             ", ".join(f"{m.name} {m.version}" for m in fleet.models),
