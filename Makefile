@@ -17,6 +17,13 @@ $(STAMP): pyproject.toml
 	command -v promtool >/dev/null || \
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 		  apt-get install -y -qq --no-install-recommends prometheus; }
+	# tests/shell/test_systemd.py: systemd-analyze (verify, security --offline) and shellcheck.
+	command -v systemd-analyze >/dev/null || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+		  apt-get install -y -qq --no-install-recommends systemd; }
+	command -v shellcheck >/dev/null || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+		  apt-get install -y -qq --no-install-recommends shellcheck; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	# Exactly this torch: a CPU build; a looser spec may pull a multi-GB CUDA build.

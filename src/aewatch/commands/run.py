@@ -78,7 +78,13 @@ def run(args: argparse.Namespace) -> int:
             reloading.clear()
             log.info("got SIGHUP; reloading %s", args.config)
             notifier.reloading()
-            daemon.reload()
+            # Reload on a thread, so the watchdog keeps hearing from us while bundles load.
+            reloader = threading.Thread(target=daemon.reload, name="aewatch-reload")
+            reloader.start()
+            while reloader.is_alive():
+                if ping_s and daemon.is_alive()[0]:
+                    notifier.watchdog()
+                reloader.join(tick_s)
             notifier.ready("serving")
         if ping_s and daemon.is_alive()[0]:
             notifier.watchdog()
