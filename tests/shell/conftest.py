@@ -109,7 +109,10 @@ def _launch(folder: Path, settings: str, *, scheme: str) -> Broker:
     log = folder / "mosquitto.log"
     # A log file, unlike stdout, is written line by line, so a test can read it as it runs;
     # what mosquitto prints before it opens the file also goes there (see _start).
-    lines = [f"listener {port} 127.0.0.1", settings.strip(), *user, "persistence false"]
+    # mosquitto drops QoS 1 messages beyond 1000 queued for a client, online or not; tests
+    # publish bursts of thousands, which a subscriber busy scoring may lag behind.
+    limits = ["max_queued_messages 100000"]
+    lines = [f"listener {port} 127.0.0.1", settings.strip(), *user, *limits, "persistence false"]
     config.write_text("\n".join([*lines, f"log_dest file {log}", ""]))
     return Broker(port, config, log, _start(config, log, port), scheme)
 

@@ -162,10 +162,14 @@ def read_retained(
     client = make_client(broker, client_id=client_id, is_clean=True)
     found: dict[str, bytes] = {}
     granted = threading.Event()
+    refused = threading.Event()
     last = [time.monotonic()]
 
     def on_connect(c: mqtt.Client, _u: object, _f: object, reason: Any, _p: object) -> None:
-        if not reason.is_failure:
+        if reason.is_failure:
+            refused.set()  # wrong credentials stay wrong: do not retry for the whole timeout
+            granted.set()
+        else:
             c.subscribe(topic_filter, qos=1)
 
     def on_subscribe(_c: mqtt.Client, _u: object, _m: int, _r: object, _p: object) -> None:
@@ -183,7 +187,7 @@ def read_retained(
     deadline = time.monotonic() + timeout_s
     try:
         connect(client, broker, is_clean=True)
-        if not granted.wait(timeout_s):
+        if not granted.wait(timeout_s) or refused.is_set():
             return None
         while time.monotonic() < deadline and time.monotonic() - last[0] < _QUIET_S:
             time.sleep(0.05)
