@@ -24,6 +24,7 @@ EXIT_ERROR = 2
 # `aewatch run` does not pay for plotting and table libraries it never uses.
 _VERBS = {
     "train": "aewatch.commands.train",
+    "calibrate": "aewatch.commands.calibrate",
     "score": "aewatch.commands.score",
     "evaluate": "aewatch.commands.evaluate",
     "simulate": "aewatch.sim.cli",

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Self
 
 import numpy as np
@@ -37,7 +37,14 @@ from aewatch.model.alerts import AlertEvent, AlertState
 from aewatch.model.scorer import Scores
 from aewatch.model.threshold import Threshold
 
-__all__ = ["Adaptation", "DecisionSettings", "Detector", "Verdicts", "smooth"]
+__all__ = [
+    "Adaptation",
+    "DecisionSettings",
+    "Detector",
+    "Verdicts",
+    "decision_statistic",
+    "smooth",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -312,6 +319,30 @@ def smooth(errors: npt.ArrayLike, halflife: float) -> npt.NDArray[np.float64]:
     return _ewma(
         np.asarray(errors, dtype=np.float64), DecisionSettings(smoothing_halflife=halflife).alpha
     )
+
+
+def decision_statistic(
+    errors: npt.ArrayLike, settings: DecisionSettings
+) -> tuple[DecisionSettings, npt.NDArray[np.float64]]:
+    """Return ``settings`` seeded from ``errors`` and the statistic a threshold is calibrated on.
+
+    ``errors`` ``(n,)`` are held-out normal window errors in time order. They are smoothed as
+    the detector smooths them; with adaptation, the newest ``depth`` smoothed errors become
+    the drift baseline's seed and the statistic ``(n,)`` is the smoothed error over the
+    seed's mean, as a fresh asset is judged. Without adaptation it is the smoothed error.
+
+    >>> settings = DecisionSettings(adaptation=Adaptation(depth=2))
+    >>> seeded, statistic = decision_statistic([1.0, 2.0, 4.0], settings)
+    >>> seeded.adaptation.seed, statistic.tolist()
+    ((2.0, 4.0), [0.3333333333333333, 0.6666666666666666, 1.3333333333333333])
+    """
+    smoothed = smooth(errors, settings.smoothing_halflife)
+    adapt = settings.adaptation
+    if adapt is None:
+        return settings, smoothed
+    seed = smoothed[-adapt.depth :]
+    seeded = replace(settings, adaptation=replace(adapt, seed=tuple(float(v) for v in seed)))
+    return seeded, smoothed / float(np.mean(seed))
 
 
 def _ewma(x: npt.NDArray[np.float64], alpha: float) -> npt.NDArray[np.float64]:

@@ -26,7 +26,7 @@ import numpy.typing as npt
 from aewatch.errors import DataError
 from aewatch.model.bundle import ModelBundle
 from aewatch.model.dataset import Table
-from aewatch.model.detector import Adaptation, DecisionSettings, smooth
+from aewatch.model.detector import Adaptation, DecisionSettings, decision_statistic
 from aewatch.model.fit import FitResult, FitSettings, auto_latent, fit_network
 from aewatch.model.grid import DEFAULT_MAX_GAP_PERIODS, infer_period, regularize
 from aewatch.model.networks import ARCHITECTURES, ArchSpec
@@ -34,7 +34,7 @@ from aewatch.model.scaler import RobustScaler
 from aewatch.model.threshold import Threshold
 from aewatch.model.window import sliding_windows
 
-__all__ = ["TrainOutcome", "TrainSettings", "train_bundle"]
+__all__ = ["TrainOutcome", "TrainSettings", "data_provenance", "normal_windows", "train_bundle"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +97,10 @@ def train_bundle(tables: Sequence[Table], settings: TrainSettings) -> TrainOutco
     fit_rows, val_rows, cal_rows = _split(blocks, settings)
     parts = {"fit": fit_rows, "validation": val_rows, "calibration": cal_rows}
     channels = len(tables[0].channels)
-    windows = {name: _windows(rows, channels, settings) for name, rows in parts.items()}
+    windows = {
+        name: _windows(rows, channels, window_len=settings.window_len, hop=settings.hop)
+        for name, rows in parts.items()
+    }
     for name, w in windows.items():
         if len(w) == 0 and not (name == "validation" and settings.arch == "pca"):
             raise DataError(_too_short_message(tables, name, settings, parts[name]))
@@ -140,26 +143,57 @@ def train_bundle(tables: Sequence[Table], settings: TrainSettings) -> TrainOutco
     )
 
 
+def normal_windows(
+    tables: Sequence[Table],
+    *,
+    period_s: float,
+    max_gap_periods: float,
+    window_len: int,
+    hop: int,
+) -> npt.NDArray[np.float32]:
+    """Every window ``(n, channels, window_len)`` of the normal rows of ``tables``, oldest first.
+
+    Cut as training cuts them: on the sample grid, never across a gap longer than
+    ``max_gap_periods`` periods or a row labelled anomalous.
+    """
+    blocks = _normal_blocks(tables, period_s, max_gap_periods)
+    return _windows(blocks, len(tables[0].channels), window_len=window_len, hop=hop)
+
+
+def data_provenance(tables: Sequence[Table]) -> list[dict[str, Any]]:
+    """Each table's file name, rows, first and last time and the sha256 of its readings."""
+    files = []
+    for table in tables:
+        digest = hashlib.sha256(table.timestamps.tobytes())
+        digest.update(np.ascontiguousarray(table.values).tobytes())
+        files.append(
+            {
+                "file": Path(table.source).name,
+                "rows": len(table.timestamps),
+                "first": _iso(table.timestamps[0]),
+                "last": _iso(table.timestamps[-1]),
+                "sha256": digest.hexdigest(),
+            }
+        )
+    return files
+
+
 def _decision(
     errors: npt.NDArray[np.float32], settings: TrainSettings
 ) -> tuple[DecisionSettings, npt.NDArray[np.float64]]:
     """Decision settings and the calibration windows' decision statistic (see detector)."""
-    smoothed = smooth(errors, settings.smoothing_halflife)
     adaptation = None
     if settings.adapt_depth > 0:
-        seed = smoothed[-settings.adapt_depth :]
         adaptation = Adaptation(
             depth=settings.adapt_depth,
-            seed=tuple(float(v) for v in seed),
             drop=settings.rebaseline_drop,
             min_alert=settings.rebaseline_min_alert,
             floor=settings.adapt_floor,
         )
-        smoothed = smoothed / float(np.mean(seed))
     decision = DecisionSettings(
         settings.raise_after, settings.resolve_after, settings.smoothing_halflife, adaptation
     )
-    return decision, smoothed
+    return decision_statistic(errors, decision)
 
 
 def _infer_period(tables: Sequence[Table]) -> float:
@@ -217,12 +251,12 @@ def _split(
 
 
 def _windows(
-    rows: list[npt.NDArray[np.float32]], channels: int, settings: TrainSettings
+    rows: list[npt.NDArray[np.float32]], channels: int, *, window_len: int, hop: int
 ) -> npt.NDArray[np.float32]:
-    cut = [sliding_windows(r, settings.window_len, settings.hop) for r in rows]
+    cut = [sliding_windows(r, window_len, hop) for r in rows]
     cut = [c for c in cut if len(c)]
     if not cut:
-        return np.empty((0, channels, settings.window_len), dtype=np.float32)
+        return np.empty((0, channels, window_len), dtype=np.float32)
     return np.concatenate(cut).astype(np.float32)
 
 
@@ -260,24 +294,11 @@ def _too_short_message(
 def _provenance(
     tables: Sequence[Table], settings: TrainSettings, counts: dict[str, int], fit: FitResult
 ) -> dict[str, Any]:
-    files = []
-    for table in tables:
-        digest = hashlib.sha256(table.timestamps.tobytes())
-        digest.update(np.ascontiguousarray(table.values).tobytes())
-        files.append(
-            {
-                "file": Path(table.source).name,
-                "rows": len(table.timestamps),
-                "first": _iso(table.timestamps[0]),
-                "last": _iso(table.timestamps[-1]),
-                "sha256": digest.hexdigest(),
-            }
-        )
     chosen = asdict(settings)
     chosen.pop("fit")
     chosen["fit"] = {k: v for k, v in asdict(settings.fit).items() if k != "show_progress"}
     return {
-        "data": files,
+        "data": data_provenance(tables),
         "settings": chosen,
         "counts": counts,
         "best_epoch": fit.best_epoch,
