@@ -141,8 +141,12 @@ def run(args: argparse.Namespace) -> int:
         + ("as fast as possible" if args.speed <= 0 else f"{args.speed:g}x real time"),
         flush=True,
     )
-    with _sigterm_as_exit():
+    with _sigterm_as_exit() as interrupted:
         decisions = _run_live(files, mosquitto=mosquitto, asset=args.scenario, speed=args.speed)
+    if interrupted.is_set():
+        # Ctrl-C whose KeyboardInterrupt was swallowed (raised inside a finaliser, say):
+        # the children are stopped; still end as an interrupted run.
+        return 130
     print(
         "\n== 5/5 compare: the faults injected, what the daemon caught, and what offline "
         f"scoring catches\n   (offline = `aewatch evaluate --model {files.model} --data "
@@ -299,16 +303,27 @@ def _daemon_failed(daemon: Child, what: str) -> AewatchError:
 
 
 @contextlib.contextmanager
-def _sigterm_as_exit() -> Iterator[None]:
-    """While children run, SIGTERM unwinds the stack (so they are stopped) instead of killing."""
+def _sigterm_as_exit() -> Iterator[threading.Event]:
+    """While children run, SIGTERM unwinds the stack (so they are stopped) instead of killing.
+
+    Yields an event set by Ctrl-C, which also raises KeyboardInterrupt as usual.
+    """
+    interrupted = threading.Event()
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield interrupted
         return
+
+    def on_sigint(_signum: int, _frame: FrameType | None) -> None:
+        interrupted.set()
+        raise KeyboardInterrupt
+
     previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    previous_int = signal.signal(signal.SIGINT, on_sigint)
     try:
-        yield
+        yield interrupted
     finally:
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
 
 
 def _exit_on_sigterm(signum: int, _frame: FrameType | None) -> None:
