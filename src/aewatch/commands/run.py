@@ -73,6 +73,12 @@ def run(args: argparse.Namespace) -> int:
     notifier.ready("serving")
     ping_s = watchdog_interval_s()
     tick_s = min(1.0, ping_s) if ping_s else 1.0
+
+    def ping() -> None:
+        """Pet systemd's watchdog, but only while the scoring worker is alive."""
+        if ping_s and daemon.is_alive()[0]:
+            notifier.watchdog()
+
     while not stopping.is_set():
         if reloading.is_set():
             reloading.clear()
@@ -82,12 +88,10 @@ def run(args: argparse.Namespace) -> int:
             reloader = threading.Thread(target=daemon.reload, name="aewatch-reload")
             reloader.start()
             while reloader.is_alive():
-                if ping_s and daemon.is_alive()[0]:
-                    notifier.watchdog()
+                ping()
                 reloader.join(tick_s)
             notifier.ready("serving")
-        if ping_s and daemon.is_alive()[0]:
-            notifier.watchdog()
+        ping()
         wake.wait(tick_s)
         wake.clear()
     notifier.stopping()

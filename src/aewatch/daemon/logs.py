@@ -12,7 +12,8 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from datetime import UTC, datetime
+
+from aewatch.model.alerts import iso_ms
 
 __all__ = ["JsonFormatter", "setup_logging"]
 
@@ -23,9 +24,8 @@ class JsonFormatter(logging.Formatter):
     """``{"ts", "level", "logger", "message"}`` plus ``exception`` when there is one."""
 
     def format(self, record: logging.LogRecord) -> str:
-        stamp = datetime.fromtimestamp(record.created, tz=UTC)
         line = {
-            "ts": stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "ts": iso_ms(record.created),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),

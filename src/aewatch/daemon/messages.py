@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from aewatch.model.alerts import AlertEvent
+from aewatch.model.alerts import AlertEvent, iso_ms
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -69,8 +69,7 @@ def iso(timestamp: float) -> str:
     >>> iso(1767225600.25)
     '2026-01-01T00:00:00.250Z'
     """
-    text = datetime.fromtimestamp(timestamp, tz=UTC).isoformat(timespec="milliseconds")
-    return text.replace("+00:00", "Z")
+    return iso_ms(timestamp)
 
 
 def parse_time(text: str) -> float:
@@ -154,7 +153,7 @@ def encode(message: Mapping[str, Any]) -> bytes:
 def parse_state(payload: bytes) -> OpenAlert | None:
     """The open alert in a retained state message, or None when the asset is normal.
 
-    >>> from aewatch.model.alerts import AlertEvent
+    >>> from aewatch.model.alerts import AlertEvent, iso_ms
     >>> event = AlertEvent("w1@x", "w1", "raised", 10.0, 12.0, None, 5.0, 1.0, (("flow", 1.0),))
     >>> parse_state(encode(state_message(event, model="m", model_version="v"))).alert_id
     'w1@x'

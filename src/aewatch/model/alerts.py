@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-__all__ = ["AlertEvent", "AlertState", "alert_id"]
+__all__ = ["AlertEvent", "AlertState", "alert_id", "iso_ms"]
 
 RAISED = "raised"
 RESOLVED = "resolved"
@@ -175,8 +175,17 @@ def alert_id(asset: str, started_at: float) -> str:
     >>> alert_id("well-07", 1767225600.25)
     'well-07@2026-01-01T00:00:00.250Z'
     """
-    stamp = datetime.fromtimestamp(started_at, tz=UTC).isoformat(timespec="milliseconds")
-    return f"{asset}@{stamp.replace('+00:00', 'Z')}"
+    return f"{asset}@{iso_ms(started_at)}"
+
+
+def iso_ms(timestamp: float) -> str:
+    """Epoch seconds as ISO 8601 UTC with milliseconds and a ``Z``, as alerts and logs write it.
+
+    >>> iso_ms(1767225600.25)
+    '2026-01-01T00:00:00.250Z'
+    """
+    text = datetime.fromtimestamp(timestamp, tz=UTC).isoformat(timespec="milliseconds")
+    return text.replace("+00:00", "Z")
 
 
 def _note_peak(
