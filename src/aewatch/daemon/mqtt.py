@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import logging
 import ssl
+import struct
 import threading
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
@@ -22,13 +24,26 @@ from paho.mqtt.properties import Properties
 
 from aewatch.config import BrokerConfig
 
-__all__ = ["BufferedClient", "Will", "connect", "make_client", "read_retained"]
+__all__ = ["BufferedClient", "Publish", "Will", "connect", "make_client", "read_retained"]
 
 log = logging.getLogger("aewatch.mqtt")
 
 _QUIET_S = 0.3  # retained messages are done when none came for this long
 _READ_CHUNK = 65536
 _MAX_PACKETS_PER_WAKEUP = 10_000  # then paho's loop gets to write and ping again
+_PUBLISH = 0x30
+_PUBACK = 0x40
+_MAX_LENGTH_BYTES = 4  # MQTT's remaining length takes 1 to 4 bytes
+
+
+class Publish(NamedTuple):
+    """One QoS 0 or 1 PUBLISH taken off the wire by :class:`BufferedClient`'s fast path."""
+
+    topic: str
+    payload: bytes
+    qos: int
+    mid: int
+    retain: bool
 
 
 class _BufferedSocket:
@@ -63,6 +78,52 @@ class _BufferedSocket:
         """Bytes read from the socket and not yet handed to paho."""
         return len(self._buffer) - self._position
 
+    def take_publishes(self, *, is_v5: bool) -> list[Publish]:
+        """Parse the QoS 0/1 PUBLISH packets buffered whole at the head, and consume them.
+
+        Stops at the first packet that is not one (another type, QoS 2, a topic alias,
+        a topic that is not UTF-8, a packet not buffered whole), leaving it for paho's
+        own reader, which also reports any protocol error.
+        """
+        buffer = self._buffer
+        end = len(buffer)
+        position = self._position
+        found: list[Publish] = []
+        while position + 2 <= end:
+            header = buffer[position]
+            qos = (header >> 1) & 3
+            if header & 0xF0 != _PUBLISH or qos == 2:
+                break
+            length, body = _remaining_length(buffer, position + 1, end)
+            if body < 0 or length < 2 or body + length > end:
+                break
+            stop = body + length
+            topic_end = body + 2 + ((buffer[body] << 8) | buffer[body + 1])
+            if topic_end == body + 2 or topic_end > stop:
+                break  # a topic alias, or malformed: paho decides
+            cursor = topic_end
+            mid = 0
+            if qos:
+                if cursor + 2 > stop:
+                    break
+                mid = (buffer[cursor] << 8) | buffer[cursor + 1]
+                cursor += 2
+            if is_v5:
+                properties, cursor = _remaining_length(buffer, cursor, stop)
+                if cursor < 0:
+                    break
+                cursor += properties
+            if cursor > stop:
+                break
+            try:
+                topic = buffer[body + 2 : topic_end].decode()
+            except UnicodeDecodeError:
+                break
+            found.append(Publish(topic, buffer[cursor:stop], qos, mid, bool(header & 1)))
+            position = stop
+        self._position = position
+        return found
+
     def pending(self) -> int:
         inner = self._sock.pending() if hasattr(self._sock, "pending") else 0
         return self.buffered() + int(inner)
@@ -71,8 +132,33 @@ class _BufferedSocket:
         return getattr(self._sock, name)
 
 
+def _remaining_length(buffer: bytes, position: int, end: int) -> tuple[int, int]:
+    """MQTT's variable-length integer at ``position``: (value, where it ends), or (0, -1)."""
+    value = 0
+    for i in range(_MAX_LENGTH_BYTES):
+        if position + i >= end:
+            return 0, -1
+        byte = buffer[position + i]
+        value |= (byte & 0x7F) << (7 * i)
+        if not byte & 0x80:
+            return value, position + i + 1
+    return 0, -1
+
+
 class BufferedClient(mqtt.Client):
-    """paho's client reading its socket in large chunks and many packets per wakeup."""
+    """paho's client reading its socket in large chunks and many packets per wakeup.
+
+    With :attr:`on_publishes` set, the QoS 0 and 1 PUBLISH packets that arrive buffered
+    whole are parsed here, in one pass over the buffer, and handed over as one list of
+    :class:`Publish` per wakeup instead of one ``on_message`` call each: paho's per-packet
+    work (``MQTTMessage``, MQTT 5 ``Properties``, callback locks) was most of the network
+    thread's time. Every other packet, and the first one of each read, goes through paho
+    as before, so connection handling, keepalive, QoS 2 and errors stay paho's. The
+    callback acknowledges QoS 1 messages itself (``manual_ack``), e.g. with
+    :meth:`ack_many`.
+    """
+
+    on_publishes: Callable[[list[Publish]], None] | None = None
 
     def _create_socket(self) -> Any:
         return _BufferedSocket(super()._create_socket())
@@ -80,13 +166,29 @@ class BufferedClient(mqtt.Client):
     def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
         rc = super().loop_read(max_packets)
         sock = self._sock
+        is_v5 = self._protocol == mqtt.MQTTv5
         for _ in range(_MAX_PACKETS_PER_WAKEUP):
             if rc != mqtt.MQTT_ERR_SUCCESS or self._sock is not sock:
                 break
             if not (isinstance(sock, _BufferedSocket) and sock.buffered()):
                 break
+            handler = self.on_publishes
+            if handler is not None and self._in_packet["command"] == 0:
+                found = sock.take_publishes(is_v5=is_v5)
+                if found:
+                    with self._msgtime_mutex:
+                        self._last_bytes_received = mqtt.time_func()
+                    with self._in_callback_mutex:
+                        handler(found)
+                    continue
             rc = super().loop_read(max_packets)
         return rc
+
+    def ack_many(self, mids: list[int]) -> None:
+        """Acknowledge QoS 1 messages (``manual_ack``): their PUBACKs go out in one write."""
+        if mids:
+            packet = b"".join(struct.pack("!BBH", _PUBACK, 2, mid) for mid in mids)
+            self._packet_queue(_PUBACK, packet, 0, 0)
 
 
 class Will:
@@ -105,7 +207,7 @@ def make_client(
     is_clean: bool | None = None,
     will: Will | None = None,
     manual_ack: bool = False,
-) -> mqtt.Client:
+) -> BufferedClient:
     """A configured, unconnected client; ``is_clean`` None takes ``broker.clean_start``."""
     clean = broker.clean_start if is_clean is None else is_clean
     is_v5 = broker.protocol == "5"

@@ -39,7 +39,7 @@ from aewatch.daemon.metrics import (
     StatusServer,
     registry_for,
 )
-from aewatch.daemon.mqtt import Will, connect, make_client, read_retained
+from aewatch.daemon.mqtt import Publish, Will, connect, make_client, read_retained
 from aewatch.daemon.pipeline import Pipeline, Scored
 from aewatch.errors import AewatchError
 
@@ -124,6 +124,7 @@ class Daemon:
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
+        self.client.on_publishes = self._on_publishes
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -293,6 +294,14 @@ class Daemon:
                 self.intake.counts["internal_error"] += 1
                 log.exception("internal error on a message of %s", message.topic)
         client.ack(message.mid, message.qos)
+
+    def _on_publishes(self, found: list[Publish]) -> None:
+        """The fast path: every whole QoS 0/1 PUBLISH of one socket read (network thread)."""
+        with self._intake_lock:
+            if self._is_closing:
+                return  # not acknowledged: the broker delivers them again to the next session
+            self.intake.take_many([(publish.topic, publish.payload) for publish in found])
+        self.client.ack_many([publish.mid for publish in found if publish.qos])
 
     # -- scoring worker ---------------------------------------------------------------
 

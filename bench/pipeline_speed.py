@@ -1,0 +1,151 @@
+"""CPU cost per reading of the daemon's core, without MQTT: decode, align, window, score, decide.
+
+    .venv/bin/python bench/pipeline_speed.py [--assets 1000] [--rows 40] [--profile]
+
+Feeds the messages ``aewatch run`` would get from ``assets`` assets × 8 channels at a
+10 ms period (one ``json_multi`` message per asset row, one ``json`` message per reading,
+or one 100-sample ``float32_le`` message per channel) through
+:meth:`~aewatch.daemon.intake.Intake.take_many` and
+:meth:`~aewatch.daemon.pipeline.Pipeline.ingest` / ``flush`` in batches as the daemon's
+network thread and worker see them in a flood, and prints µs of one core per reading
+(median of ``--repeats``). This isolates the core's share of ``bench/throughput.py``'s
+figures; ``--profile`` prints where the time goes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import json
+import pstats
+import statistics
+import struct
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from aewatch.config import Config
+from aewatch.daemon.fleet import Fleet, ServedModel
+from aewatch.daemon.intake import Intake, ReadingQueue
+from aewatch.daemon.pipeline import Pipeline
+from aewatch.model.dataset import Table
+from aewatch.model.fit import FitSettings
+from aewatch.model.train import TrainSettings, train_bundle
+
+CHANNELS = tuple(f"ch{i}" for i in range(8))
+PERIOD_S = 0.01
+T0 = 1_700_000_000.0
+NETWORK_BATCH = 700  # messages per socket read in a flood (64 KiB of ~90-byte messages)
+FLUSH_WINDOWS = 256  # the daemon's default batch_size
+
+
+def _bundle() -> object:
+    rng = np.random.default_rng(0)
+    n = 5000
+    t = T0 + np.arange(n) * PERIOD_S
+    base = np.sin(np.arange(n) / 50.0)
+    values = base[:, None] * np.linspace(0.5, 1.5, 8)[None, :] + 0.05 * rng.standard_normal((n, 8))
+    table = Table("bench.csv", t, values, CHANNELS, None, None, np.arange(n) + 2)
+    settings = TrainSettings(window_len=10, hop=1, fit=FitSettings(show_progress=False))
+    return train_bundle([table], settings).bundle
+
+
+def _config(fmt: str) -> Config:
+    topic = "plant/{asset}/data" if fmt == "json_multi" else "plant/{asset}/{channel}"
+    return Config.model_validate(
+        {
+            "broker": {"url": "mqtt://127.0.0.1:1883"},
+            "inputs": [{"topic": topic, "payload": fmt, "timestamp": "payload"}]
+            if fmt != "float32_le"
+            else [{"topic": topic, "payload": fmt, "timestamp": "arrival"}],
+            "models": [{"path": "unused.aew"}],
+            "limits": {"max_late_s": 1.5 if fmt == "float32_le" else 0.05, "queue_size": 10**7},
+        }
+    )
+
+
+def _messages(fmt: str, assets: int, rows: int) -> list[list[tuple[str, bytes]]]:
+    """The messages of ``rows`` rows of every asset, cut into socket-read batches."""
+    out: list[tuple[str, bytes]] = []
+    if fmt == "float32_le":
+        block = struct.pack("<100f", *np.sin(np.arange(100) / 7.0))
+        for _ in range(max(1, rows // 100)):
+            for a in range(assets):
+                out += [(f"plant/a{a}/{c}", block) for c in CHANNELS]
+    else:
+        for r in range(rows):
+            ts = round(T0 + r * PERIOD_S, 3)
+            level = float(np.sin(r / 50.0))
+            values = {c: round(level * (1 + i / 8), 4) for i, c in enumerate(CHANNELS)}
+            for a in range(assets):
+                if fmt == "json_multi":
+                    out.append((f"plant/a{a}/data", json.dumps({"ts": ts, **values}).encode()))
+                else:
+                    out += [
+                        (f"plant/a{a}/{c}", json.dumps({"ts": ts, "value": v}).encode())
+                        for c, v in values.items()
+                    ]
+    return [out[i : i + NETWORK_BATCH] for i in range(0, len(out), NETWORK_BATCH)]
+
+
+def _prepare(
+    fmt: str, bundle: object, assets: int, rows: int
+) -> tuple[Callable[[], None], Pipeline]:
+    """The run over a fresh intake and pipeline, and that pipeline."""
+    config = _config(fmt)
+    fleet = Fleet([ServedModel.from_bundle(bundle, pattern="*")])  # type: ignore[arg-type]
+    queue = ReadingQueue(10**7)
+    calls = iter(range(10**9))
+
+    def clock() -> float:  # float32_le: a 100-sample block of every channel each second
+        return T0 + 1.0 + next(calls) // (assets * len(CHANNELS))
+
+    intake = Intake(config, fleet, queue, clock=clock)
+    pipeline = Pipeline(fleet, max_assets=100_000, max_late_s=config.limits.max_late_s)
+    batches = _messages(fmt, assets, rows)
+
+    def run() -> None:
+        for batch in batches:
+            intake.take_many(batch)
+            for items in queue.take(timeout_s=0):
+                pipeline.ingest(items)
+            if pipeline.pending >= FLUSH_WINDOWS:
+                pipeline.flush()
+        pipeline.flush()
+
+    return run, pipeline
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--assets", type=int, default=1000)
+    parser.add_argument("--rows", type=int, default=40)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--formats", nargs="+", default=["json", "json_multi", "float32_le"])
+    parser.add_argument("--profile", action="store_true")
+    args = parser.parse_args()
+    bundle = _bundle()
+    for fmt in args.formats:
+        rows = args.rows * 100 if fmt == "float32_le" else args.rows
+        costs = []
+        placed = 0
+        for _ in range(args.repeats):
+            run, pipeline = _prepare(fmt, bundle, args.assets, rows)
+            started = time.process_time()
+            run()
+            placed = pipeline.counts["aligned"]
+            costs.append((time.process_time() - started) / max(placed, 1) * 1e6)
+        print(
+            f"{fmt:11s} {statistics.median(costs):6.2f} µs/reading "
+            f"({1e6 / statistics.median(costs):,.0f} readings/s on one core; {placed:,} placed)"
+        )
+        if args.profile:
+            profiler = cProfile.Profile()
+            run, _ = _prepare(fmt, bundle, args.assets, rows)
+            profiler.runcall(run)
+            pstats.Stats(profiler).sort_stats("tottime").print_stats(14)
+
+
+if __name__ == "__main__":
+    main()
