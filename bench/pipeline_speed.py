@@ -19,7 +19,6 @@ import cProfile
 import json
 import pstats
 import statistics
-import struct
 import time
 from collections.abc import Callable
 
@@ -40,13 +39,17 @@ NETWORK_BATCH = 700  # messages per socket read in a flood (64 KiB of ~90-byte m
 FLUSH_WINDOWS = 256  # the daemon's default batch_size
 
 
+def _process(n: int, seed: int) -> np.ndarray:
+    """``n`` rows of 8 coupled channels: what the model is trained on and what is sent."""
+    rng = np.random.default_rng(seed)
+    base = np.sin(np.arange(n) / 50.0)
+    return base[:, None] * np.linspace(0.5, 1.5, 8)[None, :] + 0.05 * rng.standard_normal((n, 8))
+
+
 def _bundle() -> object:
-    rng = np.random.default_rng(0)
     n = 5000
     t = T0 + np.arange(n) * PERIOD_S
-    base = np.sin(np.arange(n) / 50.0)
-    values = base[:, None] * np.linspace(0.5, 1.5, 8)[None, :] + 0.05 * rng.standard_normal((n, 8))
-    table = Table("bench.csv", t, values, CHANNELS, None, None, np.arange(n) + 2)
+    table = Table("bench.csv", t, _process(n, 0), CHANNELS, None, None, np.arange(n) + 2)
     settings = TrainSettings(window_len=10, hop=1, fit=FitSettings(show_progress=False))
     return train_bundle([table], settings).bundle
 
@@ -69,15 +72,16 @@ def _messages(fmt: str, assets: int, rows: int) -> list[list[tuple[str, bytes]]]
     """The messages of ``rows`` rows of every asset, cut into socket-read batches."""
     out: list[tuple[str, bytes]] = []
     if fmt == "float32_le":
-        block = struct.pack("<100f", *np.sin(np.arange(100) / 7.0))
-        for _ in range(max(1, rows // 100)):
+        process = _process(rows, 1).astype("<f4")
+        for b in range(max(1, rows // 100)):
+            blocks = [process[b * 100 : (b + 1) * 100, i].tobytes() for i in range(8)]
             for a in range(assets):
-                out += [(f"plant/a{a}/{c}", block) for c in CHANNELS]
+                out += [(f"plant/a{a}/{c}", blocks[i]) for i, c in enumerate(CHANNELS)]
     else:
+        process = _process(rows, 1)
         for r in range(rows):
             ts = round(T0 + r * PERIOD_S, 3)
-            level = float(np.sin(r / 50.0))
-            values = {c: round(level * (1 + i / 8), 4) for i, c in enumerate(CHANNELS)}
+            values = {c: round(float(v), 4) for c, v in zip(CHANNELS, process[r], strict=True)}
             for a in range(assets):
                 if fmt == "json_multi":
                     out.append((f"plant/a{a}/data", json.dumps({"ts": ts, **values}).encode()))

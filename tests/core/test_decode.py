@@ -18,6 +18,7 @@ from aewatch.daemon.decode import (
     Decoded,
     DecodeError,
     Reading,
+    Row,
     decode,
     parse_timestamp,
 )
@@ -165,7 +166,8 @@ def test_multi_nested_and_flat_forms_agree() -> None:
     nested = run('{"ts": 1700000000, "values": {"flow": 1, "temp": 2.5}}', "json_multi")
     flat = run('{"ts": 1700000000, "flow": 1, "temp": 2.5}', "json_multi", channel=None)
     expected = (Reading("w1", "flow", T0, 1.0), Reading("w1", "temp", T0, 2.5))
-    assert nested == flat == Decoded(expected)
+    assert nested == flat == Decoded((Row("w1", ("flow", "temp"), T0, (1.0, 2.5)),))
+    assert nested.readings == expected and nested.count == 2
 
 
 def test_multi_keeps_good_channels_and_reports_bad_ones() -> None:

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aewatch.config import Config
-from aewatch.daemon.decode import DECODE_REASONS, Reading
+from aewatch.daemon.decode import DECODE_REASONS, Decoded, Reading
 from aewatch.daemon.fleet import Fleet, ServedModel
 from aewatch.daemon.intake import Intake, RateLimitedLog, ReadingQueue
 from aewatch.model.bundle import ModelBundle
@@ -62,7 +62,8 @@ def intake(bundle: ModelBundle, *, max_readings: int = 1000) -> Intake:
 
 
 def queued(source: Intake) -> list[Reading]:
-    return [r for batch in source.queue.take(timeout_s=0) for r in batch]
+    """The queued readings, rows (json_multi messages) taken apart."""
+    return list(Decoded(tuple(i for b in source.queue.take(timeout_s=0) for i in b)).readings)
 
 
 def refusals(source: Intake) -> dict[str, int]:

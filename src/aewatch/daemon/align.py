@@ -30,6 +30,9 @@ these rules:
 * **Memory.** At most :attr:`Aligner.max_pending_slots` slots wait
   (``wait + ceil(max_gap_periods) + 2``, ``wait`` being ``max_late_s`` in periods). A
   reading that opens one more gives up the oldest waiting slot (``dropped_slots``, gap).
+* **Rows.** :meth:`Aligner.add_row` emits a complete row in the slot right after the
+  last final one, with nothing waiting, at once (the common case of a ``json_multi``
+  message); for any other row it changes nothing and the caller adds the readings.
 * **Rejected.** A reading of a channel not in ``channels`` counts in ``unknown_channel``;
   one with a non-finite timestamp, or a value that is not finite as float32, counts in
   ``invalid``. Neither changes any state. The reading's asset is not checked: the caller
@@ -54,6 +57,7 @@ __all__ = ["AlignOutput", "Aligner"]
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 _SLOT_EPSILON = 1e-9  # so max_late_s = 0.3 with period_s = 0.1 is 3 periods, not 2
 _MARGIN_SLOTS = 2
+_ROW_ORDERS = 16  # channel orders of add_row remembered
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +121,7 @@ class Aligner:
         self._wait_slots = math.floor(self.max_late_s / period_s + _SLOT_EPSILON)
         self.max_pending_slots = self._wait_slots + math.ceil(max_gap_periods) + _MARGIN_SLOTS
         self._column = {name: i for i, name in enumerate(self.channels)}
+        self._orders: dict[tuple[str, ...], tuple[int, ...] | None] = {}  # of add_row
         # Plain lists, not numpy: this runs once per reading, where numpy's per-call cost
         # on a handful of values would dominate.
         self._pending: dict[int, list[float]] = {}  # slot -> values, NaN = missing
@@ -147,6 +152,70 @@ class Aligner:
         if self._final_slot is not None and slot <= self._final_slot:
             return self._drain(late=1)
         return self._drain(dropped=self._insert(slot, column, reading.value))
+
+    def add_row(
+        self, timestamp: float, channels: tuple[str, ...], values: tuple[float, ...]
+    ) -> AlignOutput | None:
+        """Emit a whole row at once when it is the common case; else None, nothing changed.
+
+        The common case: the row has every channel once (in any order), valid values, and
+        the slot right after the last final one, and nothing waits. Adding its readings
+        one by one would then emit exactly this row. For any other row (None), add its
+        readings one by one with :meth:`add`.
+
+        >>> aligner = Aligner(("flow", "temp"), period_s=1.0, max_late_s=0)
+        >>> aligner.add_row(9.0, ("flow", "temp"), (1.0, 2.0)) is None  # the first row waits
+        True
+        >>> outs = [aligner.add(Reading("w1", c, 9.0, v)) for c, v in (("flow", 1), ("temp", 2))]
+        >>> outs += [aligner.add(Reading("w1", c, 10.0, v)) for c, v in (("flow", 3), ("temp", 4))]
+        >>> aligner.add_row(11.0, ("temp", "flow"), (6.0, 5.0)).values.tolist()
+        [[5.0, 6.0]]
+        """
+        final = self._final_slot
+        if final is None or self._pending:
+            return None
+        periods = timestamp / self.period_s
+        if not (math.isfinite(periods) and round(periods) == final + 1):
+            return None
+        if channels != self.channels:
+            order = self._orders.get(channels, ())
+            if order == ():
+                order = self._order_of(channels)
+            if order is None:
+                return None
+            values = tuple(values[i] for i in order)
+        if not all(-_FLOAT32_MAX <= value <= _FLOAT32_MAX for value in values):
+            return None  # NaN fails too
+        return self._emit_row(final + 1, list(values))
+
+    def _order_of(self, channels: tuple[str, ...]) -> tuple[int, ...] | None:
+        """Where each of our channels sits in ``channels``; None unless a reordering."""
+        position = {name: i for i, name in enumerate(channels)}
+        order = None
+        if len(position) == len(channels) == len(self.channels) and set(position) == set(
+            self.channels
+        ):
+            order = tuple(position[name] for name in self.channels)
+        if len(self._orders) >= _ROW_ORDERS:
+            self._orders.clear()
+        self._orders[channels] = order
+        return order
+
+    def _emit_row(self, slot: int, values: list[float]) -> AlignOutput:
+        """Emit a complete row that directly follows the last final slot (nothing waits)."""
+        gap = self._is_broken
+        self._last_real = [slot] * len(values)
+        self._held = values
+        self._final_slot = slot
+        self._has_emitted = True
+        self._is_broken = False
+        if self._newest_complete is None or slot > self._newest_complete:
+            self._newest_complete = slot
+        return AlignOutput(
+            np.array([slot * self.period_s]),
+            np.array([values], dtype=np.float32),
+            gap=gap,
+        )
 
     def _slot_of(self, reading: Reading) -> int | None:
         """The reading's grid slot, or None when its time or value is unusable."""

@@ -51,6 +51,7 @@ __all__ = [
     "DecodeError",
     "Decoded",
     "Reading",
+    "Row",
     "decode",
     "parse_timestamp",
 ]
@@ -97,6 +98,29 @@ class Reading(NamedTuple):
     value: float
 
 
+class Row(NamedTuple):
+    """Several channels of one asset at one time: a ``json_multi`` message, kept whole.
+
+    The daemon places a row on its grid in one step instead of one reading per channel.
+    ``channels`` and ``values`` pair up; :meth:`readings` is the same data as readings.
+
+    >>> Row("well-7", ("flow", "temp"), 10.0, (1.0, 2.0)).readings()[1]
+    Reading(asset='well-7', channel='temp', timestamp=10.0, value=2.0)
+    """
+
+    asset: str
+    channels: tuple[str, ...]
+    timestamp: float
+    values: tuple[float, ...]
+
+    def readings(self) -> tuple[Reading, ...]:
+        """One reading per channel, in the row's order."""
+        return tuple(
+            Reading(self.asset, channel, self.timestamp, value)
+            for channel, value in zip(self.channels, self.values, strict=True)
+        )
+
+
 class DecodeError(AewatchError, ValueError):
     """A payload, or one part of it, that cannot become a :class:`Reading`.
 
@@ -115,12 +139,29 @@ class DecodeError(AewatchError, ValueError):
 class Decoded:
     """The readings of one payload and the errors of the parts that were dropped.
 
-    ``errors`` holds one :class:`DecodeError` per dropped part (a channel, a batch item,
-    a sample); it is empty when every part decoded.
+    ``items`` are :class:`Reading` values, or one :class:`Row` for a ``json_multi``
+    message; ``errors`` holds one :class:`DecodeError` per dropped part (a channel, a batch
+    item, a sample); it is empty when every part decoded.
     """
 
-    readings: tuple[Reading, ...]
+    items: tuple[Reading | Row, ...]
     errors: tuple[DecodeError, ...] = ()
+
+    @property
+    def readings(self) -> tuple[Reading, ...]:
+        """Every reading, rows taken apart."""
+        out: list[Reading] = []
+        for item in self.items:
+            if isinstance(item, Row):
+                out.extend(item.readings())
+            else:
+                out.append(item)
+        return tuple(out)
+
+    @property
+    def count(self) -> int:
+        """How many readings ``items`` hold."""
+        return sum(len(item.values) if isinstance(item, Row) else 1 for item in self.items)
 
 
 def decode(
@@ -234,10 +275,10 @@ def _decode_json(payload: bytes, context: _Context) -> Decoded:
 
 
 def _decode_json_multi(payload: bytes, context: _Context) -> Decoded:
-    """One object holding several channels of the asset."""
+    """One object holding several channels of the asset, as one :class:`Row`."""
     obj = _object(_load_json(payload), "payload")
-    readings, errors = _multi(obj, context, context.arrival_s)
-    return Decoded(tuple(readings), tuple(errors))
+    row, errors = _multi(obj, context, context.arrival_s)
+    return Decoded((row,) if row.values else (), tuple(errors))
 
 
 def _decode_json_batch(payload: bytes, context: _Context) -> Decoded:
@@ -299,7 +340,8 @@ def _item(item: object, context: _Context, default_s: float, *, index: int) -> _
     obj = _object(item, f"batch item {index}")
     if context.value_key in obj:
         return [_single(obj, context, default_s)], []
-    return _multi(obj, context, default_s)
+    row, errors = _multi(obj, context, default_s)
+    return list(row.readings()), errors
 
 
 def _single(obj: dict[str, object], context: _Context, default_s: float) -> Reading:
@@ -312,28 +354,35 @@ def _single(obj: dict[str, object], context: _Context, default_s: float) -> Read
     return Reading(context.asset, channel, timestamp, value)
 
 
-def _multi(obj: dict[str, object], context: _Context, default_s: float) -> _Parts:
-    """Readings of every channel in a multi-channel object; bad channels become errors."""
+def _multi(
+    obj: dict[str, object], context: _Context, default_s: float
+) -> tuple[Row, list[DecodeError]]:
+    """The row of every good channel in a multi-channel object; bad channels become errors."""
     timestamp = _time(obj, context, default_s)
     key = context.values_key
     nested = None if key is None else obj.get(key)
     if key is not None and key in obj and not isinstance(nested, dict):
         raise DecodeError("bad_shape", f"{context.values_key!r} is {_kind(nested)}, not an object")
     values = nested if isinstance(nested, dict) else obj
-    readings: list[Reading] = []
+    names: list[str] = []
+    numbers: list[float] = []
     errors: list[DecodeError] = []
     for name, raw in values.items():
         if values is obj and name == context.timestamp_key:
             continue
+        if type(raw) is float and -_FLOAT32_MAX <= raw <= _FLOAT32_MAX and name.strip():
+            names.append(name)  # the common case, checked inline (NaN fails the range)
+            numbers.append(raw)
+            continue
         try:
-            value = _value(raw, channel=_channel_name(name))
+            numbers.append(_value(raw, channel=_channel_name(name)))
         except DecodeError as err:
             errors.append(err)
             continue
-        readings.append(Reading(context.asset, name, timestamp, value))
-    if not readings and not errors:
+        names.append(name)
+    if not names and not errors:
         raise DecodeError("missing_key", "the object holds no channel values")
-    return readings, errors
+    return Row(context.asset, tuple(names), timestamp, tuple(numbers)), errors
 
 
 def _time(obj: dict[str, object], context: _Context, default_s: float) -> float:

@@ -22,7 +22,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable
 
 from aewatch.config import Config, InputConfig
-from aewatch.daemon.decode import DECODE_REASONS, DecodeError, Reading, decode
+from aewatch.daemon.decode import DECODE_REASONS, DecodeError, Reading, Row, decode
 from aewatch.daemon.fleet import Fleet
 
 __all__ = ["Intake", "RateLimitedLog", "ReadingQueue"]
@@ -33,6 +33,7 @@ _LOG_EVERY_S = 10.0
 log = logging.getLogger("aewatch.intake")
 
 _Route = tuple[InputConfig, str, str | None]  # input, asset, channel
+Items = tuple[Reading | Row, ...]  # what one queue entry holds
 
 
 class ReadingQueue:
@@ -42,6 +43,8 @@ class ReadingQueue:
     >>> r = Reading("w1", "flow", 1.0, 2.0)
     >>> q.put((r, r)), q.put((r, r)), len(q)
     (True, False, 2)
+    >>> q.put((Row("w1", ("flow", "temp"), 1.0, (2.0, 3.0)),), count=2), len(q)
+    (False, 2)
     >>> [len(batch) for batch in q.take(timeout_s=0)]
     [2]
     """
@@ -50,7 +53,7 @@ class ReadingQueue:
         if max_readings < 1:
             raise ValueError(f"max_readings must be at least 1, got {max_readings}")
         self.max_readings = max_readings
-        self._items: deque[tuple[Reading, ...]] = deque()
+        self._items: deque[Items] = deque()
         self._size = 0
         self._ready = threading.Condition()
 
@@ -58,17 +61,21 @@ class ReadingQueue:
         """Readings waiting."""
         return self._size
 
-    def put(self, readings: tuple[Reading, ...]) -> bool:
-        """Queue ``readings`` whole, or return False (nothing queued) when they do not fit."""
+    def put(self, items: Items, count: int | None = None) -> bool:
+        """Queue ``items`` whole, or return False (nothing queued) when they do not fit.
+
+        ``count`` is how many readings they hold (rows hold several); None: one per item.
+        """
+        size = len(items) if count is None else count
         with self._ready:
-            if self._size + len(readings) > self.max_readings:
+            if self._size + size > self.max_readings:
                 return False
-            self._items.append(readings)
-            self._size += len(readings)
+            self._items.append(items)
+            self._size += size
             self._ready.notify()
             return True
 
-    def take(self, timeout_s: float | None) -> list[tuple[Reading, ...]]:
+    def take(self, timeout_s: float | None) -> list[Items]:
         """Everything waiting, after waiting up to ``timeout_s`` for something (None: forever)."""
         with self._ready:
             if not self._items and timeout_s != 0:
@@ -137,9 +144,9 @@ class Intake:
 
     def take(self, topic: str, payload: bytes) -> None:
         """Decode one message and queue its readings; count whatever is refused."""
-        readings = self._decode(topic, payload)
-        if readings:
-            self._put(topic, readings)
+        decoded = self._decode(topic, payload)
+        if decoded is not None:
+            self._put(topic, *decoded)
 
     def take_many(self, messages: Iterable[tuple[str, bytes]]) -> None:
         """Decode ``(topic, payload)`` messages and queue all their readings in one step.
@@ -148,28 +155,29 @@ class Intake:
         thread's fast path hands over every message of a socket read at once). When the
         lot does not fit, the messages are queued one by one, so those that fit get in.
         """
-        decoded: list[tuple[str, tuple[Reading, ...]]] = []
+        decoded: list[tuple[str, Items, int]] = []
         for topic, payload in messages:
             try:
-                readings = self._decode(topic, payload)
+                found = self._decode(topic, payload)
             except Exception:  # a bug must not lose the other messages of the read
                 self.counts["internal_error"] += 1
                 log.exception("internal error on a message of %s", topic)
                 continue
-            if readings:
-                decoded.append((topic, readings))
+            if found is not None:
+                decoded.append((topic, *found))
         if len(decoded) == 1:
             self._put(*decoded[0])
         elif decoded:
-            lot = tuple(itertools.chain.from_iterable(readings for _, readings in decoded))
-            if self.queue.put(lot):
-                self.counts["readings"] += len(lot)
+            lot = tuple(itertools.chain.from_iterable(items for _, items, _ in decoded))
+            count = sum(count for _, _, count in decoded)
+            if self.queue.put(lot, count):
+                self.counts["readings"] += count
             else:
-                for topic, readings in decoded:
-                    self._put(topic, readings)
+                for message in decoded:
+                    self._put(*message)
 
-    def _decode(self, topic: str, payload: bytes) -> tuple[Reading, ...] | None:
-        """The message's good readings (None or empty when none); counts what is refused."""
+    def _decode(self, topic: str, payload: bytes) -> tuple[Items, int] | None:
+        """The message's good items and their readings (None when none); counts refusals."""
         counts = self.counts
         counts["messages"] += 1
         route = self._route(topic)
@@ -209,20 +217,22 @@ class Intake:
             return None
         for part_error in decoded.errors:
             self._refused(topic, part_error)
-        return decoded.readings
+        if not decoded.items:
+            return None
+        return decoded.items, decoded.count
 
-    def _put(self, topic: str, readings: tuple[Reading, ...]) -> None:
+    def _put(self, topic: str, items: Items, count: int) -> None:
         """Queue one message's readings, or count them dropped when the queue is full."""
-        if self.queue.put(readings):
-            self.counts["readings"] += len(readings)
+        if self.queue.put(items, count):
+            self.counts["readings"] += count
             return
-        self.counts["queue_full"] += len(readings)
+        self.counts["queue_full"] += count
         self._log.warning(
             "queue_full",
             "reading queue full (%d readings); dropped %d readings of %s: the scoring "
             "worker is behind, raise limits.queue_size or add CPU",
             self.queue.max_readings,
-            len(readings),
+            count,
             topic,
         )
 

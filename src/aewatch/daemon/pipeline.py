@@ -24,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from aewatch.daemon.align import Aligner, AlignOutput
-from aewatch.daemon.decode import Reading
+from aewatch.daemon.decode import Reading, Row
 from aewatch.daemon.fleet import Fleet, ServedModel
 from aewatch.model.alerts import AlertEvent
 from aewatch.model.scorer import Scores
@@ -131,31 +131,46 @@ class Pipeline:
         """Tracked assets that have not yet filled a window since they started or restarted."""
         return self._warming
 
-    def ingest(self, readings: Iterable[Reading]) -> None:
+    def ingest(self, readings: Iterable[Reading | Row]) -> None:
         """Place readings on their assets' grids and cut the windows that became due.
 
         Pass many readings per call: each asset's new rows go to its window in one step.
+        A :class:`Row` counts as its readings.
         """
         counts = self.counts
         tracks = self._tracks
         completed: dict[str, list[AlignOutput]] = {}
         aligned = late = unknown = invalid = dropped = filled = 0
-        for reading in readings:
-            track = tracks.get(reading.asset) or self._track_for(reading.asset)
+        for item in readings:
+            track = tracks.get(item.asset)
             if track is None:
-                continue
-            out = track.aligner.add(reading)
-            if out.late or out.unknown_channel or out.invalid or out.dropped_slots:
-                late += out.late
-                unknown += out.unknown_channel
-                invalid += out.invalid
-                dropped += out.dropped_slots
-                aligned += not (out.late or out.unknown_channel or out.invalid)
+                count = len(item.values) if isinstance(item, Row) else 1
+                track = self._track_for(item.asset, count)
+                if track is None:
+                    continue
+            parts: tuple[Reading, ...]
+            if isinstance(item, Row):
+                out = track.aligner.add_row(item.timestamp, item.channels, item.values)
+                if out is not None:
+                    aligned += len(item.values)
+                    completed.setdefault(item.asset, []).append(out)
+                    continue
+                parts = item.readings()  # not the common case: reading by reading
             else:
-                aligned += 1
-            if len(out.timestamps):
-                filled += out.filled
-                completed.setdefault(reading.asset, []).append(out)
+                parts = (item,)
+            for reading in parts:
+                out = track.aligner.add(reading)
+                if out.late or out.unknown_channel or out.invalid or out.dropped_slots:
+                    late += out.late
+                    unknown += out.unknown_channel
+                    invalid += out.invalid
+                    dropped += out.dropped_slots
+                    aligned += not (out.late or out.unknown_channel or out.invalid)
+                else:
+                    aligned += 1
+                if len(out.timestamps):
+                    filled += out.filled
+                    completed.setdefault(reading.asset, []).append(out)
         counts["aligned"] += aligned
         counts["late"] += late
         counts["unknown_channel"] += unknown
@@ -277,14 +292,17 @@ class Pipeline:
                     model.detector.adopt(asset, old.detector)
         return kept, restarted, dropped
 
-    def _track_for(self, asset: str) -> _Track | None:
-        """Start tracking ``asset``; None (counted) when no model serves it or the fleet is full."""
+    def _track_for(self, asset: str, readings: int = 1) -> _Track | None:
+        """Start tracking ``asset``; None when no model serves it or the fleet is full.
+
+        In that case its ``readings`` are counted under the reason.
+        """
         model = self.fleet.model_for(asset)
         if model is None:
-            self.counts["no_model"] += 1
+            self.counts["no_model"] += readings
             return None
         if len(self._tracks) >= self.max_assets:
-            self.counts["too_many_assets"] += 1
+            self.counts["too_many_assets"] += readings
             return None
         bundle = model.bundle
         max_gap = self.max_gap_periods or bundle.max_gap_periods
