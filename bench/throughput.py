@@ -421,6 +421,7 @@ def _measure_latency(bench: Bench, contender: Contender, plan: Plan, *, repeat: 
     buckets = {k: v - result["base"].get(k, 0.0) for k, v in contender.latency().items()}
     run.offered_per_s = plan.assets * len(CHANNELS) / PERIOD_S
     run.extra["latency"] = histogram_summary(buckets)
+    run.extra["latency_buckets"] = buckets  # cumulative counts by upper bound (seconds)
     return run
 
 

@@ -301,3 +301,83 @@ def test_wild_past_readings_do_not_disturb_a_live_stream() -> None:
     assert np.array_equal(timestamps, [grid_time(k) for k in range(300)])
     assert np.array_equal(rows, values)
     assert sum(o.late + o.dropped_slots for o in outputs) >= 390
+
+
+# --- many samples of one channel at once (float32_le messages) ----------------------------
+
+
+def _counts(outputs: list[AlignOutput]) -> tuple[int, ...]:
+    return tuple(
+        sum(getattr(o, name) for o in outputs)
+        for name in ("late", "unknown_channel", "invalid", "dropped_slots", "filled")
+    )
+
+
+def _same_outcome(one_by_one: list[AlignOutput], at_once: list[AlignOutput]) -> None:
+    a, b = segments(one_by_one), segments(at_once)
+    assert len(a) == len(b)
+    for (ta, va), (tb, vb) in zip(a, b, strict=True):
+        np.testing.assert_array_equal(ta, tb)
+        np.testing.assert_array_equal(va, vb)
+    assert _counts(one_by_one) == _counts(at_once)
+
+
+series_messages = st.lists(
+    st.tuples(
+        st.sampled_from(["a", "b", "c", "zz"]),
+        st.integers(-30, 30),  # first slot
+        st.lists(
+            st.one_of(st.floats(-5, 5), st.just(math.nan), st.just(math.inf)),
+            min_size=1,
+            max_size=12,
+        ),
+        st.sampled_from([0.0, 0.3, -0.49, 0.5]),  # jitter in periods: ties round to even
+    ),
+    max_size=25,
+)
+
+
+@PROPERTY
+@given(messages=series_messages, max_late_periods=st.integers(0, 6), max_gap=st.integers(1, 6))
+def test_a_series_ends_as_its_samples_one_by_one(
+    messages: list[tuple[str, int, list[float], float]], max_late_periods: int, max_gap: int
+) -> None:
+    """Out of order, overlapping, late, NaN, gaps, unknown channels: no difference."""
+    options = {
+        "period_s": PERIOD,
+        "max_gap_periods": max_gap,
+        "max_late_s": max_late_periods * PERIOD,
+    }
+    one, many = Aligner(("a", "b", "c"), **options), Aligner(("a", "b", "c"), **options)
+    by_reading: list[AlignOutput] = []
+    by_series: list[AlignOutput] = []
+    for channel, first, samples, jitter in messages:
+        times = (BASE_SLOT + first + jitter + np.arange(len(samples), dtype=np.float64)) * PERIOD
+        values = np.array(samples, dtype=np.float64)
+        readings = [Reading("w1", channel, t, v) for t, v in zip(times, samples, strict=True)]
+        by_reading += feed(one, readings)
+        by_series += many.add_series(channel, times, values)
+        assert many.pending_slots == one.pending_slots
+    _same_outcome(by_reading, by_series)
+    assert_invariants(many, by_series)
+
+
+def test_blocks_of_every_channel_make_rows() -> None:
+    """Three channels, blocks of 100 samples each; slots wait for the others' blocks.
+
+    ``max_late_s`` must span a block (150 periods here), or a block's oldest slots are
+    given up to keep the waiting slots bounded before the other channels' blocks come.
+    """
+    aligner = Aligner(("a", "b", "c"), period_s=PERIOD, max_late_s=150 * PERIOD)
+    oracle = Aligner(("a", "b", "c"), period_s=PERIOD, max_late_s=150 * PERIOD)
+    outputs: list[AlignOutput] = []
+    expected: list[AlignOutput] = []
+    for block in range(2):
+        times = (BASE_SLOT + 100 * block + np.arange(100, dtype=np.float64)) * PERIOD
+        for i, channel in enumerate(("a", "b", "c")):
+            outputs += aligner.add_series(channel, times, np.full(100, float(i)))
+            expected += feed(oracle, (Reading("w1", channel, t, float(i)) for t in times))
+    _same_outcome(expected, outputs)
+    rows = segments(outputs)
+    assert len(rows) == 1 and len(rows[0][0]) >= 199  # the first slot waits as if one before
+    assert (rows[0][1] == np.array([0.0, 1.0, 2.0], dtype=np.float32)).all()

@@ -572,7 +572,7 @@ class LimitsConfig(BaseModel):
         256, ge=1, description="Most windows scored in one forward pass. Unit: windows."
     )
     max_wait_ms: int = Field(
-        20,
+        5,
         ge=0,
         description="Longest a due window waits for its batch to fill. Unit: milliseconds.",
     )

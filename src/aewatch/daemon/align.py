@@ -132,6 +132,7 @@ class Aligner:
         self._last_real: list[int | None] = [None] * len(self.channels)
         self._has_emitted = False
         self._is_broken = False  # continuity lost since the last emitted row
+        self._is_held_back = False  # the last drain stopped at a gap with rows behind it
 
     @property
     def pending_slots(self) -> int:
@@ -187,6 +188,48 @@ class Aligner:
         if not all(-_FLOAT32_MAX <= value <= _FLOAT32_MAX for value in values):
             return None  # NaN fails too
         return self._emit_row(final + 1, list(values))
+
+    def add_series(
+        self,
+        channel: str,
+        timestamps: npt.NDArray[np.float64],
+        values: npt.NDArray[np.float64],
+    ) -> list[AlignOutput]:
+        """Place many samples of one channel; the same outcome as adding them one by one.
+
+        Returns the outputs in order (rows, gaps); the counts of the samples that were
+        dropped are spread over them. The grid work is done per sample, but a drain only
+        where one could emit or give up something: after a sample completes a slot or
+        gives one up, while rows wait behind a gap, and before the first row.
+
+        >>> aligner = Aligner(("flow",), period_s=1.0, max_late_s=0)
+        >>> outs = aligner.add_series("flow", np.arange(5.0), np.arange(5.0) * 10)
+        >>> np.concatenate([o.values for o in outs]).ravel().tolist()
+        [0.0, 10.0, 20.0, 30.0, 40.0]
+        """
+        n = len(values)
+        column = self._column.get(channel)
+        if column is None:
+            return [self._drain(unknown_channel=n)]
+        periods = np.asarray(timestamps, dtype=np.float64) / self.period_s
+        with np.errstate(invalid="ignore"):
+            is_valid = np.isfinite(periods) & (np.abs(values) <= _FLOAT32_MAX)
+        invalid = n - int(is_valid.sum())
+        slots = np.rint(periods[is_valid]).astype(np.int64).tolist()
+        outputs: list[AlignOutput] = []
+        late = 0
+        for slot, value in zip(slots, values[is_valid].tolist(), strict=True):
+            if self._is_held_back:
+                outputs.append(self._drain())
+            final = self._final_slot
+            if final is not None and slot <= final:
+                late += 1
+                continue
+            dropped = self._insert(slot, column, value)
+            if dropped or final is None or not self._missing.get(slot, 1):
+                outputs.append(self._drain(dropped=dropped))
+        outputs.append(self._drain(late=late, invalid=invalid))
+        return [out for out in outputs if out is not self._nothing]
 
     def _order_of(self, channels: tuple[str, ...]) -> tuple[int, ...] | None:
         """Where each of our channels sits in ``channels``; None unless a reordering."""
@@ -251,6 +294,7 @@ class Aligner:
         rows: list[list[float]] = []
         filled = 0
         gap = False
+        self._is_held_back = False
         while self._pending:
             slot = min(self._pending) if self._final_slot is None else self._final_slot + 1
             row = self._pending.get(slot)
@@ -262,6 +306,7 @@ class Aligner:
                 values = self._filled(slot, row)
                 if values is None:
                     if slots:
+                        self._is_held_back = True
                         break  # one output never spans a gap
                     dropped += self._abandon(slot, is_pending=row is not None)
                     continue

@@ -17,6 +17,10 @@ Formats (``fmt``):
 * ``float32_le``: raw little-endian float32 samples of the topic's channel, consecutive at
   ``period_s``, the last one at the arrival time.
 
+A ``json_multi`` message decodes to one :class:`Row` and a ``float32_le`` message to one
+:class:`Series` (the daemon places them on its grid in one step); every other format gives
+:class:`Reading` values. :attr:`Decoded.readings` takes rows and series apart.
+
 Timestamps come from the payload (``use_payload_time=True``; see :func:`parse_timestamp`)
 or are the arrival time. A ``json_batch`` without payload times is a run of consecutive
 samples like ``float32_le``: item ``i`` of ``n`` is at ``arrival_s - (n-1-i) * period_s``.
@@ -41,6 +45,7 @@ from datetime import UTC, datetime
 from typing import NamedTuple
 
 import numpy as np
+import numpy.typing as npt
 
 from aewatch.errors import AewatchError
 
@@ -52,6 +57,7 @@ __all__ = [
     "Decoded",
     "Reading",
     "Row",
+    "Series",
     "decode",
     "parse_timestamp",
 ]
@@ -121,6 +127,29 @@ class Row(NamedTuple):
         )
 
 
+class Series(NamedTuple):
+    """Consecutive samples of one channel of one asset: a ``float32_le`` message, kept whole.
+
+    ``timestamps`` and ``values`` are ``(n,)`` float64 arrays; the daemon places them on
+    its grid in one step. :meth:`readings` is the same data as readings.
+    """
+
+    asset: str
+    channel: str
+    timestamps: npt.NDArray[np.float64]
+    values: npt.NDArray[np.float64]
+
+    def readings(self) -> tuple[Reading, ...]:
+        """One reading per sample, oldest first."""
+        return tuple(
+            Reading(self.asset, self.channel, t, v)
+            for t, v in zip(self.timestamps.tolist(), self.values.tolist(), strict=True)
+        )
+
+
+Item = Reading | Row | Series  # what one message decodes to
+
+
 class DecodeError(AewatchError, ValueError):
     """A payload, or one part of it, that cannot become a :class:`Reading`.
 
@@ -139,29 +168,30 @@ class DecodeError(AewatchError, ValueError):
 class Decoded:
     """The readings of one payload and the errors of the parts that were dropped.
 
-    ``items`` are :class:`Reading` values, or one :class:`Row` for a ``json_multi``
-    message; ``errors`` holds one :class:`DecodeError` per dropped part (a channel, a batch
-    item, a sample); it is empty when every part decoded.
+    ``items`` are :class:`Reading` values, one :class:`Row` for a ``json_multi`` message
+    or one :class:`Series` for a ``float32_le`` message. ``errors`` holds one
+    :class:`DecodeError` per dropped part (a channel, a batch item, a sample); it is
+    empty when every part decoded.
     """
 
-    items: tuple[Reading | Row, ...]
+    items: tuple[Item, ...]
     errors: tuple[DecodeError, ...] = ()
 
     @property
     def readings(self) -> tuple[Reading, ...]:
-        """Every reading, rows taken apart."""
+        """Every reading, rows and series taken apart."""
         out: list[Reading] = []
         for item in self.items:
-            if isinstance(item, Row):
-                out.extend(item.readings())
-            else:
+            if isinstance(item, Reading):
                 out.append(item)
+            else:
+                out.extend(item.readings())
         return tuple(out)
 
     @property
     def count(self) -> int:
         """How many readings ``items`` hold."""
-        return sum(len(item.values) if isinstance(item, Row) else 1 for item in self.items)
+        return sum(1 if isinstance(item, Reading) else len(item.values) for item in self.items)
 
 
 def decode(
@@ -313,17 +343,18 @@ def _decode_float32_le(payload: bytes, context: _Context) -> Decoded:
         )
     samples = np.frombuffer(payload, dtype="<f4").astype(np.float64)
     n = len(samples)
-    times = context.arrival_s - (n - 1 - np.arange(n)) * period_s
+    times = context.arrival_s - (n - 1 - np.arange(n, dtype=np.float64)) * period_s
+    times = times.astype(np.float64, copy=False)
     is_finite = np.isfinite(samples)
-    readings = tuple(
-        Reading(context.asset, channel, float(t), float(v))
-        for t, v in zip(times[is_finite], samples[is_finite], strict=True)
-    )
+    if is_finite.all():
+        return Decoded((Series(context.asset, channel, times, samples),))
     errors = tuple(
         DecodeError("non_finite", f"sample {i} of {n} is {samples[i]}", channel=channel)
         for i in np.flatnonzero(~is_finite)
     )
-    return Decoded(readings, errors)
+    if not is_finite.any():
+        return Decoded((), errors)
+    return Decoded((Series(context.asset, channel, times[is_finite], samples[is_finite]),), errors)
 
 
 _DECODERS: Mapping[str, Callable[[bytes, _Context], Decoded]] = {

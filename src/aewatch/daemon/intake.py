@@ -22,7 +22,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable
 
 from aewatch.config import Config, InputConfig
-from aewatch.daemon.decode import DECODE_REASONS, DecodeError, Reading, Row, decode
+from aewatch.daemon.decode import DECODE_REASONS, DecodeError, Item, decode
 from aewatch.daemon.fleet import Fleet
 
 __all__ = ["Intake", "RateLimitedLog", "ReadingQueue"]
@@ -33,12 +33,13 @@ _LOG_EVERY_S = 10.0
 log = logging.getLogger("aewatch.intake")
 
 _Route = tuple[InputConfig, str, str | None]  # input, asset, channel
-Items = tuple[Reading | Row, ...]  # what one queue entry holds
+Items = tuple[Item, ...]  # what one queue entry holds
 
 
 class ReadingQueue:
     """A bounded, thread-safe FIFO of reading batches; the bound counts readings.
 
+    >>> from aewatch.daemon.decode import Reading, Row
     >>> q = ReadingQueue(max_readings=3)
     >>> r = Reading("w1", "flow", 1.0, 2.0)
     >>> q.put((r, r)), q.put((r, r)), len(q)
@@ -64,7 +65,8 @@ class ReadingQueue:
     def put(self, items: Items, count: int | None = None) -> bool:
         """Queue ``items`` whole, or return False (nothing queued) when they do not fit.
 
-        ``count`` is how many readings they hold (rows hold several); None: one per item.
+        ``count`` is how many readings they hold (rows and series hold several); None:
+        one per item.
         """
         size = len(items) if count is None else count
         with self._ready:

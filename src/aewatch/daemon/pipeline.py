@@ -24,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from aewatch.daemon.align import Aligner, AlignOutput
-from aewatch.daemon.decode import Reading, Row
+from aewatch.daemon.decode import Item, Reading, Row, Series
 from aewatch.daemon.fleet import Fleet, ServedModel
 from aewatch.model.alerts import AlertEvent
 from aewatch.model.scorer import Scores
@@ -131,11 +131,11 @@ class Pipeline:
         """Tracked assets that have not yet filled a window since they started or restarted."""
         return self._warming
 
-    def ingest(self, readings: Iterable[Reading | Row]) -> None:
+    def ingest(self, readings: Iterable[Item]) -> None:
         """Place readings on their assets' grids and cut the windows that became due.
 
         Pass many readings per call: each asset's new rows go to its window in one step.
-        A :class:`Row` counts as its readings.
+        A :class:`Row` or :class:`Series` counts as its readings.
         """
         counts = self.counts
         tracks = self._tracks
@@ -144,16 +144,31 @@ class Pipeline:
         for item in readings:
             track = tracks.get(item.asset)
             if track is None:
-                count = len(item.values) if isinstance(item, Row) else 1
+                count = 1 if isinstance(item, Reading) else len(item.values)
                 track = self._track_for(item.asset, count)
                 if track is None:
                     continue
             parts: tuple[Reading, ...]
+            if isinstance(item, Series):
+                series_late = series_unknown = series_invalid = 0
+                for out in track.aligner.add_series(item.channel, item.timestamps, item.values):
+                    series_late += out.late
+                    series_unknown += out.unknown_channel
+                    series_invalid += out.invalid
+                    dropped += out.dropped_slots
+                    if len(out.timestamps):
+                        filled += out.filled
+                        completed.setdefault(item.asset, []).append(out)
+                late += series_late
+                unknown += series_unknown
+                invalid += series_invalid
+                aligned += len(item.values) - series_late - series_unknown - series_invalid
+                continue
             if isinstance(item, Row):
-                out = track.aligner.add_row(item.timestamp, item.channels, item.values)
-                if out is not None:
+                whole = track.aligner.add_row(item.timestamp, item.channels, item.values)
+                if whole is not None:
                     aligned += len(item.values)
-                    completed.setdefault(item.asset, []).append(out)
+                    completed.setdefault(item.asset, []).append(whole)
                     continue
                 parts = item.readings()  # not the common case: reading by reading
             else:
