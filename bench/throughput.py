@@ -53,6 +53,7 @@ import os
 import shutil
 import statistics
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -486,7 +487,7 @@ def _profile(
     bench: Bench, daemon: Contender, *, rows: int, payload: str, qos: int, flood: list[Run]
 ) -> None:
     """py-spy record of aewatch during one more flood; keep the top frames per thread."""
-    spy = shutil.which("py-spy") or str(Path(PYTHON).parent / "py-spy")
+    spy = str(_py_spy_path())
     seconds = max(3, round(statistics.median(run.seconds for run in flood)) + 2)
     output = bench.out / "profile_single_qos0.speedscope.json"
     plan = bench.plan(
@@ -630,6 +631,11 @@ def _wait_for_quiet(max_load: float, wait_s: float) -> float:
     return load
 
 
+def _py_spy_path() -> Path:
+    found = shutil.which("py-spy")
+    return Path(found) if found else Path(PYTHON).parent / "py-spy"
+
+
 def main() -> int:
     """Run every case and print the tables."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -671,6 +677,12 @@ def main() -> int:
         f"{PERIOD_S * 1000:.0f} ms"
     )
     bench.profile["wanted"] = not args.quick if args.profile is None else args.profile
+    if bench.profile["wanted"] and not _py_spy_path().exists():
+        print(
+            "py-spy is not installed: .venv/bin/pip install -e '.[bench]' (or pass --no-profile)",
+            file=sys.stderr,
+        )
+        return 2
     cases: dict[str, Callable[[], None]] = {
         "single_qos0": lambda: flood_case(
             bench,

@@ -121,7 +121,7 @@ class Aligner:
         self._wait_slots = math.floor(self.max_late_s / period_s + _SLOT_EPSILON)
         self.max_pending_slots = self._wait_slots + math.ceil(max_gap_periods) + _MARGIN_SLOTS
         self._column = {name: i for i, name in enumerate(self.channels)}
-        self._orders: dict[tuple[str, ...], tuple[int, ...] | None] = {}  # of add_row
+        self._orders: dict[tuple[str, ...], tuple[int, ...] | None] | None = None  # add_row
         # Plain lists, not numpy: this runs once per reading, where numpy's per-call cost
         # on a handful of values would dominate.
         self._pending: dict[int, list[float]] = {}  # slot -> values, NaN = missing
@@ -179,7 +179,7 @@ class Aligner:
         if not (math.isfinite(periods) and round(periods) == final + 1):
             return None
         if channels != self.channels:
-            order = self._orders.get(channels, ())
+            order = self._orders.get(channels, ()) if self._orders is not None else ()
             if order == ():
                 order = self._order_of(channels)
             if order is None:
@@ -239,8 +239,8 @@ class Aligner:
             self.channels
         ):
             order = tuple(position[name] for name in self.channels)
-        if len(self._orders) >= _ROW_ORDERS:
-            self._orders.clear()
+        if self._orders is None or len(self._orders) >= _ROW_ORDERS:
+            self._orders = {}
         self._orders[channels] = order
         return order
 

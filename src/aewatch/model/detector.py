@@ -26,6 +26,7 @@ smoothed error) against ``cut`` (threshold × baseline).
 from __future__ import annotations
 
 import math
+from array import array
 from collections import deque
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Self
@@ -131,28 +132,59 @@ _ALERT_MEDIAN_SPAN = 1000  # in-alert statistics kept for the median: bounded me
 
 @dataclass(slots=True)
 class _AssetState:
+    """One asset's smoothing, drift baseline and alert statistics.
+
+    The baseline's normal values live in a ring of doubles (8 bytes each, not a deque of
+    float objects at 32): with 10 000 assets and depth 100 that is 8 MB, not 32. The
+    in-alert statistics exist only once the asset has fired.
+    """
+
     smoothed: float | None = None
-    normal: deque[float] = field(default_factory=deque)
+    normal: array[float] = field(default_factory=lambda: array("d"))
+    normal_count: int = 0
+    normal_next: int = 0  # where the next normal value goes (the oldest, once full)
     normal_sum: float = 0.0
-    in_alert: deque[float] = field(default_factory=lambda: deque(maxlen=_ALERT_MEDIAN_SPAN))
+    in_alert: deque[float] | None = None
     alert_windows: int = 0
     dropped: bool = False  # the current normal run counted a relative drop as normal
     floor: float = 0.0
 
     def baseline(self) -> float:
-        return self.normal_sum / len(self.normal) if self.normal else 1.0
+        return self.normal_sum / self.normal_count if self.normal_count else 1.0
 
     def learn(self, value: float, depth: int) -> None:
-        self.normal.append(value)
+        """Add a normal value; beyond ``depth`` values the oldest leaves the mean."""
+        if len(self.normal) != depth:
+            self._resize(depth)
         self.normal_sum += value
-        if len(self.normal) > depth:
-            self.normal_sum -= self.normal.popleft()
+        if self.normal_count == depth:
+            self.normal_sum -= self.normal[self.normal_next]
+        else:
+            self.normal_count += 1
+        self.normal[self.normal_next] = value
+        self.normal_next = (self.normal_next + 1) % depth
 
     def restart_baseline(self, value: float, depth: int) -> None:
-        self.normal.clear()
+        self.normal_count = self.normal_next = 0
         self.normal_sum = 0.0
         for _ in range(depth):
             self.learn(value, depth)
+
+    def note_alert(self, statistic: float) -> None:
+        """Keep one in-alert statistic (the newest ``_ALERT_MEDIAN_SPAN`` are kept)."""
+        if self.in_alert is None:
+            self.in_alert = deque(maxlen=_ALERT_MEDIAN_SPAN)
+        self.in_alert.append(statistic)
+
+    def _resize(self, depth: int) -> None:
+        """A ring of ``depth`` slots holding the newest normal values (a reload changed it)."""
+        size = len(self.normal)
+        start = (self.normal_next - self.normal_count) % size if size else 0
+        kept = [self.normal[(start + i) % size] for i in range(self.normal_count)][-depth:]
+        self.normal = array("d", kept + [0.0] * (depth - len(kept)))
+        self.normal_count = len(kept)
+        self.normal_next = len(kept) % depth
+        self.normal_sum = sum(kept)
 
 
 class Detector:
@@ -247,6 +279,8 @@ class Detector:
         adapt = self.settings.adaptation
         if adapt is None or adapt.drop <= 0 or state.alert_windows < adapt.min_alert:
             return False
+        if not state.in_alert:
+            return False  # an alert resumed from an earlier process: no statistics yet
         if statistic < adapt.drop * float(np.median(state.in_alert)):
             state.dropped = True
             return True
@@ -266,10 +300,10 @@ class Detector:
         """Update the baseline: never while firing; restart it after a drop resolution."""
         if is_firing:
             if not was_firing:
-                state.in_alert.clear()
+                state.in_alert = None
                 state.alert_windows = 0
                 state.dropped = False
-            state.in_alert.append(smoothed / baseline)
+            state.note_alert(smoothed / baseline)
             state.alert_windows += 1
             return
         if was_firing and state.dropped:
