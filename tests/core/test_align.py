@@ -381,3 +381,52 @@ def test_blocks_of_every_channel_make_rows() -> None:
     rows = segments(outputs)
     assert len(rows) == 1 and len(rows[0][0]) >= 199  # the first slot waits as if one before
     assert (rows[0][1] == np.array([0.0, 1.0, 2.0], dtype=np.float32)).all()
+
+
+block_rounds = st.lists(
+    st.tuples(
+        st.permutations(["a", "b", "c"]),
+        st.sampled_from(["whole", "whole", "whole", "shift", "nan", "skip", "twice", "reading"]),
+        st.integers(0, 2),  # which block of the round the change hits
+    ),
+    min_size=1,
+    max_size=8,
+)
+
+
+@PROPERTY
+@given(rounds=block_rounds, n=st.integers(1, 12), max_late_periods=st.integers(0, 30))
+def test_blocks_held_for_the_other_channels_end_as_one_by_one(
+    rounds: list[tuple[list[str], str, int]], n: int, max_late_periods: int
+) -> None:
+    """Rounds of one block per channel over the same slots, now and then spoilt."""
+    options = {"period_s": PERIOD, "max_late_s": max_late_periods * PERIOD}
+    one, many = Aligner(("a", "b", "c"), **options), Aligner(("a", "b", "c"), **options)
+    by_reading: list[AlignOutput] = []
+    by_series: list[AlignOutput] = []
+
+    def send(channel: str, first: float, values: list[float]) -> None:
+        times = (BASE_SLOT + first + np.arange(len(values), dtype=np.float64)) * PERIOD
+        readings = [Reading("w1", channel, t, v) for t, v in zip(times, values, strict=True)]
+        by_reading.extend(feed(one, readings))
+        by_series.extend(many.add_series(channel, times, np.array(values, dtype=np.float64)))
+        assert many.pending_slots == one.pending_slots
+
+    for r, (order, change, hit) in enumerate(rounds):
+        for i, channel in enumerate(order):
+            values = [float(r * 10 + i + k / 100) for k in range(n)]
+            first = float(r * n)
+            if i == hit and change == "shift":
+                first += 1
+            elif i == hit and change == "nan":
+                values[len(values) // 2] = math.nan
+            elif i == hit and change == "skip":
+                continue
+            elif i == hit and change == "twice":
+                send(channel, first, [v + 0.5 for v in values])
+            elif i == hit and change == "reading":
+                by_reading.append(one.add(Reading("w1", channel, (BASE_SLOT + first) * PERIOD, 1)))
+                by_series.append(many.add(Reading("w1", channel, (BASE_SLOT + first) * PERIOD, 1)))
+            send(channel, first, values)
+    _same_outcome(by_reading, by_series)
+    assert_invariants(many, by_series)

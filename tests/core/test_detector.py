@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from aewatch.model.detector import Adaptation, DecisionSettings, Detector
+from aewatch.model.detector import Adaptation, DecisionSettings, Detector, _AssetState
 from aewatch.model.scorer import Scores
 from aewatch.model.threshold import Threshold
 
@@ -107,3 +109,16 @@ def test_a_non_finite_window_error_alerts_once_and_does_not_blind_the_asset(bad:
     assert not v.is_firing[-1]
     raised = [e for e in v.events if e.state == "raised"]
     assert raised and all(np.isfinite([c for _, c in e.contributions]).all() for e in raised)
+
+
+@settings(deadline=None, max_examples=50)
+@given(st.lists(st.floats(0.0, 1e6), min_size=1, max_size=2500))
+def test_the_running_alert_median_is_numpys(statistics: list[float]) -> None:
+    """The in-alert median kept sorted as statistics come equals np.median of the span."""
+    state = _AssetState()
+    for i, value in enumerate(statistics):
+        state.note_alert(value)
+        if i % 97 == 0 or i == len(statistics) - 1:
+            assert state.in_alert is not None
+            assert state.alert_median() == float(np.median(state.in_alert))
+    assert len(state.in_alert_sorted) == min(len(statistics), 1000)

@@ -45,6 +45,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from typing import cast
 
 import numpy as np
 import numpy.typing as npt
@@ -133,17 +134,21 @@ class Aligner:
         self._has_emitted = False
         self._is_broken = False  # continuity lost since the last emitted row
         self._is_held_back = False  # the last drain stopped at a gap with rows behind it
+        # add_series blocks held until every channel has one: column -> (times, values)
+        self._staged: dict[int, tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]] = {}
+        self._staged_count = 0
 
     @property
     def pending_slots(self) -> int:
         """Slots now waiting (never more than :attr:`max_pending_slots`)."""
-        return len(self._pending)
+        return len(self._pending) + (self._staged_count if self._staged else 0)
 
     def add(self, reading: Reading) -> AlignOutput:
         """Place one reading; return the rows now final (often none) and the reading's fate.
 
         Rows held back by a gap in an earlier output come out here whatever the reading.
         """
+        self._unstage()
         column = self._column.get(reading.channel)
         if column is None:
             return self._drain(unknown_channel=1)
@@ -173,8 +178,8 @@ class Aligner:
         [[5.0, 6.0]]
         """
         final = self._final_slot
-        if final is None or self._pending:
-            return None
+        if final is None or self._pending or self._staged:
+            return None  # the caller adds the readings one by one (add unstages)
         periods = timestamp / self.period_s
         if not (math.isfinite(periods) and round(periods) == final + 1):
             return None
@@ -198,17 +203,93 @@ class Aligner:
         """Place many samples of one channel; the same outcome as adding them one by one.
 
         Returns the outputs in order (rows, gaps); the counts of the samples that were
-        dropped are spread over them. The grid work is done per sample, but a drain only
-        where one could emit or give up something: after a sample completes a slot or
-        gives one up, while rows wait behind a gap, and before the first row.
+        dropped are spread over them. The common case of blocks that continue the grid
+        (one per channel, same slots, e.g. ``float32_le`` messages) is held until every
+        channel's block is in, then emitted in one step; anything else is placed sample by
+        sample, with a drain only where one could emit or give up something: after a
+        sample completes a slot or gives one up, while rows wait behind a gap, and before
+        the first row.
 
         >>> aligner = Aligner(("flow",), period_s=1.0, max_late_s=0)
         >>> outs = aligner.add_series("flow", np.arange(5.0), np.arange(5.0) * 10)
         >>> np.concatenate([o.values for o in outs]).ravel().tolist()
         [0.0, 10.0, 20.0, 30.0, 40.0]
         """
-        n = len(values)
         column = self._column.get(channel)
+        if column is not None and self._stage(column, timestamps, values):
+            return self._emit_staged() if len(self._staged) == len(self.channels) else []
+        self._unstage()
+        return self._add_samples(column, timestamps, values)
+
+    def _stage(
+        self, column: int, timestamps: npt.NDArray[np.float64], values: npt.NDArray[np.float64]
+    ) -> bool:
+        """Hold a block that directly continues the grid until every channel has its block.
+
+        True when the block was held. It must cover the slots right after the last final
+        one (or the same slots as the blocks already held, for a channel not held yet),
+        with valid values, nothing else waiting, and no more slots than may wait. Adding
+        such blocks sample by sample completes no slot before the last channel's block,
+        and that block then emits every slot in order: :meth:`_emit_staged` does the same
+        in one step. Anything else first replays the held blocks sample by sample
+        (:meth:`_unstage`), which emits nothing.
+        """
+        final = self._final_slot
+        n = len(values)
+        if final is None or self._pending or self._is_held_back or not n:
+            return False
+        if n > self.max_pending_slots or column in self._staged:
+            return False
+        if self._staged and n != self._staged_count:
+            return False
+        periods = np.asarray(timestamps, dtype=np.float64) / self.period_s
+        with np.errstate(invalid="ignore"):
+            if not (np.abs(values) <= _FLOAT32_MAX).all():
+                return False  # NaN fails too
+            slots = np.rint(periods)
+        if not (slots == final + 1 + np.arange(n)).all():
+            return False  # also rejects NaN times
+        self._staged[column] = (timestamps, values)
+        self._staged_count = n
+        return True
+
+    def _emit_staged(self) -> list[AlignOutput]:
+        """Emit the held blocks' slots as rows (every channel has its block)."""
+        first = cast(int, self._final_slot) + 1
+        n = self._staged_count
+        block = np.empty((n, len(self.channels)), dtype=np.float64)
+        for column, (_, values) in self._staged.items():
+            block[:, column] = values
+        self._staged = {}
+        last = first + n - 1
+        gap = self._is_broken
+        self._last_real = [last] * len(self.channels)
+        self._held = block[-1].tolist()
+        self._final_slot = last
+        self._has_emitted = True
+        self._is_broken = False
+        if self._newest_complete is None or last > self._newest_complete:
+            self._newest_complete = last
+        timestamps = np.arange(first, last + 1, dtype=np.float64) * self.period_s
+        return [AlignOutput(timestamps, block.astype(np.float32), gap=gap)]
+
+    def _unstage(self) -> None:
+        """Replay held blocks sample by sample, in the order they came (this emits nothing)."""
+        if not self._staged:
+            return
+        staged, self._staged = self._staged, {}
+        for column, (timestamps, values) in staged.items():
+            outputs = self._add_samples(column, timestamps, values)
+            assert not outputs, "a held block emitted rows on replay"
+
+    def _add_samples(
+        self,
+        column: int | None,
+        timestamps: npt.NDArray[np.float64],
+        values: npt.NDArray[np.float64],
+    ) -> list[AlignOutput]:
+        """:meth:`add_series` sample by sample, draining only where it could matter."""
+        n = len(values)
         if column is None:
             return [self._drain(unknown_channel=n)]
         periods = np.asarray(timestamps, dtype=np.float64) / self.period_s

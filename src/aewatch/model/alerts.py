@@ -77,6 +77,11 @@ class AlertState:
         track = self._tracks.get(asset)
         return track is not None and track.is_firing
 
+    def peak_score(self, asset: str) -> float:
+        """The highest score of ``asset``'s open alert or anomalous run (-inf: none)."""
+        track = self._tracks.get(asset)
+        return float("-inf") if track is None else track.peak_score
+
     def firing(self) -> dict[str, str]:
         """Active alerts: asset → alert id."""
         return {a: t.alert_id for a, t in self._tracks.items() if t.is_firing}

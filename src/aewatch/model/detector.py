@@ -25,6 +25,7 @@ smoothed error) against ``cut`` (threshold × baseline).
 
 from __future__ import annotations
 
+import bisect
 import math
 from array import array
 from collections import deque
@@ -145,6 +146,7 @@ class _AssetState:
     normal_next: int = 0  # where the next normal value goes (the oldest, once full)
     normal_sum: float = 0.0
     in_alert: deque[float] | None = None
+    in_alert_sorted: list[float] = field(default_factory=list)  # the same, in order
     alert_windows: int = 0
     dropped: bool = False  # the current normal run counted a relative drop as normal
     floor: float = 0.0
@@ -174,7 +176,19 @@ class _AssetState:
         """Keep one in-alert statistic (the newest ``_ALERT_MEDIAN_SPAN`` are kept)."""
         if self.in_alert is None:
             self.in_alert = deque(maxlen=_ALERT_MEDIAN_SPAN)
+            self.in_alert_sorted = []
+        if len(self.in_alert) == self.in_alert.maxlen:
+            del self.in_alert_sorted[bisect.bisect_left(self.in_alert_sorted, self.in_alert[0])]
         self.in_alert.append(statistic)
+        bisect.insort(self.in_alert_sorted, statistic)
+
+    def alert_median(self) -> float:
+        """The median of the kept in-alert statistics, as ``np.median`` gives it."""
+        ordered = self.in_alert_sorted
+        middle = len(ordered) // 2
+        if len(ordered) % 2:
+            return ordered[middle]
+        return (ordered[middle - 1] + ordered[middle]) / 2
 
     def _resize(self, depth: int) -> None:
         """A ring of ``depth`` slots holding the newest normal values (a reload changed it)."""
@@ -215,6 +229,7 @@ class Detector:
         firing = [False] * k
         events: list[AlertEvent] = []
         cap = _NON_FINITE_FACTOR * max(value, _TINY)
+        finite_errors: npt.NDArray[np.float32] | None = None
         for i in range(k):
             raw = raws[i]
             if not math.isfinite(raw):
@@ -233,18 +248,13 @@ class Detector:
             counts_anomalous = is_anomalous and not (
                 was_firing and self._has_dropped(state, smoothed / baseline)
             )
-            # Channel errors matter only to an alert's peak: build them only then.
-            channel_errors = (
-                dict(
-                    zip(
-                        self.channels,
-                        np.nan_to_num(scores.channel_errors[i], nan=cap, posinf=cap).tolist(),
-                        strict=True,
-                    )
-                )
-                if counts_anomalous or was_firing
-                else None
-            )
+            # Channel errors matter only to a new peak of an alert: build them only then.
+            channel_errors = None
+            if (counts_anomalous or was_firing) and smoothed > alerts.peak_score(asset):
+                if finite_errors is None:
+                    finite_errors = np.nan_to_num(scores.channel_errors, nan=cap, posinf=cap)
+                row = finite_errors[i].tolist()
+                channel_errors = dict(zip(self.channels, row, strict=True))
             event = alerts.update(
                 asset,
                 is_anomalous=counts_anomalous,
@@ -281,7 +291,7 @@ class Detector:
             return False
         if not state.in_alert:
             return False  # an alert resumed from an earlier process: no statistics yet
-        if statistic < adapt.drop * float(np.median(state.in_alert)):
+        if statistic < adapt.drop * state.alert_median():
             state.dropped = True
             return True
         return False
@@ -301,6 +311,7 @@ class Detector:
         if is_firing:
             if not was_firing:
                 state.in_alert = None
+                state.in_alert_sorted = []
                 state.alert_windows = 0
                 state.dropped = False
             state.note_alert(smoothed / baseline)
