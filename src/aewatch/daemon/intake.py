@@ -146,7 +146,7 @@ class Intake:
 
     def take(self, topic: str, payload: bytes) -> None:
         """Decode one message and queue its readings; count whatever is refused."""
-        decoded = self._decode(topic, payload)
+        decoded = self._decode(topic, payload, self.clock())
         if decoded is not None:
             self._put(topic, *decoded)
 
@@ -158,9 +158,10 @@ class Intake:
         lot does not fit, the messages are queued one by one, so those that fit get in.
         """
         decoded: list[tuple[str, Items, int]] = []
+        arrival_s = self.clock()  # they came in one socket read: one arrival time
         for topic, payload in messages:
             try:
-                found = self._decode(topic, payload)
+                found = self._decode(topic, payload, arrival_s)
             except Exception:  # a bug must not lose the other messages of the read
                 self.counts["internal_error"] += 1
                 log.exception("internal error on a message of %s", topic)
@@ -178,7 +179,7 @@ class Intake:
                 for message in decoded:
                     self._put(*message)
 
-    def _decode(self, topic: str, payload: bytes) -> tuple[Items, int] | None:
+    def _decode(self, topic: str, payload: bytes, arrival_s: float) -> tuple[Items, int] | None:
         """The message's good items and their readings (None when none); counts refusals."""
         counts = self.counts
         counts["messages"] += 1
@@ -205,7 +206,7 @@ class Intake:
                 fmt=source.payload,
                 asset=asset,
                 channel=channel,
-                arrival_s=self.clock(),
+                arrival_s=arrival_s,
                 use_payload_time=source.timestamp == "payload",
                 timestamp_key=source.timestamp_key,
                 value_key=source.value_key,
