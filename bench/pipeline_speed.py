@@ -68,29 +68,46 @@ def _config(fmt: str) -> Config:
     )
 
 
-def _messages(fmt: str, assets: int, rows: int) -> list[list[tuple[str, bytes]]]:
-    """The messages of ``rows`` rows of every asset, cut into socket-read batches."""
-    out: list[tuple[str, bytes]] = []
+Batch = tuple[float, list[tuple[str, bytes]]]  # arrival time, messages of one socket read
+
+
+def _messages(fmt: str, assets: int, rows: int) -> list[Batch]:
+    """The messages of ``rows`` rows of every asset, cut into socket-read batches.
+
+    ``float32_le`` blocks of 100 samples are stamped on arrival: each round of blocks
+    arrives one second (100 periods) after the one before, and no read spans two rounds.
+    """
     if fmt == "float32_le":
         process = _process(rows, 1).astype("<f4")
+        batches: list[Batch] = []
         for b in range(max(1, rows // 100)):
             blocks = [process[b * 100 : (b + 1) * 100, i].tobytes() for i in range(8)]
-            for a in range(assets):
-                out += [(f"plant/a{a}/{c}", blocks[i]) for i, c in enumerate(CHANNELS)]
-    else:
-        process = _process(rows, 1)
-        for r in range(rows):
-            ts = round(T0 + r * PERIOD_S, 3)
-            values = {c: round(float(v), 4) for c, v in zip(CHANNELS, process[r], strict=True)}
-            for a in range(assets):
-                if fmt == "json_multi":
-                    out.append((f"plant/a{a}/data", json.dumps({"ts": ts, **values}).encode()))
-                else:
-                    out += [
-                        (f"plant/a{a}/{c}", json.dumps({"ts": ts, "value": v}).encode())
-                        for c, v in values.items()
-                    ]
-    return [out[i : i + NETWORK_BATCH] for i in range(0, len(out), NETWORK_BATCH)]
+            round_ = [
+                (f"plant/a{a}/{c}", blocks[i])
+                for a in range(assets)
+                for i, c in enumerate(CHANNELS)
+            ]
+            arrival = T0 + 1.0 + b
+            batches += [
+                (arrival, round_[i : i + NETWORK_BATCH])
+                for i in range(0, len(round_), NETWORK_BATCH)
+            ]
+        return batches
+    out: list[tuple[str, bytes]] = []
+    process = _process(rows, 1)
+    for r in range(rows):
+        ts = round(T0 + r * PERIOD_S, 3)
+        values = {c: round(float(v), 4) for c, v in zip(CHANNELS, process[r], strict=True)}
+        for a in range(assets):
+            if fmt == "json_multi":
+                out.append((f"plant/a{a}/data", json.dumps({"ts": ts, **values}).encode()))
+            else:
+                out += [
+                    (f"plant/a{a}/{c}", json.dumps({"ts": ts, "value": v}).encode())
+                    for c, v in values.items()
+                ]
+    arrival = T0 + rows * PERIOD_S
+    return [(arrival, out[i : i + NETWORK_BATCH]) for i in range(0, len(out), NETWORK_BATCH)]
 
 
 def _prepare(
@@ -100,17 +117,14 @@ def _prepare(
     config = _config(fmt)
     fleet = Fleet([ServedModel.from_bundle(bundle, pattern="*")])  # type: ignore[arg-type]
     queue = ReadingQueue(10**7)
-    calls = iter(range(10**9))
-
-    def clock() -> float:  # float32_le: a 100-sample block of every channel each second
-        return T0 + 1.0 + next(calls) // (assets * len(CHANNELS))
-
-    intake = Intake(config, fleet, queue, clock=clock)
+    now = [T0]
+    intake = Intake(config, fleet, queue, clock=lambda: now[0])
     pipeline = Pipeline(fleet, max_assets=100_000, max_late_s=config.limits.max_late_s)
     batches = _messages(fmt, assets, rows)
 
     def run() -> None:
-        for batch in batches:
+        for arrival, batch in batches:
+            now[0] = arrival
             intake.take_many(batch)
             for items in queue.take(timeout_s=0):
                 pipeline.ingest(items)
