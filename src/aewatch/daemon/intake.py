@@ -22,7 +22,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable
 
 from aewatch.config import Config, InputConfig
-from aewatch.daemon.decode import DECODE_REASONS, DecodeError, Item, decode
+from aewatch.daemon.decode import DECODE_REASONS, DecodeError, Decoder, Item
 from aewatch.daemon.fleet import Fleet
 
 __all__ = ["Intake", "RateLimitedLog", "ReadingQueue"]
@@ -32,7 +32,7 @@ _LOG_EVERY_S = 10.0
 
 log = logging.getLogger("aewatch.intake")
 
-_Route = tuple[InputConfig, str, str | None]  # input, asset, channel
+_Route = tuple[str, Decoder | None]  # asset, its topic's decoder (None: no model serves it)
 Items = tuple[Item, ...]  # what one queue entry holds
 
 
@@ -141,7 +141,7 @@ class Intake:
         for reason in DECODE_REASONS:
             self.counts[f"decode_error:{reason}"] = 0
         self._routes: dict[str, _Route | None] = {}
-        self._routes_config: Config | None = None  # the config the cached routes came from
+        self._routes_from: tuple[Config, Fleet] | None = None  # what the cached routes used
         self._log = RateLimitedLog(log)
 
     def take(self, topic: str, payload: bytes) -> None:
@@ -188,9 +188,8 @@ class Intake:
             counts["unknown_topic"] += 1
             self._log.warning("unknown_topic", "message on %s matches no input; ignored", topic)
             return None
-        source, asset, channel = route
-        model = self.fleet.model_for(asset)
-        if model is None:
+        asset, decoder = route
+        if decoder is None:
             counts["no_model"] += 1
             self._log.warning(
                 "no_model",
@@ -199,22 +198,8 @@ class Intake:
                 topic,
             )
             return None
-        limits = self.config.limits
         try:
-            decoded = decode(
-                payload,
-                fmt=source.payload,
-                asset=asset,
-                channel=channel,
-                arrival_s=arrival_s,
-                use_payload_time=source.timestamp == "payload",
-                timestamp_key=source.timestamp_key,
-                value_key=source.value_key,
-                values_key=source.values_key,
-                period_s=model.bundle.period_s,
-                max_bytes=limits.max_payload_bytes,
-                max_ahead_s=limits.max_ahead_s,
-            )
+            decoded = decoder.decode(payload, arrival_s)
         except DecodeError as err:
             self._refused(topic, err)
             return None
@@ -244,13 +229,14 @@ class Intake:
         self._log.warning(f"decode:{err.reason}", "bad payload on %s: %s", topic, err)
 
     def _route(self, topic: str) -> _Route | None:
-        config = self.config
-        if config is not self._routes_config:
-            # A reload swapped the config whole: routes cached from the old inputs would
-            # keep their old format, prefix or timestamp source. Only this (the network)
-            # thread touches the cache, so checking here needs no lock.
+        config, fleet = self.config, self.fleet
+        cached_from = self._routes_from
+        if cached_from is None or cached_from[0] is not config or cached_from[1] is not fleet:
+            # A reload swapped the config or the models whole: routes cached from the old
+            # ones would keep their old format, prefix, timestamp source or period. Only
+            # this (the network) thread touches the cache, so checking here needs no lock.
             self._routes = {}
-            self._routes_config = config
+            self._routes_from = (config, fleet)
         try:
             return self._routes[topic]
         except KeyError:
@@ -259,9 +245,29 @@ class Intake:
         for source in config.inputs:
             parts = source.match(topic)
             if parts is not None:
-                route = (source, parts["asset"], parts.get("channel"))
+                asset = parts["asset"]
+                route = (asset, self._decoder(source, asset, parts.get("channel")))
                 break
         if len(self._routes) >= _ROUTE_CACHE:
             self._routes.clear()
         self._routes[topic] = route
         return route
+
+    def _decoder(self, source: InputConfig, asset: str, channel: str | None) -> Decoder | None:
+        """The decoder of one topic's messages; None when no model serves ``asset``."""
+        model = self.fleet.model_for(asset)
+        if model is None:
+            return None
+        limits = self.config.limits
+        return Decoder(
+            source.payload,
+            asset=asset,
+            channel=channel,
+            use_payload_time=source.timestamp == "payload",
+            timestamp_key=source.timestamp_key,
+            value_key=source.value_key,
+            values_key=source.values_key,
+            period_s=model.bundle.period_s,
+            max_bytes=limits.max_payload_bytes,
+            max_ahead_s=limits.max_ahead_s,
+        )
