@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import struct
 import threading
@@ -170,6 +171,24 @@ def test_consecutive_samples_are_one_model_period_apart(bundle: ModelBundle) -> 
         (NOW - PERIOD_S, 2.0),
         (NOW, 0.5),
     ]
+
+
+def test_new_models_decode_with_their_own_period(bundle: ModelBundle) -> None:
+    """A reload that swaps the models alone must not keep decoders of the old period."""
+    source = intake(bundle)
+    source.take("vib/well-3/flow", struct.pack("<2f", 1.0, 2.0))
+    slower = dataclasses.replace(bundle, period_s=2 * PERIOD_S)
+    source.fleet = Fleet([ServedModel.from_bundle(slower, pattern="well-*")])
+    source.take("vib/well-3/flow", struct.pack("<2f", 3.0, 4.0))
+    source.fleet = Fleet([])
+    source.take("vib/well-3/flow", struct.pack("<2f", 5.0, 6.0))
+    assert [(r.timestamp, r.value) for r in queued(source)] == [
+        (NOW - PERIOD_S, 1.0),
+        (NOW, 2.0),
+        (NOW - 2 * PERIOD_S, 3.0),
+        (NOW, 4.0),
+    ]
+    assert refusals(source) == {"no_model": 1}
 
 
 @pytest.mark.parametrize(
