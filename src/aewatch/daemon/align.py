@@ -50,12 +50,11 @@ from typing import cast
 import numpy as np
 import numpy.typing as npt
 
-from aewatch.daemon.decode import Reading
+from aewatch.daemon.decode import FLOAT32_MAX, Reading
 from aewatch.model.grid import DEFAULT_MAX_GAP_PERIODS
 
 __all__ = ["AlignOutput", "Aligner"]
 
-_FLOAT32_MAX = float(np.finfo(np.float32).max)
 _SLOT_EPSILON = 1e-9  # so max_late_s = 0.3 with period_s = 0.1 is 3 periods, not 2
 _MARGIN_SLOTS = 2
 _ROW_ORDERS = 16  # channel orders of add_row remembered
@@ -190,7 +189,7 @@ class Aligner:
             if order is None:
                 return None
             values = tuple(values[i] for i in order)
-        if not all(-_FLOAT32_MAX <= value <= _FLOAT32_MAX for value in values):
+        if not all(-FLOAT32_MAX <= value <= FLOAT32_MAX for value in values):
             return None  # NaN fails too
         return self._emit_row(final + 1, list(values))
 
@@ -244,7 +243,7 @@ class Aligner:
             return False
         periods = np.asarray(timestamps, dtype=np.float64) / self.period_s
         with np.errstate(invalid="ignore"):
-            if not (np.abs(values) <= _FLOAT32_MAX).all():
+            if not (np.abs(values) <= FLOAT32_MAX).all():
                 return False  # NaN fails too
             slots = np.rint(periods)
         if not (slots == final + 1 + np.arange(n)).all():
@@ -294,7 +293,7 @@ class Aligner:
             return [self._drain(unknown_channel=n)]
         periods = np.asarray(timestamps, dtype=np.float64) / self.period_s
         with np.errstate(invalid="ignore"):
-            is_valid = np.isfinite(periods) & (np.abs(values) <= _FLOAT32_MAX)
+            is_valid = np.isfinite(periods) & (np.abs(values) <= FLOAT32_MAX)
         invalid = n - int(is_valid.sum())
         slots = np.rint(periods[is_valid]).astype(np.int64).tolist()
         outputs: list[AlignOutput] = []
@@ -345,7 +344,7 @@ class Aligner:
         """The reading's grid slot, or None when its time or value is unusable."""
         periods = reading.timestamp / self.period_s
         value = reading.value
-        if not (math.isfinite(periods) and math.isfinite(value) and abs(value) <= _FLOAT32_MAX):
+        if not (math.isfinite(periods) and math.isfinite(value) and abs(value) <= FLOAT32_MAX):
             return None
         return round(periods)
 

@@ -52,6 +52,7 @@ from aewatch.errors import AewatchError
 __all__ = [
     "DECODE_REASONS",
     "DEFAULT_MAX_BYTES",
+    "FLOAT32_MAX",
     "PAYLOAD_FORMATS",
     "DecodeError",
     "Decoded",
@@ -82,7 +83,7 @@ DECODE_REASONS = (
 DEFAULT_MAX_BYTES = 65536
 MS_THRESHOLD = 1e11  # a numeric timestamp above this is in milliseconds (1e11 s is year 5138)
 _MAX_EPOCH_S = 1e11
-_FLOAT32_MAX = float(np.finfo(np.float32).max)
+FLOAT32_MAX = float(np.finfo(np.float32).max)  # the largest value a reading may have
 _NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 _NON_FINITE = re.compile(r"[+-]?(?:nan|inf|infinity)", re.IGNORECASE)
 _CHANNEL_KEY = "channel"
@@ -462,7 +463,7 @@ def _multi(
     for name, raw in values.items():
         if values is obj and name == context.timestamp_key:
             continue
-        if type(raw) is float and -_FLOAT32_MAX <= raw <= _FLOAT32_MAX and name.strip():
+        if type(raw) is float and -FLOAT32_MAX <= raw <= FLOAT32_MAX and name.strip():
             names.append(name)  # the common case, checked inline (NaN fails the range)
             numbers.append(raw)
             continue
@@ -503,7 +504,7 @@ def _time(obj: dict[str, object], context: _Context, default_s: float) -> float:
 
 def _value(raw: object, *, channel: str | None = None) -> float:
     """A finite float32-sized value from a JSON number or numeric string."""
-    if type(raw) is float and -_FLOAT32_MAX <= raw <= _FLOAT32_MAX:
+    if type(raw) is float and -FLOAT32_MAX <= raw <= FLOAT32_MAX:
         return raw  # the common case (NaN and infinities fail the range)
     if isinstance(raw, str):
         text = raw.strip()
@@ -519,7 +520,7 @@ def _value(raw: object, *, channel: str | None = None) -> float:
         value = math.inf
     if not math.isfinite(value):
         raise DecodeError("non_finite", f"value is {_short(raw)}", channel=channel)
-    if abs(value) > _FLOAT32_MAX:
+    if abs(value) > FLOAT32_MAX:
         raise DecodeError("out_of_range", f"{value} does not fit float32", channel=channel)
     return value
 
