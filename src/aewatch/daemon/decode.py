@@ -237,8 +237,6 @@ def decode(
     """
     return Decoder(
         fmt,
-        asset=asset,
-        channel=channel,
         use_payload_time=use_payload_time,
         timestamp_key=timestamp_key,
         value_key=value_key,
@@ -246,18 +244,20 @@ def decode(
         period_s=period_s,
         max_bytes=max_bytes,
         max_ahead_s=max_ahead_s,
-    ).decode(payload, arrival_s)
+    ).decode(payload, asset=asset, channel=channel, arrival_s=arrival_s)
 
 
 class Decoder:
-    """:func:`decode` with the settings of one topic fixed: the daemon keeps one per topic.
+    """:func:`decode` with the settings of one input and model fixed (the daemon keeps one
+    per input and model, shared by their topics).
 
     Building the settings once spares each message their checks and a keyword call. Not
-    for several threads at once (each call sets the arrival time on shared settings).
+    for several threads at once (each call sets the asset, channel and arrival time on
+    shared settings).
 
-    >>> flow = Decoder("json", asset="w1", channel="flow")
-    >>> flow.decode(b'{"ts": 10, "value": 2}', arrival_s=11.0).readings[0].value
-    2.0
+    >>> json_input = Decoder("json")
+    >>> json_input.decode(b'{"ts": 10, "value": 2}', asset="w1", channel="flow", arrival_s=11.0)
+    Decoded(items=(Reading(asset='w1', channel='flow', timestamp=10.0, value=2.0),), errors=())
 
     Raises:
         ValueError: ``fmt`` is not a known format (a configuration mistake).
@@ -269,8 +269,6 @@ class Decoder:
         self,
         fmt: str,
         *,
-        asset: str,
-        channel: str | None,
         use_payload_time: bool = True,
         timestamp_key: str = "ts",
         value_key: str = "value",
@@ -287,8 +285,8 @@ class Decoder:
         self._decoder = decoder
         self.max_bytes = max_bytes
         self._context = _Context(
-            asset=asset,
-            channel=channel,
+            asset="",
+            channel=None,
             arrival_s=0.0,
             use_payload_time=use_payload_time,
             timestamp_key=timestamp_key,
@@ -298,8 +296,10 @@ class Decoder:
             max_ahead_s=max_ahead_s,
         )
 
-    def decode(self, payload: bytes, arrival_s: float) -> Decoded:
-        """The readings in ``payload``, received at ``arrival_s`` (see :func:`decode`).
+    def decode(
+        self, payload: bytes, *, asset: str, channel: str | None, arrival_s: float
+    ) -> Decoded:
+        """The readings of ``asset`` in ``payload``, received at ``arrival_s`` (see :func:`decode`).
 
         Raises:
             DecodeError: the whole payload is unusable; ``reason`` says why.
@@ -308,8 +308,9 @@ class Decoder:
             raise DecodeError(
                 "too_large", f"payload of {len(payload)} bytes is over max_bytes={self.max_bytes}"
             )
-        self._context.arrival_s = arrival_s
-        return self._decoder(payload, self._context)
+        context = self._context
+        context.asset, context.channel, context.arrival_s = asset, channel, arrival_s
+        return self._decoder(payload, context)
 
 
 def parse_timestamp(value: object) -> float:

@@ -32,7 +32,8 @@ _LOG_EVERY_S = 10.0
 
 log = logging.getLogger("aewatch.intake")
 
-_Route = tuple[str, Decoder | None]  # asset, its topic's decoder (None: no model serves it)
+# asset, channel, and the decoder of its input and model (None: no model serves the asset)
+_Route = tuple[str, str | None, Decoder | None]
 Items = tuple[Item, ...]  # what one queue entry holds
 
 
@@ -142,6 +143,7 @@ class Intake:
             self.counts[f"decode_error:{reason}"] = 0
         self._routes: dict[str, _Route | None] = {}
         self._routes_from: tuple[Config, Fleet] | None = None  # what the cached routes used
+        self._decoders: dict[tuple[int, int], Decoder] = {}  # by input and model
         self._log = RateLimitedLog(log)
 
     def take(self, topic: str, payload: bytes) -> None:
@@ -188,7 +190,7 @@ class Intake:
             counts["unknown_topic"] += 1
             self._log.warning("unknown_topic", "message on %s matches no input; ignored", topic)
             return None
-        asset, decoder = route
+        asset, channel, decoder = route
         if decoder is None:
             counts["no_model"] += 1
             self._log.warning(
@@ -199,7 +201,7 @@ class Intake:
             )
             return None
         try:
-            decoded = decoder.decode(payload, arrival_s)
+            decoded = decoder.decode(payload, asset=asset, channel=channel, arrival_s=arrival_s)
         except DecodeError as err:
             self._refused(topic, err)
             return None
@@ -236,6 +238,7 @@ class Intake:
             # ones would keep their old format, prefix, timestamp source or period. Only
             # this (the network) thread touches the cache, so checking here needs no lock.
             self._routes = {}
+            self._decoders = {}
             self._routes_from = (config, fleet)
         try:
             return self._routes[topic]
@@ -246,23 +249,25 @@ class Intake:
             parts = source.match(topic)
             if parts is not None:
                 asset = parts["asset"]
-                route = (asset, self._decoder(source, asset, parts.get("channel")))
+                route = (asset, parts.get("channel"), self._decoder(source, asset))
                 break
         if len(self._routes) >= _ROUTE_CACHE:
             self._routes.clear()
         self._routes[topic] = route
         return route
 
-    def _decoder(self, source: InputConfig, asset: str, channel: str | None) -> Decoder | None:
-        """The decoder of one topic's messages; None when no model serves ``asset``."""
+    def _decoder(self, source: InputConfig, asset: str) -> Decoder | None:
+        """The decoder for ``asset`` on ``source``: one per input and model; None: no model."""
         model = self.fleet.model_for(asset)
         if model is None:
             return None
+        key = (id(source), id(model))
+        decoder = self._decoders.get(key)
+        if decoder is not None:
+            return decoder
         limits = self.config.limits
-        return Decoder(
+        decoder = self._decoders[key] = Decoder(
             source.payload,
-            asset=asset,
-            channel=channel,
             use_payload_time=source.timestamp == "payload",
             timestamp_key=source.timestamp_key,
             value_key=source.value_key,
@@ -271,3 +276,4 @@ class Intake:
             max_bytes=limits.max_payload_bytes,
             max_ahead_s=limits.max_ahead_s,
         )
+        return decoder
