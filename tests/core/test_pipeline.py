@@ -443,3 +443,39 @@ def test_series_decide_exactly_as_their_readings(bundle: ModelBundle, faulty: Ta
     a, b = outcomes(series_results)["w"], outcomes(reading_results)["w"]
     assert a.decisions() == b.decisions()
     np.testing.assert_array_equal(a.score, b.score)
+
+
+@pytest.mark.parametrize("jitter", [-1.0, 1.0])
+def test_blocks_stamped_a_slot_off_continue_their_channel(
+    bundle: ModelBundle, faulty: Table, jitter: float
+) -> None:
+    """Arrival jitter puts a float32_le round of blocks a period early or late: it is put back.
+
+    Rounds of blocks (every channel's, stamped alike as they come in one read), every other
+    round a period off, give exactly the decisions of the blocks on time: nothing late,
+    nothing filled, no gap.
+    """
+    on_time, jittered = pipeline(bundle, max_late_s=40.0), pipeline(bundle, max_late_s=40.0)
+    on_time_results: list[Scored] = []
+    jittered_results: list[Scored] = []
+    for i, message in enumerate(as_series(faulty)):
+        shift = jitter if (i // 3) % 2 else 0.0  # the period is 1 s; 3 channels per round
+        moved = message._replace(timestamps=message.timestamps + shift)
+        on_time.ingest([message])
+        jittered.ingest([moved])
+        on_time_results += on_time.flush()
+        jittered_results += jittered.flush()
+    assert jittered.counts == on_time.counts
+    assert jittered.counts["late"] == jittered.counts["filled"] == jittered.counts["gaps"] == 0
+    a, b = outcomes(on_time_results)["w"], outcomes(jittered_results)["w"]
+    assert a.decisions() == b.decisions()
+
+
+def test_a_block_two_slots_off_is_left_where_it_lands(bundle: ModelBundle, faulty: Table) -> None:
+    """Two periods late is a real hole, not jitter: the slots between are filled, not hidden."""
+    pipe = pipeline(bundle, max_late_s=40.0)
+    for i, message in enumerate(as_series(faulty)):
+        late = 2.0 if i // 3 == 4 else 0.0  # every channel's fifth block, two periods late
+        pipe.ingest([message._replace(timestamps=message.timestamps + late)])
+        pipe.flush()
+    assert pipe.counts["filled"] > 0 or pipe.counts["late"] > 0

@@ -77,6 +77,7 @@ class _Track:
     aligner: Aligner
     window: Window
     is_warming: bool = True
+    block_ends: dict[str, int] | None = None  # channel -> grid slot its last block ended on
 
 
 @dataclass(slots=True)
@@ -150,8 +151,9 @@ class Pipeline:
                     continue
             parts: tuple[Reading, ...]
             if isinstance(item, Series):
+                block = _continue_block(track, item)
                 series_late = series_unknown = series_invalid = 0
-                for out in track.aligner.add_series(item.channel, item.timestamps, item.values):
+                for out in track.aligner.add_series(block.channel, block.timestamps, block.values):
                     series_late += out.late
                     series_unknown += out.unknown_channel
                     series_invalid += out.invalid
@@ -359,6 +361,29 @@ class Pipeline:
             verdicts.events,
             denoised,
         )
+
+
+def _continue_block(track: _Track, block: Series) -> Series:
+    """``block`` moved by one period when that makes it continue its channel's last block.
+
+    A block's sample times come from its arrival (``float32_le``), which jitters: a block
+    that really follows the last one can land a slot early (its first sample would be late
+    and dropped) or a slot late (a one-slot hole, which holds every later row until it is
+    filled after ``max_late_s``). Off by more than one slot, it is left where it is (a real
+    gap or overlap).
+    """
+    period_s = track.model.bundle.period_s
+    first = round(float(block.timestamps[0]) / period_s)
+    last = round(float(block.timestamps[-1]) / period_s)
+    if track.block_ends is None:
+        track.block_ends = {}
+    previous = track.block_ends.get(block.channel)
+    if previous is not None and abs(first - (previous + 1)) == 1:
+        shift = previous + 1 - first
+        block = block._replace(timestamps=block.timestamps + shift * period_s)
+        last += shift
+    track.block_ends[block.channel] = last
+    return block
 
 
 def _same_windows(a: ServedModel, b: ServedModel) -> bool:
