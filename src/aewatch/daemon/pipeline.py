@@ -32,6 +32,8 @@ from aewatch.model.window import DueWindows, Window
 
 __all__ = ["COUNTS", "Pipeline", "Scored"]
 
+_JITTER_SHARE = 4  # a block may land this fraction of its length off and still continue
+
 COUNTS = (
     "aligned",
     "late",
@@ -364,13 +366,15 @@ class Pipeline:
 
 
 def _continue_block(track: _Track, block: Series) -> Series:
-    """``block`` moved by one period when that makes it continue its channel's last block.
+    """``block`` moved to continue its channel's last block, when it lands near enough.
 
-    A block's sample times come from its arrival (``float32_le``), which jitters: a block
-    that really follows the last one can land a slot early (its first sample would be late
-    and dropped) or a slot late (a one-slot hole, which holds every later row until it is
-    filled after ``max_late_s``). Off by more than one slot, it is left where it is (a real
-    gap or overlap).
+    A block's sample times come from its arrival (``float32_le``), which comes late by
+    however long the broker, the network and the intake took: a block that really follows
+    the last one lands a few slots early or late. Early, its first samples would be dropped
+    as late; late, it leaves a hole that holds every later row until filled (or, beyond
+    ``max_gap_periods``, restarts the window). A block within a quarter of its length (at
+    least one slot) of the slot after its channel's last one is therefore moved onto it;
+    further off it stays where it lands (a real gap or overlap, and the channel re-anchors).
     """
     period_s = track.model.bundle.period_s
     first = round(float(block.timestamps[0]) / period_s)
@@ -378,10 +382,11 @@ def _continue_block(track: _Track, block: Series) -> Series:
     if track.block_ends is None:
         track.block_ends = {}
     previous = track.block_ends.get(block.channel)
-    if previous is not None and abs(first - (previous + 1)) == 1:
+    if previous is not None:
         shift = previous + 1 - first
-        block = block._replace(timestamps=block.timestamps + shift * period_s)
-        last += shift
+        if shift and abs(shift) <= max(1, len(block.values) // _JITTER_SHARE):
+            block = block._replace(timestamps=block.timestamps + shift * period_s)
+            last += shift
     track.block_ends[block.channel] = last
     return block
 
