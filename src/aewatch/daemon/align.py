@@ -298,6 +298,10 @@ class Aligner:
         slots = np.rint(periods[is_valid]).astype(np.int64).tolist()
         outputs: list[AlignOutput] = []
         late = 0
+        # Before the first row, a drain can only do something once the oldest waiting slot
+        # is due (the first row waits as if the slot before it were missing): keep that
+        # slot at hand instead of draining, and finding it, after every sample.
+        lowest = min(self._pending, default=None) if self._final_slot is None else None
         for slot, value in zip(slots, values[is_valid].tolist(), strict=True):
             if self._is_held_back:
                 outputs.append(self._drain())
@@ -306,8 +310,15 @@ class Aligner:
                 late += 1
                 continue
             dropped = self._insert(slot, column, value)
-            if dropped or final is None or not self._missing.get(slot, 1):
-                outputs.append(self._drain(dropped=dropped))
+            if final is None and not dropped:
+                lowest = slot if lowest is None or slot < lowest else lowest
+                newest = self._newest_complete
+                if newest is None or newest - (lowest - 1) <= self._wait_slots:
+                    continue
+            elif final is not None and not dropped and self._missing.get(slot, 1):
+                continue
+            outputs.append(self._drain(dropped=dropped))
+            lowest = min(self._pending, default=None) if self._final_slot is None else None
         outputs.append(self._drain(late=late, invalid=invalid))
         return [out for out in outputs if out is not self._nothing]
 
