@@ -73,3 +73,41 @@ def test_assets_are_independent():
     assert state.update("a", is_anomalous=True, at=1.0, score=2.0, threshold=1.0) is not None
     assert state.update("b", is_anomalous=False, at=1.0, score=0.0, threshold=1.0) is None
     assert state.firing().keys() == {"a"}
+
+
+@settings(deadline=None, max_examples=60)
+@given(
+    st.lists(st.booleans(), max_size=60),
+    st.integers(1, 3),
+    st.integers(1, 3),
+)
+def test_note_normal_leaves_the_state_update_would(
+    decisions: list[bool], raise_after: int, resolve_after: int
+) -> None:
+    """The short path for normal windows changes nothing a caller or a later window sees."""
+    slow, fast = AlertState(raise_after, resolve_after), AlertState(raise_after, resolve_after)
+    for i, is_anomalous in enumerate(decisions):
+        at, score = float(i), float(i % 7)
+        errors = {"flow": score}
+        expected = slow.update(
+            "w1",
+            is_anomalous=is_anomalous,
+            at=at,
+            score=score,
+            threshold=1.0,
+            channel_errors=errors,
+        )
+        if is_anomalous or fast.is_firing("w1"):
+            got = fast.update(
+                "w1",
+                is_anomalous=is_anomalous,
+                at=at,
+                score=score,
+                threshold=1.0,
+                channel_errors=errors,
+            )
+        else:
+            fast.note_normal("w1", at)
+            got = None
+        assert got == expected
+        assert fast._tracks == slow._tracks

@@ -245,6 +245,12 @@ class Detector:
             out_scores[i], cuts[i] = smoothed, cut
             is_anomalous = anomalous[i] = smoothed > cut
             was_firing = alerts.is_firing(asset)
+            if not (is_anomalous or was_firing):  # the common case, kept short
+                alerts.note_normal(asset, ends[i])
+                if adapt is not None:
+                    state.learn(smoothed, adapt.depth)
+                    state.dropped = False
+                continue
             counts_anomalous = is_anomalous and not (
                 was_firing and self._has_dropped(state, smoothed / baseline)
             )
