@@ -41,6 +41,7 @@ these rules:
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -120,7 +121,7 @@ class Aligner:
         self.max_late_s = max_gap_periods * period_s if max_late_s is None else max_late_s
         self._wait_slots = math.floor(self.max_late_s / period_s + _SLOT_EPSILON)
         self.max_pending_slots = self._wait_slots + math.ceil(max_gap_periods) + _MARGIN_SLOTS
-        self._column = {name: i for i, name in enumerate(self.channels)}
+        self._column = _columns(self.channels)  # shared by every Aligner of these channels
         self._orders: dict[tuple[str, ...], tuple[int, ...] | None] | None = None  # add_row
         # Plain lists, not numpy: this runs once per reading, where numpy's per-call cost
         # on a handful of values would dominate.
@@ -484,6 +485,12 @@ class Aligner:
         del self._missing[slot]
         self._final_slot = slot
         self._is_broken = self._has_emitted
+
+
+@functools.cache
+def _columns(channels: tuple[str, ...]) -> dict[str, int]:
+    """Channel name -> column, one dict per channel tuple, shared: never change it."""
+    return {name: i for i, name in enumerate(channels)}
 
 
 def _check_settings(

@@ -7,6 +7,7 @@ cut exactly the same windows. ``sliding_windows`` is the one-shot form used for 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,7 +54,7 @@ class Window:
         self.channels = channels
         self.length = length
         self.hop = hop
-        self._offsets = np.arange(1 - length, 1)  # a window's rows relative to its end
+        self._offsets = _offsets(length)  # a window's rows relative to its end (shared)
         self._tail = np.empty((0, channels), dtype=np.float32)
         self._tail_ts = np.empty(0, dtype=np.float64)
         self._count = 0
@@ -106,6 +107,14 @@ class Window:
         self._tail_ts = buffer_ts[len(buffer) - keep :].copy()
         self._count += len(ts)
         return DueWindows(windows, end_ts)
+
+
+@functools.cache
+def _offsets(length: int) -> npt.NDArray[np.int64]:
+    """``[1 - length, ..., 0]``, one read-only array per length for every Window."""
+    offsets = np.arange(1 - length, 1)
+    offsets.flags.writeable = False
+    return offsets
 
 
 def sliding_windows(
