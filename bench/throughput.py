@@ -128,6 +128,21 @@ class Bench:
             fields.setdefault("prefix", contender.prefix)
         return Plan(client_id=f"pub-{self._plans}", port=self.broker_port, **fields)
 
+    def next_rows(self, contender: Contender, rows: int, **fields: Any) -> Plan:
+        """A plan of the next ``rows`` grid rows of every asset for ``contender``.
+
+        Each plan starts where the contender's last one ended, so its windows stay warm.
+        """
+        plan = self.plan(
+            contender,
+            assets=self.sizes.assets,
+            first_slot=contender.next_slot,
+            rows=rows,
+            **fields,
+        )
+        contender.next_slot += rows
+        return plan
+
     def measure(
         self,
         contender: Contender,
@@ -216,16 +231,7 @@ def flood_case(
         floods: list[Run] = []
         for repeat in range(sizes.repeats):
             for contender in _rotated(contenders, repeat):
-                plan = bench.plan(
-                    contender,
-                    mode="flood",
-                    payload=payload,
-                    qos=qos,
-                    assets=sizes.assets,
-                    first_slot=contender.next_slot,
-                    rows=rows,
-                )
-                contender.next_slot += rows
+                plan = bench.next_rows(contender, rows, mode="flood", payload=payload, qos=qos)
                 run = bench.measure(
                     contender, plan, case=case, repeat=repeat, per_message=per_message
                 )
@@ -302,17 +308,9 @@ def _pace_until_kept_up(
         f"({processed:,.0f} readings/s) until it dropped none"
     )
     for fraction in LADDER:
-        plan = bench.plan(
-            daemon,
-            mode="paced",
-            payload=payload,
-            qos=qos,
-            assets=bench.sizes.assets,
-            first_slot=daemon.next_slot,
-            rows=rows,
-            rate_per_s=fraction * processed,
+        plan = bench.next_rows(
+            daemon, rows, mode="paced", payload=payload, qos=qos, rate_per_s=fraction * processed
         )
-        daemon.next_slot += rows
         run = bench.measure(daemon, plan, case=f"{case}_paced", repeat=flood.repeat)
         run.is_kept_up = run.drops == 0 and _is_on_time(run)
         bench.record(run)
@@ -490,16 +488,7 @@ def _profile(
     spy = str(_py_spy_path())
     seconds = max(3, round(statistics.median(run.seconds for run in flood)) + 2)
     output = bench.out / "profile_single_qos0.speedscope.json"
-    plan = bench.plan(
-        daemon,
-        mode="flood",
-        payload=payload,
-        qos=qos,
-        assets=bench.sizes.assets,
-        first_slot=daemon.next_slot,
-        rows=rows,
-    )
-    daemon.next_slot += rows
+    plan = bench.next_rows(daemon, rows, mode="flood", payload=payload, qos=qos)
     command = [spy, "record", "--pid", str(daemon.process.pid), "--rate", "100", "--function"]
     command += ["--duration", str(seconds), "--format", "speedscope", "-o", str(output)]
     spying = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

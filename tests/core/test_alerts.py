@@ -88,24 +88,10 @@ def test_note_normal_leaves_the_state_update_would(
     slow, fast = AlertState(raise_after, resolve_after), AlertState(raise_after, resolve_after)
     for i, is_anomalous in enumerate(decisions):
         at, score = float(i), float(i % 7)
-        errors = {"flow": score}
-        expected = slow.update(
-            "w1",
-            is_anomalous=is_anomalous,
-            at=at,
-            score=score,
-            threshold=1.0,
-            channel_errors=errors,
-        )
+        window = {"score": score, "threshold": 1.0, "channel_errors": {"flow": score}}
+        expected = slow.update("w1", is_anomalous=is_anomalous, at=at, **window)
         if is_anomalous or fast.is_firing("w1"):
-            got = fast.update(
-                "w1",
-                is_anomalous=is_anomalous,
-                at=at,
-                score=score,
-                threshold=1.0,
-                channel_errors=errors,
-            )
+            got = fast.update("w1", is_anomalous=is_anomalous, at=at, **window)
         else:
             fast.note_normal("w1", at)
             got = None

@@ -192,7 +192,7 @@ class Aligner:
             values = tuple(values[i] for i in order)
         if not all(-FLOAT32_MAX <= value <= FLOAT32_MAX for value in values):
             return None  # NaN fails too
-        return self._emit_row(final + 1, list(values))
+        return self._emit_complete(final + 1, np.array([values], dtype=np.float32), list(values))
 
     def add_series(
         self,
@@ -255,23 +255,12 @@ class Aligner:
 
     def _emit_staged(self) -> list[AlignOutput]:
         """Emit the held blocks' slots as rows (every channel has its block)."""
-        first = cast(int, self._final_slot) + 1
-        n = self._staged_count
-        block = np.empty((n, len(self.channels)), dtype=np.float64)
+        block = np.empty((self._staged_count, len(self.channels)), dtype=np.float64)
         for column, (_, values) in self._staged.items():
             block[:, column] = values
         self._staged = {}
-        last = first + n - 1
-        gap = self._is_broken
-        self._last_real = [last] * len(self.channels)
-        self._held = block[-1].tolist()
-        self._final_slot = last
-        self._has_emitted = True
-        self._is_broken = False
-        if self._newest_complete is None or last > self._newest_complete:
-            self._newest_complete = last
-        timestamps = np.arange(first, last + 1, dtype=np.float64) * self.period_s
-        return [AlignOutput(timestamps, block.astype(np.float32), gap=gap)]
+        first = cast(int, self._final_slot) + 1
+        return [self._emit_complete(first, block.astype(np.float32), block[-1].tolist())]
 
     def _unstage(self) -> None:
         """Replay held blocks sample by sample, in the order they came (this emits nothing)."""
@@ -336,21 +325,25 @@ class Aligner:
         self._orders[channels] = order
         return order
 
-    def _emit_row(self, slot: int, values: list[float]) -> AlignOutput:
-        """Emit a complete row that directly follows the last final slot (nothing waits)."""
+    def _emit_complete(
+        self, first: int, rows: npt.NDArray[np.float32], newest: list[float]
+    ) -> AlignOutput:
+        """Emit complete ``rows`` from slot ``first``, right after the last final slot.
+
+        ``newest`` is the last row as floats (what a gap would forward-fill from). Nothing
+        may wait: this is :meth:`_emit` for rows that needed no waiting or filling.
+        """
+        last = first + len(rows) - 1
         gap = self._is_broken
-        self._last_real = [slot] * len(values)
-        self._held = values
-        self._final_slot = slot
+        self._last_real = [last] * len(self.channels)
+        self._held = newest
+        self._final_slot = last
         self._has_emitted = True
         self._is_broken = False
-        if self._newest_complete is None or slot > self._newest_complete:
-            self._newest_complete = slot
-        return AlignOutput(
-            np.array([slot * self.period_s]),
-            np.array([values], dtype=np.float32),
-            gap=gap,
-        )
+        if self._newest_complete is None or last > self._newest_complete:
+            self._newest_complete = last
+        timestamps = np.arange(first, last + 1, dtype=np.float64) * self.period_s
+        return AlignOutput(timestamps, rows, gap=gap)
 
     def _slot_of(self, reading: Reading) -> int | None:
         """The reading's grid slot, or None when its time or value is unusable."""

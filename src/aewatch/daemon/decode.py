@@ -406,8 +406,8 @@ def _decode_float32_le(payload: bytes, context: _Context) -> Decoded:
         )
     samples = np.frombuffer(payload, dtype="<f4").astype(np.float64)
     n = len(samples)
-    times = context.arrival_s - (n - 1 - np.arange(n, dtype=np.float64)) * period_s
-    times = times.astype(np.float64, copy=False)
+    offsets = np.arange(n - 1, -1, -1, dtype=np.float64) * period_s
+    times = np.subtract(context.arrival_s, offsets, dtype=np.float64)
     is_finite = np.isfinite(samples)
     if is_finite.all():
         return Decoded((Series(context.asset, channel, times, samples),))

@@ -148,9 +148,7 @@ class Intake:
 
     def take(self, topic: str, payload: bytes) -> None:
         """Decode one message and queue its readings; count whatever is refused."""
-        decoded = self._decode(topic, payload, self.clock())
-        if decoded is not None:
-            self._put(topic, *decoded)
+        self.take_many(((topic, payload),))
 
     def take_many(self, messages: Iterable[tuple[str, bytes]]) -> None:
         """Decode ``(topic, payload)`` messages and queue all their readings in one step.

@@ -24,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from aewatch.daemon.align import Aligner, AlignOutput
-from aewatch.daemon.decode import Item, Reading, Row, Series
+from aewatch.daemon.decode import Item, Reading, Series
 from aewatch.daemon.fleet import Fleet, ServedModel
 from aewatch.model.alerts import AlertEvent
 from aewatch.model.scorer import Scores
@@ -151,45 +151,31 @@ class Pipeline:
                 track = self._track_for(item.asset, count)
                 if track is None:
                     continue
-            parts: tuple[Reading, ...]
-            if isinstance(item, Series):
+            outputs: list[AlignOutput] | tuple[AlignOutput, ...]
+            if isinstance(item, Reading):
+                outputs, count = (track.aligner.add(item),), 1
+            elif isinstance(item, Series):
                 block = _continue_block(track, item)
-                series_late = series_unknown = series_invalid = 0
-                for out in track.aligner.add_series(block.channel, block.timestamps, block.values):
-                    series_late += out.late
-                    series_unknown += out.unknown_channel
-                    series_invalid += out.invalid
-                    dropped += out.dropped_slots
-                    if len(out.timestamps):
-                        filled += out.filled
-                        completed.setdefault(item.asset, []).append(out)
-                late += series_late
-                unknown += series_unknown
-                invalid += series_invalid
-                aligned += len(item.values) - series_late - series_unknown - series_invalid
-                continue
-            if isinstance(item, Row):
-                whole = track.aligner.add_row(item.timestamp, item.channels, item.values)
-                if whole is not None:
-                    aligned += len(item.values)
-                    completed.setdefault(item.asset, []).append(whole)
-                    continue
-                parts = item.readings()  # not the common case: reading by reading
+                outputs = track.aligner.add_series(block.channel, block.timestamps, block.values)
+                count = len(item.values)
             else:
-                parts = (item,)
-            for reading in parts:
-                out = track.aligner.add(reading)
-                if out.late or out.unknown_channel or out.invalid or out.dropped_slots:
-                    late += out.late
-                    unknown += out.unknown_channel
-                    invalid += out.invalid
-                    dropped += out.dropped_slots
-                    aligned += not (out.late or out.unknown_channel or out.invalid)
+                whole = track.aligner.add_row(item.timestamp, item.channels, item.values)
+                if whole is None:  # not the common case: reading by reading
+                    outputs = [track.aligner.add(reading) for reading in item.readings()]
                 else:
-                    aligned += 1
+                    outputs = (whole,)
+                count = len(item.values)
+            refused = 0
+            for out in outputs:
+                refused += out.late + out.unknown_channel + out.invalid
+                late += out.late
+                unknown += out.unknown_channel
+                invalid += out.invalid
+                dropped += out.dropped_slots
                 if len(out.timestamps):
                     filled += out.filled
-                    completed.setdefault(reading.asset, []).append(out)
+                    completed.setdefault(item.asset, []).append(out)
+            aligned += count - refused
         counts["aligned"] += aligned
         counts["late"] += late
         counts["unknown_channel"] += unknown
