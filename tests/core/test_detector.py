@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from aewatch.model.alerts import AlertEvent
 from aewatch.model.detector import Adaptation, DecisionSettings, Detector, _AssetState
 from aewatch.model.scorer import Scores
 from aewatch.model.threshold import Threshold
@@ -122,3 +123,71 @@ def test_the_running_alert_median_is_numpys(statistics: list[float]) -> None:
             assert state.in_alert is not None
             assert state.alert_median() == float(np.median(state.in_alert))
     assert len(state.in_alert_sorted) == min(len(statistics), 1000)
+
+
+@settings(deadline=None, max_examples=60)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    halflife=st.sampled_from([0.0, 1.0, 4.5]),
+    adapt=st.sampled_from(["none", "plain", "drop", "floor"]),
+    raise_after=st.integers(1, 3),
+    resolve_after=st.integers(1, 3),
+    n=st.integers(1, 600),
+)
+def test_runs_of_normal_windows_decide_as_one_window_at_a_time(
+    *,
+    seed: int,
+    halflife: float,
+    adapt: str,
+    raise_after: int,
+    resolve_after: int,
+    n: int,
+) -> None:
+    """decide() takes runs of normal windows in one step; one window per call never does.
+
+    Both must give the same decisions (scores and cuts up to rounding): errors with quiet
+    stretches, faults of several lengths, lone spikes and a non-finite error or two.
+    """
+    rng = np.random.default_rng(seed)
+    errors = np.abs(rng.normal(1.0, 0.3, n))
+    for _ in range(rng.integers(0, 4)):
+        at, length = rng.integers(0, n), rng.integers(1, 80)
+        errors[at : at + length] *= rng.uniform(1.5, 12.0)
+    if n > 10 and rng.random() < 0.3:
+        errors[rng.integers(0, n)] = np.nan if rng.random() < 0.5 else np.inf
+    adaptation = {
+        "none": None,
+        "plain": Adaptation(depth=40, seed=_seed(rng, 40)),
+        "drop": Adaptation(depth=25, seed=_seed(rng, 10), drop=0.4, min_alert=6),
+        "floor": Adaptation(depth=30, seed=_seed(rng, 30), floor=0.9),
+    }[adapt]
+    settings_ = DecisionSettings(raise_after, resolve_after, halflife, adaptation)
+    threshold = Threshold(float(rng.uniform(1.6, 2.4)), 0.01, 100, "quantile")
+    ends = np.arange(n, dtype=float)
+    whole = Detector(threshold, CHANNELS, settings_).decide("asset", ends, _scores(errors))
+    single = Detector(threshold, CHANNELS, settings_)
+    one_by_one = [
+        single.decide("asset", ends[i : i + 1], _scores(errors[i : i + 1])) for i in range(n)
+    ]
+    np.testing.assert_array_equal(
+        whole.is_firing, np.concatenate([v.is_firing for v in one_by_one])
+    )
+    np.testing.assert_array_equal(
+        whole.is_anomalous, np.concatenate([v.is_anomalous for v in one_by_one])
+    )
+    np.testing.assert_allclose(whole.scores, np.concatenate([v.scores for v in one_by_one]))
+    np.testing.assert_allclose(whole.cuts, np.concatenate([v.cuts for v in one_by_one]))
+    events = [e for v in one_by_one for e in v.events]
+    assert [_fixed(e) for e in whole.events] == [_fixed(e) for e in events]
+    for a, b in zip(whole.events, events, strict=True):
+        assert (a.peak_score, a.threshold) == pytest.approx((b.peak_score, b.threshold))
+        assert dict(a.contributions) == pytest.approx(dict(b.contributions))
+
+
+def _seed(rng: np.random.Generator, n: int) -> tuple[float, ...]:
+    return tuple(float(v) for v in rng.uniform(0.8, 1.2, n))
+
+
+def _fixed(event: AlertEvent) -> tuple[object, ...]:
+    """What an event must state exactly; scores and cuts may differ by rounding."""
+    return (event.alert_id, event.state, event.started_at, event.at, event.ended_at)

@@ -133,21 +133,24 @@ class AlertState:
         )
         return True
 
-    def note_normal(self, asset: str, at: float) -> None:
-        """:meth:`update` for a normal window of an asset that does not fire (the common case).
+    def note_normal(self, asset: str, at: float, count: int = 1) -> None:
+        """:meth:`update` for normal windows of an asset that does not fire (the common case).
 
-        The same state as ``update(asset, is_anomalous=False, at=at, ...)``, with no event
-        possible, for less work. An asset that fires goes through :meth:`update`.
+        The same state as ``count`` calls of ``update(asset, is_anomalous=False, ...)`` for
+        windows from ``at`` on, with no event possible, for less work. An asset that fires
+        goes through :meth:`update` (one window at a time).
         """
         track = self._tracks.get(asset)
         if track is None:
             track = self._tracks[asset] = _Track()
         elif track.is_firing:
+            if count != 1:
+                raise ValueError(f"{asset} fires: note its normal windows one at a time")
             self.update(asset, is_anomalous=False, at=at, score=float("-inf"), threshold=0.0)
             return
         if track.normal_run == 0:
             track.normal_started_at = at
-        track.normal_run += 1
+        track.normal_run += count
         track.anomalous_run = 0
         track.peak_score = float("-inf")
         if track.peak_channels:
