@@ -30,6 +30,7 @@ from aewatch.daemon.intake import Intake, ReadingQueue
 from aewatch.daemon.pipeline import Pipeline
 from aewatch.model.dataset import Table
 from aewatch.model.fit import FitSettings
+from aewatch.model.scorer import set_inference_threads
 from aewatch.model.train import TrainSettings, train_bundle
 
 CHANNELS = tuple(f"ch{i}" for i in range(8))
@@ -115,6 +116,7 @@ def _prepare(
 ) -> tuple[Callable[[], None], Pipeline]:
     """The run over a fresh intake and pipeline, and that pipeline."""
     config = _config(fmt)
+    set_inference_threads(config.limits.inference_threads)  # as the daemon does
     fleet = Fleet([ServedModel.from_bundle(bundle, pattern="*")])  # type: ignore[arg-type]
     queue = ReadingQueue(10**7)
     now = [T0]

@@ -27,6 +27,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
+import torch
 import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
@@ -346,9 +347,11 @@ def test_alert_end_to_end(broker: Broker, bench: Bench) -> None:
     config = bench.config(broker, client_id="aewatch-e2e")
     expected = bench.plant.noise_offline.events
     watcher = Peer(broker, bench.outputs)
+    torch.set_num_threads(2)  # what torch starts with on two cores
     try:
         with _running(config, watcher) as daemon:
             assert _retained(config, "aewatch/status") == b"online"
+            assert torch.get_num_threads() == config.limits.inference_threads == 1
             watcher.publish(bench.plant.noise, "aewatch/in/{asset}/{channel}")
             _wait_until(
                 lambda: len(watcher.alerts("aewatch")) == len(watcher.on("aewatch/state/")) == 2,

@@ -576,6 +576,14 @@ class LimitsConfig(BaseModel):
         ge=0,
         description="Longest a due window waits for its batch to fill. Unit: milliseconds.",
     )
+    inference_threads: int = Field(
+        1,
+        ge=1,
+        le=256,
+        description="Threads one forward pass may use (torch's intra-op threads). The "
+        "daemon's batches are small: more threads mostly wait on each other and take a "
+        "core from the network thread. Unit: threads.",
+    )
 
 
 class MetricsConfig(BaseModel):

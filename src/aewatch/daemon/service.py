@@ -42,6 +42,7 @@ from aewatch.daemon.metrics import (
 from aewatch.daemon.mqtt import Publish, Will, connect, make_client, read_retained
 from aewatch.daemon.pipeline import Pipeline, Scored
 from aewatch.errors import AewatchError
+from aewatch.model.scorer import set_inference_threads
 
 __all__ = ["Daemon"]
 
@@ -147,6 +148,7 @@ class Daemon:
         )
         self.status_server.start()
         log.info("metrics on http://%s:%d/metrics", metrics.listen, self.status_server.port)
+        set_inference_threads(self.config.limits.inference_threads)
         self._resume_alerts()
         self._worker.start()
         connect(self.client, broker)
@@ -375,6 +377,7 @@ class Daemon:
         self.pipeline.max_gap_periods = limits.max_gap_periods
         self.pipeline.with_denoised = config.outputs.denoised
         self.queue.max_readings = limits.queue_size
+        set_inference_threads(limits.inference_threads)
         self.intake.config, self.intake.fleet = config, fleet
         self.config, self.fleet = config, fleet
         new_inputs = {source.subscription for source in config.inputs}

@@ -18,7 +18,7 @@ from torch import nn
 from aewatch.model.networks import VariationalAutoencoder
 from aewatch.model.scaler import RobustScaler
 
-__all__ = ["SCORE_KINDS", "Scorer", "Scores"]
+__all__ = ["SCORE_KINDS", "Scorer", "Scores", "set_inference_threads"]
 
 SCORE_KINDS = ("mse", "elbo")
 DEFAULT_BATCH = 4096
@@ -102,3 +102,11 @@ class Scorer:
             errors.cpu().numpy().astype(np.float32),
             channel_errors.cpu().numpy().astype(np.float32),
         )
+
+
+def set_inference_threads(threads: int) -> None:
+    """Let one forward pass use ``threads`` threads (torch's intra-op pool, process-wide)."""
+    if threads < 1:
+        raise ValueError(f"inference threads must be at least 1, got {threads}")
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
