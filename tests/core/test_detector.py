@@ -191,3 +191,36 @@ def _seed(rng: np.random.Generator, n: int) -> tuple[float, ...]:
 def _fixed(event: AlertEvent) -> tuple[object, ...]:
     """What an event must state exactly; scores and cuts may differ by rounding."""
     return (event.alert_id, event.state, event.started_at, event.at, event.ended_at)
+
+
+def test_many_assets_at_once_decide_as_each_alone() -> None:
+    """decide_many over several assets' windows equals decide per asset, chunk by chunk."""
+    rng = np.random.default_rng(3)
+    settings_ = _adapting(drop=0.3, min_alert=5)
+    threshold = Threshold(2.0, 0.01, 100, "quantile")
+    errors = {a: np.abs(rng.standard_normal(300)) * 1.6 for a in ("p", "q", "r")}
+    together = Detector(threshold, CHANNELS, settings_)
+    alone = {a: Detector(threshold, CHANNELS, settings_) for a in errors}
+    at = dict.fromkeys(errors, 0)
+    for _ in range(40):
+        assets = [str(a) for a in rng.permutation(list(errors))[: rng.integers(1, 4)]]
+        counts = [int(rng.integers(0, 20)) for _ in assets]
+        bounds = np.concatenate(([0], np.cumsum(counts)))
+        parts = [errors[a][at[a] : at[a] + n] for a, n in zip(assets, counts, strict=True)]
+        ends = [
+            np.arange(at[a], at[a] + len(p), dtype=float)
+            for a, p in zip(assets, parts, strict=True)
+        ]
+        both = together.decide_many(
+            assets, bounds, np.concatenate(ends), _scores(np.concatenate(parts))
+        )
+        for g, asset in enumerate(assets):
+            one = alone[asset].decide(asset, ends[g], _scores(parts[g]))
+            mine = slice(bounds[g], bounds[g + 1])
+            np.testing.assert_array_equal(both.is_firing[mine], one.is_firing)
+            np.testing.assert_allclose(both.cuts[mine], one.cuts)
+            assert [_fixed(e) for e in both.events if e.asset == asset] == [
+                _fixed(e) for e in one.events
+            ]
+            at[asset] += len(parts[g])
+    assert sum(at.values()) > 300

@@ -7,6 +7,7 @@ the same Window, Scorer and Detector. Feeding the table's readings one at a time
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -124,7 +125,7 @@ class Outcome:
 
 def outcomes(results: Iterable[Scored]) -> dict[str, Outcome]:
     joined: dict[str, Outcome] = {}
-    for scored in results:
+    for scored in (one for batch in results for one in batch.per_asset()):
         outcome = joined.setdefault(scored.asset, Outcome())
         outcome.ends.append(scored.end_timestamps)
         outcome.scores.append(scored.scores)
@@ -379,6 +380,41 @@ def test_rows_decide_exactly_as_their_readings(bundle: ModelBundle, faulty: Tabl
         assert by_row.decisions() == by_reading.decisions()
         np.testing.assert_allclose(by_row.score, by_reading.score, rtol=1e-6)
         assert pipe.counts["aligned"] == 3 * len(faulty.timestamps)
+
+
+@PROPERTY
+@given(st.data())
+def test_rows_of_many_assets_in_any_batches_decide_as_each_asset_alone(
+    bundle: ModelBundle, data: st.DataObject
+) -> None:
+    """Rows of four assets ingested in batches of any size: one row per asset (cut
+    together), several rows of an asset, gaps, warm-up, an asset leaving mid-stream."""
+    tables = {
+        "w1": table(160, 1, fault_at=60),
+        "w2": table(160, 2),
+        "w3": with_gap(table(160, 3, fault_at=20), 90, 40.0),  # a gap: its window restarts
+        "w4": table(60, 4),  # stops early
+    }
+    feeds = {asset: as_rows(rows, asset) for asset, rows in tables.items()}
+    interleaved = [r for step in itertools.zip_longest(*feeds.values()) for r in step if r]
+    cuts = sorted(data.draw(st.sets(st.integers(1, len(interleaved) - 1), max_size=80)))
+    pipe = pipeline(bundle, max_late_s=0.0)
+    results: list[Scored] = []
+    for start, stop in itertools.pairwise([0, *cuts, len(interleaved)]):
+        pipe.ingest(interleaved[start:stop])
+        if data.draw(st.booleans()):
+            results += pipe.flush()
+    together = outcomes([*results, *pipe.flush()])
+    for asset, feed in feeds.items():
+        alone = pipeline(bundle, max_late_s=0.0)
+        got: list[Scored] = []
+        for row in feed:
+            alone.ingest(row.readings())
+            got += alone.flush()
+        expected = outcomes(got)[asset]
+        assert together[asset].decisions() == expected.decisions()
+        np.testing.assert_allclose(together[asset].score, expected.score, rtol=1e-5)
+    assert together["w1"].events
 
 
 row_channels = st.lists(channels, min_size=1, max_size=4, unique=True).map(tuple)

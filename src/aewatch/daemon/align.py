@@ -177,6 +177,21 @@ class Aligner:
         >>> aligner.add_row(11.0, ("temp", "flow"), (6.0, 5.0)).values.tolist()
         [[5.0, 6.0]]
         """
+        taken = self.take_row(timestamp, channels, values)
+        if taken is None:
+            return None
+        grid_time, row, gap = taken
+        return AlignOutput(
+            np.array([grid_time], dtype=np.float64), np.array([row], dtype=np.float32), gap=gap
+        )
+
+    def take_row(
+        self, timestamp: float, channels: tuple[str, ...], values: tuple[float, ...]
+    ) -> tuple[float, list[float], bool] | None:
+        """:meth:`add_row` without the arrays: ``(grid time, values in channel order, gap)``.
+
+        For a caller that gathers the rows of many assets into one array itself.
+        """
         final = self._final_slot
         if final is None or self._pending or self._staged:
             return None  # the caller adds the readings one by one (add unstages)
@@ -192,7 +207,11 @@ class Aligner:
             values = tuple(values[i] for i in order)
         if not all(-FLOAT32_MAX <= value <= FLOAT32_MAX for value in values):
             return None  # NaN fails too
-        return self._emit_complete(final + 1, np.array([values], dtype=np.float32), list(values))
+        row = list(values)
+        slot = final + 1
+        gap = self._is_broken
+        self._mark_emitted(slot, row)
+        return slot * self.period_s, row, gap
 
     def add_series(
         self,
@@ -335,6 +354,12 @@ class Aligner:
         """
         last = first + len(rows) - 1
         gap = self._is_broken
+        self._mark_emitted(last, newest)
+        timestamps = np.arange(first, last + 1, dtype=np.float64) * self.period_s
+        return AlignOutput(timestamps, rows, gap=gap)
+
+    def _mark_emitted(self, last: int, newest: list[float]) -> None:
+        """Every slot up to ``last`` is final, the last one complete with ``newest``."""
         self._last_real = [last] * len(self.channels)
         self._held = newest
         self._final_slot = last
@@ -342,8 +367,6 @@ class Aligner:
         self._is_broken = False
         if self._newest_complete is None or last > self._newest_complete:
             self._newest_complete = last
-        timestamps = np.arange(first, last + 1, dtype=np.float64) * self.period_s
-        return AlignOutput(timestamps, rows, gap=gap)
 
     def _slot_of(self, reading: Reading) -> int | None:
         """The reading's grid slot, or None when its time or value is unusable."""

@@ -1,11 +1,14 @@
 """Readings in, decisions out: the daemon's pure core from Reading to AlertEvent.
 
 :meth:`Pipeline.ingest` places readings on each asset's time grid (:class:`Aligner`) and
-cuts the windows that became due (:class:`Window`); they wait in the pipeline. The shell
+cuts the windows that became due (:class:`Window`); they wait in the pipeline. The windows
+of every asset served by one model shape live in one :class:`WindowBank`, so the common
+case of a batch (one new row for each of many assets) is cut in one step. The shell
 calls :meth:`Pipeline.flush` when a batch is full or has waited long enough: every
-model then scores its waiting windows in one forward pass, and each asset's windows go,
-in time order, through that model's :class:`Detector`. No clock, no I/O: the shell decides
-when to flush and turns the returned :class:`Scored` values into messages and metrics.
+model then scores its waiting windows in one forward pass, and its :class:`Detector`
+walks each asset's windows in time order. No clock, no I/O: the shell decides when to
+flush and turns the returned :class:`Scored` values (one per model) into messages and
+metrics.
 
 Every reading ends in exactly one place, counted in :attr:`Pipeline.counts`:
 ``aligned`` (placed on the grid), ``late``, ``unknown_channel``, ``invalid``, ``no_model``
@@ -19,6 +22,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -27,10 +31,9 @@ from aewatch.daemon.align import Aligner, AlignOutput
 from aewatch.daemon.decode import Item, Reading, Series
 from aewatch.daemon.fleet import Fleet, ServedModel
 from aewatch.model.alerts import AlertEvent
-from aewatch.model.scorer import Scores
-from aewatch.model.window import DueWindows, Window
+from aewatch.model.window import DueWindows, WindowBank
 
-__all__ = ["COUNTS", "Pipeline", "Scored"]
+__all__ = ["COUNTS", "AssetScored", "Pipeline", "Scored"]
 
 _JITTER_SHARE = 4  # a block may land this fraction of its length off and still continue
 
@@ -50,7 +53,7 @@ COUNTS = (
 
 
 @dataclass(frozen=True, slots=True)
-class Scored:
+class AssetScored:
     """One asset's windows scored in one flush, oldest first (``k`` windows, ``c`` channels).
 
     ``end_timestamps`` ``(k,)`` float64 epoch seconds; ``scores`` (smoothed errors) and
@@ -71,23 +74,85 @@ class Scored:
     denoised: tuple[npt.NDArray[np.float64], npt.NDArray[np.float32]] | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Scored:
+    """One model's windows scored in one flush, grouped by asset (``n`` windows in all).
+
+    The windows of ``assets[g]`` are ``bounds[g]:bounds[g + 1]``, oldest first; the arrays
+    are those of :class:`AssetScored` over all ``n``, and ``events`` every raise and
+    resolve in order. ``denoised`` holds ``rows_per_window`` rows per window, so those of
+    ``assets[g]`` are ``bounds[g] * rows_per_window : bounds[g + 1] * rows_per_window``.
+    :meth:`per_asset` cuts it into one :class:`AssetScored` per asset.
+    """
+
+    model: ServedModel
+    assets: tuple[str, ...]
+    bounds: npt.NDArray[np.int64]
+    end_timestamps: npt.NDArray[np.float64]
+    scores: npt.NDArray[np.float32]
+    cuts: npt.NDArray[np.float32]
+    is_firing: npt.NDArray[np.bool_]
+    channel_errors: npt.NDArray[np.float32]
+    events: list[AlertEvent]
+    denoised: tuple[npt.NDArray[np.float64], npt.NDArray[np.float32]] | None = None
+
+    @property
+    def rows_per_window(self) -> int:
+        """Denoised rows each window adds (its newest ``hop``)."""
+        bundle = self.model.bundle
+        return min(bundle.hop, bundle.window_len)
+
+    def per_asset(self) -> list[AssetScored]:
+        """The same, one :class:`AssetScored` per asset, in the order of :attr:`assets`."""
+        out: list[AssetScored] = []
+        step = self.rows_per_window
+        for g, asset in enumerate(self.assets):
+            mine = slice(int(self.bounds[g]), int(self.bounds[g + 1]))
+            denoised = None
+            if self.denoised is not None:
+                rows = slice(mine.start * step, mine.stop * step)
+                denoised = (self.denoised[0][rows], self.denoised[1][rows])
+            out.append(
+                AssetScored(
+                    self.model,
+                    asset,
+                    self.end_timestamps[mine],
+                    self.scores[mine],
+                    self.cuts[mine],
+                    self.is_firing[mine],
+                    self.channel_errors[mine],
+                    [e for e in self.events if e.asset == asset],
+                    denoised,
+                )
+            )
+        return out
+
+
+_Item = TypeVar("_Item", bound=np.generic)
+_Taken = tuple[float, list[float], bool]  # Aligner.take_row: grid time, row, gap
+
+
 @dataclass(slots=True)
 class _Track:
-    """One asset's grid and window, and the model that serves it."""
+    """One asset's grid and its slot of windows, and the model that serves it."""
 
     model: ServedModel
     aligner: Aligner
-    window: Window
+    bank: WindowBank
+    slot: int
     is_warming: bool = True
     block_ends: dict[str, int] | None = None  # channel -> grid slot its last block ended on
 
 
 @dataclass(slots=True)
 class _Waiting:
-    """Due windows of one model, grouped by asset in arrival order."""
+    """Due windows of one model in the order they were cut: ``sizes[e]`` windows of
+    ``assets[e]`` per entry ``e``."""
 
-    by_asset: dict[str, list[DueWindows]] = field(default_factory=dict)
-    count: int = 0
+    assets: list[str] = field(default_factory=list)
+    sizes: list[int] = field(default_factory=list)
+    windows: list[npt.NDArray[np.float32]] = field(default_factory=list)
+    ends: list[npt.NDArray[np.float64]] = field(default_factory=list)
 
 
 class Pipeline:
@@ -115,6 +180,7 @@ class Pipeline:
         self.with_denoised = with_denoised
         self.counts: Counter[str] = Counter({name: 0 for name in COUNTS})
         self._tracks: dict[str, _Track] = {}
+        self._banks: dict[tuple[int, int, int], WindowBank] = {}  # by channels, length, hop
         self._waiting: dict[ServedModel, _Waiting] = {}
         self._pending = 0
         self._warming = 0
@@ -137,12 +203,13 @@ class Pipeline:
     def ingest(self, readings: Iterable[Item]) -> None:
         """Place readings on their assets' grids and cut the windows that became due.
 
-        Pass many readings per call: each asset's new rows go to its window in one step.
+        Pass many readings per call: each asset's new rows go to its window in one step,
+        and the assets that got one whole row each are cut together.
         A :class:`Row` or :class:`Series` counts as its readings.
         """
         counts = self.counts
         tracks = self._tracks
-        completed: dict[str, list[AlignOutput]] = {}
+        completed: dict[str, list[AlignOutput | _Taken]] = {}
         aligned = late = unknown = invalid = dropped = filled = 0
         for item in readings:
             track = tracks.get(item.asset)
@@ -159,12 +226,17 @@ class Pipeline:
                 outputs = track.aligner.add_series(block.channel, block.timestamps, block.values)
                 count = len(item.values)
             else:
-                whole = track.aligner.add_row(item.timestamp, item.channels, item.values)
-                if whole is None:  # not the common case: reading by reading
-                    outputs = [track.aligner.add(reading) for reading in item.readings()]
-                else:
-                    outputs = (whole,)
                 count = len(item.values)
+                taken = track.aligner.take_row(item.timestamp, item.channels, item.values)
+                if taken is not None:  # the common case: a whole row, next on the grid
+                    aligned += count
+                    done = completed.get(item.asset)
+                    if done is None:
+                        completed[item.asset] = [taken]
+                    else:
+                        done.append(taken)
+                    continue
+                outputs = [track.aligner.add(reading) for reading in item.readings()]
             refused = 0
             for out in outputs:
                 refused += out.late + out.unknown_channel + out.invalid
@@ -182,8 +254,16 @@ class Pipeline:
         counts["invalid"] += invalid
         counts["dropped_slots"] += dropped
         counts["filled"] += filled
-        for asset, outputs in completed.items():
-            self._cut(asset, tracks[asset], outputs)
+        rows: dict[ServedModel, list[tuple[str, _Track, _Taken]]] = {}
+        for asset, done in completed.items():
+            track = tracks[asset]
+            first = done[0]
+            if len(done) == 1 and isinstance(first, tuple) and not first[2]:
+                rows.setdefault(track.model, []).append((asset, track, first))
+            else:
+                self._cut(asset, track, [_as_output(out) for out in done])
+        for model, model_rows in rows.items():
+            self._cut_rows(model, model_rows)
 
     def _cut(self, asset: str, track: _Track, outputs: list[AlignOutput]) -> None:
         """Extend ``asset``'s window with its new rows (restarting it at gaps)."""
@@ -193,7 +273,7 @@ class Pipeline:
                 continue
             run = outputs[start:i]
             if run[0].gap:
-                track.window.reset()
+                track.bank.reset(track.slot)
                 self.counts["gaps"] += 1
                 if not track.is_warming:
                     track.is_warming = True
@@ -203,33 +283,76 @@ class Pipeline:
             else:
                 timestamps = np.concatenate([o.timestamps for o in run])
                 values = np.concatenate([o.values for o in run])
-            due = track.window.extend(timestamps, values)
+            due = track.bank.extend(track.slot, timestamps, values)
             if len(due):
                 if track.is_warming:
                     track.is_warming = False
                     self._warming -= 1
-                waiting = self._waiting.setdefault(track.model, _Waiting())
-                waiting.by_asset.setdefault(asset, []).append(due)
-                waiting.count += len(due)
-                self._pending += len(due)
+                self._queue(track.model, [asset], [len(due)], due)
             start = i
+
+    def _cut_rows(self, model: ServedModel, taken: list[tuple[str, _Track, _Taken]]) -> None:
+        """One new row for each of many assets of ``model`` (no gap): cut them together."""
+        bank = taken[0][1].bank  # every track of a model has its slot in the same bank
+        n = len(taken)
+        slots = np.fromiter((track.slot for _, track, _ in taken), dtype=np.int64, count=n)
+        times = np.fromiter((row[0] for _, _, row in taken), dtype=np.float64, count=n)
+        values = np.array([row[1] for _, _, row in taken], dtype=np.float32)
+        picked, due = bank.extend_rows(slots, times, values)
+        if not len(picked):
+            return
+        assets = []
+        for i in picked.tolist():
+            asset, track, _ = taken[i]
+            if track.is_warming:
+                track.is_warming = False
+                self._warming -= 1
+            assets.append(asset)
+        self._queue(model, assets, [1] * len(assets), due)
+
+    def _queue(
+        self, model: ServedModel, assets: list[str], sizes: list[int], due: DueWindows
+    ) -> None:
+        """Let ``due`` (``sizes[e]`` windows of ``assets[e]`` in turn) wait for a flush."""
+        waiting = self._waiting.get(model)
+        if waiting is None:
+            waiting = self._waiting[model] = _Waiting()
+        waiting.assets += assets
+        waiting.sizes += sizes
+        waiting.windows.append(due.windows)
+        waiting.ends.append(due.end_timestamps)
+        self._pending += len(due)
 
     def flush(self) -> list[Scored]:
         """Score every waiting window, one forward pass per model; return the decisions."""
         results: list[Scored] = []
         for model, waiting in self._waiting.items():
-            groups = [
-                (asset, np.concatenate([d.end_timestamps for d in dues]), [d.windows for d in dues])
-                for asset, dues in waiting.by_asset.items()
-            ]
-            scores = model.scorer.score(np.concatenate([w for _, _, ws in groups for w in ws]))
+            windows = _joined(waiting.windows)
+            ends = _joined(waiting.ends)
+            order, assets, bounds = _by_asset(waiting.assets, waiting.sizes)
+            if order is not None:
+                windows, ends = windows[order], ends[order]
+            scores = model.scorer.score(windows)
             self.counts["windows"] += len(scores)
             self.counts["batches"] += 1
-            start = 0
-            for asset, ends, _ in groups:
-                stop = start + len(ends)
-                results.append(self._decide(model, asset, ends, scores, slice(start, stop)))
-                start = stop
+            verdicts = model.detector.decide_many(assets, bounds, ends, scores)
+            denoised = None
+            if self.with_denoised:
+                denoised = _newest_rows(model, ends, scores.reconstructions)
+            results.append(
+                Scored(
+                    model,
+                    tuple(assets),
+                    bounds,
+                    ends,
+                    verdicts.scores,
+                    verdicts.cuts,
+                    verdicts.is_firing,
+                    scores.channel_errors,
+                    verdicts.events,
+                    denoised,
+                )
+            )
         self._waiting.clear()
         self._pending = 0
         return results
@@ -277,17 +400,15 @@ class Pipeline:
         for asset, track in list(self._tracks.items()):
             model = fleet.model_for(asset)
             if model is None:
-                del self._tracks[asset]
-                self._warming -= track.is_warming
+                self._untrack(asset, track)
                 dropped += 1
                 continue
             model.detector.adopt(asset, track.model.detector)
             if _same_windows(model, track.model):
-                track.model = model
+                track.model = model  # the same shape: the same bank and slot
                 kept += 1
                 continue
-            self._warming -= track.is_warming
-            del self._tracks[asset]
+            self._untrack(asset, track)
             self._track_for(asset)
             restarted += 1
         for old in old_models:  # open alerts resumed at start on assets not seen yet
@@ -311,6 +432,10 @@ class Pipeline:
             return None
         bundle = model.bundle
         max_gap = self.max_gap_periods or bundle.max_gap_periods
+        shape = (len(bundle.channels), bundle.window_len, bundle.hop)
+        bank = self._banks.get(shape)
+        if bank is None:
+            bank = self._banks[shape] = WindowBank(*shape)
         track = _Track(
             model,
             Aligner(
@@ -319,36 +444,18 @@ class Pipeline:
                 max_gap_periods=max_gap,
                 max_late_s=self.max_late_s,
             ),
-            Window(len(bundle.channels), bundle.window_len, bundle.hop),
+            bank,
+            bank.open(),
         )
         self._tracks[asset] = track
         self._warming += 1
         return track
 
-    def _decide(
-        self,
-        model: ServedModel,
-        asset: str,
-        ends: npt.NDArray[np.float64],
-        scores: Scores,
-        rows: slice,
-    ) -> Scored:
-        mine = Scores(
-            scores.reconstructions[rows], scores.errors[rows], scores.channel_errors[rows]
-        )
-        verdicts = model.detector.decide(asset, ends, mine)
-        denoised = _newest_rows(model, ends, mine.reconstructions) if self.with_denoised else None
-        return Scored(
-            model,
-            asset,
-            ends,
-            verdicts.scores,
-            verdicts.cuts,
-            verdicts.is_firing,
-            mine.channel_errors,
-            verdicts.events,
-            denoised,
-        )
+    def _untrack(self, asset: str, track: _Track) -> None:
+        """Stop tracking ``asset``: its grid goes, its window slot is given back."""
+        del self._tracks[asset]
+        track.bank.close(track.slot)
+        self._warming -= track.is_warming
 
 
 def _continue_block(track: _Track, block: Series) -> Series:
@@ -375,6 +482,45 @@ def _continue_block(track: _Track, block: Series) -> Series:
             last += shift
     track.block_ends[block.channel] = last
     return block
+
+
+def _as_output(out: AlignOutput | _Taken) -> AlignOutput:
+    """A row taken whole (:meth:`Aligner.take_row`) as the output adding it would give."""
+    if isinstance(out, AlignOutput):
+        return out
+    grid_time, row, gap = out
+    return AlignOutput(
+        np.array([grid_time], dtype=np.float64), np.array([row], dtype=np.float32), gap=gap
+    )
+
+
+def _joined(parts: list[npt.NDArray[_Item]]) -> npt.NDArray[_Item]:
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
+def _by_asset(
+    entries: list[str], sizes: list[int]
+) -> tuple[npt.NDArray[np.int64] | None, list[str], npt.NDArray[np.int64]]:
+    """Group waiting windows by asset, keeping each asset's in time order.
+
+    ``sizes[e]`` windows of ``entries[e]`` in turn. Returns the order to take the windows
+    in (None: as they are, when no asset has two entries), the assets, and the bounds of
+    each asset's windows in that order.
+    """
+    starts = np.zeros(len(sizes) + 1, dtype=np.int64)
+    np.cumsum(sizes, out=starts[1:])
+    if len(set(entries)) == len(entries):
+        return None, entries, starts
+    by_asset: dict[str, list[int]] = {}
+    for e, asset in enumerate(entries):
+        by_asset.setdefault(asset, []).append(e)
+    order = np.concatenate(
+        [np.arange(starts[e], starts[e + 1]) for es in by_asset.values() for e in es]
+    )
+    totals = [sum(sizes[e] for e in es) for es in by_asset.values()]
+    bounds = np.zeros(len(totals) + 1, dtype=np.int64)
+    np.cumsum(totals, out=bounds[1:])
+    return order, list(by_asset), bounds
 
 
 def _same_windows(a: ServedModel, b: ServedModel) -> bool:

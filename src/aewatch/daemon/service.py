@@ -347,11 +347,9 @@ class Daemon:
         results = self.pipeline.flush()
         self.inference_s.observe([time.monotonic() - started])
         now = time.time()
-        per_model: Counter[int] = Counter()
-        for scored in results:
-            per_model[id(scored.model)] += len(scored.end_timestamps)
+        for scored in results:  # one per model
             self.latency_s.observe(now - scored.end_timestamps)
-        self.batch_windows.observe(list(per_model.values()))
+        self.batch_windows.observe([len(scored.end_timestamps) for scored in results])
         self._publish(results)
 
     def _take_reload(self, config: Config, fleet: Fleet) -> None:
@@ -401,15 +399,8 @@ class Daemon:
         metrics = self.config.metrics
         for scored in results:
             model = scored.model
-            if (
-                metrics.per_asset_scores
-                and len(scored.scores)
-                and (
-                    scored.asset in self.asset_scores
-                    or len(self.asset_scores) < metrics.per_asset_cap
-                )
-            ):
-                self.asset_scores[scored.asset] = float(scored.scores[-1])
+            if metrics.per_asset_scores:
+                self._note_scores(scored, metrics.per_asset_cap)
             for event in scored.events:
                 self.counts[f"alerts_{event.state}"] += 1
                 if event.state == "raised":
@@ -426,21 +417,30 @@ class Daemon:
                     event.threshold,
                     event.contributions[0][0] if event.contributions else "-",
                 )
-                self._send(outputs.alert_topic_for(scored.asset), messages.encode(alert))
+                self._send(outputs.alert_topic_for(event.asset), messages.encode(alert))
                 self._send(
-                    outputs.state_topic_for(scored.asset), messages.encode(state), retain=True
+                    outputs.state_topic_for(event.asset), messages.encode(state), retain=True
                 )
             if scored.denoised is not None:
-                times, values = scored.denoised
-                body = messages.denoised_message(
-                    scored.asset,
-                    model=model.name,
-                    model_version=model.version,
-                    channels=model.bundle.channels,
-                    timestamps=times,
-                    values=values,
-                )
-                self._send(outputs.denoised_topic_for(scored.asset), messages.encode(body))
+                for one in scored.per_asset():
+                    assert one.denoised is not None
+                    times, values = one.denoised
+                    body = messages.denoised_message(
+                        one.asset,
+                        model=model.name,
+                        model_version=model.version,
+                        channels=model.bundle.channels,
+                        timestamps=times,
+                        values=values,
+                    )
+                    self._send(outputs.denoised_topic_for(one.asset), messages.encode(body))
+
+    def _note_scores(self, scored: Scored, cap: int) -> None:
+        """Each asset's latest score for its gauge; new assets only while under ``cap``."""
+        latest = scored.scores[scored.bounds[1:] - 1].tolist()
+        for asset, score in zip(scored.assets, latest, strict=True):
+            if asset in self.asset_scores or len(self.asset_scores) < cap:
+                self.asset_scores[asset] = score
 
     def _send(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
         info = self.client.publish(topic, payload, qos=self.config.outputs.qos, retain=retain)

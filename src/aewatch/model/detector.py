@@ -29,6 +29,7 @@ import bisect
 import math
 from array import array
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Self
 
@@ -237,93 +238,112 @@ class Detector:
 
     def decide(self, asset: str, end_timestamps: npt.ArrayLike, scores: Scores) -> Verdicts:
         """Walk ``asset``'s windows (time order) through smoothing, threshold and hysteresis."""
+        return self.decide_many([asset], [0, len(scores.errors)], end_timestamps, scores)
+
+    def decide_many(
+        self,
+        assets: Sequence[str],
+        bounds: Sequence[int] | npt.NDArray[np.int64],
+        end_timestamps: npt.ArrayLike,
+        scores: Scores,
+    ) -> Verdicts:
+        """:meth:`decide` for the windows of many assets at once, in one set of arrays.
+
+        The windows of ``assets[g]`` are ``bounds[g]:bounds[g + 1]``, in time order; the
+        verdicts come in the same order as the windows.
+        """
         ends = np.asarray(end_timestamps, dtype=np.float64).tolist()
         raw_array = np.asarray(scores.errors, dtype=np.float64)
         raws = raw_array.tolist()
-        state = self._state(asset)
         adapt = self.settings.adaptation
         alpha = self.settings.alpha
         value = self.threshold.value
         alerts = self.alerts
-        k = len(ends)
-        out_scores = [0.0] * k
-        cuts = [0.0] * k
-        anomalous = [False] * k
-        firing = [False] * k
+        total = len(ends)
+        out_scores = [0.0] * total
+        cuts = [0.0] * total
+        anomalous = [False] * total
+        firing = [False] * total
         events: list[AlertEvent] = []
         cap = _NON_FINITE_FACTOR * max(value, _TINY)
         finite_errors: npt.NDArray[np.float32] | None = None
-        i = 0
-        next_run = 0  # the first window a run of normal windows may be tried from
-        while i < k:
-            if i >= next_run and k - i >= _RUN_MIN and not alerts.is_firing(asset):
-                # A run of normal windows (the common case) in one step, up to the first
-                # anomalous one; that one, and a few after it, go one by one below.
-                scores_run, cuts_run = self._normal_run(state, raw_array[i : i + _RUN_SPAN])
-                n = len(scores_run)
-                if n:
-                    alerts.note_normal(asset, ends[i], n)
-                    out_scores[i : i + n] = scores_run.tolist()
-                    cuts[i : i + n] = cuts_run.tolist()
-                    i += n
-                    if i == k:
-                        break
-                next_run = i + _RUN_MIN
-                if n == _RUN_SPAN:
-                    continue
-            raw = raws[i]
-            if not math.isfinite(raw):
-                # A value so large the scaled window overflowed: anomalous, but capped, so
-                # the smoothed score comes back once the value has left the window.
-                raw = cap
-            smoothed = (
-                raw if state.smoothed is None else (alpha * raw + (1.0 - alpha) * state.smoothed)
-            )
-            state.smoothed = smoothed
-            baseline = max(state.baseline(), state.floor) if adapt else 1.0
-            cut = value * baseline
-            out_scores[i], cuts[i] = smoothed, cut
-            is_anomalous = anomalous[i] = smoothed > cut
-            was_firing = alerts.is_firing(asset)
-            if not (is_anomalous or was_firing):  # a normal window, kept short
-                alerts.note_normal(asset, ends[i])
-                if adapt is not None:
-                    state.learn(smoothed, adapt.depth)
-                    state.dropped = False
-                i += 1
-                continue
-            counts_anomalous = is_anomalous and not (
-                was_firing and self._has_dropped(state, smoothed / baseline)
-            )
-            # Channel errors matter only to a new peak of an alert: build them only then.
-            channel_errors = None
-            if (counts_anomalous or was_firing) and smoothed > alerts.peak_score(asset):
-                if finite_errors is None:
-                    finite_errors = np.nan_to_num(scores.channel_errors, nan=cap, posinf=cap)
-                row = finite_errors[i].tolist()
-                channel_errors = dict(zip(self.channels, row, strict=True))
-            event = alerts.update(
-                asset,
-                is_anomalous=counts_anomalous,
-                at=ends[i],
-                score=smoothed,
-                threshold=cut,
-                channel_errors=channel_errors,
-            )
-            if event is not None:
-                events.append(event)
-            is_firing = firing[i] = alerts.is_firing(asset)
-            if adapt is not None:
-                self._adapt(
-                    state,
-                    adapt,
-                    smoothed,
-                    baseline,
-                    is_normal=not is_anomalous,
-                    was_firing=was_firing,
-                    is_firing=is_firing,
+        for group, asset in enumerate(assets):
+            i, k = int(bounds[group]), int(bounds[group + 1])
+            state = self._state(asset)
+            next_run = i  # the first window a run of normal windows may be tried from
+            while i < k:
+                if i >= next_run and k - i >= _RUN_MIN and not alerts.is_firing(asset):
+                    # A run of normal windows (the common case) in one step, up to the first
+                    # anomalous one; that one, and a few after it, go one by one below.
+                    scores_run, cuts_run = self._normal_run(
+                        state, raw_array[i : min(k, i + _RUN_SPAN)]
+                    )
+                    n = len(scores_run)
+                    if n:
+                        alerts.note_normal(asset, ends[i], n)
+                        out_scores[i : i + n] = scores_run.tolist()
+                        cuts[i : i + n] = cuts_run.tolist()
+                        i += n
+                        if i == k:
+                            break
+                    if n == _RUN_SPAN:
+                        continue  # a long run: the next span at once
+                    next_run = i + _RUN_MIN
+                raw = raws[i]
+                if not math.isfinite(raw):
+                    # A value so large the scaled window overflowed: anomalous, but capped, so
+                    # the smoothed score comes back once the value has left the window.
+                    raw = cap
+                smoothed = (
+                    raw
+                    if state.smoothed is None
+                    else (alpha * raw + (1.0 - alpha) * state.smoothed)
                 )
-            i += 1
+                state.smoothed = smoothed
+                baseline = max(state.baseline(), state.floor) if adapt else 1.0
+                cut = value * baseline
+                out_scores[i], cuts[i] = smoothed, cut
+                is_anomalous = anomalous[i] = smoothed > cut
+                was_firing = alerts.is_firing(asset)
+                if not (is_anomalous or was_firing):  # a normal window, kept short
+                    alerts.note_normal(asset, ends[i])
+                    if adapt is not None:
+                        state.learn(smoothed, adapt.depth)
+                        state.dropped = False
+                    i += 1
+                    continue
+                counts_anomalous = is_anomalous and not (
+                    was_firing and self._has_dropped(state, smoothed / baseline)
+                )
+                # Channel errors matter only to a new peak of an alert: build them only then.
+                channel_errors = None
+                if (counts_anomalous or was_firing) and smoothed > alerts.peak_score(asset):
+                    if finite_errors is None:
+                        finite_errors = np.nan_to_num(scores.channel_errors, nan=cap, posinf=cap)
+                    row = finite_errors[i].tolist()
+                    channel_errors = dict(zip(self.channels, row, strict=True))
+                event = alerts.update(
+                    asset,
+                    is_anomalous=counts_anomalous,
+                    at=ends[i],
+                    score=smoothed,
+                    threshold=cut,
+                    channel_errors=channel_errors,
+                )
+                if event is not None:
+                    events.append(event)
+                is_firing = firing[i] = alerts.is_firing(asset)
+                if adapt is not None:
+                    self._adapt(
+                        state,
+                        adapt,
+                        smoothed,
+                        baseline,
+                        is_normal=not is_anomalous,
+                        was_firing=was_firing,
+                        is_firing=is_firing,
+                    )
+                i += 1
         return Verdicts(
             np.array(out_scores, dtype=np.float32),
             np.array(cuts, dtype=np.float32),

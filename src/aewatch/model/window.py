@@ -1,8 +1,10 @@
 """Sliding windows over one asset's readings on a regular time grid (pipeline stage: Window).
 
-A ``Window`` is the incremental form the daemon feeds one grid row at a time; offline
-scoring feeds it a whole segment at once through the same ``extend`` call, so both shells
-cut exactly the same windows. ``sliding_windows`` is the one-shot form used for training.
+A ``Window`` is the incremental form for one asset: offline scoring feeds it a whole
+segment at once. The daemon keeps its assets' windows in a ``WindowBank``, whose
+``extend`` is ``Window.extend`` for one asset and whose ``extend_rows`` takes one new row
+of each of many assets in one step; both cut exactly the windows a ``Window`` per asset
+would (property-tested). ``sliding_windows`` is the one-shot form used for training.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["DueWindows", "Window", "sliding_windows"]
+__all__ = ["DueWindows", "Window", "WindowBank", "sliding_windows"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +109,132 @@ class Window:
         self._tail_ts = buffer_ts[len(buffer) - keep :].copy()
         self._count += len(ts)
         return DueWindows(windows, end_ts)
+
+
+class WindowBank:
+    """The windows of many assets of one shape, each asset a slot in shared arrays.
+
+    Each slot holds what a :class:`Window` holds: the newest ``length - 1`` rows (right
+    aligned, the older part unused until filled) and how many rows came since the last
+    reset. Memory is ``length - 1`` rows of float32 values and float64 times per slot.
+
+    >>> bank = WindowBank(channels=1, length=2)
+    >>> a, b = bank.open(), bank.open()
+    >>> _ = bank.extend(a, [0.0], [[1.0]])
+    >>> slots, times, rows = np.array([a, b]), np.array([1.0, 1.0]), np.array([[2.0], [5.0]])
+    >>> picked, due = bank.extend_rows(slots, times, rows)
+    >>> picked.tolist(), due.windows.tolist(), due.end_timestamps.tolist()
+    ([0], [[[1.0, 2.0]]], [1.0])
+    """
+
+    def __init__(self, channels: int, length: int, hop: int = 1) -> None:
+        Window(channels, length, hop)  # the same checks
+        self.channels = channels
+        self.length = length
+        self.hop = hop
+        self._offsets = _offsets(length)
+        self._tail = np.zeros((0, length - 1, channels), dtype=np.float32)
+        self._tail_ts = np.zeros((0, length - 1), dtype=np.float64)
+        self._count = np.zeros(0, dtype=np.int64)
+        self._free: list[int] = []
+        self._used = 0  # slots ever handed out (the free ones included)
+
+    def open(self) -> int:
+        """A slot for a new asset, warming (no rows yet)."""
+        if self._free:
+            slot = self._free.pop()
+        else:
+            slot = self._used
+            self._used += 1
+            if slot == len(self._count):
+                self._grow(max(16, 2 * slot))
+        self._count[slot] = 0
+        return slot
+
+    def close(self, slot: int) -> None:
+        """Give a slot back (its asset left); it may be handed out again."""
+        self._count[slot] = 0
+        self._free.append(slot)
+
+    def reset(self, slot: int) -> None:
+        """Forget a slot's rows (after a gap), as :meth:`Window.reset`."""
+        self._count[slot] = 0
+
+    def rows_seen(self, slot: int) -> int:
+        """Rows pushed to ``slot`` since its last reset."""
+        return int(self._count[slot])
+
+    def extend(self, slot: int, timestamps: npt.ArrayLike, rows: npt.ArrayLike) -> DueWindows:
+        """:meth:`Window.extend` for one slot: consecutive rows ``(m, channels)`` in."""
+        ts = np.asarray(timestamps, dtype=np.float64).reshape(-1)
+        values = np.asarray(rows, dtype=np.float32).reshape(len(ts), self.channels)
+        keep = self.length - 1
+        count = int(self._count[slot])
+        held = min(count, keep)
+        if held:
+            buffer = np.concatenate((self._tail[slot, keep - held :], values))
+            buffer_ts = np.concatenate((self._tail_ts[slot, keep - held :], ts))
+        else:
+            buffer, buffer_ts = values, ts
+        # As in Window.extend: the row counted c (from 1 since the reset) ends a window
+        # when c >= length and (c - length) is a multiple of hop.
+        first = max(count + 1, self.length)
+        first += -(first - self.length) % self.hop
+        last = count + len(ts)
+        base = count - held + 1
+        if first <= last:
+            ends = np.arange(first - base, last - base + 1, self.hop)
+            index = ends[:, None] + self._offsets[None, :]
+            windows = np.ascontiguousarray(buffer[index].transpose(0, 2, 1))
+            end_ts = buffer_ts[ends]
+        else:
+            windows = np.empty((0, self.channels, self.length), dtype=np.float32)
+            end_ts = np.empty(0, dtype=np.float64)
+        new_held = min(keep, len(buffer))
+        if new_held:
+            self._tail[slot, keep - new_held :] = buffer[len(buffer) - new_held :]
+            self._tail_ts[slot, keep - new_held :] = buffer_ts[len(buffer) - new_held :]
+        self._count[slot] = last
+        return DueWindows(windows, end_ts)
+
+    def extend_rows(
+        self,
+        slots: npt.NDArray[np.int64],
+        timestamps: npt.NDArray[np.float64],
+        rows: npt.NDArray[np.float32],
+    ) -> tuple[npt.NDArray[np.int64], DueWindows]:
+        """One new row for each of ``slots`` (distinct): the windows due, in one step.
+
+        ``timestamps`` ``(n,)`` and ``rows`` ``(n, channels)`` belong to ``slots`` ``(n,)``.
+        Returns the positions (into ``slots``) of the slots that completed a window, and
+        those windows in the same order.
+        """
+        keep = self.length - 1
+        count = self._count[slots] + 1
+        self._count[slots] = count
+        picked = np.flatnonzero((count >= self.length) & ((count - self.length) % self.hop == 0))
+        windows = np.empty((len(picked), self.length, self.channels), dtype=np.float32)
+        if keep:
+            tails, tails_ts = self._tail[slots], self._tail_ts[slots]
+            windows[:, :keep] = tails[picked]
+            self._tail[slots, : keep - 1] = tails[:, 1:]
+            self._tail[slots, keep - 1] = rows
+            self._tail_ts[slots, : keep - 1] = tails_ts[:, 1:]
+            self._tail_ts[slots, keep - 1] = timestamps
+        windows[:, keep] = rows[picked]
+        return picked, DueWindows(
+            np.ascontiguousarray(windows.transpose(0, 2, 1)), timestamps[picked]
+        )
+
+    def _grow(self, size: int) -> None:
+        grown = len(self._count)
+        self._tail = np.concatenate(
+            (self._tail, np.zeros((size - grown, *self._tail.shape[1:]), dtype=np.float32))
+        )
+        self._tail_ts = np.concatenate(
+            (self._tail_ts, np.zeros((size - grown, self.length - 1), dtype=np.float64))
+        )
+        self._count = np.concatenate((self._count, np.zeros(size - grown, dtype=np.int64)))
 
 
 @functools.cache
