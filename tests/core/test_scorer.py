@@ -46,6 +46,11 @@ def test_shapes_and_dtypes(scorer: Scorer) -> None:
     assert scores.errors.shape == (130,) and scores.errors.dtype == np.float32
     assert scores.channel_errors.shape == (130, CHANNELS)
     np.testing.assert_allclose(scores.errors, scores.channel_errors.mean(axis=1), rtol=1e-5)
+    # Over several batches of 64, and without reconstructions: the same errors.
+    bare = scorer.score(_normal_windows(130, 1), reconstruct=False)
+    assert bare.reconstructions is None
+    np.testing.assert_array_equal(bare.errors, scores.errors)
+    np.testing.assert_array_equal(bare.channel_errors, scores.channel_errors)
 
 
 def test_empty_batch(scorer: Scorer) -> None:

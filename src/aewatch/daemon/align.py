@@ -261,13 +261,12 @@ class Aligner:
             return False
         if self._staged and n != self._staged_count:
             return False
-        periods = np.asarray(timestamps, dtype=np.float64) / self.period_s
-        with np.errstate(invalid="ignore"):
-            if not (np.abs(values) <= FLOAT32_MAX).all():
-                return False  # NaN fails too
-            slots = np.rint(periods)
-        if not (slots == final + 1 + np.arange(n)).all():
-            return False  # also rejects NaN times
+        # Comparisons with NaN are False and raise no warning: NaN values and times fail.
+        if not (values.max() <= FLOAT32_MAX and values.min() >= -FLOAT32_MAX):
+            return False
+        slots = np.rint(np.asarray(timestamps, dtype=np.float64) / self.period_s)
+        if not (slots[0] == final + 1 and (slots - (final + 1) == _counting(n)).all()):
+            return False
         self._staged[column] = (timestamps, values)
         self._staged_count = n
         return True
@@ -501,6 +500,14 @@ class Aligner:
         del self._missing[slot]
         self._final_slot = slot
         self._is_broken = self._has_emitted
+
+
+@functools.lru_cache(maxsize=64)
+def _counting(n: int) -> npt.NDArray[np.float64]:
+    """``[0.0, 1.0, ..., n - 1]``, read-only and shared (the slots of a block, relative)."""
+    steps = np.arange(n, dtype=np.float64)
+    steps.flags.writeable = False
+    return steps
 
 
 @functools.cache

@@ -36,6 +36,7 @@ returns has a finite timestamp and a value that is finite as float32.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -406,11 +407,11 @@ def _decode_float32_le(payload: bytes, context: _Context) -> Decoded:
         )
     samples = np.frombuffer(payload, dtype="<f4").astype(np.float64)
     n = len(samples)
-    offsets = np.arange(n - 1, -1, -1, dtype=np.float64) * period_s
-    times = np.subtract(context.arrival_s, offsets, dtype=np.float64)
-    is_finite = np.isfinite(samples)
-    if is_finite.all():
+    times = context.arrival_s - _offsets(n, period_s)
+    # float32 values cannot overflow a float64 sum: it is finite when every sample is.
+    if math.isfinite(samples.sum()):
         return Decoded((Series(context.asset, channel, times, samples),))
+    is_finite = np.isfinite(samples)
     errors = tuple(
         DecodeError("non_finite", f"sample {i} of {n} is {samples[i]}", channel=channel)
         for i in np.flatnonzero(~is_finite)
@@ -418,6 +419,14 @@ def _decode_float32_le(payload: bytes, context: _Context) -> Decoded:
     if not is_finite.any():
         return Decoded((), errors)
     return Decoded((Series(context.asset, channel, times[is_finite], samples[is_finite]),), errors)
+
+
+@functools.lru_cache(maxsize=64)
+def _offsets(n: int, period_s: float) -> npt.NDArray[np.float64]:
+    """How long before the last of ``n`` samples each one was taken (read-only, shared)."""
+    offsets = np.arange(n - 1, -1, -1, dtype=np.float64) * period_s
+    offsets.flags.writeable = False
+    return offsets
 
 
 _DECODERS: Mapping[str, Callable[[bytes, _Context], Decoded]] = {

@@ -332,12 +332,12 @@ class Pipeline:
             order, assets, bounds = _by_asset(waiting.assets, waiting.sizes)
             if order is not None:
                 windows, ends = windows[order], ends[order]
-            scores = model.scorer.score(windows)
+            scores = model.scorer.score(windows, reconstruct=self.with_denoised)
             self.counts["windows"] += len(scores)
             self.counts["batches"] += 1
             verdicts = model.detector.decide_many(assets, bounds, ends, scores)
             denoised = None
-            if self.with_denoised:
+            if scores.reconstructions is not None:
                 denoised = _newest_rows(model, ends, scores.reconstructions)
             results.append(
                 Scored(

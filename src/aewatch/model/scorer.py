@@ -28,12 +28,13 @@ DEFAULT_BATCH = 4096
 class Scores:
     """What the scorer says about ``n`` windows of ``channels × length``.
 
-    ``reconstructions`` ``(n, channels, length)`` float32 in data units;
+    ``reconstructions`` ``(n, channels, length)`` float32 in data units (None when not
+    asked for);
     ``errors`` ``(n,)`` float32, the window's anomaly score; ``channel_errors``
     ``(n, channels)`` float32, mean squared scaled residual per channel.
     """
 
-    reconstructions: npt.NDArray[np.float32]
+    reconstructions: npt.NDArray[np.float32] | None
     errors: npt.NDArray[np.float32]
     channel_errors: npt.NDArray[np.float32]
 
@@ -67,26 +68,36 @@ class Scorer:
         self.batch_size = batch_size
         self.device = device
 
-    def score(self, windows: npt.ArrayLike) -> Scores:
-        """Score windows ``(n, channels, length)`` in data units; ``n`` may be 0."""
+    def score(self, windows: npt.ArrayLike, *, reconstruct: bool = True) -> Scores:
+        """Score windows ``(n, channels, length)`` in data units; ``n`` may be 0.
+
+        ``reconstruct=False`` leaves the reconstructions out (None), which spares putting
+        them back in data units when only the errors are wanted.
+        """
         x = np.asarray(windows, dtype=np.float32)
         if x.ndim != 3 or x.shape[1] != len(self.scaler.center):
             raise ValueError(
                 f"windows must be (n, {len(self.scaler.center)}, length), got {x.shape}"
             )
         parts = [
-            self._score_batch(x[i : i + self.batch_size]) for i in range(0, len(x), self.batch_size)
+            self._score_batch(x[i : i + self.batch_size], reconstruct=reconstruct)
+            for i in range(0, len(x), self.batch_size)
         ]
         if not parts:
             empty = np.empty((0,), dtype=np.float32)
-            return Scores(x.copy(), empty, np.empty((0, x.shape[1]), dtype=np.float32))
+            recon = x.copy() if reconstruct else None
+            return Scores(recon, empty, np.empty((0, x.shape[1]), dtype=np.float32))
+        if len(parts) == 1:
+            return parts[0]
         return Scores(
-            np.concatenate([p.reconstructions for p in parts]),
+            np.concatenate([p.reconstructions for p in parts if p.reconstructions is not None])
+            if reconstruct
+            else None,
             np.concatenate([p.errors for p in parts]),
             np.concatenate([p.channel_errors for p in parts]),
         )
 
-    def _score_batch(self, raw: npt.NDArray[np.float32]) -> Scores:
+    def _score_batch(self, raw: npt.NDArray[np.float32], *, reconstruct: bool) -> Scores:
         with np.errstate(over="ignore", invalid="ignore"):  # a huge value: the detector caps it
             scaled = torch.from_numpy(self.scaler.transform(raw)).to(self.device)
         with torch.inference_mode():
@@ -98,7 +109,7 @@ class Scorer:
                 assert isinstance(self.network, VariationalAutoencoder)
                 errors = errors + self.network.kl(scaled) / scaled[0].numel()
         return Scores(
-            self.scaler.inverse(recon.cpu().numpy()),
+            self.scaler.inverse(recon.cpu().numpy()) if reconstruct else None,
             errors.cpu().numpy().astype(np.float32),
             channel_errors.cpu().numpy().astype(np.float32),
         )

@@ -133,6 +133,7 @@ def train_bundle(tables: Sequence[Table], settings: TrainSettings) -> TrainOutco
         provenance=_provenance(tables, settings, counts, fit),
     )
     pick = np.linspace(0, len(scores) - 1, num=min(4, len(scores))).astype(int)
+    assert scores.reconstructions is not None  # scored with them
     return TrainOutcome(
         bundle,
         fit,
