@@ -137,6 +137,7 @@ class Aligner:
         # add_series blocks held until every channel has one: column -> (times, values)
         self._staged: dict[int, tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]] = {}
         self._staged_count = 0
+        self._staged_first = 0  # the slot the held blocks start on
 
     @property
     def pending_slots(self) -> int:
@@ -235,50 +236,124 @@ class Aligner:
         [0.0, 10.0, 20.0, 30.0, 40.0]
         """
         column = self._column.get(channel)
-        if column is not None and self._stage(column, timestamps, values):
-            return self._emit_staged() if len(self._staged) == len(self.channels) else []
+        if column is not None:
+            before = self._stage(column, timestamps, values)
+            if before is not None:
+                if len(self._staged) == len(self.channels):
+                    return [*before, *self._emit_staged()]
+                return before
         self._unstage()
         return self._add_samples(column, timestamps, values)
 
     def _stage(
         self, column: int, timestamps: npt.NDArray[np.float64], values: npt.NDArray[np.float64]
-    ) -> bool:
-        """Hold a block that directly continues the grid until every channel has its block.
+    ) -> list[AlignOutput] | None:
+        """Hold a block that continues the grid until every channel has its block.
 
-        True when the block was held. It must cover the slots right after the last final
-        one (or the same slots as the blocks already held, for a channel not held yet),
-        with valid values, nothing else waiting, and no more slots than may wait. Adding
-        such blocks sample by sample completes no slot before the last channel's block,
-        and that block then emits every slot in order: :meth:`_emit_staged` does the same
-        in one step. Anything else first replays the held blocks sample by sample
-        (:meth:`_unstage`), which emits nothing.
+        Returns None when the block was not held (nothing changed), else what adding its
+        first samples emitted (usually nothing). The block must cover the slots right
+        after the last final one (or the same slots as the blocks already held, for a
+        channel not held yet), with valid values, nothing else waiting and no more slots
+        than may wait. Adding such blocks sample by sample completes no slot before the
+        last channel's block, and that block then emits every slot in order:
+        :meth:`_emit_staged` does the same in one step. Anything else first replays the
+        held blocks sample by sample (:meth:`_unstage`), which emits nothing.
+
+        Before the first row (:meth:`_stage_first_rows`) the same holds for blocks that
+        start the grid, or continue the complete slots still waiting for the first row.
         """
-        final = self._final_slot
         n = len(values)
-        if final is None or self._pending or self._is_held_back or not n:
-            return False
-        if n > self.max_pending_slots or column in self._staged:
-            return False
+        if self._is_held_back or not n or n > self.max_pending_slots or column in self._staged:
+            return None
         if self._staged and n != self._staged_count:
-            return False
+            return None
         # Comparisons with NaN are False and raise no warning: NaN values and times fail.
         if not (values.max() <= FLOAT32_MAX and values.min() >= -FLOAT32_MAX):
-            return False
+            return None
         slots = np.rint(np.asarray(timestamps, dtype=np.float64) / self.period_s)
-        if not (slots[0] == final + 1 and (slots - (final + 1) == _counting(n)).all()):
-            return False
+        final = self._final_slot
+        before: list[AlignOutput] = []
+        if self._staged:
+            first = self._staged_first
+        elif final is not None:
+            if self._pending:
+                return None
+            first = final + 1
+        else:
+            start = self._stage_first_rows(slots, n)
+            if start is None:
+                return None
+            first, before = start
+        if not (slots[0] == first and (slots - first == _counting(n)).all()):
+            return None
+        if before:  # as its samples would: the oldest waiting slot given up, the rest out
+            before = [self._give_up_waiting_run()]
+            first = cast(int, self._final_slot) + 1
         self._staged[column] = (timestamps, values)
+        self._staged_first = first
         self._staged_count = n
-        return True
+        return before
+
+    def _stage_first_rows(
+        self, slots: npt.NDArray[np.float64], n: int
+    ) -> tuple[int, list[AlignOutput]] | None:
+        """Before the first row: the slot a block must start on to be held, or None.
+
+        With nothing waiting, the block's own first slot. With the complete slots
+        ``p..q`` waiting for the first row (and nothing else), ``q + 1``; if those and
+        the block's slots are more than may wait, adding the block's samples gives up
+        slot ``p`` and emits ``p + 1..q`` before any of them completes a slot. That is
+        flagged by a non-empty list (the caller checks the slots first, then does it).
+        """
+        if not self._pending:
+            return (int(slots[0]), []) if math.isfinite(slots[0]) else None
+        low, high = min(self._pending), max(self._pending)
+        waiting = high - low + 1
+        if (
+            waiting != len(self._pending)
+            or self._newest_complete != high
+            or waiting > self._wait_slots
+            or any(self._missing.values())
+        ):
+            return None
+        return high + 1, ([self._nothing] if waiting + n > self.max_pending_slots else [])
+
+    def _give_up_waiting_run(self) -> AlignOutput:
+        """Give up the oldest of the complete slots waiting for the first row, emit the rest."""
+        low = min(self._pending)
+        rows = [self._pending[slot] for slot in sorted(self._pending) if slot != low]
+        self._give_up(low)
+        if not rows:
+            return AlignOutput(self._nothing.timestamps, self._nothing.values, dropped_slots=1)
+        self._pending.clear()
+        self._missing.clear()
+        out = self._emit_complete(low + 1, np.array(rows, dtype=np.float32), rows[-1])
+        return AlignOutput(out.timestamps, out.values, gap=out.gap, dropped_slots=1)
 
     def _emit_staged(self) -> list[AlignOutput]:
-        """Emit the held blocks' slots as rows (every channel has its block)."""
+        """Every channel has its held block: emit their slots as rows, or before the first
+        row, emit them with the complete slots waiting once the first may go, else wait."""
         block = np.empty((self._staged_count, len(self.channels)), dtype=np.float64)
         for column, (_, values) in self._staged.items():
             block[:, column] = values
         self._staged = {}
-        first = cast(int, self._final_slot) + 1
-        return [self._emit_complete(first, block.astype(np.float32), block[-1].tolist())]
+        first = self._staged_first
+        if self._final_slot is not None:
+            return [self._emit_complete(first, block.astype(np.float32), block[-1].tolist())]
+        rows = block.tolist()
+        last = first + len(rows) - 1
+        if len(self._pending) + len(rows) <= self._wait_slots:
+            # The first row still waits: the slots wait, complete, as their samples leave them.
+            for slot, row in zip(range(first, last + 1), rows, strict=True):
+                self._pending[slot] = row
+                self._missing[slot] = 0
+            self._newest_complete = last
+            return []
+        start = min(self._pending, default=first)
+        rows = [self._pending[slot] for slot in range(start, first)] + rows
+        self._pending.clear()
+        self._missing.clear()
+        return [self._emit_complete(start, np.array(rows, dtype=np.float32), rows[-1])]
 
     def _unstage(self) -> None:
         """Replay held blocks sample by sample, in the order they came (this emits nothing)."""
