@@ -183,3 +183,32 @@ def test_a_flood_goes_through_the_fast_path_and_is_acknowledged(
     client.disconnect()
     client.loop_stop()
     assert again == [], f"{len(again)} messages were delivered again: not acknowledged"
+
+
+def test_messages_that_come_one_per_read_take_the_fast_path_too(broker: Broker) -> None:
+    """At a low rate every read holds one PUBLISH: it goes to on_publishes, not on_message."""
+    settings = BrokerConfig.model_validate({"url": broker.url, "client_id": "trickle"})
+    fast: list[bytes] = []
+    slow: list[bytes] = []
+    subscribed = threading.Event()
+    client = make_client(settings, manual_ack=True)
+    client.on_publishes = lambda found: fast.extend(p.payload for p in found)
+    client.on_message = lambda _c, _u, m: slow.append(bytes(m.payload))
+    client.on_connect = lambda c, *_: c.subscribe("trickle/#", qos=0)
+    client.on_subscribe = lambda *_: subscribed.set()
+    connect(client, settings)
+    assert subscribed.wait(10)
+    sender = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="trickle-sender")
+    sender.connect("127.0.0.1", broker.port)
+    sender.loop_start()
+    for i in range(20):
+        sender.publish("trickle/w1", str(i).encode()).wait_for_publish(5)
+        time.sleep(0.02)
+    deadline = time.monotonic() + 10
+    while len(fast) + len(slow) < 20 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    sender.disconnect()
+    sender.loop_stop()
+    client.disconnect()
+    client.loop_stop()
+    assert fast == [str(i).encode() for i in range(20)] and slow == []

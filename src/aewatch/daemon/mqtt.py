@@ -78,6 +78,23 @@ class _BufferedSocket:
         """Bytes read from the socket and not yet handed to paho."""
         return len(self._buffer) - self._position
 
+    def fill(self) -> bool:
+        """With nothing buffered, read what the socket has (up to 64 KiB); any bytes read?
+
+        Nothing to read, the end of the stream or an error reads nothing and leaves the
+        buffer empty: paho's own read must then meet the same condition and handle it.
+        """
+        if self._position < len(self._buffer):
+            return False
+        try:
+            data = self._sock.recv(_READ_CHUNK)
+        except (OSError, ssl.SSLError):  # BlockingIOError and SSLWantRead* included
+            return False
+        if not data:
+            return False
+        self._buffer, self._position = data, 0
+        return True
+
     def take_publishes(self, *, is_v5: bool) -> list[Publish]:
         """Parse the QoS 0/1 PUBLISH packets buffered whole at the head, and consume them.
 
@@ -152,8 +169,8 @@ class BufferedClient(mqtt.Client):
     whole are parsed here, in one pass over the buffer, and handed over as one list of
     :class:`Publish` per wakeup instead of one ``on_message`` call each: paho's per-packet
     work (``MQTTMessage``, MQTT 5 ``Properties``, callback locks) was most of the network
-    thread's time. Every other packet, and the first one of each read, goes through paho
-    as before, so connection handling, keepalive, QoS 2 and errors stay paho's. The
+    thread's time. Every other packet goes through paho as before, so connection
+    handling, keepalive, QoS 2 and errors stay paho's. The
     callback acknowledges QoS 1 messages itself (``manual_ack``), e.g. with
     :meth:`ack_many`.
     """
@@ -164,25 +181,53 @@ class BufferedClient(mqtt.Client):
         return _BufferedSocket(super()._create_socket())
 
     def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
-        rc = super().loop_read(max_packets)
         sock = self._sock
         is_v5 = self._protocol == mqtt.MQTTv5
+        handler = self.on_publishes
+        if (
+            handler is not None
+            and isinstance(sock, _BufferedSocket)
+            and self._in_packet["command"] == 0
+            and not sock.buffered()
+            and sock.fill()
+        ):
+            # A fresh read: when it holds only whole QoS 0/1 PUBLISHes (at low rates often
+            # just one), they take the fast path too and paho's reader is not needed.
+            self._take_publishes(sock, handler, is_v5=is_v5)
+            if not sock.buffered():
+                return mqtt.MQTT_ERR_SUCCESS if self._sock is sock else mqtt.MQTT_ERR_NO_CONN
+        rc = super().loop_read(max_packets)
         for _ in range(_MAX_PACKETS_PER_WAKEUP):
             if rc != mqtt.MQTT_ERR_SUCCESS or self._sock is not sock:
                 break
             if not (isinstance(sock, _BufferedSocket) and sock.buffered()):
                 break
             handler = self.on_publishes
-            if handler is not None and self._in_packet["command"] == 0:
-                found = sock.take_publishes(is_v5=is_v5)
-                if found:
-                    with self._msgtime_mutex:
-                        self._last_bytes_received = mqtt.time_func()
-                    with self._in_callback_mutex:
-                        handler(found)
-                    continue
+            if (
+                handler is not None
+                and self._in_packet["command"] == 0
+                and self._take_publishes(sock, handler, is_v5=is_v5)
+            ):
+                continue
             rc = super().loop_read(max_packets)
         return rc
+
+    def _take_publishes(
+        self,
+        sock: _BufferedSocket,
+        handler: Callable[[list[Publish]], None],
+        *,
+        is_v5: bool,
+    ) -> bool:
+        """Hand the whole PUBLISHes at the head of the buffer to ``handler``; any found?"""
+        found = sock.take_publishes(is_v5=is_v5)
+        if not found:
+            return False
+        with self._msgtime_mutex:
+            self._last_bytes_received = mqtt.time_func()
+        with self._in_callback_mutex:
+            handler(found)
+        return True
 
     def ack_many(self, mids: list[int]) -> None:
         """Acknowledge QoS 1 messages (``manual_ack``): their PUBACKs go out in one write."""
