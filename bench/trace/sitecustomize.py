@@ -8,7 +8,7 @@ milliseconds since each reading's (or window's) own timestamp:
 * ``ingest``: when the scoring worker takes it (``Pipeline.ingest``);
 * ``completer_age``: the reading that completes a grid row, when the Aligner takes it
   (a row needs all its channels, so this is the slowest of them);
-* ``cut``: when its window is cut (``Window.extend``);
+* ``cut``: when its window is cut (``WindowBank.extend`` or ``extend_rows``);
 * ``decided``: when its window's decision is made (``Daemon._flush``);
 
 and the worker's ``ingest_dur``, ``flush_dur`` and ``take_dur``. On exit (SIGTERM) it writes
@@ -80,13 +80,22 @@ if os.environ.get("AEW_TRACE"):
         return add
 
     def _extend(original: Any) -> Any:
-        def extend(self: Any, timestamps: Any, rows: Any) -> Any:
-            due = original(self, timestamps, rows)
+        def extend(self: Any, slot: int, timestamps: Any, rows: Any) -> Any:
+            due = original(self, slot, timestamps, rows)
             if len(due):
                 _note("cut", (time.time() - due.end_timestamps[::_EVERY]).tolist())
             return due
 
         return extend
+
+    def _extend_rows(original: Any) -> Any:
+        def extend_rows(self: Any, slots: Any, timestamps: Any, rows: Any) -> Any:
+            picked, due = original(self, slots, timestamps, rows)
+            if len(due):
+                _note("cut", (time.time() - due.end_timestamps[::_EVERY]).tolist())
+            return picked, due
+
+        return extend_rows
 
     def _flush(original: Any) -> Any:
         def flush(self: Any) -> Any:
@@ -114,11 +123,14 @@ if os.environ.get("AEW_TRACE"):
     _wrap(intake.ReadingQueue, "take", _take)
     _wrap(pipeline.Pipeline, "ingest", _ingest)
     _wrap(align.Aligner, "add", _add)
-    _wrap(window.Window, "extend", _extend)
+    _wrap(window.WindowBank, "extend", _extend)
+    _wrap(window.WindowBank, "extend_rows", _extend_rows)
     _wrap(service.Daemon, "_flush", _flush)
 
     @atexit.register
     def _report() -> None:
+        if not _samples:
+            return  # a process that ran no daemon (the bench's own, say) writes nothing
         lines = []
         for name, values in _samples.items():
             ms = np.asarray(values) * 1e3
