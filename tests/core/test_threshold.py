@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -62,3 +64,13 @@ def test_bad_fpr_and_tiny_samples_say_what_to_do():
 def test_json_round_trip():
     t = Threshold.calibrate(np.random.default_rng(3).exponential(size=2000), 1e-4)
     assert Threshold.from_json(t.to_json()) == t
+
+
+def test_serving_does_not_import_scipy() -> None:
+    """The daemon never calibrates: scipy (about 60 MB resident) stays out of its process."""
+    code = (
+        "import sys, aewatch.daemon.service, aewatch.commands.run; "
+        "print(sorted(m for m in sys.modules if m.startswith('scipy')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

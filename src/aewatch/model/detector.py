@@ -35,7 +35,6 @@ from typing import Any, Self
 
 import numpy as np
 import numpy.typing as npt
-from scipy.signal import lfilter
 
 from aewatch.model.alerts import AlertEvent, AlertState
 from aewatch.model.scorer import Scores
@@ -499,18 +498,27 @@ def decision_statistic(
 def _ewma_from(
     x: npt.NDArray[np.float64], alpha: float, previous: float | None
 ) -> npt.NDArray[np.float64]:
-    """EWMA of ``x`` continuing from ``previous`` (None: start at ``x[0]``), in C.
+    """EWMA of ``x`` continuing from ``previous`` (None: start at ``x[0]``), in numpy.
 
-    The recurrence ``alpha * x + (1 - alpha) * previous`` as a first-order filter, which
-    computes each step with the same operations as the detector's one-by-one path.
+    With ``d = 1 - alpha``, step ``j`` of ``y = alpha * x + d * y`` is
+    ``d**(j+1) * (previous + alpha * sum(x[i] / d**(i+1) for i <= j))``: a cumulative sum,
+    taken in blocks short enough that ``1 / d**(i+1)`` stays below ``2**600``. It agrees
+    with the one-by-one recurrence to rounding.
     """
     if alpha >= 1.0 or not len(x):
         return x.copy()
     if previous is None:
         return np.concatenate((x[:1], _ewma_from(x[1:], alpha, float(x[0]))))
     decay = 1.0 - alpha
-    out, _ = lfilter([alpha], [1.0, -decay], x, zi=[decay * previous])
-    return np.asarray(out, dtype=np.float64)
+    block = min(len(x), max(1, int(600 / -math.log2(decay))))
+    growth = decay ** -np.arange(1.0, block + 1.0)  # 1 / d**(i+1)
+    out = np.empty_like(x)
+    for start in range(0, len(x), block):
+        part = x[start : start + block]
+        scale = growth[: len(part)]
+        out[start : start + len(part)] = (previous + alpha * np.cumsum(part * scale)) / scale
+        previous = float(out[start + len(part) - 1])
+    return out
 
 
 def _ewma(x: npt.NDArray[np.float64], alpha: float) -> npt.NDArray[np.float64]:

@@ -19,7 +19,6 @@ from typing import Any, Self
 
 import numpy as np
 import numpy.typing as npt
-from scipy import stats
 
 __all__ = ["MIN_TAIL_COUNT", "Threshold", "chi2_quantile", "pot_quantile"]
 
@@ -98,7 +97,7 @@ def chi2_quantile(scores: npt.NDArray[np.float64], fpr: float) -> float:
     if mean <= 0.0 or var <= 0.0:
         return empirical
     g, h = var / (2.0 * mean), 2.0 * mean * mean / var
-    return max(float(g * stats.chi2.ppf(1.0 - fpr, h)), empirical)
+    return max(float(g * _stats().chi2.ppf(1.0 - fpr, h)), empirical)
 
 
 def pot_quantile(
@@ -113,10 +112,18 @@ def pot_quantile(
     peaks = scores[scores > t] - t
     if len(peaks) < 3 or float(peaks.max()) <= 0.0:
         return float(scores.max()), 0.0, 0.0, t
-    shape, _, scale = stats.genpareto.fit(peaks, floc=0.0)
+    shape, _, scale = _stats().genpareto.fit(peaks, floc=0.0)
     ratio = fpr * len(scores) / len(peaks)
     if abs(shape) < 1e-6:
         cut = t - scale * math.log(ratio)
     else:
         cut = t + scale / shape * (ratio ** (-shape) - 1.0)
     return float(cut), float(shape), float(scale), t
+
+
+def _stats() -> Any:  # scipy has no type stubs
+    """``scipy.stats``, imported on first use: the daemon never calibrates a threshold,
+    and importing it at start would cost the daemon about 60 MB of memory."""
+    from scipy import stats  # noqa: PLC0415
+
+    return stats
