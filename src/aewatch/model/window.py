@@ -1,10 +1,11 @@
 """Sliding windows over one asset's readings on a regular time grid (pipeline stage: Window).
 
-A ``Window`` is the incremental form for one asset: offline scoring feeds it a whole
-segment at once. The daemon keeps its assets' windows in a ``WindowBank``, whose
-``extend`` is ``Window.extend`` for one asset and whose ``extend_rows`` takes one new row
-of each of many assets in one step; both cut exactly the windows a ``Window`` per asset
-would (property-tested). ``sliding_windows`` is the one-shot form used for training.
+A ``WindowBank`` holds the windows of many assets of one shape, a slot each: the daemon
+keeps all of a model's assets in one, ``extend`` takes rows of one asset, and
+``extend_rows`` one new row of each of many assets in one step (property-tested to cut
+what ``extend`` cuts). A ``Window`` is one asset's bank of one slot, the form offline
+scoring feeds whole segments to: both shells run the same code. ``sliding_windows`` is
+the one-shot form used for training.
 """
 
 from __future__ import annotations
@@ -49,33 +50,25 @@ class Window:
     """
 
     def __init__(self, channels: int, length: int, hop: int = 1) -> None:
-        if length < 1 or hop < 1 or channels < 1:
-            raise ValueError(
-                f"window needs channels, length and hop >= 1, got {channels}, {length}, {hop}"
-            )
+        self._bank = WindowBank(channels, length, hop, capacity=1)  # the daemon's code
+        self._slot = self._bank.open()
         self.channels = channels
         self.length = length
         self.hop = hop
-        self._offsets = _offsets(length)  # a window's rows relative to its end (shared)
-        self._tail = np.empty((0, channels), dtype=np.float32)
-        self._tail_ts = np.empty(0, dtype=np.float64)
-        self._count = 0
 
     @property
     def is_warming(self) -> bool:
         """True until the first full window has been seen since the last reset."""
-        return self._count < self.length
+        return self.rows_seen < self.length
 
     @property
     def rows_seen(self) -> int:
         """Rows pushed since the last reset."""
-        return self._count
+        return self._bank.rows_seen(self._slot)
 
     def reset(self) -> None:
         """Forget every buffered row (after a gap, or when the model changes)."""
-        self._tail = self._tail[:0]
-        self._tail_ts = self._tail_ts[:0]
-        self._count = 0
+        self._bank.reset(self._slot)
 
     def push(self, timestamp: float, row: npt.ArrayLike) -> DueWindows:
         """Append one grid row ``(channels,)``; return the window it completes, if due."""
@@ -84,31 +77,7 @@ class Window:
 
     def extend(self, timestamps: npt.ArrayLike, rows: npt.ArrayLike) -> DueWindows:
         """Append consecutive grid rows ``(m, channels)``; return the windows now due."""
-        ts = np.asarray(timestamps, dtype=np.float64).reshape(-1)
-        values = np.asarray(rows, dtype=np.float32).reshape(len(ts), self.channels)
-        tail_len = len(self._tail)
-        buffer = np.concatenate((self._tail, values)) if tail_len else values
-        buffer_ts = np.concatenate((self._tail_ts, ts)) if tail_len else ts
-        # Rows are counted from 1 since the last reset; the row with count c ends a due
-        # window when c >= length and (c - length) is a multiple of hop. Buffer row j has
-        # count (self._count - tail_len) + j + 1.
-        first = max(self._count + 1, self.length)
-        first += -(first - self.length) % self.hop
-        last = self._count + len(ts)
-        base = self._count - tail_len + 1
-        if first <= last:
-            ends = np.arange(first - base, last - base + 1, self.hop)
-            index = ends[:, None] + self._offsets[None, :]  # (k, length)
-            windows = np.ascontiguousarray(buffer[index].transpose(0, 2, 1))
-            end_ts = buffer_ts[ends]
-        else:
-            windows = np.empty((0, self.channels, self.length), dtype=np.float32)
-            end_ts = np.empty(0, dtype=np.float64)
-        keep = min(self.length - 1, len(buffer))
-        self._tail = buffer[len(buffer) - keep :].copy()
-        self._tail_ts = buffer_ts[len(buffer) - keep :].copy()
-        self._count += len(ts)
-        return DueWindows(windows, end_ts)
+        return self._bank.extend(self._slot, timestamps, rows)
 
 
 class WindowBank:
@@ -116,7 +85,8 @@ class WindowBank:
 
     Each slot holds what a :class:`Window` holds: the newest ``length - 1`` rows (right
     aligned, the older part unused until filled) and how many rows came since the last
-    reset. Memory is ``length - 1`` rows of float32 values and float64 times per slot.
+    reset. Memory is ``length - 1`` rows of float32 values and float64 times per slot;
+    ``capacity`` slots are made at first, and the arrays double when they are all taken.
 
     >>> bank = WindowBank(channels=1, length=2)
     >>> a, b = bank.open(), bank.open()
@@ -127,8 +97,11 @@ class WindowBank:
     ([0], [[[1.0, 2.0]]], [1.0])
     """
 
-    def __init__(self, channels: int, length: int, hop: int = 1) -> None:
-        Window(channels, length, hop)  # the same checks
+    def __init__(self, channels: int, length: int, hop: int = 1, *, capacity: int = 16) -> None:
+        if length < 1 or hop < 1 or channels < 1:
+            raise ValueError(
+                f"window needs channels, length and hop >= 1, got {channels}, {length}, {hop}"
+            )
         self.channels = channels
         self.length = length
         self.hop = hop
@@ -138,6 +111,7 @@ class WindowBank:
         self._count = np.zeros(0, dtype=np.int64)
         self._free: list[int] = []
         self._used = 0  # slots ever handed out (the free ones included)
+        self._first_size = max(1, capacity)
 
     def open(self) -> int:
         """A slot for a new asset, warming (no rows yet)."""
@@ -147,7 +121,7 @@ class WindowBank:
             slot = self._used
             self._used += 1
             if slot == len(self._count):
-                self._grow(max(16, 2 * slot))
+                self._grow(max(self._first_size, 2 * slot))
         self._count[slot] = 0
         return slot
 
@@ -165,7 +139,7 @@ class WindowBank:
         return int(self._count[slot])
 
     def extend(self, slot: int, timestamps: npt.ArrayLike, rows: npt.ArrayLike) -> DueWindows:
-        """:meth:`Window.extend` for one slot: consecutive rows ``(m, channels)`` in."""
+        """Append consecutive grid rows ``(m, channels)`` to ``slot``; the windows now due."""
         ts = np.asarray(timestamps, dtype=np.float64).reshape(-1)
         values = np.asarray(rows, dtype=np.float32).reshape(len(ts), self.channels)
         keep = self.length - 1
@@ -176,8 +150,9 @@ class WindowBank:
             buffer_ts = np.concatenate((self._tail_ts[slot, keep - held :], ts))
         else:
             buffer, buffer_ts = values, ts
-        # As in Window.extend: the row counted c (from 1 since the reset) ends a window
-        # when c >= length and (c - length) is a multiple of hop.
+        # Rows are counted from 1 since the reset; the row counted c ends a window when
+        # c >= length and (c - length) is a multiple of hop. Buffer row j is counted
+        # base + j.
         first = max(count + 1, self.length)
         first += -(first - self.length) % self.hop
         last = count + len(ts)
