@@ -90,7 +90,7 @@ PERIOD_S = 0.01  # the model's sample period
 WARM_ROWS = 18  # rows that fill every window: first-row wait (5) + window (10) + margin
 NAIVE_ROWS = 11  # the same for the naive daemon: window (10) + 1
 LADDER = (0.95, 0.85, 0.7, 0.5)  # fractions of the flood's processing rate to pace at
-FLOAT32_HALVINGS = 2  # tries between the best rate kept up and the lowest not, per repeat
+FLOAT32_HALVINGS = 3  # tries between the best rate kept up and the lowest not, per repeat
 FLOAT32_WARMUP_S = 3.0  # sent before a float32 try's measured part: first rows' wait, warm-up
 
 
@@ -564,7 +564,7 @@ def _contenders(
                         bundle=bench.bundle,
                         payload=payload,
                         qos=qos,
-                        max_late_s=_max_late_s(payload),
+                        limits=_limits(payload),
                         protocol=bench.protocol,
                     )
                 )
@@ -588,15 +588,20 @@ def _contenders(
         broker.stop()
 
 
-def _max_late_s(payload: str) -> float:
-    """How long a grid slot waits for its missing channels, in the case's config.
+def _limits(payload: str) -> dict[str, float]:
+    """The case's ``limits``: the defaults but for what the payload format needs.
 
-    The default (30 s) would be 3 000 periods of this model, and the first row of every
-    asset waits that long; 5 periods is plenty when each asset's channels arrive together.
-    A 100-sample float32 message spans 100 periods and the other channels' samples of
-    those slots come in their own messages, so there a slot must wait longer than that.
+    ``max_late_s``, how long a grid slot waits for its missing channels: the default (30 s)
+    would be 3 000 periods of this model, and the first row of every asset waits that long;
+    5 periods is plenty when each asset's channels arrive together. A 100-sample float32
+    message spans 100 periods and the other channels' samples of those slots come in their
+    own messages, so there a slot must wait longer than that. And for float32 the reading
+    queue sized in seconds of input, as ``docs/metrics.md`` tells operators to: its default
+    (100 000 readings) is 40 ms at 2.5 M samples/s, 1 000 000 (19 MB of samples) is 0.4 s.
     """
-    return (150 if payload == "float32_le" else 5) * PERIOD_S
+    if payload == "float32_le":
+        return {"max_late_s": 150 * PERIOD_S, "queue_size": 1_000_000}
+    return {"max_late_s": 5 * PERIOD_S}
 
 
 def _warm_up(bench: Bench, contenders: list[Contender], *, qos: int) -> None:

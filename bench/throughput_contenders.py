@@ -122,7 +122,7 @@ class Daemon(Contender):
         bundle: Path,
         payload: str,
         qos: int,
-        max_late_s: float,
+        limits: dict[str, float],
         protocol: str,
     ) -> None:
         self.name, self.prefix, self.warm_prefix, self.next_slot = "aewatch", "d", "w", 0
@@ -135,7 +135,7 @@ class Daemon(Contender):
             bundle=bundle,
             payload=payload,
             qos=qos,
-            max_late_s=max_late_s,
+            limits=limits,
             protocol=protocol,
         )
         with (folder / "aewatch.log").open("ab") as log:
@@ -327,11 +327,11 @@ def _daemon_config(
     bundle: Path,
     payload: str,
     qos: int,
-    max_late_s: float,
+    limits: dict[str, float],
     protocol: str,
 ) -> Path:
     """Write the case's aewatch.yaml: inputs ``d/...`` (and ``w/{asset}`` rows for the
-    warm-up), the bench model for every asset, defaults elsewhere but ``max_late_s``."""
+    warm-up), the bench model for every asset, defaults elsewhere but ``limits``."""
     topic = "d/{asset}" if payload == "json_multi" else "d/{asset}/{channel}"
     inputs = [{"topic": topic, "payload": payload}]
     if payload != "float32_le":
@@ -345,7 +345,7 @@ def _daemon_config(
         },
         "inputs": inputs,
         "models": [{"path": str(bundle)}],
-        "limits": {"max_late_s": max_late_s},
+        "limits": limits,
         "metrics": {"listen": "127.0.0.1", "port": metrics_port},
         "logging": {"level": "WARNING"},
     }

@@ -55,6 +55,9 @@ class _Chunks:
             raise BlockingIOError
         return self.chunks.pop(0)
 
+    def close(self) -> None:
+        """paho closes its socket when the client goes."""
+
 
 def _buffered(data: bytes) -> _BufferedSocket:
     sock = _BufferedSocket(_Chunks(data))
@@ -212,3 +215,22 @@ def test_messages_that_come_one_per_read_take_the_fast_path_too(broker: Broker) 
     client.disconnect()
     client.loop_stop()
     assert fast == [str(i).encode() for i in range(20)] and slow == []
+
+
+def test_messages_in_flight_do_not_send_the_rest_of_a_read_through_paho() -> None:
+    """paho's loop_read reads one packet per message in flight; ours reads one, then goes
+    back to the fast path. A PINGRESP (paho's) heads a read of ten PUBLISHes while twenty
+    outgoing QoS 1 messages await their PUBACK: the ten take the fast path."""
+    settings = BrokerConfig.model_validate({"url": "mqtt://127.0.0.1:1", "client_id": "inflight"})
+    client = make_client(settings, manual_ack=True)
+    fast: list[bytes] = []
+    slow: list[bytes] = []
+    client.on_publishes = lambda found: fast.extend(p.payload for p in found)
+    client.on_message = lambda _c, _u, m: slow.append(bytes(m.payload))
+    for mid in range(1, 21):
+        client._out_messages[mid] = mqtt.MQTTMessage(mid, b"aewatch/alert/w1")
+    pingresp = b"\xd0\x00"
+    publishes = b"".join(_publish(f"a/w{i}", str(i).encode(), properties=b"") for i in range(10))
+    client._sock = _BufferedSocket(_Chunks(pingresp + publishes))
+    assert client.loop_read() == mqtt.MQTT_ERR_SUCCESS
+    assert fast == [str(i).encode() for i in range(10)] and slow == []

@@ -180,7 +180,7 @@ class BufferedClient(mqtt.Client):
     def _create_socket(self) -> Any:
         return _BufferedSocket(super()._create_socket())
 
-    def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
+    def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:  # paho ignores it too
         sock = self._sock
         is_v5 = self._protocol == mqtt.MQTTv5
         handler = self.on_publishes
@@ -196,7 +196,7 @@ class BufferedClient(mqtt.Client):
             self._take_publishes(sock, handler, is_v5=is_v5)
             if not sock.buffered():
                 return mqtt.MQTT_ERR_SUCCESS if self._sock is sock else mqtt.MQTT_ERR_NO_CONN
-        rc = super().loop_read(max_packets)
+        rc = self._read_packet()
         for _ in range(_MAX_PACKETS_PER_WAKEUP):
             if rc != mqtt.MQTT_ERR_SUCCESS or self._sock is not sock:
                 break
@@ -209,8 +209,22 @@ class BufferedClient(mqtt.Client):
                 and self._take_publishes(sock, handler, is_v5=is_v5)
             ):
                 continue
-            rc = super().loop_read(max_packets)
+            rc = self._read_packet()
         return rc
+
+    def _read_packet(self) -> MQTTErrorCode:
+        """One packet through paho's own reader, as its ``loop_read`` reads each.
+
+        Not ``loop_read`` itself: that reads as many packets as messages are in flight
+        (outgoing QoS 1 alerts, say) before it returns, and every one of them would miss
+        the fast path.
+        """
+        if self._sock is None:
+            return mqtt.MQTT_ERR_NO_CONN
+        rc = self._packet_read()
+        if rc > 0:
+            return self._loop_rc_handle(rc)
+        return mqtt.MQTT_ERR_SUCCESS  # MQTT_ERR_AGAIN included: nothing more to read now
 
     def _take_publishes(
         self,
