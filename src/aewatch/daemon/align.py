@@ -333,13 +333,18 @@ class Aligner:
     def _emit_staged(self) -> list[AlignOutput]:
         """Every channel has its held block: emit their slots as rows, or before the first
         row, emit them with the complete slots waiting once the first may go, else wait."""
-        block = np.empty((self._staged_count, len(self.channels)), dtype=np.float64)
-        for column, (_, values) in self._staged.items():
-            block[:, column] = values
-        self._staged = {}
+        staged, self._staged = self._staged, {}
         first = self._staged_first
-        if self._final_slot is not None:
-            return [self._emit_complete(first, block.astype(np.float32), block[-1].tolist())]
+        if self._final_slot is not None:  # the common case: straight to float32 rows
+            rows32 = np.empty((self._staged_count, len(self.channels)), dtype=np.float32)
+            newest = [0.0] * len(self.channels)
+            for column, (_, values) in staged.items():
+                rows32[:, column] = values
+                newest[column] = float(values[-1])
+            return [self._emit_complete(first, rows32, newest)]
+        block = np.empty((self._staged_count, len(self.channels)), dtype=np.float64)
+        for column, (_, values) in staged.items():
+            block[:, column] = values
         rows = block.tolist()
         last = first + len(rows) - 1
         if len(self._pending) + len(rows) <= self._wait_slots:

@@ -10,11 +10,11 @@ the one-shot form used for training.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+from numpy.lib.stride_tricks import as_strided
 
 __all__ = ["DueWindows", "Window", "WindowBank", "sliding_windows"]
 
@@ -105,7 +105,6 @@ class WindowBank:
         self.channels = channels
         self.length = length
         self.hop = hop
-        self._offsets = _offsets(length)
         self._tail = np.zeros((0, length - 1, channels), dtype=np.float32)
         self._tail_ts = np.zeros((0, length - 1), dtype=np.float64)
         self._count = np.zeros(0, dtype=np.int64)
@@ -158,10 +157,17 @@ class WindowBank:
         last = count + len(ts)
         base = count - held + 1
         if first <= last:
-            ends = np.arange(first - base, last - base + 1, self.hop)
-            index = ends[:, None] + self._offsets[None, :]
-            windows = np.ascontiguousarray(buffer[index].transpose(0, 2, 1))
-            end_ts = buffer_ts[ends]
+            end = first - base  # the buffer row ending the first due window
+            k = (last - first) // self.hop + 1
+            step, across = buffer.strides
+            view = as_strided(  # window i: rows end + i*hop - length + 1 ... end + i*hop
+                buffer[end - self.length + 1 :],
+                shape=(k, self.channels, self.length),
+                strides=(self.hop * step, across, step),
+                writeable=False,
+            )
+            windows = np.ascontiguousarray(view)
+            end_ts = buffer_ts[end : end + (k - 1) * self.hop + 1 : self.hop].copy()
         else:
             windows = np.empty((0, self.channels, self.length), dtype=np.float32)
             end_ts = np.empty(0, dtype=np.float64)
@@ -210,14 +216,6 @@ class WindowBank:
             (self._tail_ts, np.zeros((size - grown, self.length - 1), dtype=np.float64))
         )
         self._count = np.concatenate((self._count, np.zeros(size - grown, dtype=np.int64)))
-
-
-@functools.cache
-def _offsets(length: int) -> npt.NDArray[np.int64]:
-    """``[1 - length, ..., 0]``, one read-only array per length for every Window."""
-    offsets = np.arange(1 - length, 1)
-    offsets.flags.writeable = False
-    return offsets
 
 
 def sliding_windows(
