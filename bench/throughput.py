@@ -28,9 +28,10 @@ a. ``single_qos0``, ``single_qos1``: one reading per JSON message
 b. ``multi``: one ``json_multi`` message per asset row (8 channels), the same way;
 c. ``float32``: ``float32_le`` messages of 100 samples, stamped on arrival, so they cannot
    be flooded: paced at the target first, then lower, each try on a fresh daemon measured
-   after a warm-up of ``FLOAT32_WARMUP_S`` at the same rate, until aewatch keeps up with no
-   queue drop, then ``FLOAT32_HALVINGS`` tries halfway between that and the lowest rate it
-   did not keep up with (readings dropped as late because of arrival-time
+   after a warm-up of ``FLOAT32_WARMUP_S`` in which the assets come online one after
+   another over ``FLOAT32_RAMP_S``, until aewatch keeps up with no queue drop, then
+   ``FLOAT32_HALVINGS`` tries halfway between that and the lowest rate it did not keep up
+   with (readings dropped as late because of arrival-time
    jitter are counted and shown, not held against it);
 d. ``latency``: at half the sustained rate of (a), QoS 0, rows at the sensors' pace,
    every asset at its own phase in the 10 ms period, payload time = wall clock at send;
@@ -91,7 +92,8 @@ WARM_ROWS = 18  # rows that fill every window: first-row wait (5) + window (10) 
 NAIVE_ROWS = 11  # the same for the naive daemon: window (10) + 1
 LADDER = (0.95, 0.85, 0.7, 0.5)  # fractions of the flood's processing rate to pace at
 FLOAT32_HALVINGS = 3  # tries between the best rate kept up and the lowest not, per repeat
-FLOAT32_WARMUP_S = 3.0  # sent before a float32 try's measured part: first rows' wait, warm-up
+FLOAT32_WARMUP_S = 4.0  # sent before a float32 try's measured part: start-up, warm-up
+FLOAT32_RAMP_S = 2.0  # in the warm-up, the assets come online one after another over this
 
 
 @dataclass(frozen=True)
@@ -370,10 +372,13 @@ def float32_case(bench: Bench) -> None:
 def _float32_attempt(bench: Bench, rate: float, *, repeat: int) -> Run:
     """One paced float32 run at about ``rate`` samples/s against a fresh daemon.
 
-    The publisher sends ``FLOAT32_WARMUP_S`` more than the measured time: the first
-    seconds of a fresh daemon are its start-up (each asset's first row waits ``max_late_s``
-    for earlier samples, and until then blocks are placed sample by sample). The rate,
-    the CPU and the readings are those after the warm-up; drops count over the whole try.
+    The publisher sends ``FLOAT32_WARMUP_S`` more than the measured time, and in it the
+    assets come online one after another over ``FLOAT32_RAMP_S``: an asset's first rounds
+    are its start-up (its first row waits ``max_late_s`` for earlier samples) and cost
+    about twice a steady round, so all assets starting in the same second would measure a
+    cold start, not a sustained rate. The rate, the CPU and the readings are those after
+    the warm-up, with every asset online and past its start-up; drops count over the whole
+    try.
     """
     per_asset = len(CHANNELS) / PERIOD_S  # samples a second one asset sends
     assets = max(1, round(rate / per_asset))
@@ -387,6 +392,7 @@ def _float32_attempt(bench: Bench, rate: float, *, repeat: int) -> Run:
             payload="float32_le",
             assets=assets,
             duration_s=FLOAT32_WARMUP_S + bench.sizes.float32_s,
+            ramp_s=FLOAT32_RAMP_S,
         )
         start, start_cpu = daemon.totals(), daemon.usage()[0]
         warm: dict[str, Any] = {}

@@ -285,6 +285,7 @@ class Publisher:
             raise RuntimeError("the publisher did not connect")
         self.result: dict[str, Any] | None = None
         self.messages_per_s = _messages_per_s(plan)
+        self.ramp_s = plan.ramp_s  # float32: assets come online over it, half the rate lost
         self.go_s = 0.0
 
     def go(self) -> None:
@@ -297,9 +298,11 @@ class Publisher:
     def is_behind(self, received: int) -> bool:
         """Whether a paced consumer has taken less than ``BEHIND_SHARE`` of what was sent."""
         elapsed = time.monotonic() - self.go_s
-        if self.messages_per_s is None or elapsed < BEHIND_AFTER_S or self.is_done():
+        if self.messages_per_s is None or elapsed < BEHIND_AFTER_S + self.ramp_s:
             return False
-        return received < BEHIND_SHARE * elapsed * self.messages_per_s
+        if self.is_done():
+            return False
+        return received < BEHIND_SHARE * (elapsed - self.ramp_s / 2) * self.messages_per_s
 
     def abort(self) -> None:
         """Stop sending now (SIGTERM); :meth:`wait` then reports the time of the abort."""
@@ -435,7 +438,10 @@ def messages_in(plan: Plan) -> int:
         per_row = 1 if plan.payload == "json_multi" else channels
         return round(plan.duration_s / plan.period_s) * plan.assets * per_row
     span_s = plan.samples * plan.period_s
-    return max(1, int(np.ceil(plan.duration_s / span_s))) * plan.assets * channels
+    rounds = max(1, int(np.ceil(plan.duration_s / span_s)))
+    ramp_rounds = plan.ramp_s / span_s  # asset i skips its first int(ramp_rounds * i / n)
+    skipped = sum(min(rounds, int(ramp_rounds * i / plan.assets)) for i in range(plan.assets))
+    return (rounds * plan.assets - skipped) * channels
 
 
 def _messages_per_s(plan: Plan) -> float | None:

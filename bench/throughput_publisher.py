@@ -24,8 +24,10 @@ Plans (``mode``):
   (which the daemon rounds to the nearest grid slot).
 * ``float32``: ``float32_le`` messages of ``samples`` values per asset and channel,
   one per ``samples * period_s`` seconds, assets spread over that interval, for
-  ``duration_s`` (no timestamps: the daemon stamps them on arrival);
-  ``float32_flood`` sends the same packets as fast as it can.
+  ``duration_s`` (no timestamps: the daemon stamps them on arrival); with ``ramp_s``,
+  asset ``i`` of ``n`` starts sending ``ramp_s * i / n`` late (whole rounds), so the
+  assets come online one after another; ``float32_flood`` sends the same packets as fast
+  as it can.
 
 Payload ``json`` is one reading per message on ``PREFIX/ASSET/CHANNEL``; ``json_multi`` is
 one row per message, ``{"ts": ..., "values": {"ch0": ..., ...}}`` on ``PREFIX/ASSET``.
@@ -72,6 +74,7 @@ class Plan:
     rate_per_s: float | None = None
     duration_s: float = 0.0
     samples: int = 100
+    ramp_s: float = 0.0  # float32: the assets come online one after another over this long
     host: str = "127.0.0.1"
     client_id: str = "bench-publisher"
     extra: dict[str, float] = field(default_factory=dict)
@@ -228,8 +231,11 @@ def _float32_packets(plan: Plan) -> tuple[list[bytes], npt.NDArray[np.float64], 
     values = signal_rows(_SIGNAL_ROWS, seed=2).astype("<f4")
     packets: list[bytes] = []
     offsets: list[float] = []
+    ramp_rounds = plan.ramp_s / span_s
     for round_ in range(rounds):
         for asset in range(plan.assets):
+            if round_ < int(ramp_rounds * asset / plan.assets):
+                continue  # not online yet
             start = (97 * asset + round_ * plan.samples) % (_SIGNAL_ROWS - plan.samples)
             block = values[start : start + plan.samples]
             at = round_ * span_s + span_s * asset / plan.assets
