@@ -30,8 +30,8 @@ c. ``float32``: ``float32_le`` messages of 100 samples, stamped on arrival, so t
    be flooded: paced at the target first, then lower, each try on a fresh daemon measured
    after a warm-up of ``FLOAT32_WARMUP_S`` in which the assets come online one after
    another over ``FLOAT32_RAMP_S``, until aewatch keeps up with no queue drop, then
-   ``FLOAT32_HALVINGS`` tries halfway between that and the lowest rate it did not keep up
-   with (readings dropped as late because of arrival-time
+   ``FLOAT32_HALVINGS`` tries above it (1.1× while kept up, else halfway to the lowest rate
+   it did not keep up with) (readings dropped as late because of arrival-time
    jitter are counted and shown, not held against it);
 d. ``latency``: at half the sustained rate of (a), QoS 0, rows at the sensors' pace,
    every asset at its own phase in the 10 ms period, payload time = wall clock at send;
@@ -92,7 +92,7 @@ WARM_ROWS = 18  # rows that fill every window: first-row wait (5) + window (10) 
 NAIVE_ROWS = 11  # the same for the naive daemon: window (10) + 1
 LADDER = (0.95, 0.85, 0.7, 0.5)  # fractions of the flood's processing rate to pace at
 PACE_CLIMB, PACE_PROBES = 1.1, 3  # then up by this factor while kept up, this many tries
-FLOAT32_HALVINGS = 3  # tries between the best rate kept up and the lowest not, per repeat
+FLOAT32_HALVINGS = 3  # tries above the best rate kept up (1.1x, or halfway to a failure)
 FLOAT32_WARMUP_S = 4.0  # sent before a float32 try's measured part: start-up, warm-up
 FLOAT32_RAMP_S = 2.0  # in the warm-up, the assets come online one after another over this
 
@@ -376,9 +376,10 @@ def float32_case(bench: Bench) -> None:
                 kept = max(kept, run.offered_per_s or 0.0)
             else:
                 failed = min(failed, run.offered_per_s or math.inf)
-            if kept:  # then between the best kept and the lowest failed, a few times
-                if failed < math.inf and failed > 1.1 * kept and halvings < FLOAT32_HALVINGS:
-                    rate, halvings = (kept + failed) / 2, halvings + 1
+            if kept:  # then up while kept up, or between it and the lowest failed rate
+                if halvings < FLOAT32_HALVINGS and failed > 1.1 * kept:
+                    rate = kept * PACE_CLIMB if failed == math.inf else (kept + failed) / 2
+                    halvings += 1
                     continue
                 break
             if falls == len(LADDER):
