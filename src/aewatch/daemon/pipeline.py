@@ -1,9 +1,9 @@
 """Readings in, decisions out: the daemon's pure core from Reading to AlertEvent.
 
 :meth:`Pipeline.ingest` places readings on each asset's time grid (:class:`Aligner`) and
-cuts the windows that became due (:class:`Window`); they wait in the pipeline. The windows
-of every asset served by one model shape live in one :class:`WindowBank`, so the common
-case of a batch (one new row for each of many assets) is cut in one step. The shell
+cuts the windows that became due; they wait in the pipeline. The windows of every asset
+served by one model shape live in one :class:`WindowBank`, a slot each, so the common case
+of a batch (one new row for each of many assets) is cut in one step. The shell
 calls :meth:`Pipeline.flush` when a batch is full or has waited long enough: every
 model then scores its waiting windows in one forward pass, and its :class:`Detector`
 walks each asset's windows in time order. No clock, no I/O: the shell decides when to
