@@ -515,3 +515,44 @@ def test_a_block_far_off_is_left_where_it_lands(bundle: ModelBundle, faulty: Tab
         pipe.ingest([message._replace(timestamps=message.timestamps + late)])
         pipe.flush()
     assert pipe.counts["gaps"] + pipe.counts["filled"] + pipe.counts["late"] > 0
+
+
+# --- swapping models (reload) ---------------------------------------------------------------
+
+
+def test_a_swap_keeps_windows_of_the_same_shape_and_restarts_the_rest(
+    bundle: ModelBundle, hop_bundle: ModelBundle
+) -> None:
+    """After a reload: an asset whose new model cuts the same windows keeps its window (its
+    next row is scored at once); one whose model changed shape starts warming; one no model
+    serves is dropped, and its window slot goes to the next new asset."""
+    rows = table(40, 7)
+    pipe = pipeline(bundle, max_late_s=0.0)
+    for asset in ("w1", "w2", "w3"):
+        pipe.ingest(as_rows(rows, asset)[:30])
+    pipe.flush()
+    assert (pipe.assets, pipe.warming) == (3, 0)
+    fleet = Fleet(
+        [
+            ServedModel.from_bundle(bundle, name="same", pattern="w1"),
+            ServedModel.from_bundle(hop_bundle, name="other", pattern="w2"),
+            ServedModel.from_bundle(bundle, name="new", pattern="w4"),
+        ]
+    )
+    assert pipe.swap_fleet(fleet) == (1, 1, 1)
+    assert (pipe.assets, pipe.warming) == (2, 1)
+    pipe.ingest([as_rows(rows, "w1")[30], as_rows(rows, "w2")[30]])
+    (scored,) = pipe.flush()
+    assert scored.model.name == "same" and scored.assets == ("w1",)
+    assert scored.end_timestamps.tolist() == [rows.timestamps[30]]
+    pipe.ingest(as_rows(rows, "w4")[:12])  # takes the slot w3 left in the same bank
+    assert pipe.assets == 3
+    outcome = outcomes(pipe.flush())["w4"]
+    offline = score_table(
+        bundle,
+        Table(
+            "w4", rows.timestamps[:12], rows.values[:12], rows.channels, None, None, rows.lines[:12]
+        ),
+        asset="w4",
+    )
+    assert outcome.end.tolist() == offline.window_end.tolist()
