@@ -79,7 +79,10 @@ def test_demo_runs_live_and_cleans_up(tmp_path: Path, capsys: pytest.CaptureFixt
 @pytest.mark.broker
 def test_ctrl_c_stops_broker_and_daemon(tmp_path: Path) -> None:
     out = tmp_path / "demo-out"
+    # Replayed at 1 000x real time (6 h in about 22 s): the run must still be going when
+    # Ctrl-C comes, and as fast as possible it can finish while this test looks at /proc.
     command = [sys.executable, "-m", "aewatch", "demo", "--out", str(out), *_SHORT]
+    command += ["--speed", "1000"]
     with subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     ) as demo:  # leaving the block closes the pipe and waits
