@@ -126,7 +126,8 @@ class Outcome:
 def outcomes(results: Iterable[Scored]) -> dict[str, Outcome]:
     joined: dict[str, Outcome] = {}
     for scored in (one for batch in results for one in batch.per_asset()):
-        outcome = joined.setdefault(scored.asset, Outcome())
+        (asset,) = scored.assets
+        outcome = joined.setdefault(asset, Outcome())
         outcome.ends.append(scored.end_timestamps)
         outcome.scores.append(scored.scores)
         outcome.is_firing.append(scored.is_firing)

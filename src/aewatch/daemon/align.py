@@ -85,6 +85,11 @@ class AlignOutput:
     def __len__(self) -> int:
         return len(self.timestamps)
 
+    @classmethod
+    def of_row(cls, grid_time: float, row: list[float], gap: bool) -> AlignOutput:
+        """The output of one complete row, as :meth:`Aligner.take_row` hands it over."""
+        return cls(np.array([grid_time], dtype=np.float64), np.array([row], dtype=np.float32), gap)
+
 
 class Aligner:
     """Collects one asset's readings per channel and emits complete grid rows in time order.
@@ -179,12 +184,7 @@ class Aligner:
         [[5.0, 6.0]]
         """
         taken = self.take_row(timestamp, channels, values)
-        if taken is None:
-            return None
-        grid_time, row, gap = taken
-        return AlignOutput(
-            np.array([grid_time], dtype=np.float64), np.array([row], dtype=np.float32), gap=gap
-        )
+        return None if taken is None else AlignOutput.of_row(*taken)
 
     def take_row(
         self, timestamp: float, channels: tuple[str, ...], values: tuple[float, ...]
@@ -272,7 +272,7 @@ class Aligner:
             return None
         slots = np.rint(np.asarray(timestamps, dtype=np.float64) / self.period_s)
         final = self._final_slot
-        before: list[AlignOutput] = []
+        gives_up = False
         if self._staged:
             first = self._staged_first
         elif final is not None:
@@ -283,10 +283,11 @@ class Aligner:
             start = self._stage_first_rows(slots, n)
             if start is None:
                 return None
-            first, before = start
+            first, gives_up = start
         if not (slots[0] == first and (slots - first == _counting(n)).all()):
             return None
-        if before:  # as its samples would: the oldest waiting slot given up, the rest out
+        before: list[AlignOutput] = []
+        if gives_up:  # as its samples would: the oldest waiting slot given up, the rest out
             before = [self._give_up_waiting_run()]
             first = cast(int, self._final_slot) + 1
         self._staged[column] = (timestamps, values)
@@ -294,19 +295,17 @@ class Aligner:
         self._staged_count = n
         return before
 
-    def _stage_first_rows(
-        self, slots: npt.NDArray[np.float64], n: int
-    ) -> tuple[int, list[AlignOutput]] | None:
+    def _stage_first_rows(self, slots: npt.NDArray[np.float64], n: int) -> tuple[int, bool] | None:
         """Before the first row: the slot a block must start on to be held, or None.
 
         With nothing waiting, the block's own first slot. With the complete slots
-        ``p..q`` waiting for the first row (and nothing else), ``q + 1``; if those and
-        the block's slots are more than may wait, adding the block's samples gives up
-        slot ``p`` and emits ``p + 1..q`` before any of them completes a slot. That is
-        flagged by a non-empty list (the caller checks the slots first, then does it).
+        ``p..q`` waiting for the first row (and nothing else), ``q + 1``; and True when
+        those and the block's slots are more than may wait, so that adding the block's
+        samples gives up slot ``p`` and emits ``p + 1..q`` before any of them completes a
+        slot (the caller checks the block's slots first, then does that).
         """
         if not self._pending:
-            return (int(slots[0]), []) if math.isfinite(slots[0]) else None
+            return (int(slots[0]), False) if math.isfinite(slots[0]) else None
         low, high = min(self._pending), max(self._pending)
         waiting = high - low + 1
         if (
@@ -316,7 +315,7 @@ class Aligner:
             or any(self._missing.values())
         ):
             return None
-        return high + 1, ([self._nothing] if waiting + n > self.max_pending_slots else [])
+        return high + 1, waiting + n > self.max_pending_slots
 
     def _give_up_waiting_run(self) -> AlignOutput:
         """Give up the oldest of the complete slots waiting for the first row, emit the rest."""

@@ -183,20 +183,16 @@ class BufferedClient(mqtt.Client):
     def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:  # paho ignores it too
         sock = self._sock
         is_v5 = self._protocol == mqtt.MQTTv5
-        handler = self.on_publishes
-        if (
-            handler is not None
+        # A fresh read goes to the fast path first (at low rates it often holds a single
+        # PUBLISH); when nothing could be read, paho's reader meets the same condition.
+        is_fresh = (
+            self.on_publishes is not None
             and isinstance(sock, _BufferedSocket)
             and self._in_packet["command"] == 0
             and not sock.buffered()
             and sock.fill()
-        ):
-            # A fresh read: when it holds only whole QoS 0/1 PUBLISHes (at low rates often
-            # just one), they take the fast path too and paho's reader is not needed.
-            self._take_publishes(sock, handler, is_v5=is_v5)
-            if not sock.buffered():
-                return mqtt.MQTT_ERR_SUCCESS if self._sock is sock else mqtt.MQTT_ERR_NO_CONN
-        rc = self._read_packet()
+        )
+        rc = mqtt.MQTT_ERR_SUCCESS if is_fresh else self._read_packet()
         for _ in range(_MAX_PACKETS_PER_WAKEUP):
             if rc != mqtt.MQTT_ERR_SUCCESS or self._sock is not sock:
                 break

@@ -33,7 +33,7 @@ from aewatch.daemon.fleet import Fleet, ServedModel
 from aewatch.model.alerts import AlertEvent
 from aewatch.model.window import DueWindows, WindowBank
 
-__all__ = ["COUNTS", "AssetScored", "Pipeline", "Scored"]
+__all__ = ["COUNTS", "Pipeline", "Scored"]
 
 _JITTER_SHARE = 4  # a block may land this fraction of its length off and still continue
 
@@ -53,36 +53,17 @@ COUNTS = (
 
 
 @dataclass(frozen=True, slots=True)
-class AssetScored:
-    """One asset's windows scored in one flush, oldest first (``k`` windows, ``c`` channels).
-
-    ``end_timestamps`` ``(k,)`` float64 epoch seconds; ``scores`` (smoothed errors) and
-    ``cuts`` (the thresholds they met) ``(k,)`` float32; ``is_firing`` ``(k,)`` bool, the
-    alert state after each window; ``channel_errors`` ``(k, c)`` float32. ``denoised`` is
-    None unless asked for, else the reconstructed newest ``hop`` rows of each window:
-    timestamps ``(m,)`` and values ``(m, c)`` in data units.
-    """
-
-    model: ServedModel
-    asset: str
-    end_timestamps: npt.NDArray[np.float64]
-    scores: npt.NDArray[np.float32]
-    cuts: npt.NDArray[np.float32]
-    is_firing: npt.NDArray[np.bool_]
-    channel_errors: npt.NDArray[np.float32]
-    events: list[AlertEvent]
-    denoised: tuple[npt.NDArray[np.float64], npt.NDArray[np.float32]] | None = None
-
-
-@dataclass(frozen=True, slots=True)
 class Scored:
     """One model's windows scored in one flush, grouped by asset (``n`` windows in all).
 
-    The windows of ``assets[g]`` are ``bounds[g]:bounds[g + 1]``, oldest first; the arrays
-    are those of :class:`AssetScored` over all ``n``, and ``events`` every raise and
-    resolve in order. ``denoised`` holds ``rows_per_window`` rows per window, so those of
-    ``assets[g]`` are ``bounds[g] * rows_per_window : bounds[g + 1] * rows_per_window``.
-    :meth:`per_asset` cuts it into one :class:`AssetScored` per asset.
+    The windows of ``assets[g]`` are ``bounds[g]:bounds[g + 1]``, oldest first.
+    ``end_timestamps`` ``(n,)`` float64 epoch seconds; ``scores`` (smoothed errors) and
+    ``cuts`` (the thresholds they met) ``(n,)`` float32; ``is_firing`` ``(n,)`` bool, the
+    alert state after each window; ``channel_errors`` ``(n, c)`` float32; ``events`` every
+    raise and resolve, in order. ``denoised`` is None unless asked for, else the
+    reconstructed newest ``hop`` rows of each window (``rows_per_window``), timestamps
+    ``(m,)`` and values ``(m, c)`` in data units, window by window. :meth:`per_asset` cuts
+    it into one ``Scored`` per asset.
     """
 
     model: ServedModel
@@ -102,9 +83,9 @@ class Scored:
         bundle = self.model.bundle
         return min(bundle.hop, bundle.window_len)
 
-    def per_asset(self) -> list[AssetScored]:
-        """The same, one :class:`AssetScored` per asset, in the order of :attr:`assets`."""
-        out: list[AssetScored] = []
+    def per_asset(self) -> list[Scored]:
+        """The same, one ``Scored`` of one asset per asset, in the order of :attr:`assets`."""
+        out: list[Scored] = []
         step = self.rows_per_window
         for g, asset in enumerate(self.assets):
             mine = slice(int(self.bounds[g]), int(self.bounds[g + 1]))
@@ -113,9 +94,10 @@ class Scored:
                 rows = slice(mine.start * step, mine.stop * step)
                 denoised = (self.denoised[0][rows], self.denoised[1][rows])
             out.append(
-                AssetScored(
+                Scored(
                     self.model,
-                    asset,
+                    (asset,),
+                    np.array([0, mine.stop - mine.start], dtype=np.int64),
                     self.end_timestamps[mine],
                     self.scores[mine],
                     self.cuts[mine],
@@ -486,12 +468,7 @@ def _continue_block(track: _Track, block: Series) -> Series:
 
 def _as_output(out: AlignOutput | _Taken) -> AlignOutput:
     """A row taken whole (:meth:`Aligner.take_row`) as the output adding it would give."""
-    if isinstance(out, AlignOutput):
-        return out
-    grid_time, row, gap = out
-    return AlignOutput(
-        np.array([grid_time], dtype=np.float64), np.array([row], dtype=np.float32), gap=gap
-    )
+    return out if isinstance(out, AlignOutput) else AlignOutput.of_row(*out)
 
 
 def _joined(parts: list[npt.NDArray[_Item]]) -> npt.NDArray[_Item]:

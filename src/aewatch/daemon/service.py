@@ -424,16 +424,16 @@ class Daemon:
             if scored.denoised is not None:
                 for one in scored.per_asset():
                     assert one.denoised is not None
-                    times, values = one.denoised
+                    (asset,), (times, values) = one.assets, one.denoised
                     body = messages.denoised_message(
-                        one.asset,
+                        asset,
                         model=model.name,
                         model_version=model.version,
                         channels=model.bundle.channels,
                         timestamps=times,
                         values=values,
                     )
-                    self._send(outputs.denoised_topic_for(one.asset), messages.encode(body))
+                    self._send(outputs.denoised_topic_for(asset), messages.encode(body))
 
     def _note_scores(self, scored: Scored, cap: int) -> None:
         """Each asset's latest score for its gauge; new assets only while under ``cap``."""

@@ -193,14 +193,6 @@ class _AssetState:
             return ordered[middle]
         return (ordered[middle - 1] + ordered[middle]) / 2
 
-    def learn_many(self, values: npt.NDArray[np.float64], depth: int) -> None:
-        """Add normal values, oldest first: as many :meth:`learn` calls, in one step.
-
-        The mean is summed afresh from the values kept, so it rounds a little differently
-        from the running sum ``learn`` keeps.
-        """
-        self._keep(np.concatenate((self.normals(), values)), depth)
-
     def normals(self) -> npt.NDArray[np.float64]:
         """The normal values the baseline averages, oldest first."""
         ring = np.frombuffer(self.normal, dtype=np.float64)
@@ -210,10 +202,15 @@ class _AssetState:
 
     def _resize(self, depth: int) -> None:
         """A ring of ``depth`` slots holding the newest normal values (a reload changed it)."""
-        self._keep(self.normals(), depth)
+        self.keep_normals(self.normals(), depth)
 
-    def _keep(self, values: npt.NDArray[np.float64], depth: int) -> None:
-        """Hold the newest ``depth`` of ``values`` (oldest first) in a fresh ring."""
+    def keep_normals(self, values: npt.NDArray[np.float64], depth: int) -> None:
+        """The baseline averages the newest ``depth`` of ``values`` (oldest first) from now.
+
+        ``normals()`` followed by new normal values is as many :meth:`learn` calls in one
+        step; the mean is summed afresh, so it rounds a little differently from the running
+        sum ``learn`` keeps.
+        """
         kept = values[len(values) - min(depth, len(values)) :]
         ring = np.zeros(depth, dtype=np.float64)
         ring[: len(kept)] = kept
@@ -372,8 +369,9 @@ class Detector:
         if adapt is None:
             cuts = np.full(len(x), value)
         else:
-            known = state.normals()  # and each window's score joins them for the next
-            total = np.concatenate(([0.0], np.cumsum(np.concatenate((known, smoothed[:-1])))))
+            known = state.normals()
+            normals = np.concatenate((known, smoothed))  # if all windows are normal
+            total = np.concatenate(([0.0], np.cumsum(normals[:-1])))
             stop = len(known) + np.arange(len(x))
             start = np.maximum(stop - adapt.depth, 0)
             count = stop - start
@@ -385,7 +383,7 @@ class Detector:
         if n:
             state.smoothed = float(smoothed[n - 1])
             if adapt is not None:
-                state.learn_many(smoothed[:n], adapt.depth)
+                state.keep_normals(normals[: len(known) + n], adapt.depth)
                 state.dropped = False
         return smoothed[:n], cuts[:n]
 
@@ -466,9 +464,8 @@ def _seeded_state(adapt: Adaptation) -> _AssetState:
 
 def smooth(errors: npt.ArrayLike, halflife: float) -> npt.NDArray[np.float64]:
     """EWMA of ``errors`` ``(n,)`` with a half-life in windows, as the detector smooths."""
-    return _ewma(
-        np.asarray(errors, dtype=np.float64), DecisionSettings(smoothing_halflife=halflife).alpha
-    )
+    alpha = DecisionSettings(smoothing_halflife=halflife).alpha
+    return _ewma_from(np.asarray(errors, dtype=np.float64), alpha, None)
 
 
 def decision_statistic(
@@ -518,13 +515,4 @@ def _ewma_from(
         scale = growth[: len(part)]
         out[start : start + len(part)] = (previous + alpha * np.cumsum(part * scale)) / scale
         previous = float(out[start + len(part) - 1])
-    return out
-
-
-def _ewma(x: npt.NDArray[np.float64], alpha: float) -> npt.NDArray[np.float64]:
-    out = np.empty_like(x)
-    acc = None
-    for i, v in enumerate(x):
-        acc = v if acc is None else alpha * v + (1.0 - alpha) * acc
-        out[i] = acc
     return out
