@@ -47,5 +47,11 @@ test: lint typecheck unit
 demo: setup
 	$(VENV)/bin/aewatch demo --out $(DEMO)
 
+# Detection quality of the shipped defaults, full run (< 40 min); writes section 5 of
+# bench/RESULTS.md and bench/out/quality/. A quick look: bench/quality.py --quick.
+.PHONY: quality
+quality: setup
+	$(PY) bench/quality.py --data-root ../shared/data
+
 clean:
 	rm -rf $(VENV) $(DEMO) .mypy_cache .ruff_cache .pytest_cache

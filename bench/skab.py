@@ -21,6 +21,7 @@ import argparse
 import dataclasses
 import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -107,9 +108,14 @@ def look_ahead_flags(
 
 def run(root: Path, settings: TrainSettings) -> dict[str, Any]:
     """Train and score every file; return pooled metrics for both rules."""
+    return run_files(files(root), settings)
+
+
+def run_files(paths: Sequence[Path], settings: TrainSettings) -> dict[str, Any]:
+    """Train and score each of ``paths``; return pooled metrics for both rules."""
     causal, ahead, nab_causal, nab_ahead, per_file = [], [], [], [], []
     started = time.perf_counter()
-    for path in files(root):
+    for path in paths:
         train, test = split(read_table(path))
         bundle = train_bundle([train], settings).bundle
         scores = score_table(bundle, test)
