@@ -27,6 +27,8 @@ from aewatch.sim import (
     write_csv,
 )
 from aewatch.sim.cli import register
+from aewatch.sim.inject import FaultSite, inject
+from aewatch.sim.scenarios import SCENARIO_MODELS
 from aewatch.sim.signals import colored_noise, first_order_lag
 
 SCENARIO_NAMES = sorted(SCENARIOS)
@@ -122,6 +124,7 @@ def test_pump_follows_affinity_laws() -> None:
 @pytest.mark.parametrize("scenario", SCENARIO_NAMES)
 @pytest.mark.parametrize("kind", FAULT_KINDS)
 def test_each_fault_changes_only_its_span_by_a_realistic_amount(scenario: str, kind: str) -> None:
+    """A fault changes its channel, and the channels a process fault couples, in its span."""
     channels = SCENARIOS[scenario]
     col = 1
     spec = FaultSpec(kind, start_s=1800.0, duration_s=600.0, channel=channels[col])
@@ -133,14 +136,200 @@ def test_each_fault_changes_only_its_span_by_a_realistic_amount(scenario: str, k
     inside[1800:2400] = True
     np.testing.assert_array_equal(faulty.labels, inside)
     np.testing.assert_array_equal(faulty.timestamps, normal.timestamps)
+    coupling = SCENARIO_MODELS[scenario].coupling(kind, channels[col])
+    moved = [col] if coupling is None else np.flatnonzero(coupling).tolist()
     untouched = np.ones_like(faulty.values, dtype=bool)
-    untouched[inside, col] = False
+    untouched[np.ix_(inside, moved)] = False
     np.testing.assert_array_equal(faulty.values[untouched], normal.values[untouched])
 
     change = np.abs(faulty.values[inside, col] - normal.values[inside, col])
     assert np.count_nonzero(change) >= 3
     size = change.max() / _noise_sd(normal.values[:, col])
     assert 1.5 < size < 25, f"{kind} on {channels[col]} is {size:.1f} noise sd"
+
+
+def _fault_change(
+    scenario: str, fault: str, *, hours: float = 1.0, period_s: float = 1.0, seed: int = 5
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
+    """Return what ``fault`` added to the stream, ``(n, channels)``, and its rows, ``(n,)``."""
+    normal = simulate(scenario, hours=hours, period_s=period_s, seed=seed)
+    faulty = simulate(
+        scenario, hours=hours, period_s=period_s, faults=parse_faults(fault), seed=seed
+    )
+    return faulty.values - normal.values, faulty.labels.astype(bool)
+
+
+def _noise_sds(scenario: str) -> npt.NDArray[np.float64]:
+    return np.array([noise.sd for noise in SCENARIO_MODELS[scenario].noise])
+
+
+def _site(values: npt.NDArray[np.float64], *, scale: float, period_s: float = 1.0) -> FaultSite:
+    """A one-channel, noise-free site over ``values`` (shape ``(m,)``)."""
+    block = values.reshape(-1, 1)
+    return FaultSite(
+        values=block,
+        clean=block,
+        noise=np.zeros_like(block),
+        before=block[0],
+        scale=np.array([scale]),
+        column=0,
+        period_s=period_s,
+    )
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_gain_scales_the_reading_so_its_error_follows_the_level(seed: int) -> None:
+    level = np.linspace(10.0, 20.0, 200)  # the process doubles over the span
+    out = inject("gain", np.random.default_rng(seed), _site(level, scale=0.1))[:, 0]
+
+    error = out / level - 1.0
+    np.testing.assert_allclose(error, error[0], rtol=1e-9)  # one gain, about zero
+    change = out - level
+    assert 3.0 <= abs(change[0]) / 0.1 <= 6.0  # a few noise sd where the span starts
+    assert change[-1] == pytest.approx(2.0 * change[0])  # and twice that at twice the level
+
+
+def test_gain_in_a_stream_is_one_factor_on_its_channel_only() -> None:
+    fault = "gain@0.5+0.4:discharge_bar"
+    change, rows = _fault_change("pump", fault)
+    normal = simulate("pump", hours=1.0, seed=5).values
+    col = SCENARIOS["pump"].index("discharge_bar")
+
+    factor = 1.0 + change[rows, col] / normal[rows, col]
+    np.testing.assert_allclose(factor, factor[0], rtol=1e-12)
+    at_start = abs(factor[0] - 1.0) * normal[rows, col][:30].mean() / _noise_sds("pump")[col]
+    assert 2.8 < at_start < 6.2
+    np.testing.assert_array_equal(np.delete(change, col, axis=1), 0.0)
+
+
+@pytest.mark.parametrize(
+    ("scenario", "lead", "directions"),
+    [
+        # Worn wear rings: delivered flow falls at the same speed and current, head droops.
+        ("pump", "flow_m3h", {"flow_m3h": -1, "discharge_bar": -1}),
+        # Scale in the rising main: more head, less flow, a little less power.
+        ("pump", "discharge_bar", {"discharge_bar": 1, "flow_m3h": -1, "current_a": -1}),
+        # Scale in the choke or flowline: less flow, so less drawdown and more pressure.
+        ("well", "flow_kg_s", {"flow_kg_s": -1, "whp_bar": 1}),
+        # A declining feed zone: pressure falls and the choke passes less.
+        ("well", "whp_bar", {"whp_bar": -1, "flow_kg_s": -1}),
+    ],
+)
+def test_leak_ramps_the_coupled_channels_the_way_the_plant_would(
+    scenario: str, lead: str, directions: dict[str, int]
+) -> None:
+    channels = SCENARIOS[scenario]
+    sds = _noise_sds(scenario)
+    lead_col = channels.index(lead)
+    for seed in range(4):
+        change, rows = _fault_change(scenario, f"leak@0.5+0.25:{lead}", seed=seed)
+        m = int(rows.sum())
+        ramp = np.arange(1, m + 1) / m
+        lead_end_sd = abs(change[rows, lead_col][-1]) / sds[lead_col]
+        assert 4.0 <= lead_end_sd <= 7.0
+        for col, channel in enumerate(channels):
+            moved = change[rows, col]
+            if channel not in directions:
+                np.testing.assert_array_equal(moved, 0.0, err_msg=channel)
+                continue
+            # A linear ramp from nothing, all the way in the stated direction ...
+            np.testing.assert_allclose(moved, moved[-1] * ramp, rtol=1e-9, atol=1e-12)
+            assert np.sign(moved[-1]) == directions[channel], channel
+            # ... and no channel moves more of its noise than the lead does.
+            assert abs(moved[-1]) / sds[col] <= lead_end_sd * (1 + 1e-9), channel
+        np.testing.assert_array_equal(change[~rows], 0.0)
+
+
+def test_leak_on_an_uncoupled_channel_ramps_that_channel_alone() -> None:
+    col = SCENARIOS["pump"].index("speed_rpm")
+    change, rows = _fault_change("pump", "leak@0.5+0.25:speed_rpm")
+    m = int(rows.sum())
+    ramp = np.arange(1, m + 1) / m
+    np.testing.assert_allclose(change[rows, col], change[rows, col][-1] * ramp, rtol=1e-9)
+    assert 4.0 <= abs(change[rows, col][-1]) / _noise_sds("pump")[col] <= 7.0
+    np.testing.assert_array_equal(np.delete(change, col, axis=1), 0.0)
+
+
+@pytest.mark.parametrize("scenario", SCENARIO_NAMES)
+def test_process_faults_with_no_channel_start_on_one_the_plant_couples(scenario: str) -> None:
+    model = SCENARIO_MODELS[scenario]
+    for seed in range(10):
+        stream = simulate(
+            scenario, hours=2.0, faults=[FaultSpec("leak"), FaultSpec("hunting")], seed=seed
+        )
+        for fault in stream.faults:
+            assert model.coupling(fault.kind, fault.channel) is not None, fault
+
+
+def _half_cycle_rows(swing: npt.NDArray[np.float64]) -> float:
+    """Mean rows between sign changes of a zero-mean swing, skipping rows on its zeros."""
+    rows = np.flatnonzero(np.abs(swing) > 1e-9 * np.abs(swing).max())
+    signs = np.sign(swing[rows])
+    crossings = rows[1:][signs[1:] != signs[:-1]]
+    assert crossings.size >= 2
+    return float(np.diff(crossings).mean())
+
+
+@pytest.mark.parametrize(
+    ("scenario", "lead", "phases"),
+    [
+        # The drive's loop: speed, current, head and flow swing together.
+        ("pump", "speed_rpm", {"current_a": 1, "discharge_bar": 1, "flow_m3h": 1}),
+        ("pump", "flow_m3h", {"speed_rpm": 1, "current_a": 1, "discharge_bar": 1}),
+        # The choke's loop: pressure swings against flow.
+        ("well", "flow_kg_s", {"whp_bar": -1, "vibration_mm_s": 1}),
+    ],
+)
+def test_hunting_is_a_slow_swing_of_a_few_noise_sd_weaker_on_coupled_channels(
+    scenario: str, lead: str, phases: dict[str, int]
+) -> None:
+    channels = SCENARIOS[scenario]
+    sds = _noise_sds(scenario)
+    lead_col = channels.index(lead)
+    for seed in range(6):
+        change, rows = _fault_change(scenario, f"hunting@0.25+0.5:{lead}", seed=seed)
+        swing = change[rows, lead_col]
+        lead_sd = swing / sds[lead_col]
+        amplitude = np.abs(swing).max()
+        assert 2.0 <= amplitude / sds[lead_col] <= 4.0
+        assert 60.0 - 2.0 <= 2.0 * _half_cycle_rows(swing) <= 600.0 + 2.0
+        # It builds up: the first half cycle reaches at most half the full swing.
+        assert np.abs(swing[: round(_half_cycle_rows(swing))]).max() <= 0.55 * amplitude
+        for col, channel in enumerate(channels):
+            if col == lead_col:
+                continue
+            moved = change[rows, col]
+            if channel not in phases:
+                np.testing.assert_array_equal(moved, 0.0, err_msg=channel)
+                continue
+            # The same swing, in the channel's own noise sd times a fixed ratio.
+            ratio = (moved / sds[col]) @ lead_sd / np.sum(lead_sd**2)
+            np.testing.assert_allclose(moved / sds[col], ratio * lead_sd, atol=1e-9)
+            assert np.sign(ratio) == phases[channel], channel
+            assert 0.0 < abs(ratio) < 1.0, channel  # weaker than on the lead
+
+
+def test_hunting_has_flat_tops_unlike_the_sine_of_an_oscillation() -> None:
+    """A limit cycle spends far longer near its extremes than a sine (13 % within 2 %)."""
+    col = SCENARIOS["well"].index("wht_c")  # uncoupled: the swing stays on the channel
+    for kind, low, high in (("hunting", 0.4, 1.0), ("oscillation", 0.0, 0.2)):
+        change, rows = _fault_change("well", f"{kind}@0.25+0.5:wht_c", seed=3)
+        swing = change[rows, col][rows.sum() // 2 :]  # past any build-up
+        near_peak = np.mean(np.abs(swing) >= 0.98 * np.abs(swing).max())
+        assert low < near_peak < high, kind
+        np.testing.assert_array_equal(np.delete(change, col, axis=1), 0.0)
+
+
+@pytest.mark.parametrize("period_s", [10.0, 60.0])
+def test_hunting_keeps_six_samples_per_cycle_on_a_coarse_grid(period_s: float) -> None:
+    col = SCENARIOS["pump"].index("flow_m3h")
+    for seed in range(6):
+        change, rows = _fault_change(
+            "pump", "hunting@2+2:flow_m3h", hours=6.0, period_s=period_s, seed=seed
+        )
+        cycle_rows = 2.0 * _half_cycle_rows(change[rows, col])
+        assert cycle_rows >= 6.0 - 0.5
+        assert 60.0 - 2 * period_s <= cycle_rows * period_s <= 600.0 + 2 * period_s
 
 
 @settings(max_examples=25, deadline=None)

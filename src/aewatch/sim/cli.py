@@ -36,6 +36,27 @@ fault syntax (--faults):
   Omitted times, durations and channels are drawn from the seed: faults go after the
   first tenth of the stream, do not overlap and last 5-30 minutes. Empty: normal data.
 
+fault kinds (sizes in the channel's sensor-noise sd, a few, never gross):
+  drift        the sensor walks off linearly, to 6-10 at the span's end
+  step         a constant offset of 4-7
+  spikes       3-12 isolated one-sample spikes of 8-15
+  stuck        the reading freezes at its last value before the span
+  noise        extra white noise of 3-5
+  oscillation  a sine of 3-5 with a 20 s - 4 min period (a loose mounting, a resonance)
+  decouple     the channel stops following the plant and wanders off, to 5-8
+  gain         the transmitter's gain is off: readings scaled about zero, by 3-6 at the
+               span's start, then growing and shrinking with the process level
+  leak         a slow process loss: its channel ramps to 4-7, and the channels the plant
+               couples to it move less, the way the plant would (well: flow falls and
+               whp rises, or whp and flow fall; pump: flow and head fall at the same
+               speed and current, or head rises while flow and current fall)
+  hunting      a control loop hunts: a flat-topped swing of 2-4 with a 1-10 min period
+               (at least 6 samples a cycle) that builds up over its first cycle, weaker
+               on the coupled channels (well: whp against flow; pump: speed, current,
+               head and flow together)
+  A leak or hunting with no channel starts on one the scenario couples; on any other
+  channel it stays on that channel.
+
 channels:
 {chr(10).join(f"  {name}: {', '.join(channels)}" for name, channels in SCENARIOS.items())}
 

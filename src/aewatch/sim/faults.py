@@ -3,7 +3,9 @@
 Part of the offline simulator (``aewatch simulate``), outside the scoring pipeline. A
 ``FaultSpec`` is a request (any of time, duration and channel may be left to the seed),
 ``parse_faults`` reads the command line's fault syntax into specs, and ``place_faults``
-turns specs into concrete, labelled row spans.
+turns specs into concrete, labelled row spans. A fault's channel is the one it acts on, or
+for a process fault (``leak``, ``hunting``) the one it shows first on; a process fault may
+move other channels too, but always within its span's rows, which are all labelled.
 """
 
 from __future__ import annotations
@@ -11,8 +13,9 @@ from __future__ import annotations
 import difflib
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 
 import numpy as np
 import numpy.typing as npt
@@ -37,6 +40,9 @@ FAULT_KINDS: tuple[str, ...] = (
     "noise",
     "oscillation",
     "decouple",
+    "gain",
+    "leak",
+    "hunting",
 )
 FAULT_SYNTAX = (
     "comma-separated items KIND, KIND:CHANNEL, KIND@START_H+DURATION_H or "
@@ -50,6 +56,7 @@ _WARMUP_FRACTION = 0.1
 _DEFAULT_DURATION_S = (300.0, 1800.0)
 _MIN_GAP_S = 600.0
 _PLACEMENT_TRIES = 20
+_ANY_CHANNEL: Mapping[str, Sequence[str]] = MappingProxyType({})
 _ITEM = re.compile(r"(?P<kind>[^@:]*)(?:@(?P<start>[^+:]*)\+(?P<duration>[^:]*))?(?::(?P<ch>.*))?")
 
 
@@ -142,12 +149,15 @@ def place_faults(
     channels: Sequence[str],
     n: int,
     period_s: float,
+    leads: Mapping[str, Sequence[str]] = _ANY_CHANNEL,
 ) -> list[Placement]:
     """Return where each spec lands on a grid of ``n`` rows ``period_s`` apart, in order.
 
     Given times are honoured as given. Faults with no start go after the first tenth of
     the stream, clear of every other fault by up to ten minutes; with no duration they
-    last 5-30 minutes, scaled down so that all of them fit a short stream.
+    last 5-30 minutes, scaled down so that all of them fit a short stream. A fault with
+    no channel gets one of ``leads[kind]`` (the channels a process fault of that kind can
+    show first on), or of ``channels`` for a kind not in ``leads``.
 
     Raises:
         AewatchError: unknown channel, a fault outside the stream or covering no row, or
@@ -160,13 +170,14 @@ def place_faults(
                 f"lacks; use one of {', '.join(channels)} or leave it out"
             )
     grid = _Grid(n, period_s)
+    pools = {kind: tuple(leads.get(kind, channels)) for kind in FAULT_KINDS}
     fixed = {
-        i: _place_fixed(rng, spec, channels, grid)
+        i: _place_fixed(rng, spec, pools, grid)
         for i, spec in enumerate(specs)
         if spec.start_s is not None
     }
     loose = [i for i, s in enumerate(specs) if s.start_s is None]
-    placed = _place_random(rng, [specs[i] for i in loose], list(fixed.values()), channels, grid)
+    placed = _place_random(rng, [specs[i] for i in loose], list(fixed.values()), pools, grid)
     by_index = fixed | dict(zip(loose, placed, strict=True))
     return [by_index[i] for i in range(len(specs))]
 
@@ -231,7 +242,7 @@ def _default_duration_s(rng: np.random.Generator, cap_s: float) -> float:
 
 
 def _place_fixed(
-    rng: np.random.Generator, spec: FaultSpec, channels: Sequence[str], grid: _Grid
+    rng: np.random.Generator, spec: FaultSpec, pools: Mapping[str, Sequence[str]], grid: _Grid
 ) -> Placement:
     assert spec.start_s is not None
     total_s = grid.time_s(grid.n)
@@ -255,7 +266,7 @@ def _place_fixed(
             f"fault {spec.kind} at {spec.start_s:g} s lasting {duration_s:g} s covers no "
             f"sample of the {grid.period_s:g} s grid; make it at least one period long"
         )
-    channel = spec.channel or str(rng.choice(list(channels)))
+    channel = spec.channel or str(rng.choice(list(pools[spec.kind])))
     return Placement(InjectedFault(spec.kind, channel, spec.start_s, end_s), rows)
 
 
@@ -263,7 +274,7 @@ def _place_random(
     rng: np.random.Generator,
     specs: Sequence[FaultSpec],
     fixed: Sequence[Placement],
-    channels: Sequence[str],
+    pools: Mapping[str, Sequence[str]],
     grid: _Grid,
 ) -> list[Placement]:
     if not specs:
@@ -290,7 +301,7 @@ def _place_random(
         )
     out = []
     for spec, length, start in zip(specs, lengths, starts, strict=True):
-        channel = spec.channel or str(rng.choice(list(channels)))
+        channel = spec.channel or str(rng.choice(list(pools[spec.kind])))
         fault = InjectedFault(spec.kind, channel, grid.time_s(start), grid.time_s(start + length))
         out.append(Placement(fault, slice(start, start + length)))
     return out

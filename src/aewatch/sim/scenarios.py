@@ -3,7 +3,9 @@
 Part of the offline simulator (``aewatch simulate``), outside the scoring pipeline. Each
 scenario turns a timestamp grid and a seeded generator into fault-free readings: the
 noise-free process (set-point changes, daily cycle, slow trends, coupled through lags)
-and the sensor noise on top, kept apart so that faults can act on either.
+and the sensor noise on top, kept apart so that faults can act on either. Each also says
+how a process fault (a leak, a hunting control loop) that shows first on one channel
+moves the channels coupled to it.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import numpy.typing as npt
 
 from aewatch.sim.signals import colored_noise, daily_cycle, first_order_lag, setpoint_ramps
 
-__all__ = ["SCENARIO_MODELS", "NormalStream", "Process", "Scenario", "SensorNoise"]
+__all__ = ["SCENARIO_MODELS", "Couplings", "NormalStream", "Process", "Scenario", "SensorNoise"]
 
 _DAY_S = 86_400.0
 
@@ -65,17 +67,55 @@ class Process(Protocol):
     ) -> npt.NDArray[np.float64]: ...
 
 
+# couplings[kind][lead][channel], a move in noise sd per noise sd of the lead's (see Scenario).
+Couplings = Mapping[str, Mapping[str, Mapping[str, float]]]
+
+
 @dataclass(frozen=True, slots=True)
 class Scenario:
-    """A simulated plant: its channels, their sensor noise and its process model.
+    """A simulated plant: its channels, their sensor noise, its process model and couplings.
 
-    ``noise[i]`` belongs to ``channels[i]``.
+    ``noise[i]`` belongs to ``channels[i]``. ``couplings[kind][lead]`` says how a process
+    fault of ``kind`` that shows first on channel ``lead`` moves every channel: a channel's
+    move per noise sd of the lead's, in that channel's own noise sd, signed; the lead's own
+    entry is +1 or -1 and gives its direction. A fault on a channel with no entry stays on
+    that channel.
+
+    Raises:
+        ValueError: a coupling names a channel the plant lacks, or a lead's own entry is
+            not +1 or -1.
     """
 
     name: str
     channels: tuple[str, ...]
     noise: tuple[SensorNoise, ...]
     process: Process
+    couplings: Couplings
+
+    def __post_init__(self) -> None:
+        for kind, leads in self.couplings.items():
+            for lead, moves in leads.items():
+                unknown = sorted(set(moves) - set(self.channels))
+                if unknown or abs(moves.get(lead, 0.0)) != 1.0:
+                    raise ValueError(
+                        f"{self.name} coupling {kind}[{lead}] = {dict(moves)}: name only the "
+                        f"channels {', '.join(self.channels)} and give the lead itself +1 or -1"
+                    )
+
+    def coupling(self, kind: str, channel: str) -> npt.NDArray[np.float64] | None:
+        """Return how a ``kind`` fault led by ``channel`` moves each channel, or ``None``.
+
+        The moves have shape ``(channels,)``, in noise sd per noise sd of the lead (see the
+        class); ``None`` means the plant has no such coupling and the fault stays on
+        ``channel``.
+
+        >>> SCENARIO_MODELS["well"].coupling("leak", "flow_kg_s")
+        array([-1. ,  0.5,  0. ,  0. ])
+        """
+        moves = self.couplings.get(kind, {}).get(channel)
+        if moves is None:
+            return None
+        return np.array([moves.get(c, 0.0) for c in self.channels], dtype=np.float64)
 
     def generate(
         self, rng: np.random.Generator, timestamps: npt.NDArray[np.float64], *, period_s: float
@@ -162,6 +202,39 @@ def _pump_process(
     return np.column_stack([speed, current, discharge, flow, vibration, bearing])
 
 
+def _swing_together(channels: tuple[str, ...], *, others: float) -> dict[str, dict[str, float]]:
+    """Return couplings where any of ``channels`` leads and the rest follow at ``others``."""
+    return {lead: {c: 1.0 if c == lead else others for c in channels} for lead in channels}
+
+
+# Directions follow each plant's physics; the other channels move less than the lead (in
+# noise sd), so that a process fault stays an early warning on every channel it touches.
+_WELL_COUPLINGS: Couplings = {
+    "leak": {
+        # Scale in the choke and flowline: less flow, so less drawdown and a higher whp.
+        "flow_kg_s": {"flow_kg_s": -1.0, "whp_bar": 0.5},
+        # The feed zone declines (a slow loss of reservoir pressure): the choke passes less.
+        "whp_bar": {"whp_bar": -1.0, "flow_kg_s": -0.5},
+    },
+    "hunting": {
+        # The choke's flow or pressure loop hunts: more opening, more flow, less pressure.
+        # Temperature's hour-long lag filters the swing out.
+        "flow_kg_s": {"flow_kg_s": 1.0, "whp_bar": -0.5, "vibration_mm_s": 0.3},
+        "whp_bar": {"whp_bar": 1.0, "flow_kg_s": -0.5},
+    },
+}
+_PUMP_COUPLINGS: Couplings = {
+    "leak": {
+        # Worn wear rings recirculate: less is delivered at the same speed and current,
+        # and the head droops a little.
+        "flow_m3h": {"flow_m3h": -1.0, "discharge_bar": -0.5},
+        # Scale builds in the rising main: more head, less flow, a little less power.
+        "discharge_bar": {"discharge_bar": 1.0, "flow_m3h": -0.5, "current_a": -0.3},
+    },
+    # The drive's level loop hunts: speed swings, and flow, head and power with it.
+    "hunting": _swing_together(("speed_rpm", "current_a", "discharge_bar", "flow_m3h"), others=0.5),
+}
+
 _WELL = Scenario(
     name="well",
     channels=("flow_kg_s", "whp_bar", "wht_c", "vibration_mm_s"),
@@ -172,6 +245,7 @@ _WELL = Scenario(
         SensorNoise(white_sd=0.05, colored_sd=0.10, colored_tau_s=10.0),
     ),
     process=_well_process,
+    couplings=_WELL_COUPLINGS,
 )
 
 _PUMP = Scenario(
@@ -193,6 +267,7 @@ _PUMP = Scenario(
         SensorNoise(white_sd=0.08, colored_sd=0.05, colored_tau_s=300.0),
     ),
     process=_pump_process,
+    couplings=_PUMP_COUPLINGS,
 )
 
 SCENARIO_MODELS: Mapping[str, Scenario] = MappingProxyType({"well": _WELL, "pump": _PUMP})

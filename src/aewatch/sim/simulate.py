@@ -108,7 +108,14 @@ def simulate(
     timestamps = start_epoch_s + np.arange(n, dtype=np.float64) * period_s
     normal = model.generate(np.random.default_rng(normal_seed), timestamps, period_s=period_s)
     fault_rng = np.random.default_rng(fault_seed)
-    placements = place_faults(fault_rng, faults, channels=model.channels, n=n, period_s=period_s)
+    placements = place_faults(
+        fault_rng,
+        faults,
+        channels=model.channels,
+        n=n,
+        period_s=period_s,
+        leads={kind: tuple(leads) for kind, leads in model.couplings.items()},
+    )
     values, labels = _apply(fault_rng, normal, placements, model=model, period_s=period_s)
     for array in (timestamps, values, labels):
         array.flags.writeable = False
@@ -153,19 +160,25 @@ def _apply(
     model: Scenario,
     period_s: float,
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int8]]:
-    """Return readings ``(n, channels)`` and labels ``(n,)`` with each fault written in."""
+    """Return readings ``(n, channels)`` and labels ``(n,)`` with each fault written in.
+
+    A fault may change several channels, but only in its own rows, and all of those are 1.
+    """
     values = normal.clean + normal.noise
     labels = np.zeros(values.shape[0], dtype=np.int8)
+    scale = np.array([noise.sd for noise in model.noise], dtype=np.float64)
     for placement in placements:
-        rows, col = placement.rows, model.channels.index(placement.fault.channel)
+        rows, fault = placement.rows, placement.fault
         site = FaultSite(
-            values=values[rows, col].copy(),
-            clean=normal.clean[rows, col],
-            noise=normal.noise[rows, col],
-            before=float(values[max(rows.start - 1, 0), col]),
-            scale=model.noise[col].sd,
+            values=values[rows].copy(),
+            clean=normal.clean[rows],
+            noise=normal.noise[rows],
+            before=values[max(rows.start - 1, 0)].copy(),
+            scale=scale,
+            column=model.channels.index(fault.channel),
             period_s=period_s,
+            coupling=model.coupling(fault.kind, fault.channel),
         )
-        values[rows, col] = inject(placement.fault.kind, rng, site)
+        values[rows] = inject(fault.kind, rng, site)
         labels[rows] = 1
     return values, labels
