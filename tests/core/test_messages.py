@@ -6,6 +6,7 @@ import json
 import math
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -24,7 +25,7 @@ from aewatch.daemon.messages import (
     parse_time,
     state_message,
 )
-from aewatch.model.alerts import AlertEvent, AlertState
+from aewatch.model.alerts import AlertEvent, AlertState, Finding
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 PROPERTY = settings(deadline=None, max_examples=100)
@@ -122,10 +123,32 @@ def test_alert_message_holds_the_event() -> None:
         "peak_score": 0.0734,
         "threshold": 0.0212,
         "contributions": [{"channel": "flow", "share": 0.75}, {"channel": "temp", "share": 0.25}],
+        "kind": "reconstruction",
+        "severity": 0.0,
+        "channels": [],
         "model": "well",
         "model_version": "3f2a9c1b7d4e",
     }
     assert json.loads(encode(message)) == message
+
+
+def test_an_alert_says_which_check_and_channels_in_their_units() -> None:
+    finding = Finding("flow", "stuck", 3.2, 3.55, -4.1234567891, 2.0)
+    raised = replace(event("raised"), kind="stuck", severity=2.0, findings=(finding,))
+    for message in (alert_message(raised, **VERSION), state_message(raised, **VERSION)):
+        assert message["kind"] == "stuck"
+        assert message["channels"] == [
+            {
+                "channel": "flow",
+                "kind": "stuck",
+                "measured": 3.2,
+                "expected": 3.55,
+                "noise_levels": -4.123457,
+                "ratio": 2.0,
+            }
+        ]
+    normal = state_message(replace(raised, state="resolved"), **VERSION)
+    assert (normal["kind"], normal["channels"]) == (None, [])
 
 
 def test_state_of_a_resolved_alert_is_normal_and_empty() -> None:
@@ -135,6 +158,7 @@ def test_state_of_a_resolved_alert_is_normal_and_empty() -> None:
     nulls = ("alert_id", "started_at", "peak_score", "threshold")
     assert [message[key] for key in nulls] == [None] * 4
     assert message["contributions"] == []
+    assert (message["kind"], message["severity"], message["channels"]) == (None, None, [])
 
 
 def test_numbers_keep_seven_significant_digits() -> None:

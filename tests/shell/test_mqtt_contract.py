@@ -28,7 +28,7 @@ from aewatch.daemon.intake import Intake, ReadingQueue
 from aewatch.daemon.metrics import registry_for
 from aewatch.daemon.pipeline import COUNTS, Pipeline
 from aewatch.daemon.service import Daemon
-from aewatch.model.alerts import AlertEvent, AlertState
+from aewatch.model.alerts import AlertEvent, AlertState, Finding
 
 DOC_PATH = Path(__file__).resolve().parents[2] / "docs" / "mqtt.md"
 DOC = DOC_PATH.read_text(encoding="utf-8")
@@ -144,6 +144,9 @@ def real_events() -> tuple[AlertEvent, AlertEvent]:
             score=0.07 if is_anomalous else 0.01,
             threshold=0.02,
             channel_errors=errors,
+            severity=3.5 if is_anomalous else 0.5,
+            kind="shift",
+            findings=(Finding("flow_kg_s", "shift", 3.41, 3.19, 2.6, 3.5),),
         )
         if event is not None and event.state == "raised":
             raised = event

@@ -38,7 +38,8 @@ def test_score_table_matches_row_by_row_streaming() -> None:
     for ts, row in zip(test.timestamps, test.values, strict=True):
         due = window.push(ts, row)
         if len(due):
-            verdicts = detector.decide("w", due.end_timestamps, scorer.score(due.windows))
+            scores = scorer.score(due.windows)
+            verdicts = detector.decide("w", due.end_timestamps, scores, due.windows)
             firing.append(bool(verdicts.is_firing[-1]))
             events += verdicts.events
         else:

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from aewatch.model.alerts import AlertEvent
+from aewatch.model.alerts import AlertEvent, Finding
 from aewatch.model.alerts import iso_ms as iso  # messages write times as alerts and logs do
 
 __all__ = [
@@ -38,6 +38,7 @@ __all__ = [
     "alert_message",
     "denoised_message",
     "encode",
+    "findings_json",
     "iso",
     "parse_state",
     "parse_time",
@@ -93,6 +94,9 @@ def alert_message(event: AlertEvent, *, model: str, model_version: str) -> dict[
         "peak_score": _number(event.peak_score),
         "threshold": _number(event.threshold),
         "contributions": _contributions(event.contributions),
+        "kind": event.kind,
+        "severity": _number(event.severity),
+        "channels": findings_json(event.findings),
         "model": model,
         "model_version": model_version,
     }
@@ -110,6 +114,9 @@ def state_message(event: AlertEvent, *, model: str, model_version: str) -> dict[
         "peak_score": _number(event.peak_score) if is_firing else None,
         "threshold": _number(event.threshold) if is_firing else None,
         "contributions": _contributions(event.contributions) if is_firing else [],
+        "kind": event.kind if is_firing else None,
+        "severity": _number(event.severity) if is_firing else None,
+        "channels": findings_json(event.findings) if is_firing else [],
         "updated_at": iso(event.at),
         "model": model,
         "model_version": model_version,
@@ -176,6 +183,21 @@ def parse_state(payload: bytes) -> OpenAlert | None:
     # does not turn into a ValueError (anyone may publish to the retained state topic).
     except (KeyError, TypeError, AttributeError, UnicodeDecodeError, RecursionError) as err:
         raise ValueError(f"malformed state message ({type(err).__name__}: {err})") from err
+
+
+def findings_json(findings: tuple[Finding, ...]) -> list[dict[str, Any]]:
+    """The channels that look wrong, as the alert and state messages carry them."""
+    return [
+        {
+            "channel": f.channel,
+            "kind": f.kind,
+            "measured": _number(f.measured),
+            "expected": _number(f.expected),
+            "noise_levels": _number(f.noise_levels),
+            "ratio": _number(f.ratio),
+        }
+        for f in findings
+    ]
 
 
 def _contributions(pairs: tuple[tuple[str, float], ...]) -> list[dict[str, Any]]:

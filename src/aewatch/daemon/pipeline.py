@@ -317,7 +317,7 @@ class Pipeline:
             scores = model.scorer.score(windows, reconstruct=self.with_denoised)
             self.counts["windows"] += len(scores)
             self.counts["batches"] += 1
-            verdicts = model.detector.decide_many(assets, bounds, ends, scores)
+            verdicts = model.detector.decide_many(assets, bounds, ends, scores, windows)
             denoised = None
             if scores.reconstructions is not None:
                 denoised = _newest_rows(model, ends, scores.reconstructions)

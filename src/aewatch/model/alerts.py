@@ -12,10 +12,32 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-__all__ = ["AlertEvent", "AlertState", "alert_id", "iso_ms"]
+__all__ = ["RECONSTRUCTION", "AlertEvent", "AlertState", "Finding", "alert_id", "iso_ms"]
 
 RAISED = "raised"
 RESOLVED = "resolved"
+RECONSTRUCTION = "reconstruction"  # the kind of an alert the autoencoder's window error raised
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """What one channel showed at an alert's peak, in the channel's own units.
+
+    ``kind`` is the check that flagged it (``shift``, ``noise``, ``stuck``, ``range``) or
+    ``reconstruction``. ``measured`` is the newest reading and ``expected`` what the
+    channel should read: its prediction from the other channels and its recent past, or
+    for ``range`` the envelope's nearer edge. ``noise_levels`` says how far apart in the
+    channel's noise levels: for ``shift`` the recent mean residual, for ``noise`` the
+    recent residual spread over its normal one, otherwise (measured - expected) / noise.
+    ``ratio`` is the check's statistic over its limit (1 = at the limit).
+    """
+
+    channel: str
+    kind: str
+    measured: float
+    expected: float
+    noise_levels: float
+    ratio: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +57,9 @@ class AlertEvent:
     peak_score: float
     threshold: float
     contributions: tuple[tuple[str, float], ...]
+    kind: str = RECONSTRUCTION  # what raised it, at its peak
+    findings: tuple[Finding, ...] = ()  # the channels that look wrong, worst first
+    severity: float = 0.0  # the peak's worst statistic over its limit (>= 1 raises)
 
 
 @dataclass(slots=True)
@@ -49,6 +74,9 @@ class _Track:
     peak_score: float = float("-inf")
     peak_threshold: float = 0.0
     peak_channels: dict[str, float] = field(default_factory=dict)
+    peak_severity: float = float("-inf")
+    peak_kind: str = RECONSTRUCTION
+    peak_findings: tuple[Finding, ...] = ()
 
 
 class AlertState:
@@ -77,10 +105,10 @@ class AlertState:
         track = self._tracks.get(asset)
         return track is not None and track.is_firing
 
-    def peak_score(self, asset: str) -> float:
-        """The highest score of ``asset``'s open alert or anomalous run (-inf: none)."""
+    def peak_severity(self, asset: str) -> float:
+        """The highest severity of ``asset``'s open alert or anomalous run (-inf: none)."""
         track = self._tracks.get(asset)
-        return float("-inf") if track is None else track.peak_score
+        return float("-inf") if track is None else track.peak_severity
 
     def firing(self) -> dict[str, str]:
         """Active alerts: asset → alert id."""
@@ -130,6 +158,7 @@ class AlertState:
             peak_score=peak_score,
             peak_threshold=threshold,
             peak_channels=dict(contributions),
+            peak_severity=peak_score / threshold if threshold > 0 else peak_score,
         )
         return True
 
@@ -146,15 +175,21 @@ class AlertState:
         elif track.is_firing:
             if count != 1:
                 raise ValueError(f"{asset} fires: note its normal windows one at a time")
-            self.update(asset, is_anomalous=False, at=at, score=float("-inf"), threshold=0.0)
+            self.update(
+                asset,
+                is_anomalous=False,
+                at=at,
+                score=float("-inf"),
+                threshold=0.0,
+                severity=float("-inf"),
+            )
             return
         if track.normal_run == 0:
             track.normal_started_at = at
         track.normal_run += count
         track.anomalous_run = 0
-        track.peak_score = float("-inf")
-        if track.peak_channels:
-            track.peak_channels = {}
+        if track.peak_severity != float("-inf"):
+            _clear_peak(track)
 
     def update(
         self,
@@ -165,8 +200,17 @@ class AlertState:
         score: float,
         threshold: float,
         channel_errors: Mapping[str, float] | None = None,
+        severity: float | None = None,
+        kind: str = RECONSTRUCTION,
+        findings: tuple[Finding, ...] = (),
     ) -> AlertEvent | None:
-        """Fold one window's decision into ``asset``'s state; return the event it causes."""
+        """Fold one window's decision into ``asset``'s state; return the event it causes.
+
+        ``severity`` ranks the windows of an alert (default ``score / threshold``): the
+        worst one's score, channels, ``kind`` and ``findings`` are what the alert reports.
+        """
+        if severity is None:
+            severity = score / threshold if threshold > 0 else score
         track = self._tracks.setdefault(asset, _Track())
         if is_anomalous:
             if track.anomalous_run == 0:
@@ -178,8 +222,13 @@ class AlertState:
                 track.normal_started_at = at
             track.normal_run += 1
             track.anomalous_run = 0
-        if track.is_firing or is_anomalous:
-            _note_peak(track, score, threshold, channel_errors)
+        if (track.is_firing or is_anomalous) and severity > track.peak_severity:
+            track.peak_severity = severity
+            track.peak_score = score
+            track.peak_threshold = threshold
+            track.peak_channels = dict(channel_errors or {})
+            track.peak_kind = kind
+            track.peak_findings = findings
         if not track.is_firing and track.anomalous_run >= self.raise_after:
             track.is_firing = True
             track.started_at = track.run_started_at
@@ -192,8 +241,7 @@ class AlertState:
             )
             return event
         if not track.is_firing and not is_anomalous:
-            track.peak_score = float("-inf")
-            track.peak_channels = {}
+            _clear_peak(track)
         return None
 
 
@@ -216,13 +264,11 @@ def iso_ms(timestamp: float) -> str:
     return text.replace("+00:00", "Z")
 
 
-def _note_peak(
-    track: _Track, score: float, threshold: float, channel_errors: Mapping[str, float] | None
-) -> None:
-    if score > track.peak_score:
-        track.peak_score = score
-        track.peak_threshold = threshold
-        track.peak_channels = dict(channel_errors or {})
+def _clear_peak(track: _Track) -> None:
+    track.peak_score = track.peak_severity = float("-inf")
+    track.peak_channels = {}
+    track.peak_kind = RECONSTRUCTION
+    track.peak_findings = ()
 
 
 def _event(asset: str, track: _Track, state: str, at: float, ended_at: float | None) -> AlertEvent:
@@ -241,4 +287,7 @@ def _event(asset: str, track: _Track, state: str, at: float, ended_at: float | N
         peak_score=track.peak_score,
         threshold=track.peak_threshold,
         contributions=tuple(shares),
+        kind=track.peak_kind,
+        findings=track.peak_findings,
+        severity=track.peak_severity,
     )

@@ -18,9 +18,13 @@ order and turns each error into a decision statistic:
    below ``drop`` × the alert's median counts as normal for resolving it; an alert closed
    that way restarts the baseline at the current level, so the new plateau is the new normal.
 
-The statistic is compared with the calibrated ``Threshold`` and the outcome fed to the
-``AlertState`` (hysteresis). What a caller sees is in the error's own units: ``score`` (the
-smoothed error) against ``cut`` (threshold × baseline).
+The statistic is compared with the calibrated ``Threshold``. Beside it, each channel's
+residual and sensor-health checks (``aewatch.core.checks``: shift, noise, stuck, range)
+watch the newest samples of every window; a window is anomalous when the window error is
+over its cut *or* any check is at its limit, and the outcome is fed to the ``AlertState``
+(hysteresis). What a caller sees is in the error's own units: ``score`` (the smoothed
+error) against ``cut`` (threshold × baseline); an alert also says which check and which
+channels (``AlertEvent.kind``, ``findings``).
 """
 
 from __future__ import annotations
@@ -36,7 +40,8 @@ from typing import Any, Self
 import numpy as np
 import numpy.typing as npt
 
-from aewatch.model.alerts import AlertEvent, AlertState
+from aewatch.core.checks import CHECK_KINDS, RANGE, ChannelChecks, ChannelMonitor, Observation
+from aewatch.model.alerts import RECONSTRUCTION, AlertEvent, AlertState, Finding
 from aewatch.model.scorer import Scores
 from aewatch.model.threshold import Threshold
 
@@ -79,6 +84,7 @@ class DecisionSettings:
     resolve_after: int = 1
     smoothing_halflife: float = 0.0  # windows; 0 turns smoothing off
     adaptation: Adaptation | None = None
+    checks: ChannelChecks | None = None  # None: the window error alone decides
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON for the bundle's metadata."""
@@ -88,12 +94,14 @@ class DecisionSettings:
             "resolve_after": self.resolve_after,
             "smoothing_halflife": self.smoothing_halflife,
             "adaptation": None if adapt is None else {**asdict(adapt), "seed": list(adapt.seed)},
+            "checks": None if self.checks is None else self.checks.to_json(),
         }
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> Self:
         """Inverse of ``to_json``; missing keys take their defaults."""
         adapt = obj.get("adaptation")
+        checks = obj.get("checks")
         return cls(
             raise_after=int(obj.get("raise_after", 1)),
             resolve_after=int(obj.get("resolve_after", 1)),
@@ -101,6 +109,7 @@ class DecisionSettings:
             adaptation=None
             if not adapt
             else Adaptation(**{**adapt, "seed": tuple(float(v) for v in adapt.get("seed", ()))}),
+            checks=None if not checks else ChannelChecks.from_json(checks),
         )
 
     @property
@@ -125,6 +134,7 @@ class Verdicts:
     is_anomalous: npt.NDArray[np.bool_]
     is_firing: npt.NDArray[np.bool_]
     events: list[AlertEvent] = field(default_factory=list)
+    severity: npt.NDArray[np.float32] | None = None  # (k,) worst statistic over its limit
 
 
 _NON_FINITE_FACTOR = 1000.0  # a non-finite window error counts as this many thresholds
@@ -230,11 +240,18 @@ class Detector:
         self.channels = channels
         self.settings = settings
         self.alerts = AlertState(settings.raise_after, settings.resolve_after)
+        self.monitor = None if settings.checks is None else ChannelMonitor(settings.checks)
         self._states: dict[str, _AssetState] = {}
 
-    def decide(self, asset: str, end_timestamps: npt.ArrayLike, scores: Scores) -> Verdicts:
+    def decide(
+        self,
+        asset: str,
+        end_timestamps: npt.ArrayLike,
+        scores: Scores,
+        windows: npt.NDArray[np.floating] | None = None,
+    ) -> Verdicts:
         """Walk ``asset``'s windows (time order) through smoothing, threshold and hysteresis."""
-        return self.decide_many([asset], [0, len(scores.errors)], end_timestamps, scores)
+        return self.decide_many([asset], [0, len(scores.errors)], end_timestamps, scores, windows)
 
     def decide_many(
         self,
@@ -242,11 +259,14 @@ class Detector:
         bounds: Sequence[int] | npt.NDArray[np.int64],
         end_timestamps: npt.ArrayLike,
         scores: Scores,
+        windows: npt.NDArray[np.floating] | None = None,
     ) -> Verdicts:
         """:meth:`decide` for the windows of many assets at once, in one set of arrays.
 
         The windows of ``assets[g]`` are ``bounds[g]:bounds[g + 1]``, in time order; the
-        verdicts come in the same order as the windows.
+        verdicts come in the same order as the windows. ``windows`` ``(n, c, L)`` are the
+        raw windows the scores came from: the channel checks watch their newest samples
+        (without them only the window error decides).
         """
         ends = np.asarray(end_timestamps, dtype=np.float64).tolist()
         raw_array = np.asarray(scores.errors, dtype=np.float64)
@@ -263,6 +283,9 @@ class Detector:
         events: list[AlertEvent] = []
         cap = _NON_FINITE_FACTOR * max(value, _TINY)
         finite_errors: npt.NDArray[np.float32] | None = None
+        checked = self._check(assets, bounds, windows, total)
+        check_ratio = checked.worst.tolist()
+        severity = list(check_ratio)
         for group, asset in enumerate(assets):
             i, k = int(bounds[group]), int(bounds[group + 1])
             state = self._state(asset)
@@ -271,14 +294,18 @@ class Detector:
                 if i >= next_run and k - i >= _RUN_MIN and not alerts.is_firing(asset):
                     # A run of normal windows (the common case) in one step, up to the first
                     # anomalous one; that one, and a few after it, go one by one below.
+                    end = min(k, i + _RUN_SPAN)
                     scores_run, cuts_run = self._normal_run(
-                        state, raw_array[i : min(k, i + _RUN_SPAN)]
+                        state, raw_array[i:end], checked.is_over[i:end]
                     )
                     n = len(scores_run)
                     if n:
                         alerts.note_normal(asset, ends[i], n)
                         out_scores[i : i + n] = scores_run.tolist()
                         cuts[i : i + n] = cuts_run.tolist()
+                        severity[i : i + n] = np.maximum(
+                            scores_run / np.maximum(cuts_run, _TINY), checked.worst[i : i + n]
+                        ).tolist()
                         i += n
                         if i == k:
                             break
@@ -299,7 +326,10 @@ class Detector:
                 baseline = max(state.baseline(), state.floor) if adapt else 1.0
                 cut = value * baseline
                 out_scores[i], cuts[i] = smoothed, cut
-                is_anomalous = anomalous[i] = smoothed > cut
+                ae_ratio = smoothed / max(cut, _TINY)
+                severity[i] = window_severity = max(ae_ratio, check_ratio[i])
+                is_over = smoothed > cut
+                is_anomalous = anomalous[i] = is_over or check_ratio[i] >= 1.0
                 was_firing = alerts.is_firing(asset)
                 if not (is_anomalous or was_firing):  # a normal window, kept short
                     alerts.note_normal(asset, ends[i])
@@ -308,16 +338,22 @@ class Detector:
                         state.dropped = False
                     i += 1
                     continue
-                counts_anomalous = is_anomalous and not (
-                    was_firing and self._has_dropped(state, smoothed / baseline)
-                )
-                # Channel errors matter only to a new peak of an alert: build them only then.
+                counts_anomalous = (
+                    is_over and not (was_firing and self._has_dropped(state, smoothed / baseline))
+                ) or check_ratio[i] >= 1.0
+                # Channel errors and findings matter only to a new peak of an alert: build
+                # them only then.
                 channel_errors = None
-                if (counts_anomalous or was_firing) and smoothed > alerts.peak_score(asset):
+                kind = RECONSTRUCTION
+                findings: tuple[Finding, ...] = ()
+                if (counts_anomalous or was_firing) and window_severity > alerts.peak_severity(
+                    asset
+                ):
                     if finite_errors is None:
                         finite_errors = np.nan_to_num(scores.channel_errors, nan=cap, posinf=cap)
                     row = finite_errors[i].tolist()
                     channel_errors = dict(zip(self.channels, row, strict=True))
+                    kind, findings = checked.findings(i, ae_ratio, finite_errors[i], self.channels)
                 event = alerts.update(
                     asset,
                     is_anomalous=counts_anomalous,
@@ -325,6 +361,9 @@ class Detector:
                     score=smoothed,
                     threshold=cut,
                     channel_errors=channel_errors,
+                    severity=window_severity,
+                    kind=kind,
+                    findings=findings,
                 )
                 if event is not None:
                     events.append(event)
@@ -335,7 +374,7 @@ class Detector:
                         adapt,
                         smoothed,
                         baseline,
-                        is_normal=not is_anomalous,
+                        is_normal=not is_over,
                         was_firing=was_firing,
                         is_firing=is_firing,
                     )
@@ -346,18 +385,39 @@ class Detector:
             np.array(anomalous, dtype=np.bool_),
             np.array(firing, dtype=np.bool_),
             events,
+            np.array(severity, dtype=np.float32),
         )
 
+    def _check(
+        self,
+        assets: Sequence[str],
+        bounds: Sequence[int] | npt.NDArray[np.int64],
+        windows: npt.NDArray[np.floating] | None,
+        total: int,
+    ) -> _Checked:
+        """Run the channel checks over the windows of ``assets`` (none: nothing over)."""
+        monitor = self.monitor
+        if monitor is None or windows is None or total == 0:
+            return _Checked(None, np.zeros(total), np.zeros(total, dtype=np.bool_))
+        sizes = np.diff(np.asarray(bounds, dtype=np.int64)).astype(np.int64)
+        slots = np.repeat(np.array([monitor.slot(a) for a in assets], dtype=np.int64), sizes)
+        observed = monitor.observe(slots, windows)
+        worst = observed.worst()
+        return _Checked(observed, worst, worst >= 1.0, monitor.checks)
+
     def _normal_run(
-        self, state: _AssetState, raws: npt.NDArray[np.float64]
+        self,
+        state: _AssetState,
+        raws: npt.NDArray[np.float64],
+        is_blocked: npt.NDArray[np.bool_],
     ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
         """Smoothed scores and cuts of the leading normal windows of ``raws``, applied.
 
         For an asset that does not fire: every window is first taken to be normal, which
         fixes each one's baseline; the run ends before the first window whose score then
-        meets its cut. The run's windows are folded into the smoothing and the baseline
-        as the one-by-one path would fold them (sums rounded differently); the caller
-        notes them in the alert state.
+        meets its cut, or that a channel check flags (``is_blocked``). The run's windows
+        are folded into the smoothing and the baseline as the one-by-one path would fold
+        them (sums rounded differently); the caller notes them in the alert state.
         """
         settings = self.settings
         value = self.threshold.value
@@ -378,7 +438,7 @@ class Detector:
             with np.errstate(invalid="ignore", divide="ignore"):
                 baseline = np.where(count > 0, (total[stop] - total[start]) / count, 1.0)
             cuts = value * np.maximum(baseline, state.floor)
-        over = np.flatnonzero(smoothed > cuts)
+        over = np.flatnonzero((smoothed > cuts) | is_blocked)
         n = int(over[0]) if len(over) else len(x)
         if n:
             state.smoothed = float(smoothed[n - 1])
@@ -439,11 +499,17 @@ class Detector:
         if state is not None:
             self._states[asset] = state
         self.alerts.adopt(asset, previous.alerts)
+        if self.monitor is not None and previous.monitor is not None:
+            self.monitor.adopt(asset, previous.monitor)
+        elif previous.monitor is not None:
+            previous.monitor.forget(asset)
 
     def forget(self, asset: str) -> None:
         """Drop everything known about ``asset``."""
         self.alerts.forget(asset)
         self._states.pop(asset, None)
+        if self.monitor is not None:
+            self.monitor.forget(asset)
 
     def _state(self, asset: str) -> _AssetState:
         state = self._states.get(asset)
@@ -452,6 +518,85 @@ class Detector:
             state = _seeded_state(adapt) if adapt else _AssetState()
             self._states[asset] = state
         return state
+
+
+_MAX_FINDINGS = 4
+
+
+@dataclass(frozen=True, slots=True)
+class _Checked:
+    """The channel checks' outcome for one call: ``worst`` ``(n,)`` ratio, ``is_over``."""
+
+    observed: Observation | None
+    worst: npt.NDArray[np.float64]
+    is_over: npt.NDArray[np.bool_]
+    checks: ChannelChecks | None = None
+
+    def findings(
+        self,
+        i: int,
+        ae_ratio: float,
+        channel_errors: npt.NDArray[np.float32],
+        channels: tuple[str, ...],
+    ) -> tuple[str, tuple[Finding, ...]]:
+        """The kind of window ``i``'s worst statistic and the channels that look wrong.
+
+        With checks at their limit: those channels, worst first. Raised by the window error
+        alone: the channels with the largest share of it.
+        """
+        observed, checks = self.observed, self.checks
+        if observed is None or checks is None:
+            return RECONSTRUCTION, ()
+        ratios = observed.ratios[i]  # (4, c)
+        by_channel = ratios.max(axis=0)
+        if ae_ratio >= float(by_channel.max()) or by_channel.max() < 1.0:
+            kind = RECONSTRUCTION
+            picked = np.argsort(-channel_errors, kind="stable")[:_MAX_FINDINGS]
+            picked = picked[channel_errors[picked] > 0] if ae_ratio > 0 else picked[:0]
+        else:
+            kind = CHECK_KINDS[int(np.unravel_index(int(ratios.argmax()), ratios.shape)[0])]
+            picked = np.argsort(-by_channel, kind="stable")[:_MAX_FINDINGS]
+            picked = picked[by_channel[picked] >= 1.0]
+        out = []
+        for j in picked.tolist():
+            check = int(ratios[:, j].argmax())
+            channel_kind = kind if kind == RECONSTRUCTION else CHECK_KINDS[check]
+            out.append(
+                _finding(
+                    observed,
+                    checks,
+                    i,
+                    j,
+                    channel=channels[j],
+                    kind=channel_kind,
+                    ratio=float(ratios[check, j]),
+                )
+            )
+        return kind, tuple(out)
+
+
+def _finding(
+    observed: Observation,
+    checks: ChannelChecks,
+    i: int,
+    j: int,
+    *,
+    channel: str,
+    kind: str,
+    ratio: float,
+) -> Finding:
+    measured = float(observed.measured[i, j])
+    expected = float(observed.expected[i, j])
+    noise = float(checks.model.noise[j])
+    if kind == CHECK_KINDS[RANGE]:
+        expected = float(np.clip(measured, checks.low[j], checks.high[j]))
+    if kind == "shift":
+        levels = float(observed.level[i, j])
+    elif kind == "noise":
+        levels = float(observed.spread[i, j])
+    else:
+        levels = (measured - expected) / noise
+    return Finding(channel, kind, measured, expected, levels, ratio)
 
 
 def _seeded_state(adapt: Adaptation) -> _AssetState:

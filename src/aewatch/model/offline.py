@@ -72,7 +72,7 @@ def score_table(
         window.reset()
         due = window.extend(seg.timestamps, seg.values)
         scores = scorer.score(due.windows)
-        verdicts = detector.decide(asset, due.end_timestamps, scores)
+        verdicts = detector.decide(asset, due.end_timestamps, scores, due.windows)
         events.extend(verdicts.events)
         ends.append(due.end_timestamps)
         errors.append(verdicts.scores)

@@ -7,6 +7,9 @@
    cross a split).
 3. Fit a robust scaler, pick the latent size from the data unless given, fit the network.
 4. Score the held-out windows and calibrate the threshold for the target false-alarm rate.
+5. Fit each channel's residual model (``aewatch.core.residual``) on the fit and validation
+   rows, measure its noise on the held-out rows and calibrate the channel checks there
+   (``aewatch.core.checks``), sharing the false-alert budget with the window error.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from aewatch.core.checks import ChannelChecks, calibrate_checks
+from aewatch.core.residual import DEFAULT_LAGS, ResidualModel
 from aewatch.errors import DataError
 from aewatch.model.bundle import ModelBundle
 from aewatch.model.dataset import Table
@@ -60,6 +65,11 @@ class TrainSettings:
     rebaseline_drop: float = 0.3  # re-baseline after a fault (see detector); 0: off
     rebaseline_min_alert: int = 30  # windows an alert must last before a drop counts
     adapt_floor: float = 0.5  # the baseline never falls below this × its starting level
+    checks: bool = True  # per-channel residual and sensor-health checks beside the window error
+    false_alerts_per_day: float = 0.5  # the checks' share of false alerts, per asset and day
+    stuck_s: float = 60.0  # a channel that has not moved for this long is stuck
+    range_margin: float = 0.25  # envelope: normal range widened by this share of its width
+    lags: int = DEFAULT_LAGS  # samples of the past each channel is predicted from
     name: str = "model"
     fit: FitSettings = field(default_factory=FitSettings)
 
@@ -124,6 +134,9 @@ def train_bundle(tables: Sequence[Table], settings: TrainSettings) -> TrainOutco
     scores = bundle.scorer(device=settings.fit.device).score(windows["calibration"])
     decision, statistic = _decision(scores.errors, settings)
     threshold = Threshold.calibrate(statistic, settings.fpr)
+    if settings.checks:
+        checks = _checks(fit_rows + val_rows, cal_rows, period, settings)
+        decision = replace(decision, checks=checks)
     counts = {f"{name}_windows": len(w) for name, w in windows.items()}
     counts["rows"] = sum(len(t.timestamps) for t in tables)
     bundle = replace(
@@ -195,6 +208,38 @@ def _decision(
         settings.raise_after, settings.resolve_after, settings.smoothing_halflife, adaptation
     )
     return decision_statistic(errors, decision)
+
+
+def _checks(
+    train_rows: list[npt.NDArray[np.float32]],
+    held_out: list[npt.NDArray[np.float32]],
+    period_s: float,
+    settings: TrainSettings,
+) -> ChannelChecks | None:
+    """Residual model fitted on the training rows, its checks calibrated on held-out rows.
+
+    A short history gets fewer lags (each channel's prediction needs about twice as many
+    samples as it has weights); too short a history for even one lag leaves the window
+    error alone, which ``None`` says.
+    """
+    for lags in range(min(settings.lags, settings.window_len - 1), 0, -1):
+        try:
+            model = ResidualModel.fit(train_rows, lags).with_noise_from(held_out)
+        except ValueError:
+            continue  # too few rows to pin down this many weights: try fewer lags
+        break
+    else:
+        return None
+    return calibrate_checks(
+        model,
+        held_out,
+        train_rows + held_out,
+        period_s=period_s,
+        hop=settings.hop,
+        false_alerts_per_day=settings.false_alerts_per_day,
+        stuck_s=settings.stuck_s,
+        range_margin=settings.range_margin,
+    )
 
 
 def _infer_period(tables: Sequence[Table]) -> float:

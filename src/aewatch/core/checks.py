@@ -1,0 +1,394 @@
+"""Per-channel residual detectors and sensor-health checks (pipeline stage: Detector).
+
+Beside the autoencoder's window error, every channel of every asset is watched by four
+checks, each a statistic with a limit calibrated on held-out normal data (a ratio of 1
+means "at the limit"):
+
+``shift``
+    A two-sided CUSUM of the channel's residual (reading minus the ``ResidualModel``'s
+    prediction) in noise levels: a step or drift of one to three noise levels builds up
+    within minutes, while single noisy samples fade (each sample adds ``z - k``; a sample
+    counts at most ``clip`` noise levels, so one wild spike cannot raise it alone).
+``noise``
+    A CUSUM of the squared residual about its recent level, against 1 + ``k_spread``: the
+    channel got noisier (a failing transmitter, a bad earth) or started to oscillate. A
+    residual that is offset but no wider (a prediction lagging a ramp) does not count.
+``stuck``
+    The reading has not moved by more than ``stuck_tolerance`` for ``stuck_after``
+    samples: a frozen or flatlined transmitter. The limit is at least the stated time and
+    twice the longest still run of the normal history, so quantised channels keep quiet.
+``range``
+    The reading left the training envelope ``[low, high]`` (the normal history's
+    0.1 %-99.9 % range widened by a margin, or physical limits given by the user).
+
+``ChannelMonitor`` keeps the statistics of many assets in arrays (one row per asset) and
+updates the assets' windows of one flush together.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Self
+
+import numpy as np
+import numpy.typing as npt
+
+from aewatch.core.residual import ResidualModel
+
+__all__ = [
+    "CHECK_KINDS",
+    "ChannelChecks",
+    "ChannelMonitor",
+    "Observation",
+    "calibrate_checks",
+    "cusum_limit",
+]
+
+CHECK_KINDS: tuple[str, ...] = ("shift", "noise", "stuck", "range")
+SHIFT, NOISE, STUCK, RANGE = range(4)
+_CAP = 1.5  # a CUSUM never climbs past this many limits, so it falls back soon after a fault
+_LEVEL_HALFLIFE = 20.0  # samples; the smoothed residual an alert reports
+_STUCK_TOLERANCE = 0.05  # of the channel's noise level: a move smaller than this is no move
+_MIN_STUCK_SAMPLES = 6
+_NORMAL_RANGE_Q = 0.001
+_SQUARE_CLIP = 9.0  # a sample adds at most 3² to the noise statistic
+_SIEGMUND = 1.166  # Siegmund's correction of the limit for the overshoot
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelChecks:
+    """The calibrated checks of one model; every array is ``(c,)``, in channel order.
+
+    ``shift_limit`` and ``noise_limit`` are CUSUM limits; ``stuck_after`` in samples;
+    ``stuck_tolerance``, ``low`` and ``high`` in the channels' units. ``hop`` is how many
+    new samples each window brings.
+    """
+
+    model: ResidualModel
+    shift_limit: npt.NDArray[np.float64]
+    noise_limit: npt.NDArray[np.float64]
+    stuck_tolerance: npt.NDArray[np.float64]
+    stuck_after: npt.NDArray[np.float64]
+    low: npt.NDArray[np.float64]
+    high: npt.NDArray[np.float64]
+    hop: int
+    k: float = 1.0
+    k_spread: float = 1.0
+    clip: float = 6.0
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain JSON for the bundle's metadata."""
+        return {
+            "model": self.model.to_json(),
+            **{name: getattr(self, name).tolist() for name in _ARRAYS},
+            "hop": self.hop,
+            "k": self.k,
+            "k_spread": self.k_spread,
+            "clip": self.clip,
+        }
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> Self:
+        """Inverse of ``to_json``.
+
+        Raises:
+            ValueError: shapes that disagree with the model, or values out of range.
+        """
+        model = ResidualModel.from_json(obj["model"])
+        arrays = {name: np.asarray(obj[name], dtype=np.float64) for name in _ARRAYS}
+        for name, values in arrays.items():
+            if values.shape != (model.channels,) or np.isnan(values).any():
+                raise ValueError(f"checks: {name} must hold {model.channels} numbers")
+        if (arrays["shift_limit"] <= 0).any() or (arrays["noise_limit"] <= 0).any():
+            raise ValueError("checks: the CUSUM limits must be positive")
+        if (arrays["stuck_after"] < 1).any() or (arrays["low"] > arrays["high"]).any():
+            raise ValueError("checks: stuck_after must be >= 1 sample and low <= high")
+        hop = int(obj["hop"])
+        if hop < 1:
+            raise ValueError(f"checks: hop must be >= 1, got {hop}")
+        return cls(
+            model,
+            hop=hop,
+            k=float(obj.get("k", 1.0)),
+            k_spread=float(obj.get("k_spread", 1.0)),
+            clip=float(obj.get("clip", 6.0)),
+            **arrays,
+        )
+
+
+_ARRAYS = ("shift_limit", "noise_limit", "stuck_tolerance", "stuck_after", "low", "high")
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """What the checks made of ``n`` windows, in the order given.
+
+    ``ratios`` ``(n, 4, c)``: each check's statistic over its limit (``CHECK_KINDS``
+    order), the highest it reached in the window's new samples. ``measured`` and
+    ``expected`` ``(n, c)``: the newest reading and its prediction, in the channels'
+    units. ``level`` ``(n, c)``: the smoothed residual in noise levels; ``spread``
+    ``(n, c)``: the recent residual's spread over its normal one.
+    """
+
+    ratios: npt.NDArray[np.float64]
+    measured: npt.NDArray[np.float64]
+    expected: npt.NDArray[np.float64]
+    level: npt.NDArray[np.float64]
+    spread: npt.NDArray[np.float64]
+
+    def worst(self) -> npt.NDArray[np.float64]:
+        """The highest ratio of each window ``(n,)`` over checks and channels."""
+        if self.ratios.size == 0:
+            return np.zeros(len(self.ratios))
+        worst: npt.NDArray[np.float64] = self.ratios.reshape(len(self.ratios), -1).max(axis=1)
+        return worst
+
+
+class ChannelMonitor:
+    """The checks' statistics for every asset a model serves, one row per asset."""
+
+    def __init__(self, checks: ChannelChecks) -> None:
+        self.checks = checks
+        self._slots: dict[str, int] = {}
+        self._free: list[int] = []
+        c = checks.model.channels
+        self._state = np.zeros((0, 5, c))  # shift up, shift down, noise, level, square
+        self._still = np.zeros((0, c))
+
+    def slot(self, asset: str) -> int:
+        """The row of ``asset``'s statistics (a fresh one starts from zero)."""
+        found = self._slots.get(asset)
+        if found is not None:
+            return found
+        if self._free:
+            row = self._free.pop()
+        else:
+            row = len(self._state)
+            grow = max(1, row)
+            self._state = np.concatenate((self._state, np.zeros((grow, *self._state.shape[1:]))))
+            self._still = np.concatenate((self._still, np.zeros((grow, self._still.shape[1]))))
+            self._free.extend(range(row + grow - 1, row, -1))
+        self._state[row] = 0.0
+        self._state[row, 4] = 1.0
+        self._still[row] = 0.0
+        self._slots[asset] = row
+        return row
+
+    def forget(self, asset: str) -> None:
+        """Drop ``asset``'s statistics."""
+        row = self._slots.pop(asset, None)
+        if row is not None:
+            self._free.append(row)
+
+    def adopt(self, asset: str, previous: ChannelMonitor) -> None:
+        """Carry ``asset``'s statistics over from ``previous`` when the channels agree."""
+        row = previous._slots.get(asset)
+        if row is None or previous is self:
+            return
+        state, still = previous._state[row].copy(), previous._still[row].copy()
+        previous.forget(asset)
+        if state.shape != self._state.shape[1:]:
+            return
+        mine = self.slot(asset)
+        self._state[mine], self._still[mine] = state, still
+
+    def observe(
+        self, slots: Sequence[int] | npt.NDArray[np.int64], windows: npt.NDArray[np.floating]
+    ) -> Observation:
+        """Fold the new samples of ``windows`` ``(n, c, L)`` into the statistics of ``slots``.
+
+        ``slots[i]`` is the row of window ``i``'s asset; an asset's windows come in time
+        order, and windows of different assets may interleave.
+        """
+        checks = self.checks
+        model = checks.model
+        rows = np.asarray(slots, dtype=np.int64)
+        x_all = np.asarray(windows, dtype=np.float64)
+        n, c, length = x_all.shape
+        expected = model.expected(x_all, checks.hop)  # (n, h, c)
+        h = expected.shape[1]
+        ratios = np.zeros((n, 4, c))
+        if n == 0 or h == 0:
+            empty = np.zeros((n, c))
+            return Observation(ratios, empty, empty.copy(), empty.copy(), empty.copy())
+        x = x_all[:, :, length - h :].transpose(0, 2, 1)  # (n, h, c)
+        before = x_all[:, :, length - h - 1 : length - 1].transpose(0, 2, 1)
+        z = np.nan_to_num((x - expected) / model.noise, nan=0.0)
+        z = np.clip(z, -checks.clip, checks.clip)
+        is_still = np.abs(x - before) <= checks.stuck_tolerance
+        mid = (checks.high + checks.low) / 2.0
+        half = np.maximum((checks.high - checks.low) / 2.0, 1e-12)
+        ratios[:, RANGE] = np.nan_to_num(np.abs(x - mid) / half, nan=0.0).max(axis=1)
+        alpha = 1.0 - math.pow(0.5, 1.0 / _LEVEL_HALFLIFE)
+        cap_shift, cap_noise = _CAP * checks.shift_limit, _CAP * checks.noise_limit
+        level = np.zeros((n, c))
+        spread = np.zeros((n, c))
+        state, still_run = self._state, self._still
+        for turn in _turns(rows):
+            at = rows[turn]
+            s = state[at]  # (m, 5, c), a copy
+            run = still_run[at]
+            shift = np.zeros((len(turn), c))
+            noise = np.zeros((len(turn), c))
+            stuck = np.zeros((len(turn), c))
+            for i in range(h):
+                zi = z[turn, i]
+                square = np.minimum((zi - s[:, 3]) ** 2, _SQUARE_CLIP)
+                s[:, 0] = np.minimum(np.maximum(s[:, 0] + zi - checks.k, 0.0), cap_shift)
+                s[:, 1] = np.minimum(np.maximum(s[:, 1] - zi - checks.k, 0.0), cap_shift)
+                s[:, 2] = np.minimum(
+                    np.maximum(s[:, 2] + square - 1.0 - checks.k_spread, 0.0), cap_noise
+                )
+                s[:, 3] += alpha * (zi - s[:, 3])
+                s[:, 4] += alpha * (square - s[:, 4])
+                run = np.where(is_still[turn, i], run + 1.0, 0.0)
+                shift = np.maximum(shift, np.maximum(s[:, 0], s[:, 1]) / checks.shift_limit)
+                noise = np.maximum(noise, s[:, 2] / checks.noise_limit)
+                stuck = np.maximum(stuck, run / checks.stuck_after)
+            state[at], still_run[at] = s, run
+            ratios[turn, SHIFT], ratios[turn, NOISE], ratios[turn, STUCK] = shift, noise, stuck
+            level[turn], spread[turn] = s[:, 3], np.sqrt(np.maximum(s[:, 4], 0.0))
+        return Observation(ratios, x[:, -1], expected[:, -1], level, spread)
+
+
+def cusum_limit(arl: float, drift: float, variance: float = 1.0) -> float:
+    """The one-sided CUSUM limit whose mean run length between false alarms is ``arl`` samples.
+
+    Siegmund's approximation for increments of mean ``-drift`` and the given variance
+    (``z - k`` for a standard normal ``z`` has ``drift = k``, ``variance = 1``).
+
+    >>> round(cusum_limit(10_000, 1.0), 2)
+    3.79
+    """
+    if arl <= 1 or drift <= 0:
+        raise ValueError(f"need arl > 1 and drift > 0, got {arl}, {drift}")
+    rate = 2.0 * drift / variance
+
+    def mean_run(limit: float) -> float:
+        b = rate * (limit + _SIEGMUND * math.sqrt(variance))
+        return (math.exp(b) - b - 1.0) / (rate * drift)
+
+    lo, hi = 0.0, 1.0
+    while mean_run(hi) < arl:
+        hi *= 2.0
+    for _ in range(60):
+        mid = (lo + hi) / 2.0
+        lo, hi = (mid, hi) if mean_run(mid) < arl else (lo, mid)
+    return hi
+
+
+def calibrate_checks(
+    model: ResidualModel,
+    held_out: list[npt.NDArray[np.floating]],
+    normal: list[npt.NDArray[np.floating]],
+    *,
+    period_s: float,
+    hop: int,
+    false_alerts_per_day: float,
+    stuck_s: float,
+    range_margin: float,
+    margin: float = 1.5,
+    limits: dict[int, tuple[float, float]] | None = None,
+    k: float = 1.0,
+    k_spread: float = 1.0,
+) -> ChannelChecks:
+    """Limits for ``model``'s checks from normal data the network did not train on.
+
+    The false-alert budget per asset and day is shared evenly between the autoencoder and
+    the channels' ``shift`` and ``noise`` statistics; each CUSUM limit is the larger of
+    what its share allows for white normal residuals and ``margin`` × the highest value
+    it reached on ``held_out`` (real residuals are neither white nor normal). ``normal``
+    (every normal block) sets the envelope and the longest still run; ``limits`` maps a
+    channel index to physical (low, high) limits that replace its envelope.
+    """
+    c = model.channels
+    samples_per_day = 86_400.0 / period_s
+    shares = 2 * c + 1
+    arl = samples_per_day * shares / max(false_alerts_per_day, 1e-9)
+    shift_theory = cusum_limit(2.0 * arl, k)  # two-sided: each side gets half
+    noise_theory = 2.0 * cusum_limit(arl, k_spread, variance=2.0)
+    z = [model.residuals([b]) / model.noise for b in held_out]
+    z = [np.clip(np.nan_to_num(r), -6.0, 6.0) for r in z if len(r)]
+    shift_seen, noise_seen = np.zeros(c), np.zeros(c)
+    for r in z:
+        shift_seen = np.maximum(shift_seen, _lindley_max(r - k))
+        shift_seen = np.maximum(shift_seen, _lindley_max(-r - k))
+        square = np.minimum(_spread_steps(r), _SQUARE_CLIP)
+        noise_seen = np.maximum(noise_seen, _lindley_max(square - 1.0 - k_spread))
+    rows = np.concatenate([np.asarray(b, dtype=np.float64) for b in normal])
+    lo, hi = np.nanquantile(rows, [_NORMAL_RANGE_Q, 1.0 - _NORMAL_RANGE_Q], axis=0)
+    width = np.maximum(hi - lo, model.noise)
+    low, high = lo - range_margin * width, hi + range_margin * width
+    for j, (lo_j, hi_j) in (limits or {}).items():
+        low[j], high[j] = lo_j, hi_j
+    tolerance = _STUCK_TOLERANCE * model.noise
+    longest = np.zeros(c)
+    for block in normal:
+        longest = np.maximum(longest, _longest_still(np.asarray(block, np.float64), tolerance))
+    least = max(math.ceil(stuck_s / period_s), _MIN_STUCK_SAMPLES)
+    return ChannelChecks(
+        model,
+        shift_limit=np.maximum(shift_theory, margin * shift_seen),
+        noise_limit=np.maximum(noise_theory, margin * noise_seen),
+        stuck_tolerance=tolerance,
+        stuck_after=np.maximum(float(least), 2.0 * longest + 1.0),
+        low=low,
+        high=high,
+        hop=hop,
+        k=k,
+        k_spread=k_spread,
+    )
+
+
+def _turns(rows: npt.NDArray[np.int64]) -> list[npt.NDArray[np.int64]]:
+    """Indices of the windows to update together: the r-th window of every asset in turn r."""
+    if len(rows) == 0:
+        return []
+    if len(np.unique(rows)) == len(rows):
+        return [np.arange(len(rows))]
+    order = np.argsort(rows, kind="stable")
+    ordered = rows[order]
+    starts = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1])))
+    rank = np.arange(len(rows)) - np.repeat(starts, np.diff(np.append(starts, len(rows))))
+    ranks = np.empty(len(rows), dtype=np.int64)
+    ranks[order] = rank
+    by_rank = np.argsort(ranks, kind="stable")
+    bounds = np.searchsorted(ranks[by_rank], np.arange(int(ranks.max()) + 2))
+    return [by_rank[bounds[r] : bounds[r + 1]] for r in range(len(bounds) - 1)]
+
+
+def _spread_steps(z: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """``(z_t - level_{t-1})²`` ``(n, c)``: each residual's square about the recent level."""
+    alpha = 1.0 - math.pow(0.5, 1.0 / _LEVEL_HALFLIFE)
+    level = np.zeros(z.shape[1])
+    out = np.empty_like(z)
+    for t, row in enumerate(z):
+        out[t] = (row - level) ** 2
+        level += alpha * (row - level)
+    return out
+
+
+def _lindley_max(steps: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """Highest value ``(c,)`` of ``S = max(0, S + step)`` from 0 over ``steps`` ``(n, c)``."""
+    if len(steps) == 0:
+        return np.zeros(steps.shape[1])
+    total = np.cumsum(steps, axis=0)
+    lowest = np.minimum.accumulate(np.minimum(total, 0.0), axis=0)
+    return np.asarray((total - lowest).max(axis=0), dtype=np.float64)
+
+
+def _longest_still(
+    rows: npt.NDArray[np.float64], tolerance: npt.NDArray[np.float64]
+) -> npt.NDArray[np.float64]:
+    """Longest run ``(c,)`` of consecutive samples that moved by at most ``tolerance``."""
+    if len(rows) < 2:
+        return np.zeros(rows.shape[1])
+    still = np.abs(np.diff(rows, axis=0)) <= tolerance
+    longest = np.zeros(rows.shape[1])
+    for j in range(rows.shape[1]):
+        edges = np.flatnonzero(np.diff(np.concatenate(([0], still[:, j].astype(np.int8), [0]))))
+        if len(edges):
+            longest[j] = float((edges[1::2] - edges[::2]).max())
+    return longest

@@ -1,0 +1,198 @@
+"""Each channel predicted from the others and its own recent past (pipeline stage: Detector).
+
+A ``ResidualModel`` is a ridge regression per channel: channel ``j`` at sample ``t`` from
+the other channels at ``t`` and every channel at ``t-1 .. t-lags``. Fitted on normal
+rows, its residual (reading minus prediction) is small and nearly white however far the
+set-point moves, because the moves are explained by the other channels and the recent
+past; a sensor that steps, drifts, sticks or gets noisier leaves a residual that is many
+times its usual size. Each channel's noise level is the robust spread of its residual on
+held-out normal rows, so residuals of different channels are compared in noise levels.
+
+Pure numpy: no torch, no I/O. Predictions come straight from a raw window, so the
+detector needs no state beyond what its checks accumulate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Self
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["DEFAULT_LAGS", "ResidualModel"]
+
+DEFAULT_LAGS = 6
+_RIDGE = 1e-3  # relative to the mean diagonal of the normal equations
+_MAD_TO_SD = 1.4826
+_MIN_NOISE = 1e-6  # noise floor relative to the channel's scale
+
+
+@dataclass(frozen=True, slots=True)
+class ResidualModel:
+    """Per-channel linear predictor and noise level, in the channels' own units.
+
+    ``center``, ``scale`` ``(c,)``: the inputs are standardised with them first.
+    ``weights`` ``(c, c * (lags + 1))``: row ``j`` weighs the standardised features
+    ``[x_t, x_{t-1}, ..., x_{t-lags}]`` (channel-major inside each lag), with ``x_t[j]``
+    itself always weighted 0. ``bias`` ``(c,)``. ``noise`` ``(c,)``: the residual's noise
+    level per channel, in the channel's units.
+    """
+
+    lags: int
+    center: npt.NDArray[np.float64]
+    scale: npt.NDArray[np.float64]
+    weights: npt.NDArray[np.float64]
+    bias: npt.NDArray[np.float64]
+    noise: npt.NDArray[np.float64]
+
+    @property
+    def channels(self) -> int:
+        return len(self.center)
+
+    @classmethod
+    def fit(
+        cls,
+        blocks: list[npt.NDArray[np.floating]],
+        lags: int = DEFAULT_LAGS,
+        *,
+        own_past: bool = True,
+    ) -> Self:
+        """Fit on contiguous blocks of normal rows ``(m, c)``, oldest first.
+
+        With ``own_past`` False a channel is predicted from the other channels alone (now
+        and ``lags`` samples back): its residual then holds a sensor's offset for as long
+        as it lasts, where with its own past it shows mostly the offset's onset.
+
+        The noise level is taken from the same rows; call :meth:`with_noise_from` with
+        held-out rows for an honest one.
+
+        Raises:
+            ValueError: fewer usable rows than twice the number of features.
+        """
+        if lags < 1:
+            raise ValueError(f"lags must be >= 1, got {lags}")
+        rows = np.concatenate([np.asarray(b, dtype=np.float64) for b in blocks])
+        c = rows.shape[1]
+        center = np.median(rows, axis=0)
+        spread = np.percentile(rows, 99, axis=0) - np.percentile(rows, 1, axis=0)
+        scale = np.where(spread > 0, spread / 4.0, 1.0)
+        features, targets = _stacked(blocks, center, scale, lags)
+        n_features = c * (lags + 1)
+        if len(features) < 2 * n_features:
+            raise ValueError(
+                f"the residual model needs at least {2 * n_features} consecutive-row samples, "
+                f"got {len(features)}"
+            )
+        mean_x, mean_y = features.mean(axis=0), targets.mean(axis=0)
+        xc, yc = features - mean_x, targets - mean_y
+        gram = xc.T @ xc
+        ridge = _RIDGE * max(float(np.trace(gram)) / n_features, 1e-12)
+        cross = xc.T @ yc
+        weights = np.zeros((c, n_features))
+        for j in range(c):
+            keep = np.ones(n_features, dtype=bool)
+            keep[j] = False  # x_t[j] is what is predicted
+            if not own_past:
+                keep[j::c] = False
+            g = gram[np.ix_(keep, keep)] + ridge * np.eye(int(keep.sum()))
+            weights[j, keep] = np.linalg.solve(g, cross[keep, j])
+        bias = mean_y - weights @ mean_x
+        model = cls(lags, center, scale, weights, bias, np.ones(c))
+        return model.with_noise_from(blocks)
+
+    def with_noise_from(self, blocks: list[npt.NDArray[np.floating]]) -> Self:
+        """The same predictor with each channel's noise level measured on ``blocks``."""
+        residuals = self.residuals(blocks)
+        if len(residuals) == 0:
+            return self
+        median = np.median(residuals, axis=0)
+        mad = np.median(np.abs(residuals - median), axis=0) * _MAD_TO_SD
+        sd = residuals.std(axis=0)
+        # A quantised channel has a MAD of 0 while its residual is not: fall back to the sd.
+        noise = np.where(mad > 0, mad, sd)
+        noise = np.maximum(noise, _MIN_NOISE * self.scale)
+        return type(self)(self.lags, self.center, self.scale, self.weights, self.bias, noise)
+
+    def residuals(self, blocks: list[npt.NDArray[np.floating]]) -> npt.NDArray[np.float64]:
+        """Reading minus prediction ``(n, c)`` for every row of ``blocks`` past the lags."""
+        features, targets = _stacked(blocks, self.center, self.scale, self.lags)
+        if len(features) == 0:
+            return np.empty((0, self.channels))
+        return (targets - (features @ self.weights.T + self.bias)) * self.scale
+
+    def expected(self, windows: npt.NDArray[np.floating], hop: int) -> npt.NDArray[np.float64]:
+        """Predictions ``(n, h, c)`` for the newest ``h`` samples of windows ``(n, c, L)``.
+
+        ``h`` is ``min(hop, L - lags)``: the samples a window adds to the stream, as far
+        as the window holds their lags.
+        """
+        x = (np.asarray(windows, dtype=np.float64) - self.center[:, None]) / self.scale[:, None]
+        n, c, length = x.shape
+        h = max(0, min(hop, length - self.lags))
+        out = np.empty((n, h, c))
+        for i in range(h):
+            t = length - h + i
+            features = x[:, :, t - self.lags : t + 1][:, :, ::-1]  # (n, c, lags+1), t first
+            flat = features.transpose(0, 2, 1).reshape(n, -1)
+            out[:, i, :] = flat @ self.weights.T + self.bias
+        return out * self.scale + self.center
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain JSON for the bundle's metadata."""
+        return {
+            "lags": self.lags,
+            "center": self.center.tolist(),
+            "scale": self.scale.tolist(),
+            "weights": self.weights.tolist(),
+            "bias": self.bias.tolist(),
+            "noise": self.noise.tolist(),
+        }
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> Self:
+        """Inverse of ``to_json``.
+
+        Raises:
+            ValueError: shapes that do not agree, or values that are not finite.
+        """
+        lags = int(obj["lags"])
+        arrays = [
+            np.asarray(obj[key], dtype=np.float64)
+            for key in ("center", "scale", "weights", "bias", "noise")
+        ]
+        center, scale, weights, bias, noise = arrays
+        c = len(center)
+        if lags < 1 or c < 1:
+            raise ValueError(f"residual model: lags {lags} and channels {c} must be >= 1")
+        shapes = {"scale": scale.shape, "bias": bias.shape, "noise": noise.shape}
+        if any(shape != (c,) for shape in shapes.values()) or weights.shape != (
+            c,
+            c * (lags + 1),
+        ):
+            raise ValueError(f"residual model: shapes disagree with {c} channels, {lags} lags")
+        is_finite = all(np.isfinite(a).all() for a in arrays)
+        if not is_finite or (scale <= 0).any() or (noise <= 0).any():
+            raise ValueError("residual model: values must be finite, scale and noise positive")
+        return cls(lags, center, scale, weights, bias, noise)
+
+
+def _stacked(
+    blocks: list[npt.NDArray[np.floating]],
+    center: npt.NDArray[np.float64],
+    scale: npt.NDArray[np.float64],
+    lags: int,
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Features ``(n, c * (lags + 1))`` and targets ``(n, c)`` of every row past the lags."""
+    features, targets = [], []
+    for block in blocks:
+        x = (np.asarray(block, dtype=np.float64) - center) / scale
+        if len(x) <= lags:
+            continue
+        m = len(x) - lags
+        features.append(np.hstack([x[lags - k : lags - k + m] for k in range(lags + 1)]))
+        targets.append(x[lags:])
+    c = len(center)
+    if not features:
+        return np.empty((0, c * (lags + 1))), np.empty((0, c))
+    return np.concatenate(features), np.concatenate(targets)

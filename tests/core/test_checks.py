@@ -1,0 +1,159 @@
+"""The channel checks on constructed signals: what each must raise, and what it must not."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from aewatch.core.checks import (
+    CHECK_KINDS,
+    ChannelChecks,
+    ChannelMonitor,
+    calibrate_checks,
+    cusum_limit,
+)
+from aewatch.core.residual import ResidualModel
+from aewatch.model.window import sliding_windows
+
+PERIOD_S = 10.0
+WINDOW = 10
+NOISE = 0.1
+
+
+def _plant(rng: np.random.Generator, n: int) -> npt.NDArray[np.float64]:
+    """Three coupled channels: a slow process with set-point moves, each with sensor noise.
+
+    The set-point moves by about 10 noise levels every 2.8 hours, ramping over half an hour.
+    """
+    steps = np.repeat(rng.normal(0.0, 1.0, n // 1000 + 1), 1000)[:n]
+    process = np.convolve(steps, np.ones(200) / 200, mode="same") + 50.0
+    clean = np.column_stack((process, 2.0 * process - 40.0, 0.5 * process + 10.0))
+    return clean + rng.normal(0.0, NOISE, clean.shape)
+
+
+@pytest.fixture(scope="module")
+def checks() -> ChannelChecks:
+    rows = _plant(np.random.default_rng(1), 40_000)
+    model = ResidualModel.fit([rows[:20_000]], lags=6).with_noise_from([rows[20_000:]])
+    return calibrate_checks(
+        model,
+        [rows[20_000:]],
+        [rows],
+        period_s=PERIOD_S,
+        hop=1,
+        false_alerts_per_day=0.5,
+        stuck_s=60.0,
+        range_margin=0.25,
+    )
+
+
+def _first_flag(
+    checks: ChannelChecks, rows: npt.NDArray[np.float64], channel: int | None = None
+) -> tuple[int | None, str, int]:
+    """Row of the first window at a limit (None: never), its check and its channel.
+
+    With ``channel``, only that channel's checks count.
+    """
+    monitor = ChannelMonitor(checks)
+    windows = sliding_windows(rows.astype(np.float32), WINDOW, 1)
+    observed = monitor.observe(np.full(len(windows), monitor.slot("a")), windows)
+    if channel is not None:
+        observed.ratios[:, :, np.arange(rows.shape[1]) != channel] = 0.0
+    over = np.flatnonzero(observed.worst() >= 1.0)
+    if not len(over):
+        return None, "", -1
+    i = int(over[0])
+    check, channel = np.unravel_index(int(observed.ratios[i].argmax()), observed.ratios[i].shape)
+    return i + WINDOW - 1, CHECK_KINDS[int(check)], int(channel)
+
+
+def test_a_clean_plant_raises_nothing(checks: ChannelChecks) -> None:
+    rows = _plant(np.random.default_rng(2), 8640)  # a day of 10 s samples
+    assert _first_flag(checks, rows)[0] is None
+
+
+def test_a_two_noise_step_is_raised_as_a_shift_on_its_channel(checks: ChannelChecks) -> None:
+    rows = _plant(np.random.default_rng(3), 4000)
+    rows[2000:, 2] += 2.0 * checks.model.noise[2]
+    row, kind, channel = _first_flag(checks, rows, channel=2)
+    assert row is not None and 2000 <= row < 2000 + 60, row  # within 10 minutes
+    assert (kind, channel) == ("shift", 2)
+
+
+def test_a_frozen_transmitter_is_raised_as_stuck(checks: ChannelChecks) -> None:
+    rows = _plant(np.random.default_rng(4), 4000)
+    rows[2000:, 2] = rows[1999, 2]
+    row, kind, channel = _first_flag(checks, rows, channel=2)
+    assert row is not None and 2000 <= row <= 2000 + checks.stuck_after[2] + 1
+    assert (kind, channel) == ("stuck", 2)
+
+
+def test_a_noisier_sensor_is_raised_as_noise(checks: ChannelChecks) -> None:
+    rows = _plant(np.random.default_rng(5), 4000)
+    rows[2000:, 0] += np.random.default_rng(6).normal(0.0, 2.0 * NOISE, 2000)
+    row, kind, channel = _first_flag(checks, rows, channel=0)
+    assert row is not None and 2000 <= row < 2000 + 60
+    assert (kind, channel) == ("noise", 0)
+
+
+def test_a_reading_far_outside_the_envelope_is_raised_as_range(checks: ChannelChecks) -> None:
+    rows = _plant(np.random.default_rng(7), 3000)
+    rows[2000:, 0] = checks.high[0] + 5.0
+    row, kind, channel = _first_flag(checks, rows, channel=0)
+    assert row == 2000
+    assert channel == 0 and kind in {"range", "shift"}
+
+
+def test_predictions_from_windows_match_the_rows(checks: ChannelChecks) -> None:
+    rows = _plant(np.random.default_rng(8), 200).astype(np.float32)
+    windows = sliding_windows(rows, WINDOW, 1)
+    expected = checks.model.expected(windows, 1)[:, -1]
+    residual = checks.model.residuals([rows])
+    lags = checks.model.lags
+    assert np.allclose(rows[WINDOW - 1 :] - expected, residual[WINDOW - 1 - lags :], atol=1e-4)
+
+
+def test_assets_keep_their_own_statistics(checks: ChannelChecks) -> None:
+    """Windows of two assets interleaved give what each gives alone."""
+    a, b = _plant(np.random.default_rng(9), 600), _plant(np.random.default_rng(10), 600)
+    b[300:, 0] += 3.0 * checks.model.noise[0]
+    wa = sliding_windows(a.astype(np.float32), WINDOW, 1)
+    wb = sliding_windows(b.astype(np.float32), WINDOW, 1)
+    alone = [ChannelMonitor(checks) for _ in range(2)]
+    alone[0].slot("a")
+    ra = alone[0].observe(np.zeros(len(wa), np.int64), wa).ratios
+    alone[1].slot("b")
+    rb = alone[1].observe(np.zeros(len(wb), np.int64), wb).ratios
+    together = ChannelMonitor(checks)
+    slots = np.array([together.slot("a"), together.slot("b")] * len(wa))
+    mixed = np.stack((wa, wb), axis=1).reshape(-1, *wa.shape[1:])
+    rt = together.observe(slots, mixed).ratios
+    assert np.allclose(rt[0::2], ra) and np.allclose(rt[1::2], rb)
+
+
+def test_checks_survive_json(checks: ChannelChecks) -> None:
+    again = ChannelChecks.from_json(checks.to_json())
+    assert again.to_json() == checks.to_json()
+    broken = checks.to_json()
+    broken["stuck_after"] = [0.0] * 3
+    with pytest.raises(ValueError, match="stuck_after"):
+        ChannelChecks.from_json(broken)
+
+
+def test_cusum_limit_grows_with_the_run_length() -> None:
+    assert cusum_limit(1e6, 1.0) > cusum_limit(1e4, 1.0) > 0
+    with pytest.raises(ValueError):
+        cusum_limit(0.5, 1.0)
+
+
+def test_the_core_imports_no_torch_paho_pydantic_or_safetensors() -> None:
+    code = (
+        "import sys, aewatch.core; "
+        "print(sorted(m for m in ('torch', 'paho', 'pydantic', 'safetensors') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
