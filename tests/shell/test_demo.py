@@ -14,7 +14,7 @@ import pytest
 from aewatch.cli import main
 from aewatch.commands import demo_processes
 
-# Short enough for a test, long enough for the simulator to place all six faults.
+# Short enough for a test, long enough for the simulator to place all seven faults.
 _SHORT = ("--history-hours", "24", "--hours", "6")
 
 
@@ -64,9 +64,9 @@ def test_demo_runs_live_and_cleans_up(tmp_path: Path, capsys: pytest.CaptureFixt
     assert "said `stopped` on aewatch/status (retained), drained and exited 0" in printed
     summary = re.search(r"daemon   detected (\d) of (\d) faults, (\d+) false alerts?", printed)
     assert summary, printed
-    assert int(summary[2]) == 6
+    assert int(summary[2]) == 7
     assert int(summary[1]) >= 1  # the noise burst on vibration is plain to see
-    assert re.search(r"offline  detected \d of 6 faults", printed)
+    assert re.search(r"offline  detected \d of 7 faults", printed)
     # The live daemon and offline scoring decide alike, down to the alert ids.
     assert "match    the daemon raised exactly the" in printed
     for name in ("aewatch.yaml", "daemon.log", "mosquitto.conf", "mosquitto.log"):

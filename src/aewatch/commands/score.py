@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from aewatch.commands.demo_watch import alert_line
+from aewatch.daemon.messages import alert_message
 from aewatch.errors import BundleError
 from aewatch.model.bundle import ModelBundle
 from aewatch.model.dataset import Table, read_table
@@ -41,6 +43,8 @@ def run(args: argparse.Namespace) -> int:
     scores = score_table(bundle, table, device=args.device)
     scores_frame(table, scores, bundle.channels).to_csv(args.out, index=False, float_format="%.6g")
     raised = sum(e.state == "raised" for e in scores.events)
+    for event in scores.events:
+        print(alert_line(alert_message(event, model=bundle.name, model_version=bundle.version)))
     print(
         f"scored {len(table.timestamps)} rows ({len(scores.window_end)} windows) with "
         f"{bundle.name} {bundle.version}: {raised} alerts raised → {args.out}"

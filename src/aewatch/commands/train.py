@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -178,8 +179,68 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="the drift baseline never falls below RATIO x its starting level, so a "
         "quiet spell (a stuck sensor) cannot shrink the threshold (default %(default)s)",
     )
+    k = p.add_argument_group(
+        "channel checks (each channel's residual and health, beside the window error)"
+    )
+    k.add_argument(
+        "--no-checks",
+        dest="checks",
+        action="store_false",
+        help="the window error alone decides (default: checks on)",
+    )
+    k.add_argument(
+        "--false-alerts-per-day",
+        type=float,
+        default=_D.false_alerts_per_day,
+        metavar="N",
+        help="false-alert budget per asset and day the checks' limits are calibrated for, "
+        "shared with the window error (default %(default)s)",
+    )
+    k.add_argument(
+        "--stuck-after",
+        type=float,
+        default=_D.stuck_s,
+        metavar="S",
+        help="a channel that has not moved for S seconds is stuck; longer where the "
+        "history holds longer still runs (default %(default)s)",
+    )
+    k.add_argument(
+        "--range-margin",
+        type=float,
+        default=_D.range_margin,
+        metavar="SHARE",
+        help="a reading outside the history's 0.1-99.9 %% range widened by SHARE of its "
+        "width is out of range (default %(default)s)",
+    )
+    k.add_argument(
+        "--lags",
+        type=int,
+        default=_D.lags,
+        metavar="SAMPLES",
+        help="samples of the past each channel is predicted from, at most window - 1 "
+        "(default %(default)s)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
+
+
+def checks_line(checks: dict[str, Any] | None, channels: tuple[str, ...], period_s: float) -> str:
+    """What the channel checks watch, in one line of the train summary.
+
+    >>> checks_line(None, ("a",), 10.0)
+    'checks   off: the window error alone decides'
+    """
+    if not checks:
+        return "checks   off: the window error alone decides"
+    stuck_s = min(checks["stuck_after"]) * period_s
+    noise = ", ".join(
+        f"{name} {level:.3g}"
+        for name, level in zip(channels, checks["model"]["noise"], strict=True)
+    )
+    return (
+        f"checks   shift, noise, stuck (after {stuck_s:g} s or more), range on "
+        f"{len(channels)} channels; residual noise levels: {noise}"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -215,6 +276,11 @@ def run(args: argparse.Namespace) -> int:
         rebaseline_drop=args.rebaseline_drop,
         adapt_floor=args.adapt_floor,
         rebaseline_min_alert=args.rebaseline_after,
+        checks=args.checks,
+        false_alerts_per_day=args.false_alerts_per_day,
+        stuck_s=args.stuck_after,
+        range_margin=args.range_margin,
+        lags=args.lags,
         fit=FitSettings(
             epochs=args.epochs,
             batch_size=args.batch_size,
@@ -270,6 +336,11 @@ def run(args: argparse.Namespace) -> int:
         f"{bundle.threshold.fpr:g} per window) ≈ {budget['anomalous_windows_per_day']:.1f} "
         f"anomalous windows/day, at most {budget['false_alerts_per_day_at_most']:.1f} "
         "false alerts/day on normal operation"
+    )
+    print(
+        checks_line(bundle.decision.get("checks"), bundle.channels, bundle.period_s)
+        if bundle.decision.get("checks")
+        else f"checks   {outcome.checks_note}"
     )
     print(f"report   {index}")
     print(f"took     {summary['seconds']} s")

@@ -39,6 +39,7 @@ from aewatch.core.residual import ResidualModel
 
 __all__ = [
     "CHECK_KINDS",
+    "CHECK_MARGIN",
     "ChannelChecks",
     "ChannelMonitor",
     "Observation",
@@ -47,14 +48,17 @@ __all__ = [
 ]
 
 CHECK_KINDS: tuple[str, ...] = ("shift", "noise", "stuck", "range")
+CHECK_MARGIN = 1.5  # a limit is at least this many times the highest normal held-out value
 SHIFT, NOISE, STUCK, RANGE = range(4)
 _CAP = 1.5  # a CUSUM never climbs past this many limits, so it falls back soon after a fault
+_RELEASE = 0.5  # a check at its limit stays there until its statistic falls below this
 _LEVEL_HALFLIFE = 20.0  # samples; the smoothed residual an alert reports
 _STUCK_TOLERANCE = 0.05  # of the channel's noise level: a move smaller than this is no move
 _MIN_STUCK_SAMPLES = 6
 _NORMAL_RANGE_Q = 0.001
 _SQUARE_CLIP = 9.0  # a sample adds at most 3² to the noise statistic
-_SIEGMUND = 1.166  # Siegmund's correction of the limit for the overshoot
+_SIEGMUND = 1.166
+_MAX_CORRELATION = 0.9  # Siegmund's correction of the limit for the overshoot
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +81,7 @@ class ChannelChecks:
     k: float = 1.0
     k_spread: float = 1.0
     clip: float = 6.0
+    shift_scale: npt.NDArray[np.float64] | None = None  # (c,) long-run over plain noise sd
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON for the bundle's metadata."""
@@ -87,6 +92,7 @@ class ChannelChecks:
             "k": self.k,
             "k_spread": self.k_spread,
             "clip": self.clip,
+            "shift_scale": None if self.shift_scale is None else self.shift_scale.tolist(),
         }
 
     @classmethod
@@ -108,12 +114,19 @@ class ChannelChecks:
         hop = int(obj["hop"])
         if hop < 1:
             raise ValueError(f"checks: hop must be >= 1, got {hop}")
+        scale = obj.get("shift_scale")
+        shift_scale = None if scale is None else np.asarray(scale, dtype=np.float64)
+        if shift_scale is not None and (
+            shift_scale.shape != (model.channels,) or not (shift_scale >= 1.0).all()
+        ):
+            raise ValueError(f"checks: shift_scale must hold {model.channels} numbers >= 1")
         return cls(
             model,
             hop=hop,
             k=float(obj.get("k", 1.0)),
             k_spread=float(obj.get("k_spread", 1.0)),
             clip=float(obj.get("clip", 6.0)),
+            shift_scale=shift_scale,
             **arrays,
         )
 
@@ -154,7 +167,8 @@ class ChannelMonitor:
         self._slots: dict[str, int] = {}
         self._free: list[int] = []
         c = checks.model.channels
-        self._state = np.zeros((0, 5, c))  # shift up, shift down, noise, level, square
+        # shift up, shift down, noise, level, square, shift latched, noise latched
+        self._state = np.zeros((0, 7, c))
         self._still = np.zeros((0, c))
 
     def slot(self, asset: str) -> int:
@@ -226,6 +240,7 @@ class ChannelMonitor:
         level = np.zeros((n, c))
         spread = np.zeros((n, c))
         state, still_run = self._state, self._still
+        zs = z if checks.shift_scale is None else z / checks.shift_scale
         for turn in _turns(rows):
             at = rows[turn]
             s = state[at]  # (m, 5, c), a copy
@@ -236,21 +251,40 @@ class ChannelMonitor:
             for i in range(h):
                 zi = z[turn, i]
                 square = np.minimum((zi - s[:, 3]) ** 2, _SQUARE_CLIP)
-                s[:, 0] = np.minimum(np.maximum(s[:, 0] + zi - checks.k, 0.0), cap_shift)
-                s[:, 1] = np.minimum(np.maximum(s[:, 1] - zi - checks.k, 0.0), cap_shift)
+                si = zs[turn, i]
+                s[:, 0] = np.minimum(np.maximum(s[:, 0] + si - checks.k, 0.0), cap_shift)
+                s[:, 1] = np.minimum(np.maximum(s[:, 1] - si - checks.k, 0.0), cap_shift)
                 s[:, 2] = np.minimum(
                     np.maximum(s[:, 2] + square - 1.0 - checks.k_spread, 0.0), cap_noise
                 )
                 s[:, 3] += alpha * (zi - s[:, 3])
                 s[:, 4] += alpha * (square - s[:, 4])
                 run = np.where(is_still[turn, i], run + 1.0, 0.0)
-                shift = np.maximum(shift, np.maximum(s[:, 0], s[:, 1]) / checks.shift_limit)
-                noise = np.maximum(noise, s[:, 2] / checks.noise_limit)
+                shift = np.maximum(
+                    shift, _latched(s, np.maximum(s[:, 0], s[:, 1]) / checks.shift_limit, 5, (0, 1))
+                )
+                noise = np.maximum(noise, _latched(s, s[:, 2] / checks.noise_limit, 6, (2,)))
                 stuck = np.maximum(stuck, run / checks.stuck_after)
             state[at], still_run[at] = s, run
             ratios[turn, SHIFT], ratios[turn, NOISE], ratios[turn, STUCK] = shift, noise, stuck
             level[turn], spread[turn] = s[:, 3], np.sqrt(np.maximum(s[:, 4], 0.0))
         return Observation(ratios, x[:, -1], expected[:, -1], level, spread)
+
+
+def _latched(
+    s: npt.NDArray[np.float64], ratio: npt.NDArray[np.float64], flag: int, sums: tuple[int, ...]
+) -> npt.NDArray[np.float64]:
+    """``ratio`` as the check reports it: at least 1 from reaching 1 until it falls below
+    ``_RELEASE``; then the CUSUM ``sums`` start again from 0, so a fault that ended does
+    not raise again from a statistic still near its limit. Updates ``s`` in place."""
+    latched = np.where(ratio >= 1.0, 1.0, s[:, flag])
+    released = (latched > 0) & (ratio < _RELEASE)
+    if released.any():
+        latched[released] = 0.0
+        for row in sums:
+            s[:, row][released] = 0.0
+    s[:, flag] = latched
+    return np.where(latched > 0, np.maximum(ratio, 1.0), ratio)
 
 
 def cusum_limit(arl: float, drift: float, variance: float = 1.0) -> float:
@@ -289,10 +323,11 @@ def calibrate_checks(
     false_alerts_per_day: float,
     stuck_s: float,
     range_margin: float,
-    margin: float = 1.5,
+    margin: float = CHECK_MARGIN,
     limits: dict[int, tuple[float, float]] | None = None,
     k: float = 1.0,
     k_spread: float = 1.0,
+    clip: float = 6.0,
 ) -> ChannelChecks:
     """Limits for ``model``'s checks from normal data the network did not train on.
 
@@ -310,11 +345,12 @@ def calibrate_checks(
     shift_theory = cusum_limit(2.0 * arl, k)  # two-sided: each side gets half
     noise_theory = 2.0 * cusum_limit(arl, k_spread, variance=2.0)
     z = [model.residuals([b]) / model.noise for b in held_out]
-    z = [np.clip(np.nan_to_num(r), -6.0, 6.0) for r in z if len(r)]
+    z = [np.clip(np.nan_to_num(r), -clip, clip) for r in z if len(r)]
+    shift_scale = _long_run_scale(z, c)
     shift_seen, noise_seen = np.zeros(c), np.zeros(c)
     for r in z:
-        shift_seen = np.maximum(shift_seen, _lindley_max(r - k))
-        shift_seen = np.maximum(shift_seen, _lindley_max(-r - k))
+        shift_seen = np.maximum(shift_seen, _lindley_max(r / shift_scale - k))
+        shift_seen = np.maximum(shift_seen, _lindley_max(-r / shift_scale - k))
         square = np.minimum(_spread_steps(r), _SQUARE_CLIP)
         noise_seen = np.maximum(noise_seen, _lindley_max(square - 1.0 - k_spread))
     rows = np.concatenate([np.asarray(b, dtype=np.float64) for b in normal])
@@ -339,7 +375,30 @@ def calibrate_checks(
         hop=hop,
         k=k,
         k_spread=k_spread,
+        clip=clip,
+        shift_scale=shift_scale,
     )
+
+
+def _long_run_scale(z: list[npt.NDArray[np.float64]], c: int) -> npt.NDArray[np.float64]:
+    """Per channel ``sqrt((1 + r) / (1 - r))`` for the residual's lag-1 correlation ``r``.
+
+    A sum of ``n`` residuals that follow each other (``r > 0``) spreads like ``n`` times
+    this factor squared, not ``n``: the shift CUSUM counts the residual in these wider
+    units, so its limit holds for what the model leaves unexplained. ``r`` is taken in
+    [0, 0.9].
+    """
+    pairs = [(r[:-1], r[1:]) for r in z if len(r) > 2]
+    if not pairs:
+        return np.ones(c)
+    a = np.concatenate([p[0] for p in pairs])
+    b = np.concatenate([p[1] for p in pairs])
+    a, b = a - a.mean(axis=0), b - b.mean(axis=0)
+    denominator = np.sqrt((a * a).sum(axis=0) * (b * b).sum(axis=0))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = np.where(denominator > 0, (a * b).sum(axis=0) / denominator, 0.0)
+    r = np.clip(r, 0.0, _MAX_CORRELATION)
+    return np.asarray(np.sqrt((1.0 + r) / (1.0 - r)), dtype=np.float64)
 
 
 def _turns(rows: npt.NDArray[np.int64]) -> list[npt.NDArray[np.int64]]:

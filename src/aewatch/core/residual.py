@@ -1,7 +1,8 @@
 """Each channel predicted from the others and its own recent past (pipeline stage: Detector).
 
 A ``ResidualModel`` is a ridge regression per channel: channel ``j`` at sample ``t`` from
-the other channels at ``t`` and every channel at ``t-1 .. t-lags``. Fitted on normal
+the other channels at ``t`` (straight and bent at three knots, a piecewise-linear curve)
+and every channel at ``t-1 .. t-lags``. Fitted on normal
 rows, its residual (reading minus prediction) is small and nearly white however far the
 set-point moves, because the moves are explained by the other channels and the recent
 past; a sensor that steps, drifts, sticks or gets noisier leaves a residual that is many
@@ -23,6 +24,7 @@ import numpy.typing as npt
 __all__ = ["DEFAULT_LAGS", "ResidualModel"]
 
 DEFAULT_LAGS = 6
+_KNOTS = (-1.0, 0.0, 1.0)  # where the bends sit, in the standardised units (centre 0)
 _RIDGE = 1e-3  # relative to the mean diagonal of the normal equations
 _MAD_TO_SD = 1.4826
 _MIN_NOISE = 1e-6  # noise floor relative to the channel's scale
@@ -33,10 +35,13 @@ class ResidualModel:
     """Per-channel linear predictor and noise level, in the channels' own units.
 
     ``center``, ``scale`` ``(c,)``: the inputs are standardised with them first.
-    ``weights`` ``(c, c * (lags + 1))``: row ``j`` weighs the standardised features
-    ``[x_t, x_{t-1}, ..., x_{t-lags}]`` (channel-major inside each lag), with ``x_t[j]``
-    itself always weighted 0. ``bias`` ``(c,)``. ``noise`` ``(c,)``: the residual's noise
-    level per channel, in the channel's units.
+    ``weights`` ``(c, c * (lags + 1 + len(_KNOTS)))``: row ``j`` weighs the standardised
+    features ``[x_t, x_{t-1}, ..., x_{t-lags}, bends(x_t)]`` (channel-major inside each
+    block; ``bends`` is ``max(0, x_t - knot)`` per knot), with ``x_t[j]`` and its bends
+    always weighted 0. The bends let a channel follow another along a curve (a pump's
+    power goes with the cube of its speed, its vibration peaks at a resonance), so the
+    residual does not wander with the operating point. ``bias`` ``(c,)``. ``noise``
+    ``(c,)``: the residual's noise level per channel, in the channel's units.
     """
 
     lags: int
@@ -78,7 +83,7 @@ class ResidualModel:
         spread = np.percentile(rows, 99, axis=0) - np.percentile(rows, 1, axis=0)
         scale = np.where(spread > 0, spread / 4.0, 1.0)
         features, targets = _stacked(blocks, center, scale, lags)
-        n_features = c * (lags + 1)
+        n_features = c * (lags + 1 + len(_KNOTS))
         if len(features) < 2 * n_features:
             raise ValueError(
                 f"the residual model needs at least {2 * n_features} consecutive-row samples, "
@@ -93,6 +98,7 @@ class ResidualModel:
         for j in range(c):
             keep = np.ones(n_features, dtype=bool)
             keep[j] = False  # x_t[j] is what is predicted
+            keep[c * (lags + 1) + j :: c] = False  # and so are its bends
             if not own_past:
                 keep[j::c] = False
             g = gram[np.ix_(keep, keep)] + ridge * np.eye(int(keep.sum()))
@@ -135,6 +141,7 @@ class ResidualModel:
             t = length - h + i
             features = x[:, :, t - self.lags : t + 1][:, :, ::-1]  # (n, c, lags+1), t first
             flat = features.transpose(0, 2, 1).reshape(n, -1)
+            flat = np.hstack((flat, _bends(x[:, :, t])))
             out[:, i, :] = flat @ self.weights.T + self.bias
         return out * self.scale + self.center
 
@@ -168,7 +175,7 @@ class ResidualModel:
         shapes = {"scale": scale.shape, "bias": bias.shape, "noise": noise.shape}
         if any(shape != (c,) for shape in shapes.values()) or weights.shape != (
             c,
-            c * (lags + 1),
+            c * (lags + 1 + len(_KNOTS)),
         ):
             raise ValueError(f"residual model: shapes disagree with {c} channels, {lags} lags")
         is_finite = all(np.isfinite(a).all() for a in arrays)
@@ -183,16 +190,24 @@ def _stacked(
     scale: npt.NDArray[np.float64],
     lags: int,
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-    """Features ``(n, c * (lags + 1))`` and targets ``(n, c)`` of every row past the lags."""
+    """Features ``(n, c * (lags + 1 + len(_KNOTS)))``, targets ``(n, c)``: rows past the lags."""
     features, targets = [], []
     for block in blocks:
         x = (np.asarray(block, dtype=np.float64) - center) / scale
         if len(x) <= lags:
             continue
         m = len(x) - lags
-        features.append(np.hstack([x[lags - k : lags - k + m] for k in range(lags + 1)]))
+        now = x[lags:]
+        features.append(
+            np.hstack([*(x[lags - k : lags - k + m] for k in range(lags + 1)), _bends(now)])
+        )
         targets.append(x[lags:])
     c = len(center)
     if not features:
-        return np.empty((0, c * (lags + 1))), np.empty((0, c))
+        return np.empty((0, c * (lags + 1 + len(_KNOTS)))), np.empty((0, c))
     return np.concatenate(features), np.concatenate(targets)
+
+
+def _bends(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """``max(0, x - knot)`` for each knot, knot-major: ``(n, c * len(_KNOTS))``."""
+    return np.hstack([np.maximum(x - knot, 0.0) for knot in _KNOTS])

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from aewatch.core.checks import ChannelChecks, calibrate_checks
+from aewatch.core.checks import CHECK_MARGIN, ChannelChecks, calibrate_checks
 from aewatch.core.residual import DEFAULT_LAGS, ResidualModel
 from aewatch.errors import DataError
 from aewatch.model.bundle import ModelBundle
@@ -39,7 +39,19 @@ from aewatch.model.scaler import RobustScaler
 from aewatch.model.threshold import Threshold
 from aewatch.model.window import sliding_windows
 
-__all__ = ["TrainOutcome", "TrainSettings", "data_provenance", "normal_windows", "train_bundle"]
+__all__ = [
+    "MIN_CHECK_SAMPLES",
+    "TrainOutcome",
+    "TrainSettings",
+    "data_provenance",
+    "normal_windows",
+    "train_bundle",
+]
+
+
+# Held-out samples the channel checks need: their limits are the highest values the
+# statistics reach there (times a margin), which a few hundred samples do not pin down.
+MIN_CHECK_SAMPLES = 2000
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +106,7 @@ class TrainOutcome:
     example_windows: npt.NDArray[np.float32]  # (k, channels, length) held-out normal
     example_reconstructions: npt.NDArray[np.float32]  # (k, channels, length)
     counts: dict[str, int]
+    checks_note: str = ""  # why the channel checks are off, when they are
 
 
 def train_bundle(tables: Sequence[Table], settings: TrainSettings) -> TrainOutcome:
@@ -134,9 +147,16 @@ def train_bundle(tables: Sequence[Table], settings: TrainSettings) -> TrainOutco
     scores = bundle.scorer(device=settings.fit.device).score(windows["calibration"])
     decision, statistic = _decision(scores.errors, settings)
     threshold = Threshold.calibrate(statistic, settings.fpr)
+    checks_note = "off (--no-checks): the window error alone decides"
     if settings.checks:
-        checks = _checks(fit_rows + val_rows, cal_rows, period, settings)
+        checks, checks_note = _checks(fit_rows + val_rows, cal_rows, period, settings)
         decision = replace(decision, checks=checks)
+    if sum(len(r) for r in cal_rows) >= MIN_CHECK_SAMPLES:
+        # Enough held-out history to trust its highest value: the window error gets the
+        # same margin over it as the checks' statistics (see calibrate_checks).
+        highest = CHECK_MARGIN * float(np.max(statistic))
+        if highest > threshold.value:
+            threshold = replace(threshold, value=highest, method=f"{threshold.method}+margin")
     counts = {f"{name}_windows": len(w) for name, w in windows.items()}
     counts["rows"] = sum(len(t.timestamps) for t in tables)
     bundle = replace(
@@ -154,6 +174,7 @@ def train_bundle(tables: Sequence[Table], settings: TrainSettings) -> TrainOutco
         windows["calibration"][pick],
         scores.reconstructions[pick],
         counts,
+        checks_note,
     )
 
 
@@ -215,13 +236,23 @@ def _checks(
     held_out: list[npt.NDArray[np.float32]],
     period_s: float,
     settings: TrainSettings,
-) -> ChannelChecks | None:
+) -> tuple[ChannelChecks | None, str]:
     """Residual model fitted on the training rows, its checks calibrated on held-out rows.
 
-    A short history gets fewer lags (each channel's prediction needs about twice as many
-    samples as it has weights); too short a history for even one lag leaves the window
-    error alone, which ``None`` says.
+    The limits come from what the residuals do on the held-out rows, so these need at
+    least ``MIN_CHECK_SAMPLES``; with fewer the checks are off (``None``) and the note
+    says why. A short history gets fewer lags (each channel's prediction needs about
+    twice as many samples as it has weights).
     """
+    held_out_samples = sum(len(r) for r in held_out)
+    if held_out_samples < MIN_CHECK_SAMPLES:
+        need_h = MIN_CHECK_SAMPLES / settings.calibration_fraction * period_s / 3600.0
+        return None, (
+            f"off: the held-out part of the history holds {held_out_samples} samples and "
+            f"calibrating the checks' limits takes {MIN_CHECK_SAMPLES}; train on about "
+            f"{need_h:.3g} h of normal history or more to turn them on. The window error "
+            "alone decides"
+        )
     for lags in range(min(settings.lags, settings.window_len - 1), 0, -1):
         try:
             model = ResidualModel.fit(train_rows, lags).with_noise_from(held_out)
@@ -229,8 +260,8 @@ def _checks(
             continue  # too few rows to pin down this many weights: try fewer lags
         break
     else:
-        return None
-    return calibrate_checks(
+        return None, "off: too few consecutive normal rows to fit the channels' predictions"
+    checks = calibrate_checks(
         model,
         held_out,
         train_rows + held_out,
@@ -240,6 +271,7 @@ def _checks(
         stuck_s=settings.stuck_s,
         range_margin=settings.range_margin,
     )
+    return checks, ""
 
 
 def _infer_period(tables: Sequence[Table]) -> float:
