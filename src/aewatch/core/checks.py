@@ -141,8 +141,9 @@ class Observation:
     ``ratios`` ``(n, 4, c)``: each check's statistic over its limit (``CHECK_KINDS``
     order), the highest it reached in the window's new samples. ``measured`` and
     ``expected`` ``(n, c)``: the newest reading and its prediction, in the channels'
-    units. ``level`` ``(n, c)``: the smoothed residual in noise levels; ``spread``
-    ``(n, c)``: the recent residual's spread over its normal one.
+    units. ``level`` ``(n, c)``: the residual's mean since the shift statistic last left
+    0, in noise levels, signed; ``spread`` ``(n, c)``: the recent residual's spread over
+    its normal one.
     """
 
     ratios: npt.NDArray[np.float64]
@@ -167,8 +168,9 @@ class ChannelMonitor:
         self._slots: dict[str, int] = {}
         self._free: list[int] = []
         c = checks.model.channels
-        # shift up, shift down, noise, level, square, shift latched, noise latched
-        self._state = np.zeros((0, 7, c))
+        # shift up, shift down, noise, level, square, shift latched, noise latched, samples
+        # in the shift up and down sums since they were last 0
+        self._state = np.zeros((0, 9, c))
         self._still = np.zeros((0, c))
 
     def slot(self, asset: str) -> int:
@@ -254,6 +256,8 @@ class ChannelMonitor:
                 si = zs[turn, i]
                 s[:, 0] = np.minimum(np.maximum(s[:, 0] + si - checks.k, 0.0), cap_shift)
                 s[:, 1] = np.minimum(np.maximum(s[:, 1] - si - checks.k, 0.0), cap_shift)
+                s[:, 7] = np.where(s[:, 0] > 0, s[:, 7] + 1.0, 0.0)
+                s[:, 8] = np.where(s[:, 1] > 0, s[:, 8] + 1.0, 0.0)
                 s[:, 2] = np.minimum(
                     np.maximum(s[:, 2] + square - 1.0 - checks.k_spread, 0.0), cap_noise
                 )
@@ -267,8 +271,24 @@ class ChannelMonitor:
                 stuck = np.maximum(stuck, run / checks.stuck_after)
             state[at], still_run[at] = s, run
             ratios[turn, SHIFT], ratios[turn, NOISE], ratios[turn, STUCK] = shift, noise, stuck
-            level[turn], spread[turn] = s[:, 3], np.sqrt(np.maximum(s[:, 4], 0.0))
+            level[turn] = _mean_shift(s, checks)
+            spread[turn] = np.sqrt(np.maximum(s[:, 4], 0.0))
         return Observation(ratios, x[:, -1], expected[:, -1], level, spread)
+
+
+def _mean_shift(s: npt.NDArray[np.float64], checks: ChannelChecks) -> npt.NDArray[np.float64]:
+    """The residual's mean since the larger shift sum last left 0, in noise levels, signed.
+
+    A CUSUM's own estimate of the change: ``k + sum / samples`` (Page 1954), in the
+    long-run units the sums count, turned back into noise levels. 0 where both sums are 0.
+    """
+    up = s[:, 0] >= s[:, 1]
+    total = np.where(up, s[:, 0], s[:, 1])
+    count = np.where(up, s[:, 7], s[:, 8])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(count > 0, checks.k + total / np.maximum(count, 1.0), 0.0)
+    scale = 1.0 if checks.shift_scale is None else checks.shift_scale
+    return np.asarray(np.where(up, mean, -mean) * scale, dtype=np.float64)
 
 
 def _latched(

@@ -25,10 +25,10 @@ class Finding:
 
     ``kind`` is the check that flagged it (``shift``, ``noise``, ``stuck``, ``range``) or
     ``reconstruction``. ``measured`` is the newest reading and ``expected`` what the
-    channel should read: its prediction from the other channels and its recent past, or
-    for ``range`` the envelope's nearer edge. ``noise_levels`` says how far apart in the
-    channel's noise levels: for ``shift`` the recent mean residual, for ``noise`` the
-    recent residual spread over its normal one, otherwise (measured - expected) / noise.
+    channel should read: its prediction from the other channels and its recent past; for
+    ``shift`` the reading less the residual's mean since the shift began; for ``range``
+    the envelope's nearer edge. ``noise_levels`` is (measured - expected) / noise, except
+    for ``noise``: the recent residual spread over its normal one.
     ``ratio`` is the check's statistic over its limit (1 = at the limit).
     """
 

@@ -592,6 +592,7 @@ def _finding(
         expected = float(np.clip(measured, checks.low[j], checks.high[j]))
     if kind == "shift":
         levels = float(observed.level[i, j])
+        expected = measured - levels * noise  # the reading less the mean residual
     elif kind == "noise":
         levels = float(observed.spread[i, j])
     else:

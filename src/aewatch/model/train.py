@@ -107,6 +107,9 @@ class TrainOutcome:
     example_reconstructions: npt.NDArray[np.float32]  # (k, channels, length)
     counts: dict[str, int]
     checks_note: str = ""  # why the channel checks are off, when they are
+    # The held-out normal history, contiguous blocks (m, channels) on the grid, oldest
+    # first: what calibrated the threshold and the checks.
+    held_out_rows: tuple[npt.NDArray[np.float32], ...] = ()
 
 
 def train_bundle(tables: Sequence[Table], settings: TrainSettings) -> TrainOutcome:
@@ -175,6 +178,7 @@ def train_bundle(tables: Sequence[Table], settings: TrainSettings) -> TrainOutco
         scores.reconstructions[pick],
         counts,
         checks_note,
+        tuple(cal_rows),
     )
 
 
