@@ -35,15 +35,18 @@ from aewatch.model.detector import Adaptation, DecisionSettings, decision_statis
 from aewatch.model.fit import FitResult, FitSettings, auto_latent, fit_network
 from aewatch.model.grid import DEFAULT_MAX_GAP_PERIODS, infer_period, regularize
 from aewatch.model.networks import ARCHITECTURES, ArchSpec
+from aewatch.model.offline import score_table
 from aewatch.model.scaler import RobustScaler
 from aewatch.model.threshold import Threshold
 from aewatch.model.window import sliding_windows
 
 __all__ = [
     "MIN_CHECK_SAMPLES",
+    "FalseAlertEstimate",
     "TrainOutcome",
     "TrainSettings",
     "data_provenance",
+    "held_out_false_alerts",
     "normal_windows",
     "train_bundle",
 ]
@@ -110,6 +113,25 @@ class TrainOutcome:
     # The held-out normal history, contiguous blocks (m, channels) on the grid, oldest
     # first: what calibrated the threshold and the checks.
     held_out_rows: tuple[npt.NDArray[np.float32], ...] = ()
+    false_alerts: FalseAlertEstimate | None = None  # measured on held-out normal data
+
+
+@dataclass(frozen=True, slots=True)
+class FalseAlertEstimate:
+    """False alerts measured on held-out normal data the detectors were not calibrated on.
+
+    The held-out part is cut into two halves by time; the detectors are calibrated on one
+    half exactly as training calibrates them on the whole, and the other half is scored as
+    the daemon would score it; then the other way round. ``alerts`` raised in ``days``
+    of normal operation.
+    """
+
+    alerts: int
+    days: float
+
+    @property
+    def per_day(self) -> float:
+        return self.alerts / self.days if self.days > 0 else float("nan")
 
 
 def train_bundle(tables: Sequence[Table], settings: TrainSettings) -> TrainOutcome:
@@ -148,18 +170,9 @@ def train_bundle(tables: Sequence[Table], settings: TrainSettings) -> TrainOutco
         score_kind=settings.score_kind,
     )
     scores = bundle.scorer(device=settings.fit.device).score(windows["calibration"])
-    decision, statistic = _decision(scores.errors, settings)
-    threshold = Threshold.calibrate(statistic, settings.fpr)
-    checks_note = "off (--no-checks): the window error alone decides"
-    if settings.checks:
-        checks, checks_note = _checks(fit_rows + val_rows, cal_rows, period, settings)
-        decision = replace(decision, checks=checks)
-    if sum(len(r) for r in cal_rows) >= MIN_CHECK_SAMPLES:
-        # Enough held-out history to trust its highest value: the window error gets the
-        # same margin over it as the checks' statistics (see calibrate_checks).
-        highest = CHECK_MARGIN * float(np.max(statistic))
-        if highest > threshold.value:
-            threshold = replace(threshold, value=highest, method=f"{threshold.method}+margin")
+    threshold, decision, checks_note = _calibrate(
+        scores.errors, fit_rows + val_rows, cal_rows, period, settings
+    )
     counts = {f"{name}_windows": len(w) for name, w in windows.items()}
     counts["rows"] = sum(len(t.timestamps) for t in tables)
     bundle = replace(
@@ -168,6 +181,7 @@ def train_bundle(tables: Sequence[Table], settings: TrainSettings) -> TrainOutco
         decision=decision.to_json(),
         provenance=_provenance(tables, settings, counts, fit),
     )
+    estimate = held_out_false_alerts(bundle, fit_rows + val_rows, cal_rows, settings)
     pick = np.linspace(0, len(scores) - 1, num=min(4, len(scores))).astype(int)
     assert scores.reconstructions is not None  # scored with them
     return TrainOutcome(
@@ -179,6 +193,7 @@ def train_bundle(tables: Sequence[Table], settings: TrainSettings) -> TrainOutco
         counts,
         checks_note,
         tuple(cal_rows),
+        estimate,
     )
 
 
@@ -233,6 +248,95 @@ def _decision(
         settings.raise_after, settings.resolve_after, settings.smoothing_halflife, adaptation
     )
     return decision_statistic(errors, decision)
+
+
+def held_out_false_alerts(
+    bundle: ModelBundle,
+    train_rows: list[npt.NDArray[np.float32]],
+    held_out: list[npt.NDArray[np.float32]],
+    settings: TrainSettings,
+) -> FalseAlertEstimate | None:
+    """Alerts on each half of ``held_out`` when the other half calibrated the detectors.
+
+    None when a half is too short to calibrate on (fewer windows than the threshold
+    needs).
+    """
+    halves = _halves(held_out)
+    scorer = bundle.scorer(device=settings.fit.device)
+    channels = len(bundle.channels)
+    alerts, days = 0, 0.0
+    for calibrate_on, score_on in (halves, halves[::-1]):
+        w = _windows(calibrate_on, channels, window_len=bundle.window_len, hop=bundle.hop)
+        if len(w) == 0 or not any(len(b) >= bundle.window_len for b in score_on):
+            return None
+        try:
+            threshold, decision, _ = _calibrate(
+                scorer.score(w).errors, train_rows, calibrate_on, bundle.period_s, settings
+            )
+        except ValueError:
+            return None  # too few windows in a half for the false-alarm target
+        half_model = replace(bundle, threshold=threshold, decision=decision.to_json())
+        for i, block in enumerate(score_on):
+            table = _grid_table(block, bundle, f"held-out half, block {i}")
+            result = score_table(half_model, table, asset="held-out")
+            alerts += sum(e.state == "raised" for e in result.events)
+            days += len(block) * bundle.period_s / 86_400.0
+    return FalseAlertEstimate(alerts, days)
+
+
+def _calibrate(
+    errors: npt.NDArray[np.float32],
+    train_rows: list[npt.NDArray[np.float32]],
+    held_out: list[npt.NDArray[np.float32]],
+    period_s: float,
+    settings: TrainSettings,
+) -> tuple[Threshold, DecisionSettings, str]:
+    """Threshold, decision settings with the checks, and why the checks are off (or "")."""
+    decision, statistic = _decision(errors, settings)
+    threshold = Threshold.calibrate(statistic, settings.fpr)
+    checks_note = "off (--no-checks): the window error alone decides"
+    if settings.checks:
+        checks, checks_note = _checks(train_rows, held_out, period_s, settings)
+        decision = replace(decision, checks=checks)
+    if sum(len(r) for r in held_out) >= MIN_CHECK_SAMPLES:
+        # Enough held-out history to trust its highest value: the window error gets the
+        # same margin over it as the checks' statistics (see calibrate_checks).
+        highest = CHECK_MARGIN * float(np.max(statistic))
+        if highest > threshold.value:
+            threshold = replace(threshold, value=highest, method=f"{threshold.method}+margin")
+    return threshold, decision, checks_note
+
+
+def _halves(
+    blocks: list[npt.NDArray[np.float32]],
+) -> tuple[list[npt.NDArray[np.float32]], list[npt.NDArray[np.float32]]]:
+    """``blocks`` cut in two at the middle sample, oldest half first."""
+    total = sum(len(b) for b in blocks)
+    first: list[npt.NDArray[np.float32]] = []
+    second: list[npt.NDArray[np.float32]] = []
+    offset = 0
+    for block in blocks:
+        cut = min(max(total // 2 - offset, 0), len(block))
+        if cut:
+            first.append(block[:cut])
+        if cut < len(block):
+            second.append(block[cut:])
+        offset += len(block)
+    return first, second
+
+
+def _grid_table(rows: npt.NDArray[np.float32], bundle: ModelBundle, source: str) -> Table:
+    """Grid rows as a ``Table`` one period apart (rows numbered from 1)."""
+    n = len(rows)
+    return Table(
+        source=source,
+        timestamps=np.arange(n, dtype=np.float64) * bundle.period_s,
+        values=np.asarray(rows, dtype=np.float64),
+        channels=bundle.channels,
+        labels=None,
+        changepoints=None,
+        lines=np.arange(1, n + 1, dtype=np.int64),
+    )
 
 
 def _checks(
