@@ -354,9 +354,9 @@ def _print_summary(files: _Files, *, asset: str, decisions: list[Decision]) -> N
         f"\nDaemon config and log: {files.config}, {files.daemon_log}"
         f"\nModel {summary['model']} {summary['version']}: score any CSV with "
         f"`aewatch score --model {files.model} --data FILE --out scores.csv`"
-        "\nNote: the faults are a few times each sensor's noise; on the quiet channels"
-        "\n(whp, wht, flow) that is smaller than what a normal choke move does to a"
-        "\n10-sample window, so the default model misses most of them."
+        "\nNote: the faults are a few times each sensor's noise. A small step on flow, the"
+        "\nchannel the choke moves, looks like a small choke move: give a model the choke"
+        "\nposition as a channel to see such faults."
     )
 
 
