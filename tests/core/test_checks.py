@@ -135,6 +135,29 @@ def test_assets_keep_their_own_statistics(checks: ChannelChecks) -> None:
     assert np.allclose(rt[0::2], ra) and np.allclose(rt[1::2], rb)
 
 
+@pytest.mark.parametrize("fault", [None, "step"])
+def test_a_long_batch_folds_in_as_window_by_window(
+    checks: ChannelChecks, fault: str | None
+) -> None:
+    """Many windows of one asset at once (along time) give what one at a time gives."""
+    rows = _plant(np.random.default_rng(11), 900)
+    if fault == "step":  # reaches the limit: the batch falls back to sample by sample
+        rows[500:, 2] += 4.0 * checks.model.noise[2]
+    windows = sliding_windows(rows.astype(np.float32), WINDOW, 1)
+    batch, single = ChannelMonitor(checks), ChannelMonitor(checks)
+    cut = 300  # two batches: the second continues from the first's statistics
+    first = batch.observe(np.full(cut, batch.slot("a")), windows[:cut])
+    second = batch.observe(np.full(len(windows) - cut, batch.slot("a")), windows[cut:])
+    slot = single.slot("a")
+    one = [single.observe(np.array([slot]), windows[i : i + 1]) for i in range(len(windows))]
+    for name in ("ratios", "level", "spread"):
+        together = np.concatenate((getattr(first, name), getattr(second, name)))
+        alone = np.concatenate([getattr(o, name) for o in one])
+        assert np.allclose(together, alone, atol=1e-9), name
+    worst = np.concatenate((first.worst(), second.worst()))
+    assert (worst >= 1.0).any() == (fault is not None)
+
+
 def test_checks_survive_json(checks: ChannelChecks) -> None:
     again = ChannelChecks.from_json(checks.to_json())
     assert again.to_json() == checks.to_json()

@@ -35,6 +35,7 @@ from typing import Any, Self
 import numpy as np
 import numpy.typing as npt
 
+from aewatch.core.ewma import ewma_from
 from aewatch.core.residual import ResidualModel
 
 __all__ = [
@@ -53,10 +54,12 @@ SHIFT, NOISE, STUCK, RANGE = range(4)
 _CAP = 1.5  # a CUSUM never climbs past this many limits, so it falls back soon after a fault
 _RELEASE = 0.5  # a check at its limit stays there until its statistic falls below this
 _LEVEL_HALFLIFE = 20.0  # samples; the smoothed residual an alert reports
+_LEVEL_ALPHA = 1.0 - math.pow(0.5, 1.0 / _LEVEL_HALFLIFE)
 _STUCK_TOLERANCE = 0.05  # of the channel's noise level: a move smaller than this is no move
 _MIN_STUCK_SAMPLES = 6
 _NORMAL_RANGE_Q = 0.001
 _SQUARE_CLIP = 9.0  # a sample adds at most 3² to the noise statistic
+_ALONG_TIME = 8  # an asset with this many windows in one call is folded in along time
 _SIEGMUND = 1.166
 _MAX_CORRELATION = 0.9  # Siegmund's correction of the limit for the overshoot
 
@@ -216,7 +219,10 @@ class ChannelMonitor:
         """Fold the new samples of ``windows`` ``(n, c, L)`` into the statistics of ``slots``.
 
         ``slots[i]`` is the row of window ``i``'s asset; an asset's windows come in time
-        order, and windows of different assets may interleave.
+        order, and windows of different assets may interleave. An asset with many windows
+        in the call (a file, a burst of samples) is folded in along time in array
+        operations while none of its statistics reaches a limit; otherwise, and for the
+        others, sample by sample (the assets of one turn together).
         """
         checks = self.checks
         model = checks.model
@@ -225,55 +231,149 @@ class ChannelMonitor:
         n, c, length = x_all.shape
         expected = model.expected(x_all, checks.hop)  # (n, h, c)
         h = expected.shape[1]
-        ratios = np.zeros((n, 4, c))
         if n == 0 or h == 0:
             empty = np.zeros((n, c))
-            return Observation(ratios, empty, empty.copy(), empty.copy(), empty.copy())
+            return Observation(np.zeros((n, 4, c)), empty, empty.copy(), empty, empty.copy())
         x = x_all[:, :, length - h :].transpose(0, 2, 1)  # (n, h, c)
         before = x_all[:, :, length - h - 1 : length - 1].transpose(0, 2, 1)
-        z = np.nan_to_num((x - expected) / model.noise, nan=0.0)
-        z = np.clip(z, -checks.clip, checks.clip)
-        is_still = np.abs(x - before) <= checks.stuck_tolerance
+        z = np.clip(np.nan_to_num((x - expected) / model.noise, nan=0.0), -checks.clip, checks.clip)
+        samples = _Samples(
+            z=z,
+            shift_z=z if checks.shift_scale is None else z / checks.shift_scale,
+            is_still=np.abs(x - before) <= checks.stuck_tolerance,
+            ratios=np.zeros((n, 4, c)),
+            level=np.zeros((n, c)),
+            spread=np.zeros((n, c)),
+        )
         mid = (checks.high + checks.low) / 2.0
         half = np.maximum((checks.high - checks.low) / 2.0, 1e-12)
-        ratios[:, RANGE] = np.nan_to_num(np.abs(x - mid) / half, nan=0.0).max(axis=1)
-        alpha = 1.0 - math.pow(0.5, 1.0 / _LEVEL_HALFLIFE)
+        samples.ratios[:, RANGE] = np.nan_to_num(np.abs(x - mid) / half, nan=0.0).max(axis=1)
+        stepwise = np.ones(n, dtype=np.bool_)
+        found, counts = np.unique(rows, return_counts=True)
+        for row in found[counts >= _ALONG_TIME].tolist():
+            mine = np.flatnonzero(rows == row)
+            if self._fold_along_time(row, mine, samples):
+                stepwise[mine] = False
+        if stepwise.any():
+            picked = np.flatnonzero(stepwise)
+            for turn in _turns(rows[picked]):
+                self._fold_turn(rows[picked[turn]], picked[turn], samples)
+        return Observation(samples.ratios, x[:, -1], expected[:, -1], samples.level, samples.spread)
+
+    def _fold_turn(
+        self, at: npt.NDArray[np.int64], turn: npt.NDArray[np.int64], samples: _Samples
+    ) -> None:
+        """Fold windows ``turn`` (one per asset row ``at``) in, sample by sample."""
+        checks = self.checks
+        c = checks.model.channels
+        alpha = _LEVEL_ALPHA
         cap_shift, cap_noise = _CAP * checks.shift_limit, _CAP * checks.noise_limit
-        level = np.zeros((n, c))
-        spread = np.zeros((n, c))
-        state, still_run = self._state, self._still
-        zs = z if checks.shift_scale is None else z / checks.shift_scale
-        for turn in _turns(rows):
-            at = rows[turn]
-            s = state[at]  # (m, 5, c), a copy
-            run = still_run[at]
-            shift = np.zeros((len(turn), c))
-            noise = np.zeros((len(turn), c))
-            stuck = np.zeros((len(turn), c))
-            for i in range(h):
-                zi = z[turn, i]
-                square = np.minimum((zi - s[:, 3]) ** 2, _SQUARE_CLIP)
-                si = zs[turn, i]
-                s[:, 0] = np.minimum(np.maximum(s[:, 0] + si - checks.k, 0.0), cap_shift)
-                s[:, 1] = np.minimum(np.maximum(s[:, 1] - si - checks.k, 0.0), cap_shift)
-                s[:, 7] = np.where(s[:, 0] > 0, s[:, 7] + 1.0, 0.0)
-                s[:, 8] = np.where(s[:, 1] > 0, s[:, 8] + 1.0, 0.0)
-                s[:, 2] = np.minimum(
-                    np.maximum(s[:, 2] + square - 1.0 - checks.k_spread, 0.0), cap_noise
-                )
-                s[:, 3] += alpha * (zi - s[:, 3])
-                s[:, 4] += alpha * (square - s[:, 4])
-                run = np.where(is_still[turn, i], run + 1.0, 0.0)
-                shift = np.maximum(
-                    shift, _latched(s, np.maximum(s[:, 0], s[:, 1]) / checks.shift_limit, 5, (0, 1))
-                )
-                noise = np.maximum(noise, _latched(s, s[:, 2] / checks.noise_limit, 6, (2,)))
-                stuck = np.maximum(stuck, run / checks.stuck_after)
-            state[at], still_run[at] = s, run
-            ratios[turn, SHIFT], ratios[turn, NOISE], ratios[turn, STUCK] = shift, noise, stuck
-            level[turn] = _mean_shift(s, checks)
-            spread[turn] = np.sqrt(np.maximum(s[:, 4], 0.0))
-        return Observation(ratios, x[:, -1], expected[:, -1], level, spread)
+        s = self._state[at]  # (m, 9, c), a copy
+        run = self._still[at]
+        shift = np.zeros((len(turn), c))
+        noise = np.zeros((len(turn), c))
+        stuck = np.zeros((len(turn), c))
+        for i in range(samples.z.shape[1]):
+            zi = samples.z[turn, i]
+            square = np.minimum((zi - s[:, 3]) ** 2, _SQUARE_CLIP)
+            si = samples.shift_z[turn, i]
+            s[:, 0] = np.minimum(np.maximum(s[:, 0] + si - checks.k, 0.0), cap_shift)
+            s[:, 1] = np.minimum(np.maximum(s[:, 1] - si - checks.k, 0.0), cap_shift)
+            s[:, 7] = np.where(s[:, 0] > 0, s[:, 7] + 1.0, 0.0)
+            s[:, 8] = np.where(s[:, 1] > 0, s[:, 8] + 1.0, 0.0)
+            s[:, 2] = np.minimum(
+                np.maximum(s[:, 2] + square - 1.0 - checks.k_spread, 0.0), cap_noise
+            )
+            s[:, 3] += alpha * (zi - s[:, 3])
+            s[:, 4] += alpha * (square - s[:, 4])
+            run = np.where(samples.is_still[turn, i], run + 1.0, 0.0)
+            shift = np.maximum(
+                shift, _latched(s, np.maximum(s[:, 0], s[:, 1]) / checks.shift_limit, 5, (0, 1))
+            )
+            noise = np.maximum(noise, _latched(s, s[:, 2] / checks.noise_limit, 6, (2,)))
+            stuck = np.maximum(stuck, run / checks.stuck_after)
+        self._state[at], self._still[at] = s, run
+        ratios = samples.ratios
+        ratios[turn, SHIFT], ratios[turn, NOISE], ratios[turn, STUCK] = shift, noise, stuck
+        samples.level[turn] = _mean_shift(s, checks)
+        samples.spread[turn] = np.sqrt(np.maximum(s[:, 4], 0.0))
+
+    def _fold_along_time(self, row: int, mine: npt.NDArray[np.int64], samples: _Samples) -> bool:
+        """Fold one asset's windows ``mine`` in along time; False (nothing changed) when a
+        statistic of theirs reaches its limit, or one is at it already: those take the
+        sample-by-sample path, which caps and latches."""
+        checks = self.checks
+        s = self._state[row]  # (9, c), a copy
+        if s[5].any() or s[6].any():
+            return False
+        m, h, c = samples.z[mine].shape
+        z = samples.z[mine].reshape(m * h, c)
+        shift_z = samples.shift_z[mine].reshape(m * h, c)
+        level = ewma_from(z, _LEVEL_ALPHA, s[3].copy())
+        level_before = np.vstack((s[3][None, :], level[:-1]))
+        square = np.minimum((z - level_before) ** 2, _SQUARE_CLIP)
+        up, up_count = _lindley(shift_z - checks.k, s[0], s[7])
+        down, down_count = _lindley(-shift_z - checks.k, s[1], s[8])
+        spread_sum, _ = _lindley(square - 1.0 - checks.k_spread, s[2], np.zeros(c))
+        shift_ratio = np.maximum(up, down) / checks.shift_limit
+        noise_ratio = spread_sum / checks.noise_limit
+        if (shift_ratio >= 1.0).any() or (noise_ratio >= 1.0).any():
+            return False
+        run = _runs(samples.is_still[mine].reshape(m * h, c), self._still[row])
+        squares = ewma_from(square, _LEVEL_ALPHA, s[4].copy())
+        last = np.arange(h - 1, m * h, h)  # each window's newest sample
+        ratios = samples.ratios
+        ratios[mine, SHIFT] = shift_ratio.reshape(m, h, c).max(axis=1)
+        ratios[mine, NOISE] = noise_ratio.reshape(m, h, c).max(axis=1)
+        ratios[mine, STUCK] = (run / checks.stuck_after).reshape(m, h, c).max(axis=1)
+        per_window = np.zeros((m, 9, c))
+        per_window[:, 0], per_window[:, 1], per_window[:, 2] = (
+            up[last],
+            down[last],
+            spread_sum[last],
+        )
+        per_window[:, 3], per_window[:, 4] = level[last], squares[last]
+        per_window[:, 7], per_window[:, 8] = up_count[last], down_count[last]
+        samples.level[mine] = _mean_shift(per_window, checks)
+        samples.spread[mine] = np.sqrt(np.maximum(squares[last], 0.0))
+        self._state[row] = per_window[-1]
+        self._still[row] = run[-1]
+        return True
+
+
+@dataclass(frozen=True, slots=True)
+class _Samples:
+    """One call's samples ``(n, h, c)`` and what it fills in, per window."""
+
+    z: npt.NDArray[np.float64]
+    shift_z: npt.NDArray[np.float64]
+    is_still: npt.NDArray[np.bool_]
+    ratios: npt.NDArray[np.float64]
+    level: npt.NDArray[np.float64]
+    spread: npt.NDArray[np.float64]
+
+
+def _lindley(
+    steps: npt.NDArray[np.float64], start: npt.NDArray[np.float64], count: npt.NDArray[np.float64]
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """``S = max(0, S + step)`` from ``start`` over ``steps`` ``(T, c)``, uncapped, and the
+    samples since each ``S`` was last 0 (from ``count`` before the first)."""
+    total = np.cumsum(steps, axis=0)
+    lowest = np.minimum.accumulate(total, axis=0)
+    sums = np.maximum(np.maximum(start + total, total - lowest), 0.0)
+    index = np.arange(len(steps))[:, None]
+    last_zero = np.maximum.accumulate(np.where(sums <= 0.0, index, -1), axis=0)
+    counts = np.where(last_zero >= 0, index - last_zero, count + index + 1.0)
+    return sums, counts.astype(np.float64)
+
+
+def _runs(
+    is_still: npt.NDArray[np.bool_], start: npt.NDArray[np.float64]
+) -> npt.NDArray[np.float64]:
+    """Length of the still run at each sample ``(T, c)``, continuing from ``start``."""
+    index = np.arange(len(is_still))[:, None]
+    last_move = np.maximum.accumulate(np.where(is_still, -1, index), axis=0)
+    return np.where(last_move >= 0, index - last_move, start + index + 1.0).astype(np.float64)
 
 
 def _mean_shift(s: npt.NDArray[np.float64], checks: ChannelChecks) -> npt.NDArray[np.float64]:
