@@ -43,6 +43,8 @@ def run(args: argparse.Namespace) -> int:
     scores = score_table(bundle, table, device=args.device)
     scores_frame(table, scores, bundle.channels).to_csv(args.out, index=False, float_format="%.6g")
     raised = sum(e.state == "raised" for e in scores.events)
+    for line in envelope_warnings(bundle, table):
+        print(line)
     for event in scores.events:
         print(alert_line(alert_message(event, model=bundle.name, model_version=bundle.version)))
     print(
@@ -50,6 +52,34 @@ def run(args: argparse.Namespace) -> int:
         f"{bundle.name} {bundle.version}: {raised} alerts raised → {args.out}"
     )
     return 0
+
+
+def envelope_warnings(bundle: ModelBundle, table: Table) -> list[str]:
+    """A warning per channel with readings outside the training envelope (none: fine).
+
+    The envelope is the range check's (the normal history's 0.1-99.9 % range widened by
+    the margin); a model with the checks off has none to compare with.
+    """
+    checks = bundle.decision.get("checks")
+    if not checks or len(table.timestamps) == 0:
+        return []
+    low, high = np.asarray(checks["low"]), np.asarray(checks["high"])
+    values = np.asarray(table.values, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        outside = (values < low) | (values > high)
+    lines = []
+    for j, channel in enumerate(bundle.channels):
+        rows = np.flatnonzero(outside[:, j])
+        if not len(rows):
+            continue
+        first = pd.Timestamp(table.timestamps[rows[0]], unit="s", tz="UTC")
+        lines.append(
+            f"warning  {channel}: {len(rows) / len(values):.1%} of rows outside the training "
+            f"envelope [{low[j]:.4g}, {high[j]:.4g}], the first at line {table.lines[rows[0]]} "
+            f"({first:%Y-%m-%d %H:%M:%S}); the model was not calibrated on such readings, so "
+            "its false-alert estimate does not hold there"
+        )
+    return lines
 
 
 def load_for_model(

@@ -271,7 +271,12 @@ def held_out_false_alerts(
             return None
         try:
             threshold, decision, _ = _calibrate(
-                scorer.score(w).errors, train_rows, calibrate_on, bundle.period_s, settings
+                scorer.score(w).errors,
+                train_rows,
+                calibrate_on,
+                bundle.period_s,
+                settings,
+                held_out_samples=sum(len(b) for b in held_out),  # decide as for the whole
             )
         except ValueError:
             return None  # too few windows in a half for the false-alarm target
@@ -290,15 +295,23 @@ def _calibrate(
     held_out: list[npt.NDArray[np.float32]],
     period_s: float,
     settings: TrainSettings,
+    *,
+    held_out_samples: int | None = None,
 ) -> tuple[Threshold, DecisionSettings, str]:
-    """Threshold, decision settings with the checks, and why the checks are off (or "")."""
+    """Threshold, decision settings with the checks, and why the checks are off (or "").
+
+    Whether the held-out part is long enough for the checks and the margin is judged on
+    ``held_out_samples`` (default: the rows of ``held_out``).
+    """
+    if held_out_samples is None:
+        held_out_samples = sum(len(r) for r in held_out)
     decision, statistic = _decision(errors, settings)
     threshold = Threshold.calibrate(statistic, settings.fpr)
     checks_note = "off (--no-checks): the window error alone decides"
     if settings.checks:
-        checks, checks_note = _checks(train_rows, held_out, period_s, settings)
+        checks, checks_note = _checks(train_rows, held_out, period_s, settings, held_out_samples)
         decision = replace(decision, checks=checks)
-    if sum(len(r) for r in held_out) >= MIN_CHECK_SAMPLES:
+    if held_out_samples >= MIN_CHECK_SAMPLES:
         # Enough held-out history to trust its highest value: the window error gets the
         # same margin over it as the checks' statistics (see calibrate_checks).
         highest = CHECK_MARGIN * float(np.max(statistic))
@@ -344,6 +357,7 @@ def _checks(
     held_out: list[npt.NDArray[np.float32]],
     period_s: float,
     settings: TrainSettings,
+    held_out_samples: int,
 ) -> tuple[ChannelChecks | None, str]:
     """Residual model fitted on the training rows, its checks calibrated on held-out rows.
 
@@ -352,7 +366,6 @@ def _checks(
     says why. A short history gets fewer lags (each channel's prediction needs about
     twice as many samples as it has weights).
     """
-    held_out_samples = sum(len(r) for r in held_out)
     if held_out_samples < MIN_CHECK_SAMPLES:
         need_h = MIN_CHECK_SAMPLES / settings.calibration_fraction * period_s / 3600.0
         return None, (

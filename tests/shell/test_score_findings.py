@@ -1,0 +1,64 @@
+"""train and score on a day of simulated well data: the checks, their findings, the envelope."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from aewatch.cli import main
+
+
+@pytest.fixture(scope="module")
+def plant(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A day of history (enough held-out samples for the checks) and a model trained on it."""
+    d = tmp_path_factory.mktemp("findings")
+    paths = {"history": d / "history.csv", "day": d / "day.csv", "model": d / "well.aew"}
+    sim = ("simulate", "--scenario", "well", "--period", "10")
+    assert main([*sim, "--hours", "24", "--seed", "1", "--out", str(paths["history"])]) == 0
+    start = ("--start", "2026-01-02T00:00:00Z")
+    assert main([*sim, "--hours", "6", "--seed", "2", *start, "--out", str(paths["day"])]) == 0
+    return paths
+
+
+def test_train_says_what_the_checks_watch_and_the_false_alerts_it_measured(
+    plant: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["train", "--data", str(plant["history"]), "--out", str(plant["model"]), "--quiet"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert re.search(r"checks   shift, noise, stuck \(after \d+ s or more\), range on 4", printed)
+    assert "false alerts " in printed and "days of held-out normal data" in printed
+
+
+def test_score_names_the_channel_its_reading_and_the_envelope(
+    plant: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    if not plant["model"].exists():
+        main(["train", "--data", str(plant["history"]), "--out", str(plant["model"]), "--quiet"])
+    day = pd.read_csv(plant["day"])
+    day.loc[720:900, "whp_bar"] += 40.0  # far outside anything the history holds
+    faulty = tmp_path / "day.csv"
+    day.to_csv(faulty, index=False)
+    capsys.readouterr()
+    argv = ["score", "--model", str(plant["model"]), "--data", str(faulty)]
+    assert main([*argv, "--out", str(tmp_path / "scores.csv")]) == 0
+    printed = capsys.readouterr().out
+    assert "warning  whp_bar: " in printed and "outside the training envelope" in printed
+    raised = [line for line in printed.splitlines() if " raised " in line and "whp_bar" in line]
+    assert raised, printed
+    assert "2026-01-02 02:00:00" in raised[0]  # row 720 of a day from midnight, 10 s apart
+    assert re.search(r"(range|shift): whp_bar reads", raised[0])
+
+
+def test_a_clean_day_scores_without_a_warning(
+    plant: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    if not plant["model"].exists():
+        main(["train", "--data", str(plant["history"]), "--out", str(plant["model"]), "--quiet"])
+    capsys.readouterr()
+    argv = ["score", "--model", str(plant["model"]), "--data", str(plant["day"])]
+    assert main([*argv, "--out", str(tmp_path / "scores.csv")]) == 0
+    assert "warning" not in capsys.readouterr().out
