@@ -103,6 +103,8 @@ class Outcome:
 
     ends: list[npt.NDArray[np.float64]] = field(default_factory=list)
     scores: list[npt.NDArray[np.float32]] = field(default_factory=list)
+    cuts: list[npt.NDArray[np.float32]] = field(default_factory=list)
+    severities: list[npt.NDArray[np.float32]] = field(default_factory=list)
     is_firing: list[npt.NDArray[np.bool_]] = field(default_factory=list)
     events: list[AlertEvent] = field(default_factory=list)
 
@@ -113,6 +115,14 @@ class Outcome:
     @property
     def score(self) -> npt.NDArray[np.float32]:
         return np.concatenate(self.scores)
+
+    @property
+    def cut(self) -> npt.NDArray[np.float32]:
+        return np.concatenate(self.cuts)
+
+    @property
+    def severity(self) -> npt.NDArray[np.float32]:
+        return np.concatenate(self.severities)
 
     @property
     def firing(self) -> list[bool]:
@@ -130,6 +140,8 @@ def outcomes(results: Iterable[Scored]) -> dict[str, Outcome]:
         outcome = joined.setdefault(asset, Outcome())
         outcome.ends.append(scored.end_timestamps)
         outcome.scores.append(scored.scores)
+        outcome.cuts.append(scored.cuts)
+        outcome.severities.append(scored.severity)
         outcome.is_firing.append(scored.is_firing)
         outcome.events += scored.events
     return joined
@@ -158,6 +170,12 @@ def test_readings_one_at_a_time_match_score_table(
     offline = score_table(bundle, faulty, asset="w")
     assert flushed_once.end.tolist() == offline.window_end.tolist()
     np.testing.assert_allclose(flushed_once.score, offline.window_score, rtol=1e-5)
+    np.testing.assert_allclose(flushed_once.cut, offline.window_cut, rtol=1e-5)
+    np.testing.assert_allclose(flushed_once.severity, offline.window_severity, rtol=1e-5)
+    # Severity is the worst ratio, the window error's among them: never below score / cut.
+    ratio = flushed_once.score / flushed_once.cut
+    assert np.all(flushed_once.severity >= ratio * (1 - 1e-6))
+    assert flushed_once.severity.max() >= 1.0  # the fault's windows
     assert [_key(e) for e in flushed_once.events] == [_key(e) for e in offline.events]
     # hop 1 on a gapless table: window k ends on row k + window_len - 1.
     rows = np.arange(len(flushed_once.firing)) + bundle.window_len - 1

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -30,6 +31,7 @@ import pytest
 import torch
 import yaml
 from paho.mqtt.enums import CallbackAPIVersion
+from prometheus_client.parser import text_string_to_metric_families
 
 from aewatch.commands.replay import publish_table
 from aewatch.config import Config, load_config
@@ -52,6 +54,7 @@ pytestmark = pytest.mark.broker
 ASSET = "well-1"
 CHANNELS = 4
 WINDOW_LEN = 10  # TrainSettings' default: n rows make n - 9 windows
+ASSET_GAUGES = ("aewatch_asset_score", "aewatch_asset_threshold", "aewatch_asset_severity")
 TIMEOUT_S = 60.0  # generous: other work may share the CPUs
 START_TIMEOUT_S = 120.0  # a child process imports torch first
 _COUNTING_RUN = Path(__file__).with_name("daemon_with_counts.py")
@@ -151,8 +154,9 @@ class Bench:
         broker_extra: dict[str, Any] | None = None,
         inputs: list[dict[str, Any]] | None = None,
         limits: dict[str, Any] | None = None,
+        assets: str = "well-*",
     ) -> Path:
-        """Write a daemon config for ``broker`` serving the plant's model to ``well-*``."""
+        """Write a daemon config for ``broker`` serving the plant's model to ``assets``."""
         client_id = client_id or self.prefix
         data = {
             "broker": {
@@ -163,7 +167,7 @@ class Bench:
                 **(broker_extra or {}),
             },
             "inputs": inputs or [{"topic": self.input_template, "payload": "json"}],
-            "models": [{"path": str(self.plant.bundle_path), "assets": "well-*", "name": "well"}],
+            "models": [{"path": str(self.plant.bundle_path), "assets": assets, "name": "well"}],
             "outputs": {"topic_prefix": self.prefix},
             "limits": limits or {},
             "metrics": {"port": 0},
@@ -243,10 +247,10 @@ class Peer:
         self.client.disconnect()
         self.client.loop_stop()
 
-    def publish(self, table: Table, template: str, *, speed: float = 0) -> int:
+    def publish(self, table: Table, template: str, *, speed: float = 0, asset: str = ASSET) -> int:
         """Publish every row of ``table`` as JSON, one QoS 1 message per channel."""
         return publish_table(
-            self.client, table, asset=ASSET, template=template, per="channel", speed=speed, qos=1
+            self.client, table, asset=asset, template=template, per="channel", speed=speed, qos=1
         )
 
     def send(self, topic: str, payload: bytes | str) -> None:
@@ -280,14 +284,14 @@ class Peer:
 
 
 @contextmanager
-def _running(config: Config, watcher: Peer) -> Iterator[Daemon]:
+def _running(config: Config, watcher: Peer, *, config_path: Path | None = None) -> Iterator[Daemon]:
     """A started daemon, once ``watcher`` has seen it go ``online``; stopped afterwards.
 
     ``online`` is published after the subscriptions, so what is published from then on
-    reaches the daemon.
+    reaches the daemon. With ``config_path`` it can reload from that file.
     """
     since = len(watcher.received)
-    daemon = Daemon(config)
+    daemon = Daemon(config, config_path=config_path)
     daemon.start()
     try:
         prefix = config.outputs.topic_prefix
@@ -321,6 +325,42 @@ def _wait_scored(daemon: Daemon, rows: int) -> None:
             f"intake {dict(daemon.intake.counts)}"
         ),
     )
+
+
+def _asset_gauges(daemon: Daemon) -> dict[tuple[str, str, str], float]:
+    """The per-asset gauges as ``/metrics`` serves them: ``(metric, asset, model)`` -> value."""
+    assert daemon.status_server is not None
+    url = f"http://127.0.0.1:{daemon.status_server.port}/metrics"
+    with urllib.request.urlopen(url, timeout=TIMEOUT_S) as response:
+        text = response.read().decode()
+    return {
+        (family.name, sample.labels["asset"], sample.labels["model"]): sample.value
+        for family in text_string_to_metric_families(text)
+        if family.name in ASSET_GAUGES
+        for sample in family.samples
+    }
+
+
+def _wait_gauges(
+    daemon: Daemon, expected: dict[tuple[str, str, str], float]
+) -> dict[tuple[str, str, str], float]:
+    """Wait until /metrics serves ``expected`` (to float32 rounding) and nothing else."""
+
+    def is_shown() -> bool:
+        shown = _asset_gauges(daemon)
+        return shown.keys() == expected.keys() and shown == pytest.approx(expected, rel=1e-5)
+
+    _wait_until(is_shown, lambda: f"the gauges {expected}, got {_asset_gauges(daemon)}")
+    return _asset_gauges(daemon)
+
+
+def _newest_offline(offline: TableScores, asset: str) -> dict[tuple[str, str, str], float]:
+    """What the gauges of ``asset`` should show once ``offline``'s windows are scored."""
+    newest = (offline.window_score[-1], offline.window_cut[-1], offline.window_severity[-1])
+    return {
+        (name, asset, "well"): float(value)
+        for name, value in zip(ASSET_GAUGES, newest, strict=True)
+    }
 
 
 def _offline_events(events: list[AlertEvent]) -> list[Event]:
@@ -507,6 +547,66 @@ def test_restart_resumes_open_alert(broker: Broker, bench: Bench) -> None:
     assert raised["alert_id"] == resolved["alert_id"] == first_id
     assert resolved["started_at"] == raised["started_at"]
     assert second.counts["alerts_raised"] == 0 and second.counts["alerts_resolved"] == 1
+
+
+def test_asset_gauges_show_the_threshold_that_fires(broker: Broker, bench: Bench) -> None:
+    """Mid-alert and after it, /metrics shows the newest window's score, threshold in force
+    and severity exactly as offline scoring gives them; the alert names the same threshold."""
+    noise = bench.plant.noise
+    bundle = ModelBundle.load(bench.plant.bundle_path)
+    watcher = Peer(broker, bench.outputs)
+    seen: list[dict[tuple[str, str, str], float]] = []
+    try:
+        with _running(bench.config(broker), watcher) as daemon:
+            for start, stop in ((0, 200), (200, len(noise.timestamps))):  # raised at row 146
+                watcher.publish(_rows(noise, start, stop), bench.input_template)
+                offline = score_table(bundle, _rows(noise, 0, stop), asset=ASSET)
+                expected = _newest_offline(offline, ASSET)
+                seen.append(_wait_gauges(daemon, expected))
+            model_ratio = daemon.fleet.models[0].bundle.threshold.value
+    finally:
+        watcher.close()
+
+    during, after = seen
+    raised, resolved = watcher.alerts(bench.prefix)
+    threshold = ("aewatch_asset_threshold", ASSET, "well")
+    severity = ("aewatch_asset_severity", ASSET, "well")
+    assert during[severity] >= 1.0 > after[severity]
+    # The baseline holds still while an alert is open: the alert's threshold is the gauge's.
+    assert raised["threshold"] == resolved["threshold"] == pytest.approx(during[threshold])
+    assert raised["severity"] >= 1.0
+    # And it is not the model's calibrated ratio, which is what used to be shown.
+    assert during[threshold] != pytest.approx(model_ratio, rel=0.01)
+
+
+def test_asset_series_are_bounded_and_go_with_their_asset(broker: Broker, bench: Bench) -> None:
+    """At most limits.max_assets assets get series; a reload that stops serving one drops
+    its series and keeps the others."""
+    rows = 30  # 21 windows each
+    table = _rows(bench.plant.spikes, 0, rows)
+    offline = score_table(ModelBundle.load(bench.plant.bundle_path), table, asset=ASSET)
+    tracked = {**_newest_offline(offline, "well-1"), **_newest_offline(offline, "well-2")}
+    config_file = bench.config_file(broker, limits={"max_assets": 2})
+    config = load_config(config_file, environ={})
+    watcher = Peer(broker, bench.outputs)
+    try:
+        with _running(config, watcher, config_path=config_file) as daemon:
+            for asset in ("well-1", "well-2", "well-3"):  # well-3 finds two assets tracked
+                watcher.publish(table, bench.input_template, asset=asset)
+            _wait_until(
+                lambda: daemon.pipeline.counts["too_many_assets"] == rows * CHANNELS,
+                lambda: f"well-3's readings refused; pipeline {dict(daemon.pipeline.counts)}",
+            )
+            bounded = _wait_gauges(daemon, tracked)
+
+            bench.config_file(broker, limits={"max_assets": 2}, assets="well-1")
+            assert daemon.reload()
+            served = _asset_gauges(daemon)
+    finally:
+        watcher.close()
+
+    assert served == {key: value for key, value in bounded.items() if key[1] == "well-1"}
+    assert len(daemon.asset_gauges) == 1
 
 
 def test_bad_payloads_are_counted_and_scoring_goes_on(broker: Broker, bench: Bench) -> None:

@@ -214,6 +214,7 @@ def test_prometheus_runs_every_dashboard_query_and_rule_against_a_live_daemon(
             problems = [
                 *_dashboard_problems(api),
                 *_rule_problems(api),
+                *_asset_gauge_problems(api),
                 *_documentation_problems(exposition),
             ]
         assert feed.errors == []
@@ -277,17 +278,63 @@ def _rule_problems(api: PrometheusApi) -> list[str]:
     return problems
 
 
+def _asset_gauge_problems(api: PrometheusApi) -> list[str]:
+    """The per-asset gauges: one series per fed asset, and severity never below the ratio.
+
+    Severity is the worst of score / threshold and the channel checks' ratios, so it is at
+    least score / threshold; the three come from the same scrape, so the check is exact but
+    for float32 rounding.
+    """
+    problems = []
+    for name in ("aewatch_asset_score", "aewatch_asset_threshold", "aewatch_asset_severity"):
+        assets = sorted(s["metric"].get("asset", "") for s in api.query(name).series)
+        if assets != sorted(ASSETS):
+            problems.append(f"{name}: series for {assets}, expected one for each of {ASSETS}")
+    below = "aewatch_asset_severity < 0.9999 * aewatch_asset_score / aewatch_asset_threshold"
+    if (result := api.query(below)).error or result.series:
+        problems.append(f"severity below score / threshold: {result.why}: {result.series}")
+    return problems
+
+
 def _documentation_problems(exposition: str) -> list[str]:
-    """aewatch metric families exported but not in docs/metrics.md's tables, and back."""
-    exported = set()
+    """aewatch metric families exported but not in docs/metrics.md's tables, and back;
+    and, for each, labels (and enumerated label values) other than the table says."""
+    exported: dict[str, dict[str, set[str]]] = {}
     for family in text_string_to_metric_families(exposition):
         if family.name.startswith("aewatch_"):
             suffix = {"counter": "_total", "info": "_info"}.get(family.type, "")
-            exported.add(family.name + suffix)
-    documented = set(re.findall(r"^\| `(aewatch_\w+)`", METRICS_DOC.read_text(), re.MULTILINE))
-    return [f"{name} is exported but not documented" for name in exported - documented] + [
-        f"{name} is documented but not exported" for name in documented - exported
-    ]
+            labels = exported.setdefault(family.name + suffix, {})
+            for sample in family.samples:
+                for label, value in sample.labels.items():
+                    labels.setdefault(label, set()).add(value)
+    documented = _documented_labels(METRICS_DOC.read_text())
+    problems = [f"{name} is exported but not documented" for name in exported.keys() - documented]
+    problems += [f"{name} is documented but not exported" for name in documented - exported.keys()]
+    for name in exported.keys() & documented.keys():
+        labels, listed = exported[name], documented[name]
+        if labels.keys() != listed.keys():
+            problems.append(
+                f"{name}: exported labels {sorted(labels)}, documented {sorted(listed)}"
+            )
+            continue
+        for label, values in listed.items():
+            if values and labels[label] != values:
+                problems.append(f"{name}{{{label}}}: exported {labels[label]}, documented {values}")
+    return problems
+
+
+def _documented_labels(markdown: str) -> dict[str, dict[str, set[str]]]:
+    """Each metric of the page's tables: its labels, with their values where listed.
+
+    A labels cell names labels in backticks, or one label, a colon and every value it takes
+    in backticks; an empty value set means the values are not listed.
+    """
+    found: dict[str, dict[str, set[str]]] = {}
+    for name, cell in re.findall(r"^\| `(aewatch_\w+)` \|[^|]*\|([^|]*)\|", markdown, re.MULTILINE):
+        names, _, values = cell.partition(":")
+        listed = set(re.findall(r"`(\w+)`", values))
+        found[name] = {label: listed for label in re.findall(r"`(\w+)`", names)}
+    return found
 
 
 # -- Prometheus ---------------------------------------------------------------------------
@@ -399,13 +446,13 @@ def _has_scraped(api: PrometheusApi) -> bool:
 
 
 def _daemon_config(folder: Path, broker: Broker, model: Model, prefix: str) -> Path:
-    """A config serving ``model`` to well-*, metrics on a free port, per-asset scores on."""
+    """A config serving ``model`` to well-*, metrics on a free port."""
     data = {
         "broker": {"url": broker.url, "client_id": prefix, "reconnect_min_s": 1},
         "inputs": [{"topic": f"{prefix}/in/{{asset}}/{{channel}}", "payload": "json"}],
         "models": [{"path": str(model.bundle), "assets": "well-*", "name": "well"}],
         "outputs": {"topic_prefix": prefix},
-        "metrics": {"port": 0, "per_asset_scores": True},
+        "metrics": {"port": 0},
     }
     path = folder / "aewatch.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))

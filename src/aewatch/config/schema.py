@@ -540,7 +540,9 @@ class LimitsConfig(BaseModel):
     max_assets: int = Field(
         10000,
         ge=1,
-        description="Readings for further new assets are counted and dropped. Unit: assets.",
+        description="Readings for further new assets are counted and dropped. Each tracked "
+        "asset has three metric series (score, threshold in force, severity), so this also "
+        "bounds them. Unit: assets.",
     )
     queue_size: int = Field(
         100_000,
@@ -593,12 +595,6 @@ class MetricsConfig(BaseModel):
 
     listen: str = Field("127.0.0.1", min_length=1, description="Address to listen on. Unit: host.")
     port: int = Field(9108, ge=0, le=65535, description="TCP port; 0 picks a free one. Unit: port.")
-    per_asset_scores: bool = Field(
-        False, description="Export each asset's latest score as its own series. Unit: flag."
-    )
-    per_asset_cap: int = Field(
-        50, ge=0, description="Most assets exported per asset; the rest are left out. Unit: assets."
-    )
 
 
 class LoggingConfig(BaseModel):

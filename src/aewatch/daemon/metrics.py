@@ -8,8 +8,9 @@ process and its scoring worker are alive) and ``/readyz`` (connected to the brok
 models loaded).
 
 Names follow Prometheus conventions: ``aewatch_`` prefix, base units (seconds), ``_total``
-on counters. No metric has a per-asset label unless ``metrics.per_asset_scores`` is on,
-and then at most ``metrics.per_asset_cap`` assets.
+on counters. Only the three gauges of
+:class:`~aewatch.daemon.asset_gauges.AssetGauges` have an ``asset`` label: one series each
+per tracked asset, so at most ``limits.max_assets``.
 """
 
 from __future__ import annotations
@@ -257,22 +258,17 @@ class DaemonCollector(Collector):
             "aewatch_model", "Loaded models.", labels=["model", "version", "assets"]
         )
         threshold = GaugeMetricFamily(
-            "aewatch_model_threshold", "Calibrated threshold of each model.", labels=["model"]
+            "aewatch_model_threshold",
+            "Calibrated ratio of each model; an asset's threshold in force is this times its "
+            "drift baseline (aewatch_asset_threshold).",
+            labels=["model"],
         )
         for model in d.fleet.models:
             info.add_metric([model.name, model.version, model.pattern], {})
             threshold.add_metric([model.name], model.bundle.threshold.value)
         yield info
         yield threshold
-        if d.config.metrics.per_asset_scores:
-            scores = GaugeMetricFamily(
-                "aewatch_asset_score",
-                f"Latest smoothed score of each asset (first {d.config.metrics.per_asset_cap}).",
-                labels=["asset"],
-            )
-            for asset, score in sorted(dict(d.asset_scores).items()):
-                scores.add_metric([asset], score)
-            yield scores
+        yield from d.asset_gauges.families()
 
 
 def registry_for(daemon: Daemon) -> CollectorRegistry:

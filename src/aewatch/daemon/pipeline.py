@@ -57,13 +57,14 @@ class Scored:
     """One model's windows scored in one flush, grouped by asset (``n`` windows in all).
 
     The windows of ``assets[g]`` are ``bounds[g]:bounds[g + 1]``, oldest first.
-    ``end_timestamps`` ``(n,)`` float64 epoch seconds; ``scores`` (smoothed errors) and
-    ``cuts`` (the thresholds they met) ``(n,)`` float32; ``is_firing`` ``(n,)`` bool, the
-    alert state after each window; ``channel_errors`` ``(n, c)`` float32; ``events`` every
-    raise and resolve, in order. ``denoised`` is None unless asked for, else the
-    reconstructed newest ``hop`` rows of each window (``rows_per_window``), timestamps
-    ``(m,)`` and values ``(m, c)`` in data units, window by window. :meth:`per_asset` cuts
-    it into one ``Scored`` per asset.
+    ``end_timestamps`` ``(n,)`` float64 epoch seconds; ``scores`` (smoothed errors),
+    ``cuts`` (the thresholds in force they were held to) and ``severity`` (the worst
+    statistic over its limit: 1 or more is anomalous) ``(n,)`` float32; ``is_firing``
+    ``(n,)`` bool, the alert state after each window; ``channel_errors`` ``(n, c)`` float32;
+    ``events`` every raise and resolve, in order. ``denoised`` is None unless asked for,
+    else the reconstructed newest ``hop`` rows of each window (``rows_per_window``),
+    timestamps ``(m,)`` and values ``(m, c)`` in data units, window by window.
+    :meth:`per_asset` cuts it into one ``Scored`` per asset.
     """
 
     model: ServedModel
@@ -72,6 +73,7 @@ class Scored:
     end_timestamps: npt.NDArray[np.float64]
     scores: npt.NDArray[np.float32]
     cuts: npt.NDArray[np.float32]
+    severity: npt.NDArray[np.float32]
     is_firing: npt.NDArray[np.bool_]
     channel_errors: npt.NDArray[np.float32]
     events: list[AlertEvent]
@@ -101,6 +103,7 @@ class Scored:
                     self.end_timestamps[mine],
                     self.scores[mine],
                     self.cuts[mine],
+                    self.severity[mine],
                     self.is_firing[mine],
                     self.channel_errors[mine],
                     [e for e in self.events if e.asset == asset],
@@ -329,6 +332,7 @@ class Pipeline:
                     ends,
                     verdicts.scores,
                     verdicts.cuts,
+                    verdicts.severity,
                     verdicts.is_firing,
                     scores.channel_errors,
                     verdicts.events,

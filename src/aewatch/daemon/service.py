@@ -30,7 +30,8 @@ import paho.mqtt.client as mqtt
 
 from aewatch.config import Config, load_config
 from aewatch.daemon import messages
-from aewatch.daemon.fleet import Fleet, load_fleet
+from aewatch.daemon.asset_gauges import AssetGauges
+from aewatch.daemon.fleet import Fleet, ServedModel, load_fleet
 from aewatch.daemon.intake import Intake, RateLimitedLog, ReadingQueue
 from aewatch.daemon.metrics import (
     BATCH_BUCKETS,
@@ -101,7 +102,7 @@ class Daemon:
         self.batch_windows = Buckets(BATCH_BUCKETS)
         self.inference_s = Buckets(LATENCY_BUCKETS_S)
         self.latency_s = Buckets(LATENCY_BUCKETS_S)
-        self.asset_scores: dict[str, float] = {}
+        self.asset_gauges = AssetGauges()  # each tracked asset's newest decision
         self._active: dict[str, str] = {}  # asset -> open alert id, kept by the worker
         self._beat = time.monotonic()  # the worker's last round
         self._reload: tuple[Config, Fleet] | None = None
@@ -369,6 +370,7 @@ class Daemon:
         """Serve ``config`` and ``fleet`` from now on (worker thread, nothing pending)."""
         old_inputs = {source.subscription for source in self.config.inputs}
         kept, restarted, dropped = self.pipeline.swap_fleet(fleet)
+        self.asset_gauges.keep_served(lambda asset: _name(fleet.model_for(asset)))
         limits = config.limits
         self.pipeline.max_assets = limits.max_assets
         self.pipeline.max_late_s = limits.max_late_s
@@ -396,11 +398,9 @@ class Daemon:
 
     def _publish(self, results: list[Scored]) -> None:
         outputs = self.config.outputs
-        metrics = self.config.metrics
         for scored in results:
             model = scored.model
-            if metrics.per_asset_scores:
-                self._note_scores(scored, metrics.per_asset_cap)
+            self.asset_gauges.note(scored)
             for event in scored.events:
                 self.counts[f"alerts_{event.state}"] += 1
                 if event.state == "raised":
@@ -434,13 +434,6 @@ class Daemon:
                         values=values,
                     )
                     self._send(outputs.denoised_topic_for(asset), messages.encode(body))
-
-    def _note_scores(self, scored: Scored, cap: int) -> None:
-        """Each asset's latest score for its gauge; new assets only while under ``cap``."""
-        latest = scored.scores[scored.bounds[1:] - 1].tolist()
-        for asset, score in zip(scored.assets, latest, strict=True):
-            if asset in self.asset_scores or len(self.asset_scores) < cap:
-                self.asset_scores[asset] = score
 
     def _send(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
         info = self.client.publish(topic, payload, qos=self.config.outputs.qos, retain=retain)
@@ -486,6 +479,10 @@ class Daemon:
                 self._active[open_alert.asset] = open_alert.alert_id
         if self.counts["resumed_alerts"]:
             log.info("resumed %d open alerts", self.counts["resumed_alerts"])
+
+
+def _name(model: ServedModel | None) -> str | None:
+    return None if model is None else model.name
 
 
 def _wait(info: mqtt.MQTTMessageInfo, timeout_s: float) -> None:

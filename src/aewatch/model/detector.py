@@ -125,16 +125,18 @@ class Verdicts:
     """Per-window outcome for ``k`` windows of one asset, in time order.
 
     ``scores`` ``(k,)`` the smoothed error; ``cuts`` ``(k,)`` the threshold in the same
-    units; ``is_anomalous`` ``(k,)`` score above cut; ``is_firing`` ``(k,)`` the asset's
-    alert state after the window; ``events`` the raise/resolve events those windows caused.
+    units; ``is_anomalous`` ``(k,)`` score above cut or a check at its limit; ``is_firing``
+    ``(k,)`` the asset's alert state after the window; ``severity`` ``(k,)`` the worst of
+    score / cut and each check's statistic / its limit (1 or more: anomalous); ``events``
+    the raise/resolve events those windows caused.
     """
 
     scores: npt.NDArray[np.float32]
     cuts: npt.NDArray[np.float32]
     is_anomalous: npt.NDArray[np.bool_]
     is_firing: npt.NDArray[np.bool_]
+    severity: npt.NDArray[np.float32]
     events: list[AlertEvent] = field(default_factory=list)
-    severity: npt.NDArray[np.float32] | None = None  # (k,) worst statistic over its limit
 
 
 _NON_FINITE_FACTOR = 1000.0  # a non-finite window error counts as this many thresholds
@@ -384,8 +386,8 @@ class Detector:
             np.array(cuts, dtype=np.float32),
             np.array(anomalous, dtype=np.bool_),
             np.array(firing, dtype=np.bool_),
-            events,
             np.array(severity, dtype=np.float32),
+            events,
         )
 
     def _check(

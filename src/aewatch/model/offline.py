@@ -30,8 +30,8 @@ class TableScores:
     ``score``, ``threshold`` ``(n,)`` float64, NaN until the row's segment has a full
     window; ``anomaly`` ``(n,)`` int8, the alert state after hysteresis (0 before the first
     window); ``channel_errors`` ``(n, c)`` float64, NaN like ``score``. ``window_end``,
-    ``window_score``, ``window_cut`` ``(k,)`` describe every scored window; ``events`` the
-    alerts raised and resolved.
+    ``window_score``, ``window_cut``, ``window_severity`` ``(k,)`` describe every scored
+    window; ``events`` the alerts raised and resolved.
     """
 
     score: npt.NDArray[np.float64]
@@ -41,6 +41,7 @@ class TableScores:
     window_end: npt.NDArray[np.float64]
     window_score: npt.NDArray[np.float32]
     window_cut: npt.NDArray[np.float32]
+    window_severity: npt.NDArray[np.float32]
     events: list[AlertEvent]
 
 
@@ -62,6 +63,7 @@ def score_table(
     ends: list[npt.NDArray[np.float64]] = [np.empty(0)]
     errors: list[npt.NDArray[np.float32]] = [np.empty(0, dtype=np.float32)]
     cuts: list[npt.NDArray[np.float32]] = [np.empty(0, dtype=np.float32)]
+    severity: list[npt.NDArray[np.float32]] = [np.empty(0, dtype=np.float32)]
     firing_held = 0
     for seg in regularize(
         table.timestamps,
@@ -77,6 +79,7 @@ def score_table(
         ends.append(due.end_timestamps)
         errors.append(verdicts.scores)
         cuts.append(verdicts.cuts)
+        severity.append(verdicts.severity)
         # Grid row of each window's end, then for every grid row the latest window so far.
         first, last = int(seg.source_index[0]), int(seg.source_index[-1])
         rows = np.arange(first, last + 1)
@@ -101,5 +104,6 @@ def score_table(
         np.concatenate(ends),
         np.concatenate(errors),
         np.concatenate(cuts),
+        np.concatenate(severity),
         events,
     )
