@@ -60,6 +60,16 @@ def test_unknown_key_names_its_line_and_suggests_the_right_one(tmp_path: Path) -
     assert "unknown key; did you mean 'keepalive_s'?" in message
 
 
+def test_a_retired_metrics_key_still_loads_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = _write(tmp_path, GOOD + "metrics:\n  per_asset_scores: true\n  per_asset_cap: 5\n")
+    config = load_config(path, environ={"AEWATCH_TEST_PW": SECRET})
+    assert config.metrics.port == 9108
+    warned = [r.getMessage() for r in caplog.records if r.name == "aewatch.config"]
+    assert len(warned) == 2 and all("no longer used" in w for w in warned)
+
+
 def test_bad_value_names_file_line_key_path_value_and_fix(tmp_path: Path) -> None:
     path = _write(tmp_path, GOOD.replace("payload: json", "payload: jsn"))
     message = _errors(path, {"AEWATCH_TEST_PW": SECRET})

@@ -8,6 +8,7 @@ unknown keys so that a misspelt key is an error instead of a silent default.
 
 from __future__ import annotations
 
+import logging
 import re
 from fnmatch import fnmatchcase
 from functools import cached_property
@@ -588,6 +589,9 @@ class LimitsConfig(BaseModel):
     )
 
 
+_RETIRED_METRICS_KEYS = frozenset({"per_asset_scores", "per_asset_cap"})
+
+
 class MetricsConfig(BaseModel):
     """The Prometheus metrics endpoint."""
 
@@ -595,6 +599,22 @@ class MetricsConfig(BaseModel):
 
     listen: str = Field("127.0.0.1", min_length=1, description="Address to listen on. Unit: host.")
     port: int = Field(9108, ge=0, le=65535, description="TCP port; 0 picks a free one. Unit: port.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _retired_keys(cls, data: Any) -> Any:
+        """Accept the per-asset keys of earlier versions, with a warning: the per-asset
+        gauges are always on now, bounded by ``limits.max_assets``."""
+        if isinstance(data, dict):
+            for key in _RETIRED_METRICS_KEYS.intersection(data):
+                data = {k: v for k, v in data.items() if k != key}
+                logging.getLogger("aewatch.config").warning(
+                    "metrics.%s is no longer used and is ignored: each asset's score, "
+                    "threshold in force and severity are always exported, one series each "
+                    "per tracked asset (bounded by limits.max_assets); remove the key",
+                    key,
+                )
+        return data
 
 
 class LoggingConfig(BaseModel):
