@@ -27,6 +27,7 @@ _VERBS = {
     "calibrate": "aewatch.commands.calibrate",
     "score": "aewatch.commands.score",
     "evaluate": "aewatch.commands.evaluate",
+    "report": "aewatch.commands.report",
     "simulate": "aewatch.sim.cli",
     "replay": "aewatch.commands.replay",
     "run": "aewatch.commands.run",

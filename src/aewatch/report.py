@@ -3,7 +3,8 @@
 ``write_training_report`` puts, in a folder next to the bundle: the learning curves (or
 PCA's explained variance), the calibration score histogram with the threshold line, a few
 held-out normal windows with their reconstructions, ``summary.json`` and an ``index.html``
-that shows them together. ``plot_evaluation`` draws signals, score, threshold, labels and
+that shows them together, with the detectability table (what the model catches) when the
+summary holds one. ``plot_evaluation`` draws signals, score, threshold, labels and
 alerts of a scored file.
 """
 
@@ -23,6 +24,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import numpy.typing as npt
 
+from aewatch.model.detectability import Detectability
 from aewatch.model.networks import LinearAutoencoder
 from aewatch.model.train import TrainOutcome
 
@@ -201,13 +203,38 @@ def _html(summary: dict[str, Any], figures: list[tuple[str, str]]) -> str:
         f"<h2>{html.escape(title)}</h2><img src='{name}' alt='{html.escape(title)}'>"
         for name, title in figures
     )
+    table = summary.get("detectability")
+    caught = "" if not table else _detectability_html(Detectability.from_json(table))
     return (
         f"<!doctype html><meta charset='utf-8'><title>aewatch training report</title>"
         f"<style>body{{font-family:sans-serif;max-width:960px;margin:2em auto}}"
         f"th{{text-align:left;padding-right:1em}}img{{max-width:100%}}</style>"
         f"<h1>Training report: {html.escape(str(summary.get('model', '')))}</h1>"
-        f"<table>{rows}</table>{imgs}"
+        f"<table>{rows}</table>{caught}{imgs}"
         f"<p>Full details: <a href='summary.json'>summary.json</a></p>\n"
+    )
+
+
+def _detectability_html(table: Detectability) -> str:
+    """What the model catches: how it was measured, then one sentence per fault and channel."""
+    intro = (
+        f"Faults of known sizes written into {table.placements} stretches of the held-out "
+        f"normal history, {table.span_s / 60:g} min each, and scored as the daemon scores; "
+        "a size counts as raised when at least half the stretches raise an alert during the "
+        f"fault or up to {table.grace_s / 60:g} min after it, and the delay is the median "
+        f"time from the fault's start to the alert. Sizes are in noise levels, from "
+        f"{table.noise_source}; measured in {table.seconds:g} s."
+    )
+    note = f"<p>{html.escape(table.note)}</p>" if table.note else ""
+    rows = "".join(
+        f"<tr><td>{html.escape(r.kind)}</td><td>{html.escape(r.channel)}</td>"
+        f"<td>{html.escape(r.sentence())}</td></tr>"
+        for r in table.rows
+    )
+    return (
+        f"<h2>What the model catches</h2><p>{html.escape(intro)}</p>{note}"
+        f"<table><tr><th>fault</th><th>channel</th><th>smallest raised, median delay</th></tr>"
+        f"{rows}</table>"
     )
 
 

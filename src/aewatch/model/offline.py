@@ -3,11 +3,13 @@
 The file's readings go through the same stages as live readings: the time grid, one
 ``Window`` per asset (reset at every long gap), the bundle's ``Scorer`` and one
 ``Detector``. Each input row then gets the outcome of the latest window ending at or
-before it, which is what the daemon would hold at that moment.
+before it, which is what the daemon would hold at that moment. ``score_many`` scores many
+short blocks at once, each as its own asset, the way the daemon scores a fleet.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,9 +20,14 @@ from aewatch.model.bundle import ModelBundle
 from aewatch.model.dataset import Table
 from aewatch.model.detector import DecisionSettings, Detector
 from aewatch.model.grid import regularize
+from aewatch.model.scorer import Scorer
 from aewatch.model.window import Window
 
-__all__ = ["TableScores", "score_table"]
+__all__ = ["TableScores", "score_many", "score_table"]
+
+# Windows scored in one call of score_many: bounds its memory (a 6-channel window of 10
+# samples is 240 bytes, so about 50 MB), whatever the number and length of the blocks.
+_MAX_WINDOWS_PER_CALL = 200_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,3 +114,58 @@ def score_table(
         np.concatenate(severity),
         events,
     )
+
+
+def score_many(
+    bundle: ModelBundle,
+    blocks: Sequence[npt.NDArray[np.floating]],
+    *,
+    start_s: float = 0.0,
+    device: str = "cpu",
+) -> list[list[AlertEvent]]:
+    """The alert events of each block ``(m, channels)`` of consecutive grid rows.
+
+    Every block is its own asset (named by its index) with its own window, its first row
+    at ``start_s`` and the next ones ``bundle.period_s`` apart; the blocks' windows go
+    through the scorer together and through one detector's ``decide_many``, as a fleet's
+    do in the daemon. Each block's events are those ``score_table`` gives for it alone.
+
+    Raises:
+        ValueError: a block that is not ``(m, channels)``.
+    """
+    c = len(bundle.channels)
+    scorer = bundle.scorer(device=device)
+    events: list[list[AlertEvent]] = [[] for _ in blocks]
+    windows: list[npt.NDArray[np.float32]] = []
+    ends: list[npt.NDArray[np.float64]] = []
+    assets: list[str] = []
+    for index, block in enumerate(blocks):
+        if block.ndim != 2 or block.shape[1] != c:
+            raise ValueError(f"block {index} must be (m, {c}), got {block.shape}")
+        timestamps = start_s + np.arange(len(block), dtype=np.float64) * bundle.period_s
+        due = Window(c, bundle.window_len, bundle.hop).extend(timestamps, block)
+        windows.append(due.windows)
+        ends.append(due.end_timestamps)
+        assets.append(str(index))
+        if sum(len(e) for e in ends) >= _MAX_WINDOWS_PER_CALL or index == len(blocks) - 1:
+            for event in _decide(bundle, scorer, assets, windows, ends):
+                events[int(event.asset)].append(event)
+            windows, ends, assets = [], [], []
+    return events
+
+
+def _decide(
+    bundle: ModelBundle,
+    scorer: Scorer,
+    assets: list[str],
+    windows: list[npt.NDArray[np.float32]],
+    ends: list[npt.NDArray[np.float64]],
+) -> list[AlertEvent]:
+    """Score the windows of ``assets`` (``windows[g]`` of ``assets[g]``) in one detector."""
+    detector = Detector(
+        bundle.threshold, bundle.channels, DecisionSettings.from_json(bundle.decision)
+    )
+    stacked = np.concatenate(windows)
+    bounds = np.concatenate(([0], np.cumsum([len(e) for e in ends]))).astype(np.int64)
+    scores = scorer.score(stacked, reconstruct=False)
+    return detector.decide_many(assets, bounds, np.concatenate(ends), scores, stacked).events

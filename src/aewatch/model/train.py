@@ -46,6 +46,7 @@ __all__ = [
     "TrainOutcome",
     "TrainSettings",
     "data_provenance",
+    "held_out_blocks",
     "held_out_false_alerts",
     "normal_windows",
     "train_bundle",
@@ -212,6 +213,19 @@ def normal_windows(
     """
     blocks = _normal_blocks(tables, period_s, max_gap_periods)
     return _windows(blocks, len(tables[0].channels), window_len=window_len, hop=hop)
+
+
+def held_out_blocks(
+    tables: Sequence[Table], settings: TrainSettings, *, period_s: float
+) -> list[npt.NDArray[np.float32]]:
+    """The held-out normal rows, contiguous grid blocks ``(m, channels)``, oldest first.
+
+    Cut as ``train_bundle`` cuts ``TrainOutcome.held_out_rows``: the newest
+    ``settings.calibration_fraction`` of the normal rows of ``tables``, never across a gap
+    longer than ``settings.max_gap_periods`` periods.
+    """
+    blocks = _normal_blocks(tables, period_s, settings.max_gap_periods)
+    return _split(blocks, settings)[2]
 
 
 def data_provenance(tables: Sequence[Table]) -> list[dict[str, Any]]:

@@ -21,7 +21,10 @@ import numpy.typing as npt
 
 from aewatch.sim.signals import first_order_lag
 
-__all__ = ["FaultSite", "inject"]
+__all__ = ["SIZED_KINDS", "FaultSite", "inject", "inject_sized"]
+
+# The sensor kinds ``inject_sized`` takes a size for; ``stuck`` has none (it holds a value).
+SIZED_KINDS: tuple[str, ...] = ("step", "drift", "spikes", "noise", "oscillation", "gain", "stuck")
 
 # Sizes, in units of the channel's noise standard deviation.
 _DRIFT_END = (6.0, 10.0)
@@ -101,6 +104,33 @@ def inject(kind: str, rng: np.random.Generator, site: FaultSite) -> npt.NDArray[
     return out
 
 
+def inject_sized(
+    kind: str, rng: np.random.Generator, site: FaultSite, *, size: float
+) -> npt.NDArray[np.float64]:
+    """Return the span's readings with a fault of ``kind`` exactly ``size`` noise sd large.
+
+    Like :func:`inject`, with the same shapes, but the size is given instead of drawn:
+    ``size`` times ``site.scale[site.column]`` is a step's offset, a drift's offset at the
+    span's end, each spike's height, the extra noise's sd, an oscillation's amplitude and a
+    gain error's offset where the span starts. The sign, the spikes' rows and the
+    oscillation's period still come from ``rng``; ``stuck`` ignores ``size``. ``kind`` is
+    one of ``SIZED_KINDS``; only ``site.column`` changes.
+
+    Raises:
+        ValueError: a kind outside ``SIZED_KINDS`` or a negative size.
+    """
+    if kind not in SIZED_KINDS:
+        raise ValueError(f"kind must be one of {SIZED_KINDS}, got {kind!r}")
+    if size < 0.0:
+        raise ValueError(f"size must be >= 0 noise sd, got {size}")
+    if kind == "stuck":
+        return inject(kind, rng, site)
+    channel = _own_channel(site)
+    out = site.values.copy()
+    out[:, site.column] = _SIZED[kind](rng, channel, size * channel.scale)
+    return out
+
+
 def _own_channel(site: FaultSite) -> _Channel:
     col = site.column
     return _Channel(
@@ -123,9 +153,13 @@ def _size(rng: np.random.Generator, site: _Channel, multiples: tuple[float, floa
 
 def _drift(rng: np.random.Generator, site: _Channel) -> npt.NDArray[np.float64]:
     """The sensor walks away linearly, from nothing to several noise sd at the end."""
+    return _ramp(site, _sign(rng) * _size(rng, site, _DRIFT_END))
+
+
+def _ramp(site: _Channel, end: float) -> npt.NDArray[np.float64]:
+    """The readings plus a line from nothing to ``end`` (channel units) at the last row."""
     m = site.values.size
-    ramp = np.arange(1, m + 1, dtype=np.float64) / m
-    return site.values + _sign(rng) * _size(rng, site, _DRIFT_END) * ramp
+    return site.values + end * (np.arange(1, m + 1, dtype=np.float64) / m)
 
 
 def _step(rng: np.random.Generator, site: _Channel) -> npt.NDArray[np.float64]:
@@ -135,15 +169,27 @@ def _step(rng: np.random.Generator, site: _Channel) -> npt.NDArray[np.float64]:
 
 def _spikes(rng: np.random.Generator, site: _Channel) -> npt.NDArray[np.float64]:
     """A handful of isolated one-sample spikes (loose connector, EMI)."""
-    m = site.values.size
+    rows = _spike_rows(rng, site.values.size)
+    heights = rng.uniform(*_SPIKE, size=rows.size) * site.scale
+    signs = np.where(rng.random(rows.size) < 0.5, -1.0, 1.0)
+    out = site.values.copy()
+    out[rows] += signs * heights
+    return out
+
+
+def _spike_rows(rng: np.random.Generator, m: int) -> npt.NDArray[np.int64]:
+    """The rows a handful of spikes land on, among ``m``: never two side by side."""
     low, high = _SPIKE_COUNT
     slots = np.arange(0, m, 2)  # every other row, so that no two spikes touch
     count = min(slots.size, int(np.clip(m * _SPIKES_PER_ROW, low, high)))
-    rows = rng.choice(slots, size=count, replace=False)
-    heights = rng.uniform(*_SPIKE, size=count) * site.scale
-    signs = np.where(rng.random(count) < 0.5, -1.0, 1.0)
+    return np.asarray(rng.choice(slots, size=count, replace=False), dtype=np.int64)
+
+
+def _sized_spikes(rng: np.random.Generator, site: _Channel, size: float) -> npt.NDArray[np.float64]:
+    """``_spikes`` with every spike ``size`` high (channel units), each up or down."""
+    rows = _spike_rows(rng, site.values.size)
     out = site.values.copy()
-    out[rows] += signs * heights
+    out[rows] += np.where(rng.random(rows.size) < 0.5, -1.0, 1.0) * size
     return out
 
 
@@ -161,11 +207,18 @@ def _noise(rng: np.random.Generator, site: _Channel) -> npt.NDArray[np.float64]:
 def _oscillation(rng: np.random.Generator, site: _Channel) -> npt.NDArray[np.float64]:
     """An added sinusoid, starting from zero so the span opens without a jump."""
     amplitude = _size(rng, site, _OSCILLATION_AMPLITUDE)
-    period_s = max(
-        float(rng.uniform(*_OSCILLATION_PERIOD_S)), _MIN_SAMPLES_PER_CYCLE * site.period_s
-    )
+    period_s = _oscillation_period(rng, site)
+    return _sine(site, _sign(rng) * amplitude, period_s)
+
+
+def _oscillation_period(rng: np.random.Generator, site: _Channel) -> float:
+    return max(float(rng.uniform(*_OSCILLATION_PERIOD_S)), _MIN_SAMPLES_PER_CYCLE * site.period_s)
+
+
+def _sine(site: _Channel, amplitude: float, period_s: float) -> npt.NDArray[np.float64]:
+    """The readings plus a sine of ``amplitude`` (channel units, signed) from phase 0."""
     t_s = np.arange(site.values.size, dtype=np.float64) * site.period_s
-    return site.values + _sign(rng) * amplitude * np.sin(2.0 * np.pi * t_s / period_s)
+    return site.values + amplitude * np.sin(2.0 * np.pi * t_s / period_s)
 
 
 def _decouple(rng: np.random.Generator, site: _Channel) -> npt.NDArray[np.float64]:
@@ -190,9 +243,14 @@ def _gain(rng: np.random.Generator, site: _Channel) -> npt.NDArray[np.float64]:
     process level where the span starts, so the error then grows and shrinks with the
     process, which a step does not.
     """
+    return _gain_error(site, _sign(rng) * _size(rng, site, _GAIN_AT_START))
+
+
+def _gain_error(site: _Channel, offset: float) -> npt.NDArray[np.float64]:
+    """The readings scaled about the unit's zero so that they are ``offset`` off at the
+    process level where the span starts (at least one noise sd from zero)."""
     level = max(abs(float(site.clean[0])), site.scale)
-    error = _sign(rng) * _size(rng, site, _GAIN_AT_START) / level
-    return site.values * (1.0 + error)
+    return site.values * (1.0 + offset / level)
 
 
 def _leak(rng: np.random.Generator, site: FaultSite) -> npt.NDArray[np.float64]:
@@ -245,6 +303,17 @@ _SENSOR_KINDS: dict[str, Callable[[np.random.Generator, _Channel], npt.NDArray[n
     "oscillation": _oscillation,
     "decouple": _decouple,
     "gain": _gain,
+}
+# inject_sized's kinds: a sign from the generator, the size (channel units) as given.
+_SIZED: dict[str, Callable[[np.random.Generator, _Channel, float], npt.NDArray[np.float64]]] = {
+    "step": lambda rng, site, size: site.values + _sign(rng) * size,
+    "drift": lambda rng, site, size: _ramp(site, _sign(rng) * size),
+    "spikes": _sized_spikes,
+    "noise": lambda rng, site, size: site.values + rng.normal(0.0, size, site.values.size),
+    "oscillation": lambda rng, site, size: _sine(
+        site, _sign(rng) * size, _oscillation_period(rng, site)
+    ),
+    "gain": lambda rng, site, size: _gain_error(site, _sign(rng) * size),
 }
 _PROCESS_KINDS: dict[str, Callable[[np.random.Generator, FaultSite], npt.NDArray[np.float64]]] = {
     "leak": _leak,

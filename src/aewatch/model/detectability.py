@@ -1,0 +1,563 @@
+"""What a trained model will and will not catch: per fault kind and channel, the smallest
+fault it raises an alert for and how soon (shell: scores offline, as the daemon scores).
+
+Faults of known sizes (``aewatch.sim.inject.inject_sized``: the simulator's shapes, sized
+in the channel's noise level) are written into copies of short stretches of held-out
+normal history, *placements*, and every copy is scored as its own asset, the way the
+daemon scores a fleet (``aewatch.model.offline.score_many``). A fault is raised at a
+placement when an alert is on at some time from its start to ``GRACE_S`` after its end;
+placements whose clean copy has an alert on then are never used. A size counts as raised
+when at least half the placements raise it. Sizes are tried on a ladder, largest first
+(not raised: "not seen up to" it), then by bisection for the smallest size raised, which
+assumes a larger fault of the same shape is raised whenever a smaller one is. Each
+placement's fault keeps its sign, spike rows and oscillation period at every size.
+``decouple``, ``leak`` and ``hunting`` are left out: the first needs the noise-free
+process, the others the plant's couplings, and a model trained on data knows neither.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Self
+
+import numpy as np
+import numpy.typing as npt
+
+from aewatch.model.alerts import AlertEvent
+from aewatch.model.bundle import ModelBundle
+from aewatch.model.offline import score_many
+from aewatch.sim.inject import SIZED_KINDS, FaultSite, inject_sized
+
+__all__ = [
+    "DEFAULT_SIZES",
+    "GRACE_S",
+    "LEAD_S",
+    "PLACEMENTS",
+    "SPAN_S",
+    "Detectability",
+    "DetectabilityRow",
+    "Trial",
+    "detectability",
+    "noise_levels",
+]
+
+DEFAULT_SIZES: tuple[float, ...] = (1.0, 2.0, 3.0, 5.0, 8.0)  # noise levels
+SPAN_S = 1800.0  # each fault lasts half an hour (the simulator's last 5-30 min)
+LEAD_S = 900.0  # normal history scored before each fault, so windows and statistics are warm
+GRACE_S = 300.0  # an alert on up to 5 min after the fault's end still counts for it
+PLACEMENTS = 8
+TIME_BUDGET_S = 60.0
+_CANDIDATES_PER_PLACEMENT = 3  # stretches scored clean to find the quiet placements
+_MAD_TO_SD = 1.4826
+
+
+@dataclass(frozen=True, slots=True)
+class Trial:
+    """One size of one fault kind on one channel, injected at every placement.
+
+    ``size`` is in noise levels (``None``: a kind without a size, ``stuck``); ``raised``
+    of ``placements`` had an alert on during the fault or ``GRACE_S`` after it;
+    ``delay_s`` is the median, over those, of the first alert's raise time minus the
+    fault's start (``None`` when none raised).
+    """
+
+    size: float | None
+    raised: int
+    placements: int
+    delay_s: float | None
+
+    @property
+    def is_raised(self) -> bool:
+        """Whether at least half the placements raised it: what the table counts."""
+        return self.raised > 0 and 2 * self.raised >= self.placements
+
+
+@dataclass(frozen=True, slots=True)
+class DetectabilityRow:
+    """What the model makes of one fault kind on one channel.
+
+    ``noise`` is the channel's noise level and ``level`` its median absolute reading,
+    both in the channel's units; ``trials`` are in the order tried. ``is_complete`` is
+    False when the time budget stopped the search, so the smallest size raised is an upper
+    bound.
+    """
+
+    kind: str
+    channel: str
+    noise: float
+    level: float
+    span_s: float
+    trials: tuple[Trial, ...]
+    is_complete: bool = True
+
+    @property
+    def smallest(self) -> Trial | None:
+        """The smallest size raised, or ``None`` when none was."""
+        raised = [t for t in self.trials if t.is_raised]
+        return min(raised, key=lambda t: t.size or 0.0, default=None)
+
+    @property
+    def largest(self) -> float | None:
+        """The largest size tried (noise levels), or ``None``."""
+        return max((t.size for t in self.trials if t.size is not None), default=None)
+
+    def amount(self, size: float) -> str:
+        """A fault of ``size`` noise levels of this row's kind, in the channel's units.
+
+        >>> row = DetectabilityRow("drift", "whp_bar", 0.05, 20.0, 1800.0, ())
+        >>> row.amount(2.0)
+        'reaching 0.1 in 30 min, 0.2 per hour'
+        """
+        value = size * self.noise
+        if self.kind == "drift":
+            per_hour = value * 3600.0 / self.span_s
+            return f"reaching {value:.2g} in {_duration(self.span_s)}, {per_hour:.2g} per hour"
+        if self.kind == "gain":
+            return f"a gain error of {100.0 * value / max(self.level, self.noise):.2g} %"
+        phrases = {
+            "step": "a step of {}",
+            "spikes": "spikes of {}",
+            "noise": "extra noise of sd {}",
+        }
+        return phrases.get(self.kind, "a swing of ±{}").format(f"{value:.2g}")
+
+    def sentence(self) -> str:
+        """The row in one plain sentence.
+
+        >>> trial = Trial(2.0, 5, 5, 170.0)
+        >>> DetectabilityRow("step", "whp_bar", 0.046, 20.0, 1800.0, (trial,)).sentence()
+        'step on whp_bar: raised from 2 noise levels (a step of 0.092), in about 3 min'
+        """
+        head = f"{self.kind} on {self.channel}"
+        if not self.trials:
+            return f"{head}: not measured (the time budget ran out first)"
+        best = self.smallest
+        if best is None:
+            if self.largest is None:
+                return f"{head}: not seen within {_duration(self.span_s)}"
+            largest = self.largest
+            return f"{head}: not seen up to {largest:g} noise levels ({self.amount(largest)})"
+        delay = f"in about {_duration(best.delay_s or 0.0)}"
+        if best.size is None:
+            return f"{head}: raised {delay}"
+        bound = "" if self.is_complete else "at most "
+        levels = "noise level" if best.size == 1.0 else "noise levels"
+        return (
+            f"{head}: raised from {bound}{best.size:g} {levels} ({self.amount(best.size)}), {delay}"
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """The row as JSON-ready values, its sentence included."""
+        best = self.smallest
+        return {
+            "kind": self.kind,
+            "channel": self.channel,
+            "noise": self.noise,
+            "level": self.level,
+            "span_s": self.span_s,
+            "is_complete": self.is_complete,
+            "smallest_noise_levels": None if best is None else best.size,
+            "median_delay_s": None if best is None else best.delay_s,
+            "is_seen": best is not None,
+            "trials": [
+                {
+                    "size": t.size,
+                    "raised": t.raised,
+                    "placements": t.placements,
+                    "delay_s": t.delay_s,
+                }
+                for t in self.trials
+            ],
+            "sentence": self.sentence(),
+        }
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> Self:
+        """The row :meth:`to_json` wrote."""
+        trials = tuple(
+            Trial(t["size"], int(t["raised"]), int(t["placements"]), t["delay_s"])
+            for t in obj["trials"]
+        )
+        return cls(
+            obj["kind"],
+            obj["channel"],
+            float(obj["noise"]),
+            float(obj["level"]),
+            float(obj["span_s"]),
+            trials,
+            bool(obj["is_complete"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Detectability:
+    """The detectability table of one model: a row per (fault kind, channel).
+
+    ``sizes`` is the ladder tried (noise levels), ``placements`` how many stretches of
+    held-out history each fault went into, ``noise_source`` where the noise levels came
+    from, ``note`` why rows are missing or unfinished (empty when none are) and
+    ``seconds`` how long the measurement took (not compared).
+    """
+
+    rows: tuple[DetectabilityRow, ...]
+    sizes: tuple[float, ...]
+    placements: int
+    span_s: float
+    grace_s: float
+    noise_source: str
+    seed: int
+    note: str = ""
+    seconds: float = field(default=0.0, compare=False)
+
+    def sentences(self) -> list[str]:
+        """One plain sentence per row, channel by channel."""
+        return [row.sentence() for row in self.rows]
+
+    def grid(self) -> list[str]:
+        """A few lines for a terminal: channels down, kinds across, each cell the smallest
+        size raised (noise levels) and its median delay, ``-`` not seen, ``?`` not measured.
+        """
+        if not self.rows:
+            return [f"not measured: {self.note}"]
+        kinds = list(dict.fromkeys(r.kind for r in self.rows))
+        channels = list(dict.fromkeys(r.channel for r in self.rows))
+        cells = {(r.kind, r.channel): _cell(r) for r in self.rows}
+        name_w = max(len(c) for c in channels)
+        widths = [max(len(k), *(len(cells.get((k, c), "")) for c in channels)) for k in kinds]
+        lines = [
+            "  ".join([" " * name_w, *(k.ljust(w) for k, w in zip(kinds, widths, strict=True))])
+        ]
+        for channel in channels:
+            row = [cells.get((k, channel), "").ljust(w) for k, w in zip(kinds, widths, strict=True)]
+            lines.append("  ".join([channel.ljust(name_w), *row]).rstrip())
+        return [line.rstrip() for line in lines]
+
+    def to_json(self) -> dict[str, Any]:
+        """The table as JSON-ready values (what the report's ``summary.json`` keeps)."""
+        return {
+            "sizes_noise_levels": list(self.sizes),
+            "placements": self.placements,
+            "span_s": self.span_s,
+            "grace_s": self.grace_s,
+            "noise_source": self.noise_source,
+            "seed": self.seed,
+            "note": self.note,
+            "seconds": self.seconds,
+            "rows": [row.to_json() for row in self.rows],
+        }
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> Self:
+        """The table :meth:`to_json` wrote."""
+        return cls(
+            tuple(DetectabilityRow.from_json(r) for r in obj["rows"]),
+            tuple(float(s) for s in obj["sizes_noise_levels"]),
+            int(obj["placements"]),
+            float(obj["span_s"]),
+            float(obj["grace_s"]),
+            str(obj["noise_source"]),
+            int(obj["seed"]),
+            str(obj.get("note", "")),
+            float(obj.get("seconds", 0.0)),
+        )
+
+
+def detectability(
+    bundle: ModelBundle,
+    held_out_rows: Sequence[npt.NDArray[np.floating]],
+    *,
+    seed: int = 0,
+    time_budget_s: float = TIME_BUDGET_S,
+    sizes: Sequence[float] = DEFAULT_SIZES,
+    placements: int = PLACEMENTS,
+    span_s: float = SPAN_S,
+    device: str = "cpu",
+) -> Detectability:
+    """Measure the smallest fault of each of ``SIZED_KINDS`` on each channel that ``bundle``
+    raises, on ``held_out_rows`` (contiguous grid blocks ``(m, channels)`` of normal
+    history, such as ``TrainOutcome.held_out_rows``).
+
+    The same ``seed`` gives the same table. The search stops between rounds once
+    ``time_budget_s`` is spent, leaving the rest of the rows unfinished (see
+    ``DetectabilityRow.is_complete``); a week of 10 s history with 4 channels takes about
+    a second, far from the default budget. Fewer quiet placements than ``placements``
+    are used when the held-out history has no more; with none, the table has no rows and
+    its note says why. See the module docstring for the method.
+    """
+    started = time.perf_counter()
+    ladder = tuple(sorted(float(s) for s in sizes))
+    noise, source = noise_levels(bundle, held_out_rows)
+    shape = _Shape.of(bundle, span_s)
+    spots, note = _quiet_spots(
+        bundle, held_out_rows, shape, seed=seed, wanted=placements, device=device
+    )
+    table = Detectability((), ladder, len(spots), shape.span_s, GRACE_S, source, seed, note)
+    if not spots:
+        return _timed(table, started)
+    level = np.median(np.abs(np.concatenate([np.asarray(b) for b in held_out_rows])), axis=0)
+    searches = [
+        _Search(kind, column, ladder if kind != "stuck" else (None,))
+        for column in range(len(bundle.channels))
+        for kind in SIZED_KINDS
+    ]
+    while pending := [s for s in searches if s.next is not None]:
+        if time.perf_counter() - started > time_budget_s:
+            spent = (
+                f"the time budget of {time_budget_s:g} s ran out: rows without trials are "
+                "not measured, sizes marked 'at most' are upper bounds"
+            )
+            note = f"{note}; {spent}" if note else spent
+            break
+        _round(bundle, pending, spots, shape, noise=noise, seed=seed, device=device)
+    rows = tuple(
+        s.row(bundle.channels[s.column], noise=noise, level=level, span_s=shape.span_s)
+        for s in searches
+    )
+    return _timed(replace(table, rows=rows, note=note), started)
+
+
+def noise_levels(
+    bundle: ModelBundle, held_out_rows: Sequence[npt.NDArray[np.floating]]
+) -> tuple[npt.NDArray[np.float64], str]:
+    """Each channel's noise level ``(channels,)`` in its units, and where it came from.
+
+    With the channel checks on, their residual model's noise: the robust spread of each
+    channel's reading minus its prediction on the held-out rows, the unit the checks
+    themselves count in. Without them, a robust sd of the held-out rows' first
+    differences over sqrt(2) (1.4826 MAD): white sensor noise exactly, slow (coloured)
+    noise only in part.
+
+    Raises:
+        ValueError: no checks and fewer than two held-out rows in any block.
+    """
+    checks = bundle.decision.get("checks")
+    if checks:
+        return np.asarray(
+            checks["model"]["noise"], dtype=np.float64
+        ), "the channel checks' residual noise"
+    diffs = [np.diff(np.asarray(b, dtype=np.float64), axis=0) for b in held_out_rows if len(b) > 1]
+    if not diffs:
+        raise ValueError("held-out rows: need a block of at least 2 rows to measure the noise")
+    d = np.concatenate(diffs)
+    mad = _MAD_TO_SD * np.median(np.abs(d - np.median(d, axis=0)), axis=0) / math.sqrt(2.0)
+    sd = np.std(d, axis=0) / math.sqrt(2.0)
+    spread = np.where(mad > 0, mad, sd)
+    return np.where(
+        spread > 0, spread, 1e-6
+    ), "the held-out rows' first differences (1.4826 MAD / sqrt 2)"
+
+
+@dataclass(frozen=True, slots=True)
+class _Shape:
+    """Rows of one placement: ``lead`` normal, ``span`` faulty, ``grace`` after."""
+
+    lead: int
+    span: int
+    grace: int
+    period_s: float
+
+    @classmethod
+    def of(cls, bundle: ModelBundle, span_s: float) -> Self:
+        period = bundle.period_s
+        lead = max(round(LEAD_S / period), 2 * bundle.window_len * bundle.hop)
+        return cls(lead, max(round(span_s / period), 1), round(GRACE_S / period), period)
+
+    @property
+    def rows(self) -> int:
+        return self.lead + self.span + self.grace
+
+    @property
+    def span_s(self) -> float:
+        return self.span * self.period_s
+
+    def fault_times(self) -> tuple[float, float]:
+        """The fault's first time and the last time an alert counts for it (start 0)."""
+        start = self.lead * self.period_s
+        return start, start + self.span_s + self.grace * self.period_s
+
+
+@dataclass(slots=True)
+class _Search:
+    """The ladder search of one (kind, channel): largest size first, then bisection."""
+
+    kind: str
+    column: int
+    ladder: tuple[float | None, ...]
+    trials: list[Trial] = field(default_factory=list)
+    lo: int = 0
+    hi: int = -1
+    next: int | None = -1  # ladder index to try next; None: done
+
+    def __post_init__(self) -> None:
+        self.hi = self.next = len(self.ladder) - 1
+
+    def record(self, trial: Trial) -> None:
+        """Take the outcome of trying ``ladder[next]``; pick the next size, or finish."""
+        assert self.next is not None
+        self.trials.append(trial)
+        if trial.is_raised:
+            self.hi = self.next
+        elif self.next == len(self.ladder) - 1:
+            self.next = None  # not even the largest: not seen
+            return
+        else:
+            self.lo = self.next + 1
+        self.next = (self.lo + self.hi) // 2 if self.lo < self.hi else None
+
+    def row(
+        self,
+        channel: str,
+        *,
+        noise: npt.NDArray[np.float64],
+        level: npt.NDArray[np.floating],
+        span_s: float,
+    ) -> DetectabilityRow:
+        """What the search found so far, as a row of the table."""
+        return DetectabilityRow(
+            self.kind,
+            channel,
+            float(noise[self.column]),
+            float(level[self.column]),
+            span_s,
+            tuple(self.trials),
+            self.next is None,
+        )
+
+
+def _round(
+    bundle: ModelBundle,
+    pending: list[_Search],
+    spots: list[npt.NDArray[np.float64]],
+    shape: _Shape,
+    *,
+    noise: npt.NDArray[np.float64],
+    seed: int,
+    device: str,
+) -> None:
+    """Try each pending search's next size at every placement, all in one scoring."""
+    copies = []
+    for search in pending:
+        assert search.next is not None
+        size = search.ladder[search.next]
+        for index, spot in enumerate(spots):
+            rng = np.random.default_rng(
+                (seed, SIZED_KINDS.index(search.kind), search.column, index)
+            )
+            copies.append(_faulty(spot, shape, search, size=size, noise=noise, rng=rng))
+    events = score_many(bundle, copies, device=device)
+    first, last = shape.fault_times()
+    for g, search in enumerate(pending):
+        assert search.next is not None
+        mine = events[g * len(spots) : (g + 1) * len(spots)]
+        delays = [d for d in (_delay(e, first, last) for e in mine) if d is not None]
+        median = statistics.median(delays) if delays else None
+        search.record(Trial(search.ladder[search.next], len(delays), len(spots), median))
+
+
+def _faulty(
+    spot: npt.NDArray[np.float64],
+    shape: _Shape,
+    search: _Search,
+    *,
+    size: float | None,
+    noise: npt.NDArray[np.float64],
+    rng: np.random.Generator,
+) -> npt.NDArray[np.float64]:
+    """A copy of ``spot`` with the search's fault of ``size`` over its span rows."""
+    rows = slice(shape.lead, shape.lead + shape.span)
+    span = spot[rows]
+    # The held-out readings stand in for the noise-free process, which only a gain error
+    # reads (for the level it scales about).
+    site = FaultSite(
+        values=span,
+        clean=span,
+        noise=np.zeros_like(span),
+        before=spot[shape.lead - 1],
+        scale=noise,
+        column=search.column,
+        period_s=shape.period_s,
+    )
+    out = spot.copy()
+    out[rows] = inject_sized(search.kind, rng, site, size=size or 0.0)
+    return out
+
+
+def _quiet_spots(
+    bundle: ModelBundle,
+    blocks: Sequence[npt.NDArray[np.floating]],
+    shape: _Shape,
+    *,
+    seed: int,
+    wanted: int,
+    device: str,
+) -> tuple[list[npt.NDArray[np.float64]], str]:
+    """Up to ``wanted`` stretches of ``shape.rows`` held-out rows, none overlapping, whose
+    clean copies raise no alert when the fault would be on; and a note if fewer."""
+    tiles = [
+        np.asarray(block[a : a + shape.rows], dtype=np.float64)
+        for block in blocks
+        for a in range(0, len(block) - shape.rows + 1, shape.rows)
+    ]
+    if not tiles:
+        longest = max((len(b) for b in blocks), default=0)
+        return [], (
+            f"the held-out history's longest unbroken stretch is {longest} samples and a "
+            f"placement needs {shape.rows} ({_duration(shape.rows * shape.period_s)}); "
+            "train on a longer history"
+        )
+    order = np.random.default_rng(seed).permutation(len(tiles))[
+        : wanted * _CANDIDATES_PER_PLACEMENT
+    ]
+    candidates = [tiles[i] for i in order]
+    first, last = shape.fault_times()
+    events = score_many(bundle, candidates, device=device)
+    quiet = [c for c, e in zip(candidates, events, strict=True) if _delay(e, first, last) is None]
+    spots = quiet[:wanted]
+    if len(spots) == wanted:
+        return spots, ""
+    return spots, (
+        f"{len(spots)} quiet placements, not {wanted}: of {len(candidates)} stretches of the "
+        f"held-out history, {len(candidates) - len(quiet)} raise an alert unaided"
+    )
+
+
+def _delay(events: list[AlertEvent], first: float, last: float) -> float | None:
+    """The first alert on during ``[first, last]``: its raise time minus ``first``, or 0
+    when it was raised before; ``None`` when no alert is on then."""
+    raised: dict[str, float] = {}
+    resolved: dict[str, float] = {}
+    for event in events:
+        (raised if event.state == "raised" else resolved)[event.alert_id] = event.at
+    on = [
+        at
+        for alert_id, at in raised.items()
+        if at <= last and resolved.get(alert_id, math.inf) > first
+    ]
+    return max(min(on) - first, 0.0) if on else None
+
+
+def _cell(row: DetectabilityRow) -> str:
+    if not row.trials:
+        return "?"
+    best = row.smallest
+    if best is None:
+        return "-"
+    delay = _duration(best.delay_s or 0.0, compact=True)
+    size = "yes" if best.size is None else f"{'≤' if not row.is_complete else ''}{best.size:g}"
+    return f"{size} {delay}"
+
+
+def _duration(seconds: float, *, compact: bool = False) -> str:
+    """``40 s`` or ``3 min`` (``40s``, ``3m`` compact): seconds under 90 s, else minutes."""
+    if seconds < 90.0:
+        return f"{seconds:.0f}s" if compact else f"{seconds:.0f} s"
+    minutes = seconds / 60.0
+    return f"{minutes:.0f}m" if compact else f"{minutes:.0f} min"
+
+
+def _timed(table: Detectability, started: float) -> Detectability:
+    return replace(table, seconds=round(time.perf_counter() - started, 3))
