@@ -575,3 +575,29 @@ def test_a_swap_keeps_windows_of_the_same_shape_and_restarts_the_rest(
         asset="w4",
     )
     assert outcome.end.tolist() == offline.window_end.tolist()
+
+
+def test_a_channel_that_stops_while_the_others_go_on_raises_stale(bundle: ModelBundle) -> None:
+    """Channel b goes silent for two minutes: a stale alert names it with its last reading,
+    and once b is back the windows resolve the alert under the same id."""
+    rows = table(400, 7)
+    silent = range(200, 320)
+    feed = [
+        r for r in readings(rows) if not (r.channel == "b" and round(r.timestamp - T0) in silent)
+    ]
+    pipe = pipeline(bundle)
+    results = stream(pipe, feed, flush_after=range(0, len(feed), 25))
+    events = [e for scored in results for e in scored.events]
+    stale = [e for e in events if e.kind == "stale" and e.state == "raised"]
+    assert len(stale) == 1
+    (finding,) = stale[0].findings
+    assert finding.channel == "b" and finding.kind == "stale"
+    assert finding.measured == pytest.approx(float(np.float32(rows.values[199, 1])))
+    assert math.isnan(finding.expected)
+    # Once nothing waits for b any more: max_late_s (30 s), max_gap_periods (5) and a
+    # margin of 2 periods after its last reading.
+    assert stale[0].at == T0 + 199 + 38
+    resolved = [e for e in events if e.alert_id == stale[0].alert_id and e.state == "resolved"]
+    assert resolved and resolved[0].at > T0 + 320
+    message = state_message(stale[0], model="m", model_version="v")
+    assert message["kind"] == "stale" and message["channels"][0]["expected"] is None

@@ -149,6 +149,29 @@ class Aligner:
         """Slots now waiting (never more than :attr:`max_pending_slots`)."""
         return len(self._pending) + (self._staged_count if self._staged else 0)
 
+    def silent_channels(self) -> tuple[float, tuple[tuple[str, float, float], ...]]:
+        """Channels that stopped while the others go on, and the newest waiting slot's time.
+
+        A channel is silent when it has been in a row before, no waiting slot holds a
+        reading of it and its last one is more than :attr:`max_pending_slots` periods
+        before the newest waiting slot: longer than anything waits for it, so the asset's
+        rows are being given up. Each comes as ``(channel, grid time of its last reading,
+        that reading)``. A channel that never reported is not counted: at start, channels
+        come in any order. Nothing waiting: ``(NaN, ())``. Cheap enough for the path that
+        gives slots up, not for every reading.
+        """
+        if not self._pending:
+            return math.nan, ()
+        newest = max(self._pending)
+        silent = []
+        for column, name in enumerate(self.channels):
+            if any(row[column] == row[column] for row in self._pending.values()):
+                continue
+            last = self._last_real[column]
+            if last is not None and newest - last > self.max_pending_slots:
+                silent.append((name, last * self.period_s, self._held[column]))
+        return newest * self.period_s, tuple(silent)
+
     def add(self, reading: Reading) -> AlignOutput:
         """Place one reading; return the rows now final (often none) and the reading's fate.
 

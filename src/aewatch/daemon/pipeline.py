@@ -127,6 +127,7 @@ class _Track:
     slot: int
     is_warming: bool = True
     block_ends: dict[str, int] | None = None  # channel -> grid slot its last block ended on
+    silent: frozenset[str] = frozenset()  # channels marked stale since the last row
 
 
 @dataclass(slots=True)
@@ -167,6 +168,7 @@ class Pipeline:
         self._tracks: dict[str, _Track] = {}
         self._banks: dict[tuple[int, int, int], WindowBank] = {}  # by channels, length, hop
         self._waiting: dict[ServedModel, _Waiting] = {}
+        self._stale: dict[ServedModel, list[AlertEvent]] = {}  # raised since the last flush
         self._pending = 0
         self._warming = 0
 
@@ -229,9 +231,13 @@ class Pipeline:
                 unknown += out.unknown_channel
                 invalid += out.invalid
                 dropped += out.dropped_slots
+                if out.dropped_slots:
+                    self._note_silent(item.asset, track)
                 if len(out.timestamps):
                     filled += out.filled
                     completed.setdefault(item.asset, []).append(out)
+                    if track.silent:
+                        track.silent = frozenset()
             aligned += count - refused
         counts["aligned"] += aligned
         counts["late"] += late
@@ -249,6 +255,20 @@ class Pipeline:
                 self._cut(asset, track, [_as_output(out) for out in done])
         for model, model_rows in rows.items():
             self._cut_rows(model, model_rows)
+
+    def _note_silent(self, asset: str, track: _Track) -> None:
+        """Raise ``stale`` on ``asset`` for channels that stopped while its others go on."""
+        at, silent = track.aligner.silent_channels()
+        new = [entry for entry in silent if entry[0] not in track.silent]
+        if not new:
+            return
+        track.silent = track.silent.union(name for name, _, _ in new)
+        aligner = track.aligner
+        event = track.model.detector.mark_stale(
+            asset, at, silent, aligner.max_pending_slots * aligner.period_s
+        )
+        if event is not None:
+            self._stale.setdefault(track.model, []).append(event)
 
     def _cut(self, asset: str, track: _Track, outputs: list[AlignOutput]) -> None:
         """Extend ``asset``'s window with its new rows (restarting it at gaps)."""
@@ -309,8 +329,13 @@ class Pipeline:
         self._pending += len(due)
 
     def flush(self) -> list[Scored]:
-        """Score every waiting window, one forward pass per model; return the decisions."""
-        results: list[Scored] = []
+        """Score every waiting window, one forward pass per model; return the decisions.
+
+        Stale alerts raised since the last flush come first, each model's in a ``Scored``
+        of no windows.
+        """
+        results = [_events_only(model, events) for model, events in self._stale.items()]
+        self._stale.clear()
         for model, waiting in self._waiting.items():
             windows = _joined(waiting.windows)
             ends = _joined(waiting.ends)
@@ -502,6 +527,23 @@ def _by_asset(
     bounds = np.zeros(len(totals) + 1, dtype=np.int64)
     np.cumsum(totals, out=bounds[1:])
     return order, list(by_asset), bounds
+
+
+def _events_only(model: ServedModel, events: list[AlertEvent]) -> Scored:
+    """A ``Scored`` of no windows that carries ``events``."""
+    none = np.empty(0, dtype=np.float32)
+    return Scored(
+        model,
+        (),
+        np.zeros(1, dtype=np.int64),
+        np.empty(0, dtype=np.float64),
+        none,
+        none,
+        none,
+        np.empty(0, dtype=np.bool_),
+        np.empty((0, len(model.bundle.channels)), dtype=np.float32),
+        events,
+    )
 
 
 def _same_windows(a: ServedModel, b: ServedModel) -> bool:

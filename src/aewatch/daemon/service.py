@@ -410,12 +410,15 @@ class Daemon:
                 alert = messages.alert_message(event, model=model.name, model_version=model.version)
                 state = messages.state_message(event, model=model.name, model_version=model.version)
                 log.info(
-                    "alert %s %s: peak %.4g over %.4g, top channel %s",
+                    "alert %s %s: %s on %s, severity %.3g (window error %.4g over %.4g)",
                     event.state,
                     event.alert_id,
+                    event.kind,
+                    ", ".join(f.channel for f in event.findings)
+                    or (event.contributions[0][0] if event.contributions else "-"),
+                    event.severity,
                     event.peak_score,
                     event.threshold,
-                    event.contributions[0][0] if event.contributions else "-",
                 )
                 self._send(outputs.alert_topic_for(event.asset), messages.encode(alert))
                 self._send(

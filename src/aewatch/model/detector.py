@@ -489,6 +489,40 @@ class Detector:
             state.learn(smoothed, adapt.depth)
         state.dropped = False
 
+    def mark_stale(
+        self, asset: str, at: float, silent: Sequence[tuple[str, float, float]], silent_s: float
+    ) -> AlertEvent | None:
+        """An anomalous moment for ``asset``: the ``silent`` channels stopped reporting.
+
+        ``silent`` holds ``(channel, time of its last reading, that reading)``; ``silent_s``
+        is how long a channel may go without a reading before the asset's rows are given
+        up. Raises a ``stale`` alert (or adds to the open one); the windows that come
+        once the channels are back resolve it as any other.
+        """
+        findings = []
+        worst = 1.0
+        for channel, last_s, value in silent[:_MAX_FINDINGS]:
+            ratio = (at - last_s) / silent_s if math.isfinite(last_s) and silent_s > 0 else 1.0
+            worst = max(worst, ratio)
+            findings.append(Finding(channel, STALE, value, math.nan, math.nan, ratio))
+        event = None
+        # A channel gone silent has waited out its gap already: raise at once, whatever
+        # raise_after asks of windows.
+        for _ in range(self.alerts.raise_after):
+            event = self.alerts.update(
+                asset,
+                is_anomalous=True,
+                at=at,
+                score=math.nan,
+                threshold=self.threshold.value,
+                severity=worst,
+                kind=STALE,
+                findings=tuple(findings),
+            )
+            if event is not None or self.alerts.is_firing(asset):
+                break
+        return event
+
     def adopt(self, asset: str, previous: Detector) -> None:
         """Take over ``asset``'s smoothing, baseline and alert state from ``previous``.
 
@@ -523,6 +557,7 @@ class Detector:
 
 
 _MAX_FINDINGS = 4
+STALE = "stale"  # a channel stopped reporting while the asset's others go on
 
 
 @dataclass(frozen=True, slots=True)
