@@ -249,11 +249,16 @@ class ChannelMonitor:
         half = np.maximum((checks.high - checks.low) / 2.0, 1e-12)
         samples.ratios[:, RANGE] = np.nan_to_num(np.abs(x - mid) / half, nan=0.0).max(axis=1)
         stepwise = np.ones(n, dtype=np.bool_)
-        found, counts = np.unique(rows, return_counts=True)
-        for row in found[counts >= _ALONG_TIME].tolist():
-            mine = np.flatnonzero(rows == row)
-            if self._fold_along_time(row, mine, samples):
-                stepwise[mine] = False
+        order = np.argsort(rows, kind="stable")
+        ordered = rows[order]
+        starts = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1])))
+        counts = np.diff(np.append(starts, n))
+        is_long = counts >= _ALONG_TIME
+        for m in np.unique(counts[is_long]).tolist():
+            groups = starts[is_long & (counts == m)]
+            mine = order[groups[:, None] + np.arange(m)]  # (assets, m) windows, time order
+            folded = self._fold_along_time(ordered[groups], mine, samples)
+            stepwise[mine[folded].ravel()] = False
         if stepwise.any():
             picked = np.flatnonzero(stepwise)
             for turn in _turns(rows[picked]):
@@ -298,47 +303,61 @@ class ChannelMonitor:
         samples.level[turn] = _mean_shift(s, checks)
         samples.spread[turn] = np.sqrt(np.maximum(s[:, 4], 0.0))
 
-    def _fold_along_time(self, row: int, mine: npt.NDArray[np.int64], samples: _Samples) -> bool:
-        """Fold one asset's windows ``mine`` in along time; False (nothing changed) when a
-        statistic of theirs reaches its limit, or one is at it already: those take the
-        sample-by-sample path, which caps and latches."""
+    def _fold_along_time(
+        self, at: npt.NDArray[np.int64], mine: npt.NDArray[np.int64], samples: _Samples
+    ) -> npt.NDArray[np.bool_]:
+        """Fold the windows ``mine`` ``(k, m)`` of the assets of rows ``at`` ``(k,)`` in
+        along time, all ``k`` together. Returns which assets were folded: not those with a
+        statistic that reaches its limit in these windows, or is at it already; they take
+        the sample-by-sample path, which caps and latches (their state is left alone)."""
         checks = self.checks
-        s = self._state[row]  # (9, c), a copy
-        if s[5].any() or s[6].any():
-            return False
-        m, h, c = samples.z[mine].shape
-        z = samples.z[mine].reshape(m * h, c)
-        shift_z = samples.shift_z[mine].reshape(m * h, c)
-        level = ewma_from(z, _LEVEL_ALPHA, s[3].copy())
-        level_before = np.vstack((s[3][None, :], level[:-1]))
+        k, m = mine.shape
+        h, c = samples.z.shape[1:]
+        s = self._state[at]  # (k, 9, c), a copy
+        # Time-major (m * h, k, c), so each asset's samples follow each other down axis 0.
+        z = samples.z[mine].reshape(k, m * h, c).transpose(1, 0, 2)
+        shift_z = samples.shift_z[mine].reshape(k, m * h, c).transpose(1, 0, 2)
+        level = ewma_from(z, _LEVEL_ALPHA, s[:, 3].copy())
+        level_before = np.concatenate((s[None, :, 3], level[:-1]))
         square = np.minimum((z - level_before) ** 2, _SQUARE_CLIP)
-        up, up_count = _lindley(shift_z - checks.k, s[0], s[7])
-        down, down_count = _lindley(-shift_z - checks.k, s[1], s[8])
-        spread_sum, _ = _lindley(square - 1.0 - checks.k_spread, s[2], np.zeros(c))
+        up, up_count = _lindley(shift_z - checks.k, s[:, 0], s[:, 7])
+        down, down_count = _lindley(-shift_z - checks.k, s[:, 1], s[:, 8])
+        spread_sum, _ = _lindley(square - 1.0 - checks.k_spread, s[:, 2], np.zeros((k, c)))
         shift_ratio = np.maximum(up, down) / checks.shift_limit
         noise_ratio = spread_sum / checks.noise_limit
-        if (shift_ratio >= 1.0).any() or (noise_ratio >= 1.0).any():
-            return False
-        run = _runs(samples.is_still[mine].reshape(m * h, c), self._still[row])
-        squares = ewma_from(square, _LEVEL_ALPHA, s[4].copy())
+        is_at_limit = (shift_ratio >= 1.0).any(axis=(0, 2)) | (noise_ratio >= 1.0).any(axis=(0, 2))
+        folded = np.asarray(~(s[:, 5].any(axis=1) | s[:, 6].any(axis=1) | is_at_limit))
+        if not folded.any():
+            return folded
+        pick = np.flatnonzero(folded)
+        rows, windows, j = at[pick], mine[pick], len(pick)
+        is_still = samples.is_still[windows].reshape(j, m * h, c).transpose(1, 0, 2)
+        run = _runs(is_still, self._still[rows])
+        squares = ewma_from(square[:, pick], _LEVEL_ALPHA, s[pick, 4].copy())
         last = np.arange(h - 1, m * h, h)  # each window's newest sample
+
+        def per_window(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+            """(m * h, j, c) samples -> (j, m, c), each window's highest."""
+            return np.asarray(x.reshape(m, h, j, c).max(axis=1).transpose(1, 0, 2))
+
+        def newest(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+            """(m * h, j, c) samples -> (j, m, c), each window's newest."""
+            return np.asarray(x[last].transpose(1, 0, 2))
+
         ratios = samples.ratios
-        ratios[mine, SHIFT] = shift_ratio.reshape(m, h, c).max(axis=1)
-        ratios[mine, NOISE] = noise_ratio.reshape(m, h, c).max(axis=1)
-        ratios[mine, STUCK] = (run / checks.stuck_after).reshape(m, h, c).max(axis=1)
-        per_window = np.zeros((m, 9, c))
-        per_window[:, 0], per_window[:, 1], per_window[:, 2] = (
-            up[last],
-            down[last],
-            spread_sum[last],
-        )
-        per_window[:, 3], per_window[:, 4] = level[last], squares[last]
-        per_window[:, 7], per_window[:, 8] = up_count[last], down_count[last]
-        samples.level[mine] = _mean_shift(per_window, checks)
-        samples.spread[mine] = np.sqrt(np.maximum(squares[last], 0.0))
-        self._state[row] = per_window[-1]
-        self._still[row] = run[-1]
-        return True
+        ratios[windows, SHIFT] = per_window(shift_ratio[:, pick])
+        ratios[windows, NOISE] = per_window(noise_ratio[:, pick])
+        ratios[windows, STUCK] = per_window(run / checks.stuck_after)
+        state = np.zeros((j, m, 9, c))
+        state[:, :, 0], state[:, :, 1] = newest(up[:, pick]), newest(down[:, pick])
+        state[:, :, 2] = newest(spread_sum[:, pick])
+        state[:, :, 3], state[:, :, 4] = newest(level[:, pick]), newest(squares)
+        state[:, :, 7], state[:, :, 8] = newest(up_count[:, pick]), newest(down_count[:, pick])
+        samples.level[windows] = _mean_shift(state.reshape(j * m, 9, c), checks).reshape(j, m, c)
+        samples.spread[windows] = np.sqrt(np.maximum(state[:, :, 4], 0.0))
+        self._state[rows] = state[:, -1]
+        self._still[rows] = run[-1]
+        return folded
 
 
 @dataclass(frozen=True, slots=True)
@@ -356,12 +375,13 @@ class _Samples:
 def _lindley(
     steps: npt.NDArray[np.float64], start: npt.NDArray[np.float64], count: npt.NDArray[np.float64]
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-    """``S = max(0, S + step)`` from ``start`` over ``steps`` ``(T, c)``, uncapped, and the
-    samples since each ``S`` was last 0 (from ``count`` before the first)."""
+    """``S = max(0, S + step)`` from ``start`` over ``steps`` ``(T, ...)`` along axis 0,
+    uncapped, and the samples since each ``S`` was last 0 (from ``count`` before the
+    first)."""
     total = np.cumsum(steps, axis=0)
     lowest = np.minimum.accumulate(total, axis=0)
     sums = np.maximum(np.maximum(start + total, total - lowest), 0.0)
-    index = np.arange(len(steps))[:, None]
+    index = np.arange(len(steps)).reshape(-1, *([1] * (steps.ndim - 1)))
     last_zero = np.maximum.accumulate(np.where(sums <= 0.0, index, -1), axis=0)
     counts = np.where(last_zero >= 0, index - last_zero, count + index + 1.0)
     return sums, counts.astype(np.float64)
@@ -370,8 +390,8 @@ def _lindley(
 def _runs(
     is_still: npt.NDArray[np.bool_], start: npt.NDArray[np.float64]
 ) -> npt.NDArray[np.float64]:
-    """Length of the still run at each sample ``(T, c)``, continuing from ``start``."""
-    index = np.arange(len(is_still))[:, None]
+    """Length of the still run at each sample ``(T, ...)``, continuing from ``start``."""
+    index = np.arange(len(is_still)).reshape(-1, *([1] * (is_still.ndim - 1)))
     last_move = np.maximum.accumulate(np.where(is_still, -1, index), axis=0)
     return np.where(last_move >= 0, index - last_move, start + index + 1.0).astype(np.float64)
 

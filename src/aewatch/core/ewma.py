@@ -22,9 +22,9 @@ def ewma_from(
     alpha: float,
     previous: float | npt.NDArray[np.float64] | None,
 ) -> npt.NDArray[np.float64]:
-    """EWMA of ``x`` ``(n,)`` or ``(n, c)`` along its first axis, continuing from ``previous``.
+    """EWMA of ``x`` ``(n, ...)`` along its first axis, continuing from ``previous``.
 
-    ``previous`` is the average before ``x[0]`` (a number, or ``(c,)`` for 2-D ``x``);
+    ``previous`` is the average before ``x[0]`` (a number, or shaped like ``x[0]``);
     None starts at ``x[0]``. With ``d = 1 - alpha``, step ``j`` is
     ``d**(j+1) * (previous + alpha * sum(x[i] / d**(i+1) for i <= j))``: a cumulative sum,
     taken in blocks short enough that ``1 / d**(i+1)`` stays below ``2**600``.
@@ -40,8 +40,7 @@ def ewma_from(
     decay = 1.0 - alpha
     block = min(len(x), max(1, int(_MAX_GROWTH_BITS / -math.log2(decay))))
     growth = decay ** -np.arange(1.0, block + 1.0)  # 1 / d**(i+1)
-    if x.ndim == 2:
-        growth = growth[:, None]
+    growth = growth.reshape(-1, *([1] * (x.ndim - 1)))
     out = np.empty_like(x)
     last: float | npt.NDArray[np.float64] = previous
     for start in range(0, len(x), block):
