@@ -254,15 +254,20 @@ class ChannelMonitor:
         starts = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1])))
         counts = np.diff(np.append(starts, n))
         is_long = counts >= _ALONG_TIME
+        leftovers: list[tuple[int, npt.NDArray[np.int64]]] = []
         for m in np.unique(counts[is_long]).tolist():
             groups = starts[is_long & (counts == m)]
             mine = order[groups[:, None] + np.arange(m)]  # (assets, m) windows, time order
-            folded = self._fold_along_time(ordered[groups], mine, samples)
-            stepwise[mine[folded].ravel()] = False
+            done = self._fold_along_time(ordered[groups], mine, samples)
+            stepwise[mine.ravel()] = False
+            for i in np.flatnonzero(done < m).tolist():
+                leftovers.append((int(ordered[groups[i]]), mine[i, done[i] :]))
         if stepwise.any():
             picked = np.flatnonzero(stepwise)
             for turn in _turns(rows[picked]):
                 self._fold_turn(rows[picked[turn]], picked[turn], samples)
+        for row, windows_left in leftovers:
+            self._fold_sequence(row, windows_left, samples)
         return Observation(samples.ratios, x[:, -1], expected[:, -1], samples.level, samples.spread)
 
     def _fold_turn(
@@ -303,13 +308,28 @@ class ChannelMonitor:
         samples.level[turn] = _mean_shift(s, checks)
         samples.spread[turn] = np.sqrt(np.maximum(s[:, 4], 0.0))
 
+    def _fold_sequence(self, row: int, windows: npt.NDArray[np.int64], samples: _Samples) -> None:
+        """One asset's windows in time order: along time while no statistic is at its
+        limit, window by window from the first that reaches it until all are released."""
+        j = 0
+        at = np.array([row], dtype=np.int64)
+        while j < len(windows):
+            state = self._state[row]
+            if len(windows) - j >= _ALONG_TIME and not (state[5].any() or state[6].any()):
+                j += int(self._fold_along_time(at, windows[None, j:], samples)[0])
+                if j == len(windows):
+                    break
+            self._fold_turn(at, windows[j : j + 1], samples)
+            j += 1
+
     def _fold_along_time(
         self, at: npt.NDArray[np.int64], mine: npt.NDArray[np.int64], samples: _Samples
-    ) -> npt.NDArray[np.bool_]:
+    ) -> npt.NDArray[np.int64]:
         """Fold the windows ``mine`` ``(k, m)`` of the assets of rows ``at`` ``(k,)`` in
-        along time, all ``k`` together. Returns which assets were folded: not those with a
-        statistic that reaches its limit in these windows, or is at it already; they take
-        the sample-by-sample path, which caps and latches (their state is left alone)."""
+        along time, all ``k`` together, up to each asset's first window in which a
+        statistic reaches its limit (none when one is at it already): that window and
+        the ones after it take the sample-by-sample path, which caps and latches. Returns
+        how many leading windows of each asset were folded ``(k,)``."""
         checks = self.checks
         k, m = mine.shape
         h, c = samples.z.shape[1:]
@@ -325,11 +345,13 @@ class ChannelMonitor:
         spread_sum, _ = _lindley(square - 1.0 - checks.k_spread, s[:, 2], np.zeros((k, c)))
         shift_ratio = np.maximum(up, down) / checks.shift_limit
         noise_ratio = spread_sum / checks.noise_limit
-        is_at_limit = (shift_ratio >= 1.0).any(axis=(0, 2)) | (noise_ratio >= 1.0).any(axis=(0, 2))
-        folded = np.asarray(~(s[:, 5].any(axis=1) | s[:, 6].any(axis=1) | is_at_limit))
-        if not folded.any():
-            return folded
-        pick = np.flatnonzero(folded)
+        # Each asset's first sample at a limit (T: none), then whole windows before it.
+        hits = ((shift_ratio >= 1.0) | (noise_ratio >= 1.0)).any(axis=2)  # (T, k)
+        first = np.where(hits.any(axis=0), hits.argmax(axis=0), m * h)
+        done = np.where(s[:, 5].any(axis=1) | s[:, 6].any(axis=1), 0, first // h)
+        if not done.any():
+            return np.asarray(done, dtype=np.int64)
+        pick = np.flatnonzero(done)
         rows, windows, j = at[pick], mine[pick], len(pick)
         is_still = samples.is_still[windows].reshape(j, m * h, c).transpose(1, 0, 2)
         run = _runs(is_still, self._still[rows])
@@ -344,20 +366,26 @@ class ChannelMonitor:
             """(m * h, j, c) samples -> (j, m, c), each window's newest."""
             return np.asarray(x[last].transpose(1, 0, 2))
 
-        ratios = samples.ratios
-        ratios[windows, SHIFT] = per_window(shift_ratio[:, pick])
-        ratios[windows, NOISE] = per_window(noise_ratio[:, pick])
-        ratios[windows, STUCK] = per_window(run / checks.stuck_after)
         state = np.zeros((j, m, 9, c))
         state[:, :, 0], state[:, :, 1] = newest(up[:, pick]), newest(down[:, pick])
         state[:, :, 2] = newest(spread_sum[:, pick])
         state[:, :, 3], state[:, :, 4] = newest(level[:, pick]), newest(squares)
         state[:, :, 7], state[:, :, 8] = newest(up_count[:, pick]), newest(down_count[:, pick])
-        samples.level[windows] = _mean_shift(state.reshape(j * m, 9, c), checks).reshape(j, m, c)
-        samples.spread[windows] = np.sqrt(np.maximum(state[:, :, 4], 0.0))
-        self._state[rows] = state[:, -1]
-        self._still[rows] = run[-1]
-        return folded
+        still = newest(run)
+        # Only each asset's leading done[i] windows count (the rest were computed
+        # without the caps and latches; the sample-by-sample path redoes them).
+        keep = np.arange(m) < done[pick][:, None]  # (j, m)
+        ratios = samples.ratios
+        ratios[windows[keep], SHIFT] = per_window(shift_ratio[:, pick])[keep]
+        ratios[windows[keep], NOISE] = per_window(noise_ratio[:, pick])[keep]
+        ratios[windows[keep], STUCK] = per_window(run / checks.stuck_after)[keep]
+        level_out = _mean_shift(state.reshape(j * m, 9, c), checks).reshape(j, m, c)
+        samples.level[windows[keep]] = level_out[keep]
+        samples.spread[windows[keep]] = np.sqrt(np.maximum(state[:, :, 4], 0.0))[keep]
+        newest_kept = done[pick] - 1
+        self._state[rows] = state[np.arange(j), newest_kept]
+        self._still[rows] = still[np.arange(j), newest_kept]
+        return np.asarray(done, dtype=np.int64)
 
 
 @dataclass(frozen=True, slots=True)
