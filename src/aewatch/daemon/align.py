@@ -136,6 +136,9 @@ class Aligner:
         self._newest_complete: int | None = None
         self._held = [math.nan] * len(self.channels)
         self._last_real: list[int | None] = [None] * len(self.channels)
+        # The newest slot each channel had a reading in (waiting or emitted), and of any.
+        self._newest_seen: list[int | None] = [None] * len(self.channels)
+        self._newest_slot: int | None = None
         self._has_emitted = False
         self._is_broken = False  # continuity lost since the last emitted row
         self._is_held_back = False  # the last drain stopped at a gap with rows behind it
@@ -150,27 +153,28 @@ class Aligner:
         return len(self._pending) + (self._staged_count if self._staged else 0)
 
     def silent_channels(self) -> tuple[float, tuple[tuple[str, float, float], ...]]:
-        """Channels that stopped while the others go on, and the newest waiting slot's time.
+        """Channels that stopped while the others go on, and the newest slot's time.
 
-        A channel is silent when it has been in a row before, no waiting slot holds a
-        reading of it and its last one is more than :attr:`max_pending_slots` periods
-        before the newest waiting slot: longer than anything waits for it, so the asset's
-        rows are being given up. Each comes as ``(channel, grid time of its last reading,
-        that reading)``. A channel that never reported is not counted: at start, channels
-        come in any order. Nothing waiting: ``(NaN, ())``. Cheap enough for the path that
-        gives slots up, not for every reading.
+        A channel is silent when it has been in a row before and its newest reading is
+        more than :attr:`max_pending_slots` periods before the newest slot any channel
+        has a reading in: longer than anything waits for it, so the asset's rows are
+        being given up. Each comes as ``(channel, grid time of its newest reading, the
+        last value it had in a row)``. A channel that never reported is not counted: at
+        start, channels come in any order. No reading yet: ``(NaN, ())``. A few list
+        lookups per channel.
         """
-        if not self._pending:
+        newest = self._newest_slot
+        if newest is None:
             return math.nan, ()
-        newest = max(self._pending)
-        silent = []
-        for column, name in enumerate(self.channels):
-            if any(row[column] == row[column] for row in self._pending.values()):
-                continue
-            last = self._last_real[column]
-            if last is not None and newest - last > self.max_pending_slots:
-                silent.append((name, last * self.period_s, self._held[column]))
-        return newest * self.period_s, tuple(silent)
+        limit = newest - self.max_pending_slots
+        silent = tuple(
+            (name, seen * self.period_s, self._held[column])
+            for column, (name, seen) in enumerate(
+                zip(self.channels, self._newest_seen, strict=True)
+            )
+            if seen is not None and seen < limit and self._last_real[column] is not None
+        )
+        return newest * self.period_s, silent
 
     def add(self, reading: Reading) -> AlignOutput:
         """Place one reading; return the rows now final (often none) and the reading's fate.
@@ -462,6 +466,9 @@ class Aligner:
     def _mark_emitted(self, last: int, newest: list[float]) -> None:
         """Every slot up to ``last`` is final, the last one complete with ``newest``."""
         self._last_real = [last] * len(self.channels)
+        self._newest_seen = [last if s is None or s < last else s for s in self._newest_seen]
+        if self._newest_slot is None or last > self._newest_slot:
+            self._newest_slot = last
         self._held = newest
         self._final_slot = last
         self._has_emitted = True
@@ -486,6 +493,11 @@ class Aligner:
         if row[column] != row[column]:  # NaN: the channel's first reading in this slot
             self._missing[slot] -= 1
         row[column] = value
+        seen = self._newest_seen[column]
+        if seen is None or slot > seen:
+            self._newest_seen[column] = slot
+            if self._newest_slot is None or slot > self._newest_slot:
+                self._newest_slot = slot
         newest = self._newest_complete
         if not self._missing[slot] and (newest is None or slot > newest):
             self._newest_complete = slot
