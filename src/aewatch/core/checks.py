@@ -329,20 +329,27 @@ class ChannelMonitor:
         along time, all ``k`` together, up to each asset's first window in which a
         statistic reaches its limit (none when one is at it already): that window and
         the ones after it take the sample-by-sample path, which caps and latches. Returns
-        how many leading windows of each asset were folded ``(k,)``."""
+        how many leading windows of each asset were folded ``(k,)``.
+
+        Only the ratios are written for the folded windows (their ``level`` and
+        ``spread`` stay 0): those serve the findings of a shift or noise check at its
+        limit, and a window with one is never folded here.
+        """
         checks = self.checks
         k, m = mine.shape
         h, c = samples.z.shape[1:]
         s = self._state[at]  # (k, 9, c), a copy
         # Time-major (m * h, k, c), so each asset's samples follow each other down axis 0.
         z = samples.z[mine].reshape(k, m * h, c).transpose(1, 0, 2)
-        shift_z = samples.shift_z[mine].reshape(k, m * h, c).transpose(1, 0, 2)
+        shift_z = z
+        if checks.shift_scale is not None:
+            shift_z = samples.shift_z[mine].reshape(k, m * h, c).transpose(1, 0, 2)
         level = ewma_from(z, _LEVEL_ALPHA, s[:, 3].copy())
         level_before = np.concatenate((s[None, :, 3], level[:-1]))
         square = np.minimum((z - level_before) ** 2, _SQUARE_CLIP)
-        up, up_count = _lindley(shift_z - checks.k, s[:, 0], s[:, 7])
-        down, down_count = _lindley(-shift_z - checks.k, s[:, 1], s[:, 8])
-        spread_sum, _ = _lindley(square - 1.0 - checks.k_spread, s[:, 2], np.zeros((k, c)))
+        up = _lindley(shift_z - checks.k, s[:, 0])
+        down = _lindley(-shift_z - checks.k, s[:, 1])
+        spread_sum = _lindley(square - 1.0 - checks.k_spread, s[:, 2])
         shift_ratio = np.maximum(up, down) / checks.shift_limit
         noise_ratio = spread_sum / checks.noise_limit
         # Each asset's first sample at a limit (T: none), then whole windows before it.
@@ -353,38 +360,32 @@ class ChannelMonitor:
             return np.asarray(done, dtype=np.int64)
         pick = np.flatnonzero(done)
         rows, windows, j = at[pick], mine[pick], len(pick)
+        cols = np.arange(j)
+        end = done[pick] * h - 1  # each picked asset's newest sample folded in
         is_still = samples.is_still[windows].reshape(j, m * h, c).transpose(1, 0, 2)
         run = _runs(is_still, self._still[rows])
-        squares = ewma_from(square[:, pick], _LEVEL_ALPHA, s[pick, 4].copy())
-        last = np.arange(h - 1, m * h, h)  # each window's newest sample
 
         def per_window(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
             """(m * h, j, c) samples -> (j, m, c), each window's highest."""
+            if h == 1:
+                return np.asarray(x.transpose(1, 0, 2))
             return np.asarray(x.reshape(m, h, j, c).max(axis=1).transpose(1, 0, 2))
 
-        def newest(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-            """(m * h, j, c) samples -> (j, m, c), each window's newest."""
-            return np.asarray(x[last].transpose(1, 0, 2))
-
-        state = np.zeros((j, m, 9, c))
-        state[:, :, 0], state[:, :, 1] = newest(up[:, pick]), newest(down[:, pick])
-        state[:, :, 2] = newest(spread_sum[:, pick])
-        state[:, :, 3], state[:, :, 4] = newest(level[:, pick]), newest(squares)
-        state[:, :, 7], state[:, :, 8] = newest(up_count[:, pick]), newest(down_count[:, pick])
-        still = newest(run)
-        # Only each asset's leading done[i] windows count (the rest were computed
-        # without the caps and latches; the sample-by-sample path redoes them).
-        keep = np.arange(m) < done[pick][:, None]  # (j, m)
+        keep = np.arange(m) < done[pick][:, None]  # (j, m): the windows folded in
+        kept = windows[keep]
         ratios = samples.ratios
-        ratios[windows[keep], SHIFT] = per_window(shift_ratio[:, pick])[keep]
-        ratios[windows[keep], NOISE] = per_window(noise_ratio[:, pick])[keep]
-        ratios[windows[keep], STUCK] = per_window(run / checks.stuck_after)[keep]
-        level_out = _mean_shift(state.reshape(j * m, 9, c), checks).reshape(j, m, c)
-        samples.level[windows[keep]] = level_out[keep]
-        samples.spread[windows[keep]] = np.sqrt(np.maximum(state[:, :, 4], 0.0))[keep]
-        newest_kept = done[pick] - 1
-        self._state[rows] = state[np.arange(j), newest_kept]
-        self._still[rows] = still[np.arange(j), newest_kept]
+        ratios[kept, SHIFT] = per_window(shift_ratio[:, pick])[keep]
+        ratios[kept, NOISE] = per_window(noise_ratio[:, pick])[keep]
+        ratios[kept, STUCK] = per_window(run / checks.stuck_after)[keep]
+        squares = ewma_from(square[:, pick], _LEVEL_ALPHA, s[pick, 4].copy())
+        state = s[pick]
+        state[:, 0], state[:, 1] = up[end, pick], down[end, pick]
+        state[:, 2], state[:, 3] = spread_sum[end, pick], level[end, pick]
+        state[:, 4] = squares[end, cols]
+        state[:, 7] = _since_zero(up[:, pick], end, state[:, 7])
+        state[:, 8] = _since_zero(down[:, pick], end, state[:, 8])
+        self._state[rows] = state
+        self._still[rows] = run[end, cols]
         return np.asarray(done, dtype=np.int64)
 
 
@@ -401,18 +402,24 @@ class _Samples:
 
 
 def _lindley(
-    steps: npt.NDArray[np.float64], start: npt.NDArray[np.float64], count: npt.NDArray[np.float64]
-) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    steps: npt.NDArray[np.float64], start: npt.NDArray[np.float64]
+) -> npt.NDArray[np.float64]:
     """``S = max(0, S + step)`` from ``start`` over ``steps`` ``(T, ...)`` along axis 0,
-    uncapped, and the samples since each ``S`` was last 0 (from ``count`` before the
-    first)."""
+    uncapped: ``max(start + C_t, C_t - min(C_1..C_t))`` for the cumulative sums ``C``."""
     total = np.cumsum(steps, axis=0)
     lowest = np.minimum.accumulate(total, axis=0)
-    sums = np.maximum(np.maximum(start + total, total - lowest), 0.0)
-    index = np.arange(len(steps)).reshape(-1, *([1] * (steps.ndim - 1)))
+    return np.maximum(np.maximum(start + total, total - lowest), 0.0)
+
+
+def _since_zero(
+    sums: npt.NDArray[np.float64], end: npt.NDArray[np.int64], count: npt.NDArray[np.float64]
+) -> npt.NDArray[np.float64]:
+    """Samples since each sum ``(T, j, c)`` was last 0, at sample ``end[i]`` of asset ``i``;
+    ``count`` ``(j, c)`` before the first sample."""
+    index = np.arange(len(sums)).reshape(-1, 1, 1)
     last_zero = np.maximum.accumulate(np.where(sums <= 0.0, index, -1), axis=0)
-    counts = np.where(last_zero >= 0, index - last_zero, count + index + 1.0)
-    return sums, counts.astype(np.float64)
+    at = last_zero[end, np.arange(len(end))]
+    return np.asarray(np.where(at >= 0, end[:, None] - at, count + end[:, None] + 1.0), np.float64)
 
 
 def _runs(
