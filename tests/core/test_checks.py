@@ -150,6 +150,7 @@ def test_a_long_batch_folds_in_as_window_by_window(
     second = batch.observe(np.full(len(windows) - cut, batch.slot("a")), windows[cut:])
     slot = single.slot("a")
     one = [single.observe(np.array([slot]), windows[i : i + 1]) for i in range(len(windows))]
+
     def joined(name: str) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
         together = np.concatenate((getattr(first, name), getattr(second, name)))
         return together, np.concatenate([getattr(o, name) for o in one])
