@@ -378,10 +378,12 @@ def run(args: argparse.Namespace) -> int:
         f"{outcome.counts['validation_windows']} validation, "
         f"{outcome.counts['calibration_windows']} calibration windows"
     )
+    relative = " × the asset's normal level" if bundle.decision.get("adaptation") else ""
     print(
-        f"threshold {bundle.threshold.value:.4g} ({bundle.threshold.method}, target FPR "
-        f"{bundle.threshold.fpr:g} per window) ≈ {budget['anomalous_windows_per_day']:.1f} "
-        "anomalous windows/day of the window error alone"
+        f"threshold window error over {bundle.threshold.value:.4g}{relative} "
+        f"({bundle.threshold.method}, target FPR {bundle.threshold.fpr:g} per window) ≈ "
+        f"{budget['anomalous_windows_per_day']:.1f} anomalous windows/day of the window "
+        "error alone"
     )
     print(false_alerts_line(outcome.false_alerts, settings.false_alerts_per_day))
     print(
