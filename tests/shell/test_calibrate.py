@@ -171,3 +171,31 @@ def test_fpr_out_of_range_is_a_usage_error(plant: dict[str, Path], tmp_path: Pat
     with pytest.raises(SystemExit) as exit_info:
         main([*argv, "--out", str(tmp_path / "x.aew"), "--fpr", "1.5"])
     assert exit_info.value.code == 2
+
+
+def test_a_long_enough_history_recalibrates_the_channel_checks(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A day of history trains the checks; a noisier day recalibrates their noise levels."""
+    sim = ("simulate", "--scenario", "well", "--period", "10", "--hours", "24")
+    history, later = tmp_path / "history.csv", tmp_path / "later.csv"
+    assert main([*sim, "--seed", "1", "--out", str(history)]) == 0
+    assert main([*sim, "--seed", "2", "--start", "2026-01-02T00:00:00Z", "--out", str(later)]) == 0
+    frame = pd.read_csv(later)
+    frame["whp_bar"] += np.random.default_rng(0).normal(
+        0.0, 0.1, len(frame)
+    )  # noisier, still normal
+    frame.to_csv(later, index=False)
+    model = tmp_path / "well.aew"
+    assert main(["train", "--data", str(history), "--out", str(model), "--quiet"]) == 0
+    capsys.readouterr()
+    target = tmp_path / "recalibrated.aew"
+    assert (
+        main(["calibrate", "--model", str(model), "--data", str(later), "--out", str(target)]) == 0
+    )
+    assert "checks    recalibrated on this history" in capsys.readouterr().out
+    old = ModelBundle.load(model).decision["checks"]["model"]["noise"]
+    new = ModelBundle.load(target).decision["checks"]["model"]["noise"]
+    whp = 1  # the channels: flow_kg_s, whp_bar, wht_c, vibration_mm_s
+    assert new[whp] > 1.5 * old[whp]
+    assert new[0] == pytest.approx(old[0], rel=0.3)

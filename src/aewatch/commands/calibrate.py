@@ -93,7 +93,25 @@ def _print_summary(result: Recalibration, source: Path, target: Path) -> None:
         f"per window) ≈ {budget['anomalous_windows_per_day']:.1f} anomalous windows/day, at "
         f"most {budget['false_alerts_per_day_at_most']:.1f} false alerts/day on normal operation"
     )
-    if after.method != "quantile":
+    if after.method.endswith("+margin"):
+        print(
+            f"note      the cut is 1.5 × the highest statistic of this history "
+            f"({result.statistic.max():.4g}), above what the target FPR alone gives, as the "
+            "model was trained"
+        )
+    checks = new.decision.get("checks")
+    if checks and counts.get("checks_recalibrated"):
+        noise = ", ".join(
+            f"{name} {level:.3g}"
+            for name, level in zip(new.channels, checks["model"]["noise"], strict=True)
+        )
+        print(f"checks    recalibrated on this history; residual noise levels: {noise}")
+    elif checks:
+        print(
+            "checks    kept as trained: recalibrating them takes 2000 normal samples or more "
+            "(their limits come from the highest values on normal data)"
+        )
+    if after.method.split("+")[0] != "quantile":
         print(
             f"note      fpr × windows = {after.fpr * counts['windows']:.3g} is under "
             f"{MIN_TAIL_COUNT}, so the cut comes from a {after.method} fit of the tail (the "

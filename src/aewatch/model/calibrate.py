@@ -6,8 +6,11 @@ move. :func:`recalibrate_bundle` keeps the network and the scaler, cuts every no
 window of the history as training cuts them, turns their errors into the decision
 statistic as training does (the bundle's smoothing, a drift baseline seeded from the
 newest windows, the bundle's adaptation and hysteresis settings) and calibrates a new
-``Threshold`` for the target false-alarm rate. The new bundle has a new version, and its
-provenance lists the recalibration after the training it came from. Nothing here reads a
+``Threshold`` for the target false-alarm rate; with 2 000 normal samples or more it also
+re-measures each channel's noise level and the channel checks' limits there (the channels'
+predictions are kept) and, for a model trained with it, holds the threshold to at least
+1.5 times the highest statistic. The new bundle has a new version, and its provenance lists
+the recalibration after the training it came from. Nothing here reads a
 file or the clock: ``aewatch calibrate`` reads the history and passes the time in.
 """
 
@@ -21,13 +24,21 @@ import numpy as np
 import numpy.typing as npt
 
 from aewatch import __version__
+from aewatch.core.checks import CHECK_MARGIN
 from aewatch.errors import BundleError, DataError
 from aewatch.model.bundle import ModelBundle
 from aewatch.model.dataset import Table
 from aewatch.model.detector import DecisionSettings, decision_statistic
 from aewatch.model.scorer import Scorer
 from aewatch.model.threshold import Threshold
-from aewatch.model.train import data_provenance, normal_windows
+from aewatch.model.train import (
+    MIN_CHECK_SAMPLES,
+    TrainSettings,
+    data_provenance,
+    normal_blocks,
+    normal_windows,
+    recalibrated_checks,
+)
 
 __all__ = ["Recalibration", "recalibrate_bundle"]
 
@@ -86,12 +97,27 @@ def recalibrate_bundle(
     errors = _errors(bundle.scorer(device=device), windows)
     decision, statistic = decision_statistic(errors, DecisionSettings.from_json(bundle.decision))
     threshold = _calibrated(statistic, fpr, bundle=bundle, tables=picked)
+    blocks = normal_blocks(picked, period_s=bundle.period_s, max_gap_periods=bundle.max_gap_periods)
+    samples = sum(len(b) for b in blocks)
+    checks = None
+    if decision.checks is not None:
+        checks = recalibrated_checks(
+            decision.checks, blocks, period_s=bundle.period_s, settings=_train_settings(bundle)
+        )
+        if checks is not None:
+            decision = replace(decision, checks=checks)
+    if samples >= MIN_CHECK_SAMPLES and bundle.threshold.method.endswith("+margin"):
+        # Trained with the margin over the highest held-out statistic: keep the rule.
+        highest = CHECK_MARGIN * float(np.max(statistic))
+        if highest > threshold.value:
+            threshold = replace(threshold, value=highest, method=f"{threshold.method}+margin")
     counts = {
         "rows": sum(len(t.timestamps) for t in picked),
         "anomalous_rows": sum(
             int(np.count_nonzero(t.labels)) for t in picked if t.labels is not None
         ),
         "windows": len(windows),
+        "checks_recalibrated": int(checks is not None),
     }
     new = replace(
         bundle,
@@ -100,6 +126,20 @@ def recalibrate_bundle(
         provenance=_provenance(bundle, picked, counts=counts, created_at=created_at),
     )
     return Recalibration(new, bundle, statistic, counts)
+
+
+def _train_settings(bundle: ModelBundle) -> TrainSettings:
+    """The check settings training used (its provenance), or today's defaults."""
+    chosen = bundle.provenance.get("settings", {})
+    defaults = TrainSettings()
+    return replace(
+        defaults,
+        false_alerts_per_day=float(
+            chosen.get("false_alerts_per_day", defaults.false_alerts_per_day)
+        ),
+        stuck_s=float(chosen.get("stuck_s", defaults.stuck_s)),
+        range_margin=float(chosen.get("range_margin", defaults.range_margin)),
+    )
 
 
 def _model_columns(bundle: ModelBundle, table: Table) -> Table:

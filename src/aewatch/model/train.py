@@ -48,7 +48,9 @@ __all__ = [
     "data_provenance",
     "held_out_blocks",
     "held_out_false_alerts",
+    "normal_blocks",
     "normal_windows",
+    "recalibrated_checks",
     "train_bundle",
 ]
 
@@ -213,6 +215,39 @@ def normal_windows(
     """
     blocks = _normal_blocks(tables, period_s, max_gap_periods)
     return _windows(blocks, len(tables[0].channels), window_len=window_len, hop=hop)
+
+
+def normal_blocks(
+    tables: Sequence[Table], *, period_s: float, max_gap_periods: float
+) -> list[npt.NDArray[np.float32]]:
+    """The normal rows of ``tables`` as contiguous grid blocks ``(m, channels)``, oldest
+    first, never across a gap longer than ``max_gap_periods`` periods or a labelled row."""
+    return _normal_blocks(tables, period_s, max_gap_periods)
+
+
+def recalibrated_checks(
+    checks: ChannelChecks,
+    blocks: list[npt.NDArray[np.float32]],
+    *,
+    period_s: float,
+    settings: TrainSettings,
+) -> ChannelChecks | None:
+    """``checks`` with each channel's noise level and every limit measured on ``blocks``
+    (normal history the predictions were not fitted on), as training calibrates them;
+    None when ``blocks`` hold fewer than ``MIN_CHECK_SAMPLES`` samples."""
+    if sum(len(b) for b in blocks) < MIN_CHECK_SAMPLES:
+        return None
+    model = checks.model.with_noise_from(blocks)
+    return calibrate_checks(
+        model,
+        blocks,
+        blocks,
+        period_s=period_s,
+        hop=checks.hop,
+        false_alerts_per_day=settings.false_alerts_per_day,
+        stuck_s=settings.stuck_s,
+        range_margin=settings.range_margin,
+    )
 
 
 def held_out_blocks(
