@@ -227,27 +227,31 @@ class ChannelMonitor:
         checks = self.checks
         model = checks.model
         rows = np.asarray(slots, dtype=np.int64)
-        x_all = np.asarray(windows, dtype=np.float64)
-        n, c, length = x_all.shape
-        expected = model.expected(x_all, checks.hop)  # (n, h, c)
+        n, c, length = np.shape(windows)
+        expected = model.expected(windows, checks.hop)  # (n, h, c)
         h = expected.shape[1]
         if n == 0 or h == 0:
             empty = np.zeros((n, c))
             return Observation(np.zeros((n, 4, c)), empty, empty.copy(), empty, empty.copy())
-        x = x_all[:, :, length - h :].transpose(0, 2, 1)  # (n, h, c)
-        before = x_all[:, :, length - h - 1 : length - 1].transpose(0, 2, 1)
-        z = np.clip(np.nan_to_num((x - expected) / model.noise, nan=0.0), -checks.clip, checks.clip)
+        # The new samples and the one before each: (n, h + 1, c), time along axis 1.
+        recent = np.asarray(windows[:, :, length - h - 1 :], dtype=np.float64).transpose(0, 2, 1)
+        x = recent[:, 1:]
+        z = (x - expected) / model.noise
+        np.nan_to_num(z, copy=False, nan=0.0)
+        np.clip(z, -checks.clip, checks.clip, out=z)
         samples = _Samples(
             z=z,
             shift_z=z if checks.shift_scale is None else z / checks.shift_scale,
-            is_still=np.abs(x - before) <= checks.stuck_tolerance,
+            is_still=np.abs(np.diff(recent, axis=1)) <= checks.stuck_tolerance,
             ratios=np.zeros((n, 4, c)),
             level=np.zeros((n, c)),
             spread=np.zeros((n, c)),
         )
         mid = (checks.high + checks.low) / 2.0
-        half = np.maximum((checks.high - checks.low) / 2.0, 1e-12)
-        samples.ratios[:, RANGE] = np.nan_to_num(np.abs(x - mid) / half, nan=0.0).max(axis=1)
+        inverse_half = 1.0 / np.maximum((checks.high - checks.low) / 2.0, 1e-12)
+        off_range = np.abs(x - mid) * inverse_half  # NaN compares False below, as 0 did
+        samples.ratios[:, RANGE] = off_range[:, 0] if h == 1 else off_range.max(axis=1)
+        np.nan_to_num(samples.ratios[:, RANGE], copy=False, nan=0.0)
         stepwise = np.ones(n, dtype=np.bool_)
         order = np.argsort(rows, kind="stable")
         ordered = rows[order]
