@@ -10,13 +10,14 @@ from typing import Any
 import torch
 
 from aewatch.commands import parse_channels, report_dir_for
+from aewatch.commands.durations import samples_text, window_and_hop
 from aewatch.errors import AewatchError
 from aewatch.model.dataset import read_tables
 from aewatch.model.detectability import Detectability, detectability
 from aewatch.model.fit import FitSettings
 from aewatch.model.networks import ARCHITECTURES
 from aewatch.model.scorer import SCORE_KINDS
-from aewatch.model.train import FalseAlertEstimate, TrainSettings, train_bundle
+from aewatch.model.train import FalseAlertEstimate, TrainSettings, sample_period, train_bundle
 from aewatch.report import false_alert_budget, write_training_report
 
 __all__ = ["register"]
@@ -68,17 +69,18 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     m.add_argument(
         "--window",
-        type=int,
-        default=_D.window_len,
-        metavar="SAMPLES",
-        help="window length (default %(default)s)",
+        default=str(_D.window_len),
+        metavar="LENGTH",
+        help="window length: a whole number of samples (60) or a duration with a unit "
+        "(500ms, 90s, 10min, 1.5h), turned into samples with the sample period; it must "
+        "come to a whole number of samples (default %(default)s samples)",
     )
     m.add_argument(
         "--hop",
-        type=int,
-        default=_D.hop,
-        metavar="SAMPLES",
-        help="score a window every HOP samples (default %(default)s)",
+        default=str(_D.hop),
+        metavar="LENGTH",
+        help="score a window every HOP: samples (6) or a duration (1min), at most the "
+        "window (default %(default)s sample)",
     )
     m.add_argument(
         "--latent",
@@ -290,10 +292,11 @@ def run(args: argparse.Namespace) -> int:
         label_column=args.label_column,
         timestamp_column=args.timestamp_column,
     )
+    window_len, hop = window_and_hop(args.window, args.hop, sample_period(tables, args.period))
     settings = TrainSettings(
         arch=args.arch,
-        window_len=args.window,
-        hop=args.hop,
+        window_len=window_len,
+        hop=hop,
         latent=args.latent,
         variance=args.variance,
         score_kind=args.score_kind,
@@ -370,7 +373,8 @@ def run(args: argparse.Namespace) -> int:
     index = write_training_report(outcome, report_dir_for(args.out), summary)
     print(
         f"model    {args.out}  ({bundle.arch.kind}, latent {bundle.arch.latent}, "
-        f"window {bundle.window_len}×{len(bundle.channels)} channels, hop {bundle.hop}, "
+        f"window {samples_text(bundle.window_len, bundle.period_s)}, "
+        f"hop {samples_text(bundle.hop, bundle.period_s)}, {len(bundle.channels)} channels, "
         f"period {bundle.period_s:g} s)"
     )
     print(

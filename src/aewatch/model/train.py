@@ -51,6 +51,7 @@ __all__ = [
     "normal_blocks",
     "normal_windows",
     "recalibrated_checks",
+    "sample_period",
     "train_bundle",
 ]
 
@@ -442,6 +443,17 @@ def _checks(
         range_margin=settings.range_margin,
     )
     return checks, ""
+
+
+def sample_period(tables: Sequence[Table], period_s: float | None = None) -> float:
+    """Return the sample period in seconds training puts ``tables`` on: ``period_s`` if given.
+
+    Otherwise the median of each table's inferred period, as :func:`train_bundle` does.
+
+    Raises:
+        DataError: no period given and no table has two rows to infer it from.
+    """
+    return period_s or _infer_period(tables)
 
 
 def _infer_period(tables: Sequence[Table]) -> float:
