@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from quality_report import CaseResult, at_least, at_most, percent
 
-from aewatch.model.alerts import AlertEvent
+from aewatch.core.alerts import AlertEvent
 from aewatch.model.dataset import Table
 from aewatch.model.offline import score_table
 from aewatch.model.train import TrainSettings, train_bundle

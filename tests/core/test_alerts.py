@@ -7,7 +7,7 @@ import itertools
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aewatch.model.alerts import AlertState
+from aewatch.core.alerts import AlertState
 
 
 @settings(max_examples=200, deadline=None)

@@ -6,15 +6,15 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from aewatch.model.detector import (
+from aewatch.core.detector import (
     Adaptation,
     DecisionSettings,
     Detector,
     decision_statistic,
     smooth,
 )
+from aewatch.core.threshold import Threshold
 from aewatch.model.scorer import Scores
-from aewatch.model.threshold import Threshold
 
 errors_st = st.lists(st.floats(0.01, 100.0), min_size=1, max_size=200)
 halflife_st = st.sampled_from([0.0, 1.0, 5.0])

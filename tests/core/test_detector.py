@@ -7,10 +7,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aewatch.model.alerts import AlertEvent
-from aewatch.model.detector import Adaptation, DecisionSettings, Detector, _AssetState
+from aewatch.core.alerts import AlertEvent
+from aewatch.core.detector import Adaptation, DecisionSettings, Detector, _AssetState
+from aewatch.core.threshold import Threshold
 from aewatch.model.scorer import Scores
-from aewatch.model.threshold import Threshold
 
 CHANNELS = ("a", "b")
 

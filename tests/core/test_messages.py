@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from aewatch.core.alerts import AlertEvent, AlertState, Finding
 from aewatch.daemon.messages import (
     SCHEMA_VERSION,
     OpenAlert,
@@ -25,7 +26,6 @@ from aewatch.daemon.messages import (
     parse_time,
     state_message,
 )
-from aewatch.model.alerts import AlertEvent, AlertState, Finding
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 PROPERTY = settings(deadline=None, max_examples=100)

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aewatch.model.threshold import Threshold
+from aewatch.core.threshold import Threshold
 
 
 @settings(max_examples=80, deadline=None)

@@ -21,6 +21,7 @@ import pytest
 from prometheus_client import generate_latest
 
 from aewatch.config import Config, InputConfig, OutputConfig
+from aewatch.core.alerts import AlertEvent, AlertState, Finding
 from aewatch.daemon import messages
 from aewatch.daemon.decode import DECODE_REASONS, PAYLOAD_FORMATS, decode
 from aewatch.daemon.fleet import Fleet
@@ -28,7 +29,6 @@ from aewatch.daemon.intake import Intake, ReadingQueue
 from aewatch.daemon.metrics import registry_for
 from aewatch.daemon.pipeline import COUNTS, Pipeline
 from aewatch.daemon.service import Daemon
-from aewatch.model.alerts import AlertEvent, AlertState, Finding
 
 DOC_PATH = Path(__file__).resolve().parents[2] / "docs" / "mqtt.md"
 DOC = DOC_PATH.read_text(encoding="utf-8")

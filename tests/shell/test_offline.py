@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from aewatch.core.detector import DecisionSettings, Detector
 from aewatch.model.dataset import Table
-from aewatch.model.detector import DecisionSettings, Detector
 from aewatch.model.fit import FitSettings
 from aewatch.model.offline import score_table
 from aewatch.model.train import TrainSettings, train_bundle

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import torch
 
+from aewatch.core.detector import DecisionSettings
+from aewatch.core.threshold import MIN_TAIL_COUNT
 from aewatch.errors import AewatchError
 from aewatch.model.bundle import ModelBundle
 from aewatch.model.calibrate import Recalibration, recalibrate_bundle
 from aewatch.model.dataset import read_table
-from aewatch.model.detector import DecisionSettings
-from aewatch.model.threshold import MIN_TAIL_COUNT
 from aewatch.report import false_alert_budget
 
 __all__ = ["register", "run"]

@@ -15,8 +15,8 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 
 from aewatch.config import ModelConfig
+from aewatch.core.detector import DecisionSettings, Detector
 from aewatch.model.bundle import ModelBundle
-from aewatch.model.detector import DecisionSettings, Detector
 from aewatch.model.scorer import Scorer
 
 __all__ = ["Fleet", "ServedModel", "load_fleet"]

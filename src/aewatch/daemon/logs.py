@@ -13,7 +13,7 @@ import json
 import logging
 import sys
 
-from aewatch.model.alerts import iso_ms
+from aewatch.core.alerts import iso_ms
 
 __all__ = ["JsonFormatter", "setup_logging"]
 

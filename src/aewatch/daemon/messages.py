@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from aewatch.model.alerts import AlertEvent, Finding
-from aewatch.model.alerts import iso_ms as iso  # messages write times as alerts and logs do
+from aewatch.core.alerts import AlertEvent, Finding
+from aewatch.core.alerts import iso_ms as iso  # messages write times as alerts and logs do
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -152,7 +152,7 @@ def encode(message: Mapping[str, Any]) -> bytes:
 def parse_state(payload: bytes) -> OpenAlert | None:
     """The open alert in a retained state message, or None when the asset is normal.
 
-    >>> from aewatch.model.alerts import AlertEvent
+    >>> from aewatch.core.alerts import AlertEvent
     >>> event = AlertEvent("w1@x", "w1", "raised", 10.0, 12.0, None, 5.0, 1.0, (("flow", 1.0),))
     >>> parse_state(encode(state_message(event, model="m", model_version="v"))).alert_id
     'w1@x'

@@ -27,10 +27,10 @@ from typing import TypeVar
 import numpy as np
 import numpy.typing as npt
 
+from aewatch.core.alerts import AlertEvent
 from aewatch.daemon.align import Aligner, AlignOutput
 from aewatch.daemon.decode import Item, Reading, Series
 from aewatch.daemon.fleet import Fleet, ServedModel
-from aewatch.model.alerts import AlertEvent
 from aewatch.model.window import DueWindows, WindowBank
 
 __all__ = ["COUNTS", "Pipeline", "Scored"]

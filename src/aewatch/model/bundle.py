@@ -20,11 +20,11 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from aewatch.core.threshold import Threshold
 from aewatch.errors import BundleError
 from aewatch.model.networks import ArchSpec, build
 from aewatch.model.scaler import RobustScaler
 from aewatch.model.scorer import Scorer
-from aewatch.model.threshold import Threshold
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "ModelBundle"]
 
@@ -38,7 +38,7 @@ class ModelBundle:
     """A trained network with everything needed to score and decide like at training time.
 
     ``decision`` holds the hysteresis and threshold-adaptation settings
-    (see ``aewatch.model.detector``); ``provenance`` the training data fingerprint,
+    (see ``aewatch.core.detector``); ``provenance`` the training data fingerprint,
     settings, library versions and creation time.
     """
 

@@ -25,12 +25,12 @@ import numpy.typing as npt
 
 from aewatch import __version__
 from aewatch.core.checks import CHECK_MARGIN
+from aewatch.core.detector import DecisionSettings, decision_statistic
+from aewatch.core.threshold import Threshold
 from aewatch.errors import BundleError, DataError
 from aewatch.model.bundle import ModelBundle
 from aewatch.model.dataset import Table
-from aewatch.model.detector import DecisionSettings, decision_statistic
 from aewatch.model.scorer import Scorer
-from aewatch.model.threshold import Threshold
 from aewatch.model.train import (
     MIN_CHECK_SAMPLES,
     TrainSettings,

@@ -28,7 +28,7 @@ from typing import Self
 import numpy as np
 import numpy.typing as npt
 
-from aewatch.model.alerts import AlertEvent
+from aewatch.core.alerts import AlertEvent
 from aewatch.model.bundle import ModelBundle
 from aewatch.model.detectability_table import Detectability, DetectabilityRow, Trial
 from aewatch.model.offline import score_many

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from aewatch.model.alerts import AlertEvent
+from aewatch.core.alerts import AlertEvent
+from aewatch.core.detector import DecisionSettings, Detector
 from aewatch.model.bundle import ModelBundle
 from aewatch.model.dataset import Table
-from aewatch.model.detector import DecisionSettings, Detector
 from aewatch.model.grid import regularize
 from aewatch.model.scorer import Scorer
 from aewatch.model.window import Window

@@ -27,17 +27,17 @@ import numpy as np
 import numpy.typing as npt
 
 from aewatch.core.checks import CHECK_MARGIN, ChannelChecks, calibrate_checks
+from aewatch.core.detector import Adaptation, DecisionSettings, decision_statistic
 from aewatch.core.residual import DEFAULT_LAGS, ResidualModel
+from aewatch.core.threshold import Threshold
 from aewatch.errors import DataError
 from aewatch.model.bundle import ModelBundle
 from aewatch.model.dataset import Table
-from aewatch.model.detector import Adaptation, DecisionSettings, decision_statistic
 from aewatch.model.fit import FitResult, FitSettings, auto_latent, fit_network
 from aewatch.model.grid import DEFAULT_MAX_GAP_PERIODS, infer_period, regularize
 from aewatch.model.networks import ARCHITECTURES, ArchSpec
 from aewatch.model.offline import score_table
 from aewatch.model.scaler import RobustScaler
-from aewatch.model.threshold import Threshold
 from aewatch.model.window import sliding_windows
 
 __all__ = [

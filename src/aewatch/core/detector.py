@@ -35,24 +35,39 @@ from array import array
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Self
+from typing import Any, Protocol, Self
 
 import numpy as np
 import numpy.typing as npt
 
+from aewatch.core.alerts import RECONSTRUCTION, AlertEvent, AlertState, Finding
 from aewatch.core.checks import CHECK_KINDS, RANGE, ChannelChecks, ChannelMonitor, Observation
-from aewatch.model.alerts import RECONSTRUCTION, AlertEvent, AlertState, Finding
-from aewatch.model.scorer import Scores
-from aewatch.model.threshold import Threshold
+from aewatch.core.threshold import Threshold
 
 __all__ = [
     "Adaptation",
     "DecisionSettings",
     "Detector",
     "Verdicts",
+    "WindowScores",
     "decision_statistic",
     "smooth",
 ]
+
+
+class WindowScores(Protocol):
+    """What the detector reads of a scorer's output for ``n`` windows of ``channels``.
+
+    ``errors`` ``(n,)`` float32, each window's anomaly score; ``channel_errors``
+    ``(n, channels)`` float32, its error per channel. ``aewatch.model.scorer.Scores``
+    has both, so the core needs no torch to name it.
+    """
+
+    @property
+    def errors(self) -> npt.NDArray[np.float32]: ...
+
+    @property
+    def channel_errors(self) -> npt.NDArray[np.float32]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,7 +264,7 @@ class Detector:
         self,
         asset: str,
         end_timestamps: npt.ArrayLike,
-        scores: Scores,
+        scores: WindowScores,
         windows: npt.NDArray[np.floating] | None = None,
     ) -> Verdicts:
         """Walk ``asset``'s windows (time order) through smoothing, threshold and hysteresis."""
@@ -260,7 +275,7 @@ class Detector:
         assets: Sequence[str],
         bounds: Sequence[int] | npt.NDArray[np.int64],
         end_timestamps: npt.ArrayLike,
-        scores: Scores,
+        scores: WindowScores,
         windows: npt.NDArray[np.floating] | None = None,
     ) -> Verdicts:
         """:meth:`decide` for the windows of many assets at once, in one set of arrays.
