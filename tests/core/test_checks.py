@@ -183,9 +183,18 @@ def test_cusum_limit_grows_with_the_run_length() -> None:
 
 
 def test_the_core_imports_no_torch_paho_pydantic_or_safetensors() -> None:
+    """``aewatch.core`` and every module in it (checks, detector, threshold, alerts, ...)
+    load none of the shell's libraries, nor scipy, which ``Threshold`` imports lazily."""
     code = (
-        "import sys, aewatch.core; "
-        "print(sorted(m for m in ('torch', 'paho', 'pydantic', 'safetensors') if m in sys.modules))"
+        "import sys, importlib, pkgutil, aewatch.core; "
+        "[importlib.import_module(m.name) "
+        "for m in pkgutil.iter_modules(aewatch.core.__path__, 'aewatch.core.')]; "
+        "print(sorted(m for m in ('torch', 'paho', 'pydantic', 'safetensors', 'scipy') "
+        "if m in sys.modules)); "
+        "print(sorted(m for m in sys.modules if m.startswith('aewatch.core.')))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
+    loaded, core_modules = out.stdout.strip().splitlines()
+    assert loaded == "[]"
+    for name in ("alerts", "checks", "detector", "threshold"):
+        assert f"'aewatch.core.{name}'" in core_modules
