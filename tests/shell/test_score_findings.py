@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from aewatch.cli import main
+from aewatch.model.bundle import ModelBundle
 
 
 @pytest.fixture(scope="module")
@@ -62,3 +63,29 @@ def test_a_clean_day_scores_without_a_warning(
     argv = ["score", "--model", str(plant["model"]), "--data", str(plant["day"])]
     assert main([*argv, "--out", str(tmp_path / "scores.csv")]) == 0
     assert "warning" not in capsys.readouterr().out
+
+
+def test_physical_limits_replace_the_envelope(
+    plant: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A limit tighter than normal operation: a reading above it raises a range alert."""
+    high = float(pd.read_csv(plant["day"])["whp_bar"].quantile(0.5))  # half the day is above
+    model = tmp_path / "limited.aew"
+    argv = ["train", "--data", str(plant["history"]), "--out", str(model), "--quiet"]
+    assert main([*argv, "--limits", f"whp_bar=:{high}"]) == 0
+    checks = ModelBundle.load(model).decision["checks"]
+    assert checks["high"][1] == pytest.approx(high)
+    assert checks["low"][1] < high  # the envelope's low side stays
+    capsys.readouterr()
+    argv = ["score", "--model", str(model), "--data", str(plant["day"])]
+    assert main([*argv, "--out", str(tmp_path / "scores.csv")]) == 0
+    printed = capsys.readouterr().out
+    assert "range: whp_bar reads" in printed and "warning  whp_bar" in printed
+
+
+def test_a_limit_on_a_channel_the_data_lacks_is_refused(
+    plant: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["train", "--data", str(plant["history"]), "--out", str(tmp_path / "m.aew")]
+    assert main([*argv, "--quiet", "--limits", "whp=0:60"]) == 2
+    assert "--limits names channel 'whp', which the data lacks" in capsys.readouterr().err

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
-from aewatch.errors import DataError
+from aewatch.errors import AewatchError, DataError
 
 __all__ = ["parse_channels", "print_json", "report_dir_for"]
 
@@ -19,6 +20,50 @@ def parse_channels(text: str | None) -> list[str] | None:
     if not names:
         raise DataError("--channels is empty; give comma-separated column names")
     return names
+
+
+def parse_limits(text: str | None) -> tuple[tuple[str, float | None, float | None], ...]:
+    """``"whp_bar=0:60,flow_kg_s=0:"`` → ``(("whp_bar", 0.0, 60.0), ("flow_kg_s", 0.0, None))``.
+
+    A side left empty keeps the training envelope's.
+
+    >>> parse_limits("whp_bar=0:60, flow_kg_s=:120")
+    (('whp_bar', 0.0, 60.0), ('flow_kg_s', None, 120.0))
+
+    Raises:
+        AewatchError: an item that is not CHANNEL=LOW:HIGH, a bound that is not a
+            number, or LOW above HIGH.
+    """
+    if text is None or not text.strip():
+        return ()
+    out = []
+    for item in text.split(","):
+        name, equals, bounds = item.strip().partition("=")
+        low_text, colon, high_text = bounds.partition(":")
+        if not (name.strip() and equals and colon):
+            raise AewatchError(
+                f"--limits item {item.strip()!r}: write CHANNEL=LOW:HIGH, e.g. whp_bar=0:60 "
+                "(leave a side empty to keep the training envelope's: flow_kg_s=0:)"
+            )
+        low, high = (_bound(t, item) for t in (low_text, high_text))
+        if low is not None and high is not None and low > high:
+            raise AewatchError(
+                f"--limits item {item.strip()!r}: LOW {low:g} is above HIGH {high:g}"
+            )
+        out.append((name.strip(), low, high))
+    return tuple(out)
+
+
+def _bound(text: str, item: str) -> float | None:
+    if not text.strip():
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise AewatchError(f"--limits item {item.strip()!r}: {text.strip()!r} is not a number")
+    return value
 
 
 def print_json(obj: Any) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from aewatch.commands import parse_channels, report_dir_for
+from aewatch.commands import parse_channels, parse_limits, report_dir_for
 from aewatch.commands.durations import samples_text, window_and_hop
 from aewatch.errors import AewatchError
 from aewatch.model.dataset import read_tables
@@ -216,6 +216,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "width is out of range (default %(default)s)",
     )
     k.add_argument(
+        "--limits",
+        metavar="CH=LO:HI,...",
+        help="physical limits that replace the training envelope for the range check, "
+        "in the channels' units, e.g. whp_bar=0:60,flow_kg_s=0: (a side left empty keeps "
+        "the envelope's; default: none)",
+    )
+    k.add_argument(
         "--lags",
         type=int,
         default=_D.lags,
@@ -316,6 +323,7 @@ def run(args: argparse.Namespace) -> int:
         false_alerts_per_day=args.false_alerts_per_day,
         stuck_s=args.stuck_after,
         range_margin=args.range_margin,
+        limits=parse_limits(args.limits),
         lags=args.lags,
         fit=FitSettings(
             epochs=args.epochs,

@@ -503,7 +503,7 @@ def calibrate_checks(
     stuck_s: float,
     range_margin: float,
     margin: float = CHECK_MARGIN,
-    limits: dict[int, tuple[float, float]] | None = None,
+    limits: dict[int, tuple[float | None, float | None]] | None = None,
     k: float = 1.0,
     k_spread: float = 1.0,
     clip: float = 6.0,
@@ -515,7 +515,8 @@ def calibrate_checks(
     what its share allows for white normal residuals and ``margin`` × the highest value
     it reached on ``held_out`` (real residuals are neither white nor normal). ``normal``
     (every normal block) sets the envelope and the longest still run; ``limits`` maps a
-    channel index to physical (low, high) limits that replace its envelope.
+    channel index to physical (low, high) limits that replace its envelope (None: that
+    side keeps the envelope's).
     """
     c = model.channels
     samples_per_day = 86_400.0 / period_s
@@ -537,7 +538,8 @@ def calibrate_checks(
     width = np.maximum(hi - lo, model.noise)
     low, high = lo - range_margin * width, hi + range_margin * width
     for j, (lo_j, hi_j) in (limits or {}).items():
-        low[j], high[j] = lo_j, hi_j
+        low[j] = low[j] if lo_j is None else lo_j
+        high[j] = high[j] if hi_j is None else hi_j
     tolerance = _STUCK_TOLERANCE * model.noise
     longest = np.zeros(c)
     for block in normal:

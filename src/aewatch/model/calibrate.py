@@ -102,7 +102,11 @@ def recalibrate_bundle(
     checks = None
     if decision.checks is not None:
         checks = recalibrated_checks(
-            decision.checks, blocks, period_s=bundle.period_s, settings=_train_settings(bundle)
+            decision.checks,
+            blocks,
+            period_s=bundle.period_s,
+            settings=_train_settings(bundle),
+            channels=bundle.channels,
         )
         if checks is not None:
             decision = replace(decision, checks=checks)
@@ -139,7 +143,15 @@ def _train_settings(bundle: ModelBundle) -> TrainSettings:
         ),
         stuck_s=float(chosen.get("stuck_s", defaults.stuck_s)),
         range_margin=float(chosen.get("range_margin", defaults.range_margin)),
+        limits=tuple(
+            (str(name), _optional(low), _optional(high))
+            for name, low, high in chosen.get("limits", ())
+        ),
     )
+
+
+def _optional(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
 def _model_columns(bundle: ModelBundle, table: Table) -> Table:

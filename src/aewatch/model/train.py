@@ -88,6 +88,8 @@ class TrainSettings:
     false_alerts_per_day: float = 0.5  # the checks' share of false alerts, per asset and day
     stuck_s: float = 60.0  # a channel that has not moved for this long is stuck
     range_margin: float = 0.25  # envelope: normal range widened by this share of its width
+    # Physical limits (channel, low, high) that replace the envelope; None keeps that side.
+    limits: tuple[tuple[str, float | None, float | None], ...] = ()
     lags: int = DEFAULT_LAGS  # samples of the past each channel is predicted from
     name: str = "model"
     fit: FitSettings = field(default_factory=FitSettings)
@@ -175,7 +177,7 @@ def train_bundle(tables: Sequence[Table], settings: TrainSettings) -> TrainOutco
     )
     scores = bundle.scorer(device=settings.fit.device).score(windows["calibration"])
     threshold, decision, checks_note = _calibrate(
-        scores.errors, fit_rows + val_rows, cal_rows, period, settings
+        scores.errors, fit_rows + val_rows, cal_rows, period, settings, channels=bundle.channels
     )
     counts = {f"{name}_windows": len(w) for name, w in windows.items()}
     counts["rows"] = sum(len(t.timestamps) for t in tables)
@@ -232,6 +234,7 @@ def recalibrated_checks(
     *,
     period_s: float,
     settings: TrainSettings,
+    channels: Sequence[str],
 ) -> ChannelChecks | None:
     """``checks`` with each channel's noise level and every limit measured on ``blocks``
     (normal history the predictions were not fitted on), as training calibrates them;
@@ -248,6 +251,7 @@ def recalibrated_checks(
         false_alerts_per_day=settings.false_alerts_per_day,
         stuck_s=settings.stuck_s,
         range_margin=settings.range_margin,
+        limits=channel_limits(settings.limits, channels),
     )
 
 
@@ -327,6 +331,7 @@ def held_out_false_alerts(
                 bundle.period_s,
                 settings,
                 held_out_samples=sum(len(b) for b in held_out),  # decide as for the whole
+                channels=bundle.channels,
             )
         except ValueError:
             return None  # too few windows in a half for the false-alarm target
@@ -346,6 +351,7 @@ def _calibrate(
     period_s: float,
     settings: TrainSettings,
     *,
+    channels: Sequence[str],
     held_out_samples: int | None = None,
 ) -> tuple[Threshold, DecisionSettings, str]:
     """Threshold, decision settings with the checks, and why the checks are off (or "").
@@ -359,7 +365,14 @@ def _calibrate(
     threshold = Threshold.calibrate(statistic, settings.fpr)
     checks_note = "off (--no-checks): the window error alone decides"
     if settings.checks:
-        checks, checks_note = _checks(train_rows, held_out, period_s, settings, held_out_samples)
+        checks, checks_note = _checks(
+            train_rows,
+            held_out,
+            period_s,
+            settings,
+            held_out_samples=held_out_samples,
+            channels=channels,
+        )
         decision = replace(decision, checks=checks)
     if held_out_samples >= MIN_CHECK_SAMPLES:
         # Enough held-out history to trust its highest value: the window error gets the
@@ -407,7 +420,9 @@ def _checks(
     held_out: list[npt.NDArray[np.float32]],
     period_s: float,
     settings: TrainSettings,
+    *,
     held_out_samples: int,
+    channels: Sequence[str],
 ) -> tuple[ChannelChecks | None, str]:
     """Residual model fitted on the training rows, its checks calibrated on held-out rows.
 
@@ -441,8 +456,28 @@ def _checks(
         false_alerts_per_day=settings.false_alerts_per_day,
         stuck_s=settings.stuck_s,
         range_margin=settings.range_margin,
+        limits=channel_limits(settings.limits, channels),
     )
     return checks, ""
+
+
+def channel_limits(
+    limits: Sequence[tuple[str, float | None, float | None]], channels: Sequence[str]
+) -> dict[int, tuple[float | None, float | None]]:
+    """Physical limits by channel index.
+
+    Raises:
+        DataError: a limit names a channel the model does not have.
+    """
+    out: dict[int, tuple[float | None, float | None]] = {}
+    for name, low, high in limits:
+        if name not in channels:
+            raise DataError(
+                f"--limits names channel {name!r}, which the data lacks; use one of "
+                f"{', '.join(channels)}"
+            )
+        out[list(channels).index(name)] = (low, high)
+    return out
 
 
 def sample_period(tables: Sequence[Table], period_s: float | None = None) -> float:
