@@ -242,7 +242,7 @@ def test_a_real_alert_round_trips_and_its_resolution_parses_as_normal() -> None:
     assert raised is not None
     assert resolved is not None
     assert parse_state(encode(state_message(raised, **VERSION))) == OpenAlert(
-        "w1", raised.alert_id, T0, 2.0, 1.0, {"flow": 0.75, "temp": 0.25}
+        "w1", raised.alert_id, T0, 2.0, 1.0, {"flow": 0.75, "temp": 0.25}, severity=2.0
     )
     assert parse_state(encode(state_message(resolved, **VERSION))) is None
 
@@ -271,7 +271,7 @@ def test_parse_state_takes_the_keys_it_needs_only() -> None:
         firing_state(alert_id=...),
         firing_state(started_at="soon"),
         firing_state(started_at=None),
-        firing_state(peak_score=None),
+        # null peak_score is valid (a stale alert has no window error); a string is not
         firing_state(peak_score="high"),
         firing_state(threshold=...),
         firing_state(contributions=None),
@@ -283,3 +283,42 @@ def test_parse_state_takes_the_keys_it_needs_only() -> None:
 def test_malformed_state_raises_value_error(payload: bytes) -> None:
     with pytest.raises(ValueError):
         parse_state(payload)
+
+
+def test_a_resumed_alert_keeps_its_kind_severity_and_channels() -> None:
+    """Retained state back to an open alert: what raised it survives a restart."""
+    finding = Finding("flow", "stale", 3.2, math.nan, math.nan, 2.5)
+    raised = replace(
+        event("raised", peak_score=math.nan), kind="stale", severity=2.5, findings=(finding,)
+    )
+    resumed = parse_state(encode(state_message(raised, **VERSION)))
+    assert resumed is not None and math.isnan(resumed.peak_score)
+    assert (resumed.kind, resumed.severity) == ("stale", 2.5)
+    (back,) = resumed.findings
+    assert (back.channel, back.kind, back.measured, back.ratio) == ("flow", "stale", 3.2, 2.5)
+    assert math.isnan(back.expected)
+    alerts = AlertState()
+    assert alerts.restore(
+        "well-7",
+        alert_id=resumed.alert_id,
+        started_at=resumed.started_at,
+        peak_score=resumed.peak_score,
+        threshold=resumed.threshold,
+        contributions=resumed.contributions,
+        kind=resumed.kind,
+        severity=resumed.severity,
+        findings=resumed.findings,
+    )
+    resolved = alerts.update("well-7", is_anomalous=False, at=T0 + 900, score=0.0, threshold=1.0)
+    assert resolved is not None and resolved.alert_id == raised.alert_id
+    assert (resolved.kind, resolved.severity, resolved.findings) == ("stale", 2.5, (finding,))
+
+
+def test_a_state_message_of_an_earlier_version_still_resumes() -> None:
+    """Before kinds, a state message had no kind, severity or channels: a plain alert."""
+    message = state_message(event("raised"), **VERSION)
+    for key in ("kind", "severity", "channels"):
+        del message[key]
+    resumed = parse_state(encode(message))
+    assert resumed is not None
+    assert (resumed.kind, resumed.severity, resumed.findings) == ("reconstruction", None, ())

@@ -133,11 +133,15 @@ class AlertState:
         peak_score: float,
         threshold: float,
         contributions: Mapping[str, float],
+        kind: str = RECONSTRUCTION,
+        severity: float | None = None,
+        findings: tuple[Finding, ...] = (),
     ) -> bool:
         """Resume an alert that an earlier process raised on ``asset`` and did not resolve.
 
-        The restored alert keeps its id, start and peak, so the next anomalous window raises
-        nothing and the next normal run resolves it under the same id. Does nothing and
+        The restored alert keeps its id, start and peak (with its kind, severity and
+        findings), so the next anomalous window raises nothing and the next normal run
+        resolves it under the same id. Does nothing and
         returns False when ``asset`` already has state of its own (this process saw it).
 
         >>> s = AlertState()
@@ -158,7 +162,13 @@ class AlertState:
             peak_score=peak_score,
             peak_threshold=threshold,
             peak_channels=dict(contributions),
-            peak_severity=peak_score / threshold if threshold > 0 else peak_score,
+            peak_severity=(
+                severity
+                if severity is not None
+                else (peak_score / threshold if threshold > 0 else peak_score)
+            ),
+            peak_kind=kind,
+            peak_findings=findings,
         )
         return True
 

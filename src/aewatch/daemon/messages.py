@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from aewatch.core.alerts import AlertEvent, Finding
+from aewatch.core.alerts import RECONSTRUCTION, AlertEvent, Finding
 from aewatch.core.alerts import iso_ms as iso  # messages write times as alerts and logs do
 
 __all__ = [
@@ -63,6 +63,9 @@ class OpenAlert:
     peak_score: float
     threshold: float
     contributions: dict[str, float]
+    kind: str = RECONSTRUCTION
+    severity: float | None = None
+    findings: tuple[Finding, ...] = ()
 
 
 def parse_time(text: str) -> float:
@@ -175,9 +178,22 @@ def parse_state(payload: bytes) -> OpenAlert | None:
             asset=str(obj["asset"]),
             alert_id=alert_id,
             started_at=parse_time(str(obj["started_at"])),
-            peak_score=float(obj["peak_score"]),
-            threshold=float(obj["threshold"]),
+            peak_score=_float(obj["peak_score"]),
+            threshold=_float(obj["threshold"]),
             contributions={str(c["channel"]): float(c["share"]) for c in obj["contributions"]},
+            kind=str(obj.get("kind") or RECONSTRUCTION),
+            severity=None if obj.get("severity") is None else float(obj["severity"]),
+            findings=tuple(
+                Finding(
+                    channel=str(f["channel"]),
+                    kind=str(f["kind"]),
+                    measured=_float(f["measured"]),
+                    expected=_float(f["expected"]),
+                    noise_levels=_float(f["noise_levels"]),
+                    ratio=_float(f["ratio"]),
+                )
+                for f in obj.get("channels") or ()
+            ),
         )
     # RecursionError: JSON nested deeper than the interpreter's stack, which json.loads
     # does not turn into a ValueError (anyone may publish to the retained state topic).
@@ -198,6 +214,11 @@ def findings_json(findings: tuple[Finding, ...]) -> list[dict[str, Any]]:
         }
         for f in findings
     ]
+
+
+def _float(value: Any) -> float:
+    """A number of a message; null (what a non-finite number was written as) is NaN."""
+    return math.nan if value is None else float(value)
 
 
 def _contributions(pairs: tuple[tuple[str, float], ...]) -> list[dict[str, Any]]:

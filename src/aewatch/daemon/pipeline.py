@@ -27,7 +27,7 @@ from typing import TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from aewatch.core.alerts import AlertEvent
+from aewatch.core.alerts import RECONSTRUCTION, AlertEvent, Finding
 from aewatch.daemon.align import Aligner, AlignOutput
 from aewatch.daemon.decode import Item, Reading, Series
 from aewatch.daemon.fleet import Fleet, ServedModel
@@ -377,6 +377,9 @@ class Pipeline:
         peak_score: float,
         threshold: float,
         contributions: dict[str, float],
+        kind: str = RECONSTRUCTION,
+        severity: float | None = None,
+        findings: tuple[Finding, ...] = (),
     ) -> bool:
         """Resume an alert a previous process left open on ``asset``; False if not applied.
 
@@ -392,6 +395,9 @@ class Pipeline:
             peak_score=peak_score,
             threshold=threshold,
             contributions=contributions,
+            kind=kind,
+            severity=severity,
+            findings=findings,
         )
 
     def swap_fleet(self, fleet: Fleet) -> tuple[int, int, int]:

@@ -477,6 +477,9 @@ class Daemon:
                 peak_score=open_alert.peak_score,
                 threshold=open_alert.threshold,
                 contributions=open_alert.contributions,
+                kind=open_alert.kind,
+                severity=open_alert.severity,
+                findings=open_alert.findings,
             ):
                 self.counts["resumed_alerts"] += 1
                 self._active[open_alert.asset] = open_alert.alert_id
