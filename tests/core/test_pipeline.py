@@ -601,3 +601,20 @@ def test_a_channel_that_stops_while_the_others_go_on_raises_stale(bundle: ModelB
     assert resolved and resolved[0].at > T0 + 320
     message = state_message(stale[0], model="m", model_version="v")
     assert message["kind"] == "stale" and message["channels"][0]["expected"] is None
+
+
+def test_windows_outside_the_training_envelope_are_counted() -> None:
+    """With the checks on, a reading far outside anything training saw is counted."""
+    settings_ = TrainSettings(fit=FitSettings(show_progress=False))
+    checked = train_bundle([table(10_000, 0)], settings_).bundle
+    assert checked.decision["checks"] is not None  # 2 500 held-out samples
+    clean = table(300, 3, start_s=T0 + 20_000)
+    out = table(300, 3, start_s=T0 + 20_000)
+    out.values[200:, 2] += 50.0  # c: far above its range
+    counts = []
+    for rows in (clean, out):
+        pipe = pipeline(checked)
+        stream(pipe, readings(rows), flush_after=range(0, 900, 60))
+        counts.append(pipe.counts["outside_envelope"])
+    assert counts[0] == 0
+    assert counts[1] == 100  # the windows whose newest reading is one of rows 200-299

@@ -143,7 +143,9 @@ class Verdicts:
     units; ``is_anomalous`` ``(k,)`` score above cut or a check at its limit; ``is_firing``
     ``(k,)`` the asset's alert state after the window; ``severity`` ``(k,)`` the worst of
     score / cut and each check's statistic / its limit (1 or more: anomalous); ``events``
-    the raise/resolve events those windows caused.
+    the raise/resolve events those windows caused; ``outside_envelope`` how many of the
+    windows have a new reading outside the training envelope (the range check's), where
+    the calibration, and so the false-alert estimate, does not hold.
     """
 
     scores: npt.NDArray[np.float32]
@@ -152,6 +154,7 @@ class Verdicts:
     is_firing: npt.NDArray[np.bool_]
     severity: npt.NDArray[np.float32]
     events: list[AlertEvent] = field(default_factory=list)
+    outside_envelope: int = 0
 
 
 _NON_FINITE_FACTOR = 1000.0  # a non-finite window error counts as this many thresholds
@@ -403,6 +406,7 @@ class Detector:
             np.array(firing, dtype=np.bool_),
             np.array(severity, dtype=np.float32),
             events,
+            checked.outside_envelope(),
         )
 
     def _check(
@@ -583,6 +587,12 @@ class _Checked:
     worst: npt.NDArray[np.float64]
     is_over: npt.NDArray[np.bool_]
     checks: ChannelChecks | None = None
+
+    def outside_envelope(self) -> int:
+        """Windows with a new reading outside the training envelope."""
+        if self.observed is None or not len(self.observed.ratios):
+            return 0
+        return int((self.observed.ratios[:, RANGE].max(axis=1) >= 1.0).sum())
 
     def findings(
         self,

@@ -203,6 +203,11 @@ class DaemonCollector(Collector):
         yield _counter(
             "aewatch_batches", "Forward passes (one per model and flush).", pipeline["batches"]
         )
+        yield _counter(
+            "aewatch_windows_outside_envelope",
+            "Windows scored with a new reading outside the training envelope.",
+            pipeline["outside_envelope"],
+        )
         yield d.batch_windows.family("aewatch_batch_size_windows", "Windows per forward pass.")
         yield d.inference_s.family(
             "aewatch_inference_duration_seconds", "Time of one flush: forward passes and decisions."

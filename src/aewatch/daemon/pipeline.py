@@ -49,6 +49,7 @@ COUNTS = (
     "gaps",
     "windows",
     "batches",
+    "outside_envelope",
 )
 
 
@@ -346,6 +347,7 @@ class Pipeline:
             self.counts["windows"] += len(scores)
             self.counts["batches"] += 1
             verdicts = model.detector.decide_many(assets, bounds, ends, scores, windows)
+            self.counts["outside_envelope"] += verdicts.outside_envelope
             denoised = None
             if scores.reconstructions is not None:
                 denoised = _newest_rows(model, ends, scores.reconstructions)
