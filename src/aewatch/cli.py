@@ -1,8 +1,8 @@
 """The ``aewatch`` command line: one entry point, one verb per job (shell).
 
 Every verb turns arguments into calls of the model core and prints what a person needs;
-an ``AewatchError`` is printed as it is (it already names the thing and the fix) and the
-process exits 2 without a traceback.
+an ``AewatchError`` is printed as it is (it already names the thing and the fix), with any
+URL's password redacted, and the process exits 2 without a traceback.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from aewatch import __version__
 from aewatch.errors import AewatchError
+from aewatch.redaction import redact
 
 __all__ = ["main"]
 
@@ -47,7 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         status: int = args.func(args)
     except AewatchError as err:
-        print(f"aewatch {args.command}: {err}", file=sys.stderr)
+        print(redact(f"aewatch {args.command}: {err}"), file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         return 130

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from aewatch.config import load_config
 from aewatch.errors import ConfigError
+from aewatch.redaction import redact
 
 __all__ = ["EXIT_INVALID", "register", "run"]
 
@@ -32,11 +33,12 @@ def run(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.file)
     except ConfigError as err:
-        print(err, file=sys.stderr)
+        print(redact(str(err)), file=sys.stderr)
         return EXIT_INVALID
     print(f"{args.file}: ok")
-    print(
+    summary = (
         f"  inputs: {len(config.inputs)}, models: {len(config.models)}, "
         f"broker: {config.broker.display_url}"
     )
+    print(redact(summary))
     return 0

@@ -6,7 +6,8 @@ Every problem becomes one ``ConfigError`` listing all of them, each as::
       Input should be greater than or equal to 1; MQTT keepalive interval. Unit: seconds.
 
 The YAML node tree is walked to know the line of every key, so pydantic's error locations map
-back to lines. Secrets are read here and only here, and never appear in a message.
+back to lines. Secrets are read here and only here, and never appear in a message: a password
+key shows as ``<hidden>`` and any other value passes through ``redact`` (a URL's password).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from pydantic_core import ErrorDetails
 
 from aewatch.config.schema import Config, RuleError, SecretRef
 from aewatch.errors import ConfigError
+from aewatch.redaction import redact
 
 __all__ = ["config_json_schema", "load_config", "render_reference"]
 
@@ -175,7 +177,8 @@ def _format(file: Path, line: int, loc: Loc, value: Any, message: str) -> str:
 def _show(loc: Loc, value: Any) -> str:
     if SECRET_KEYS & {p for p in loc if isinstance(p, str)} and not isinstance(value, dict):
         return HIDDEN
-    text = json.dumps(value, default=str, ensure_ascii=False)
+    # Redact before cutting: a cut inside a URL's user-info would hide it from redact().
+    text = redact(json.dumps(value, default=str, ensure_ascii=False))
     return text if len(text) <= 80 else text[:77] + "..."
 
 

@@ -197,7 +197,8 @@ class BrokerConfig(BaseModel):
 
     url: str = Field(
         description="Broker address, mqtt://HOST[:PORT] (default port 1883) or "
-        "mqtts://HOST[:PORT] (TLS, default port 8883). Unit: URL."
+        "mqtts://HOST[:PORT] (TLS, default port 8883); no user or password in it (they go in "
+        "username and password; any output shows a URL's password as ***). Unit: URL."
     )
     client_id: str = Field(
         "aewatch",
@@ -690,6 +691,13 @@ class Config(BaseModel):
 
 
 def _split_url(url: str) -> tuple[str, str, int]:
+    # Before anything parses it: a password holding '/' or ':' would otherwise end up in
+    # urllib's own message ("Port could not be cast to integer value as 'pa'").
+    if "@" in url:
+        raise ValueError(
+            "credentials do not belong in the url; put the user in broker.username and the "
+            "password in broker.password ({env: NAME}, {file: PATH} or {credential: NAME})"
+        )
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -699,10 +707,6 @@ def _split_url(url: str) -> tuple[str, str, int]:
         raise ValueError(
             f"scheme {parts.scheme or 'missing'!r} is not supported; use mqtt://HOST:PORT, "
             "or mqtts://HOST:PORT for TLS"
-        )
-    if parts.username is not None or parts.password is not None:
-        raise ValueError(
-            "credentials do not belong in the url; use broker.username and broker.password"
         )
     if not parts.hostname:
         raise ValueError("no host; write mqtt://HOST:PORT, e.g. mqtt://localhost:1883")
