@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aewatch.core.threshold import Threshold
+from aewatch.core.threshold import Threshold, min_calibration_windows
 
 
 @settings(max_examples=80, deadline=None)
@@ -74,3 +74,12 @@ def test_serving_does_not_import_scipy() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("fpr", [1e-5, 1e-4, 0.01, 0.2, 1 / 3, 0.4, 0.5, 0.9])
+def test_min_calibration_windows_is_the_fewest_calibrate_accepts(fpr: float) -> None:
+    need = min_calibration_windows(fpr)
+    scores = np.random.default_rng(4).exponential(size=need)
+    assert Threshold.calibrate(scores, fpr).n_calibration == need
+    with pytest.raises(ValueError, match=f"needs at least {need} calibration windows"):
+        Threshold.calibrate(scores[:-1], fpr)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 from pathlib import Path
@@ -9,7 +10,7 @@ from typing import Any
 
 from aewatch.errors import AewatchError, DataError
 
-__all__ = ["parse_channels", "print_json", "report_dir_for"]
+__all__ = ["parse_channels", "parse_fpr", "print_json", "report_dir_for"]
 
 
 def parse_channels(text: str | None) -> list[str] | None:
@@ -20,6 +21,19 @@ def parse_channels(text: str | None) -> list[str] | None:
     if not names:
         raise DataError("--channels is empty; give comma-separated column names")
     return names
+
+
+def parse_fpr(text: str) -> float:
+    """``--fpr``'s value: a false-alarm rate per window, strictly between 0 and 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(
+            f"{text} must be between 0 and 1 (exclusive); typical values are 0.0001-0.01"
+        )
+    return value
 
 
 def parse_limits(text: str | None) -> tuple[tuple[str, float | None, float | None], ...]:

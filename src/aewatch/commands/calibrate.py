@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from aewatch.commands import parse_fpr
 from aewatch.core.detector import DecisionSettings
 from aewatch.core.threshold import MIN_TAIL_COUNT
 from aewatch.errors import AewatchError
@@ -42,7 +43,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--out", required=True, type=Path, metavar="NEW.aew")
     p.add_argument(
         "--fpr",
-        type=_fpr,
+        type=parse_fpr,
         help="target false-alarm rate per window (default: the model's); lower gives a "
         "higher threshold and fewer alerts",
     )
@@ -118,15 +119,3 @@ def _print_summary(result: Recalibration, source: Path, target: Path) -> None:
             f"highest window scores {result.statistic.max():.4g}), not an empirical quantile; "
             "more history, or a higher --fpr, gives the quantile"
         )
-
-
-def _fpr(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0.0 < value < 1.0:
-        raise argparse.ArgumentTypeError(
-            f"{text} must be between 0 and 1 (exclusive); typical values are 0.0001-0.01"
-        )
-    return value

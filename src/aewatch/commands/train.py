@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from aewatch.commands import parse_channels, parse_limits, report_dir_for
+from aewatch.commands import parse_channels, parse_fpr, parse_limits, report_dir_for
 from aewatch.commands.durations import samples_text, window_and_hop
 from aewatch.errors import AewatchError
 from aewatch.model.dataset import read_tables
@@ -125,7 +125,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     c = p.add_argument_group("decisions")
     c.add_argument(
         "--fpr",
-        type=float,
+        type=parse_fpr,
         default=_D.fpr,
         help="target false-alarm rate per window (default %(default)s)",
     )

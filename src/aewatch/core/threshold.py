@@ -20,7 +20,13 @@ from typing import Any, Self
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["MIN_TAIL_COUNT", "Threshold", "chi2_quantile", "pot_quantile"]
+__all__ = [
+    "MIN_TAIL_COUNT",
+    "Threshold",
+    "chi2_quantile",
+    "min_calibration_windows",
+    "pot_quantile",
+]
 
 MIN_TAIL_COUNT = 10  # windows above an empirical cut needed to trust it
 _POT_INIT_LEVEL = 0.98  # SPOT's usual initial quantile for the tail fit
@@ -66,9 +72,10 @@ class Threshold:
             value, shape, scale, init = pot_quantile(s, fpr)
             return cls(value, fpr, len(s), "pot", shape, scale, init)
         if len(s) < _MIN_CHI2_SCORES:
+            need = min_calibration_windows(fpr)
             raise ValueError(
-                f"fpr={fpr} needs at least {_MIN_CHI2_SCORES} calibration windows, got "
-                f"{len(s)}; add normal history or shorten the window"
+                f"fpr={fpr} needs at least {need} calibration windows, got {len(s)}; add "
+                "normal history or shorten the window"
             )
         return cls(chi2_quantile(s, fpr), fpr, len(s), "chi2")
 
@@ -84,6 +91,28 @@ class Threshold:
     def from_json(cls, obj: dict[str, Any]) -> Self:
         """Inverse of ``to_json``."""
         return cls(**obj)
+
+
+def min_calibration_windows(fpr: float) -> int:
+    """The fewest calibration windows ``Threshold.calibrate`` accepts for ``fpr`` in (0, 1).
+
+    The chi-squared fit takes 30; only a rate so high that ``fpr·n >= MIN_TAIL_COUNT``
+    already holds with fewer (above 1/3 per window) makes do with less.
+
+    >>> min_calibration_windows(1e-4), min_calibration_windows(0.5)
+    (30, 20)
+
+    Raises:
+        ValueError: ``fpr`` outside (0, 1).
+    """
+    if not 0.0 < fpr < 1.0:
+        raise ValueError(f"fpr must be in (0, 1), got {fpr}; typical values are 0.001-0.01")
+    n = math.ceil(MIN_TAIL_COUNT / fpr)
+    while n > 1 and fpr * (n - 1) >= MIN_TAIL_COUNT:  # rounding in the division
+        n -= 1
+    while fpr * n < MIN_TAIL_COUNT:
+        n += 1
+    return min(_MIN_CHI2_SCORES, n)
 
 
 def chi2_quantile(scores: npt.NDArray[np.float64], fpr: float) -> float:

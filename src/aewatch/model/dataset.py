@@ -205,7 +205,7 @@ def _csv_table(data: bytes, *, source: str) -> Any:
     parse = pa_csv.ParseOptions(delimiter=_sniffed_delimiter(data))
     convert = pa_csv.ConvertOptions(strings_can_be_null=True)
     try:
-        return pa_csv.read_csv(pa.BufferReader(data), parse_options=parse, convert_options=convert)
+        return pa_csv.read_csv(_reader(data), parse_options=parse, convert_options=convert)
     except pa.ArrowInvalid as err:
         where, problem = _located(data, parse, source=source, fallback=str(err))
         raise DataError(
@@ -214,12 +214,26 @@ def _csv_table(data: bytes, *, source: str) -> Any:
         ) from err
 
 
+def _reader(data: bytes) -> Any:
+    """A ``pyarrow.BufferReader`` over a copy of ``data`` in Arrow's own memory.
+
+    Arrow's CSV reader lets go of its input on one of its worker threads, a moment after
+    ``read_csv`` returns. Over Python ``bytes`` that takes the GIL; when the interpreter
+    is already shutting down (a command that fails right after reading its file) the
+    thread is ended mid-destructor and the process aborts with ``terminate called
+    without an active exception``, exit 134. A buffer Arrow owns is freed without Python.
+    """
+    buffer = pa.allocate_buffer(len(data))
+    np.frombuffer(buffer, dtype=np.uint8)[:] = np.frombuffer(data, dtype=np.uint8)
+    return pa.BufferReader(buffer)
+
+
 def _located(data: bytes, parse: Any, *, source: str, fallback: str) -> tuple[str, str]:
     """Return ``FILE:LINE`` (or ``FILE``) and Arrow's complaint about ``data``."""
     # Only a single-threaded read reports the line of a bad row, so retry to say where.
     try:
         single = pa_csv.ReadOptions(use_threads=False)
-        pa_csv.read_csv(pa.BufferReader(data), read_options=single, parse_options=parse)
+        pa_csv.read_csv(_reader(data), read_options=single, parse_options=parse)
     except pa.ArrowInvalid as err:
         fallback = str(err)
     found = re.search(r"Row #(\d+): (.*)", fallback, flags=re.DOTALL)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import math
 import platform
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -29,7 +30,7 @@ import numpy.typing as npt
 from aewatch.core.checks import CHECK_MARGIN, ChannelChecks, calibrate_checks
 from aewatch.core.detector import Adaptation, DecisionSettings, decision_statistic
 from aewatch.core.residual import DEFAULT_LAGS, ResidualModel
-from aewatch.core.threshold import Threshold
+from aewatch.core.threshold import MIN_TAIL_COUNT, Threshold, min_calibration_windows
 from aewatch.errors import DataError
 from aewatch.model.bundle import ModelBundle
 from aewatch.model.dataset import Table
@@ -158,6 +159,8 @@ def train_bundle(tables: Sequence[Table], settings: TrainSettings) -> TrainOutco
     for name, w in windows.items():
         if len(w) == 0 and not (name == "validation" and settings.arch == "pca"):
             raise DataError(_too_short_message(tables, name, settings, parts[name]))
+    if len(windows["calibration"]) < min_calibration_windows(settings.fpr):
+        raise DataError(_too_few_calibration_message(tables, settings, blocks, cal_rows, period))
     scaler = RobustScaler.fit(np.concatenate(fit_rows))
     scaled = {name: scaler.transform(w) for name, w in windows.items()}
     spec = _arch_spec(scaled["fit"], settings)
@@ -584,6 +587,56 @@ def _too_short_message(
         f"{settings.window_len} consecutive normal rows in each of the fit, validation and "
         "calibration parts. Add history, or shorten the window with --window"
     )
+
+
+def _too_few_calibration_message(
+    tables: Sequence[Table],
+    settings: TrainSettings,
+    blocks: list[npt.NDArray[np.float32]],
+    cal_rows: list[npt.NDArray[np.float32]],
+    period_s: float,
+) -> str:
+    """Why the threshold cannot be calibrated, and each setting that would make do."""
+    need = min_calibration_windows(settings.fpr)
+    window, hop = settings.window_len, settings.hop
+
+    def count(length: int, step: int) -> int:
+        return sum((len(r) - length) // step + 1 for r in cal_rows if len(r) >= length)
+
+    have = count(window, hop)
+    # One unbroken stretch whose calibration part holds `need` windows.
+    rows = math.ceil((window + (need - 1) * hop) / settings.calibration_fraction)
+    fixes = [
+        f"train on about {rows} normal rows ({_span(rows * period_s)}) in one unbroken "
+        "stretch or more"
+    ]
+    shorter = [w for w in range(window - 1, max(hop, 2) - 1, -1) if count(w, hop) >= need]
+    if shorter:
+        fixes.append(f"a shorter window, --window {shorter[0]} or less")
+    smaller = [h for h in range(hop - 1, 0, -1) if count(window, h) >= need]
+    if smaller:
+        fixes.append(f"a smaller hop, --hop {smaller[0]} or less")
+    if have > MIN_TAIL_COUNT:
+        fpr = MIN_TAIL_COUNT / have
+        fixes.append(
+            f"a higher false-alarm target, --fpr {math.ceil(fpr * 1000) / 1000:g} or more "
+            "(so many normal windows over the threshold that it suits a trial only)"
+        )
+    return (
+        f"{', '.join(t.source for t in tables)}: {sum(len(b) for b in blocks)} normal rows "
+        f"leave {sum(len(r) for r in cal_rows)} (the newest "
+        f"{settings.calibration_fraction:.0%}) for calibrating the threshold, which make "
+        f"{have} windows of {window} samples every {hop}; --fpr {settings.fpr:g} needs at "
+        f"least {need} calibration windows. Any of these makes do: " + "; ".join(fixes)
+    )
+
+
+def _span(seconds: float) -> str:
+    """``seconds`` in the largest unit that keeps it at least 1 (s, min, h or days)."""
+    for unit, size in (("days", 86_400.0), ("h", 3600.0), ("min", 60.0)):
+        if seconds >= size:
+            return f"{seconds / size:.3g} {unit}"
+    return f"{seconds:.3g} s"
 
 
 def _provenance(
