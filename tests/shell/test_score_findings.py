@@ -89,3 +89,11 @@ def test_a_limit_on_a_channel_the_data_lacks_is_refused(
     argv = ["train", "--data", str(plant["history"]), "--out", str(tmp_path / "m.aew")]
     assert main([*argv, "--quiet", "--limits", "whp=0:60"]) == 2
     assert "--limits names channel 'whp', which the data lacks" in capsys.readouterr().err
+
+
+def test_a_limit_on_an_unknown_channel_is_refused_with_the_checks_off(
+    plant: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["train", "--data", str(plant["history"]), "--out", str(tmp_path / "m.aew")]
+    assert main([*argv, "--quiet", "--no-checks", "--limits", "whp=0:60"]) == 2
+    assert "--limits names channel 'whp'" in capsys.readouterr().err

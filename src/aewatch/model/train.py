@@ -147,6 +147,7 @@ def train_bundle(tables: Sequence[Table], settings: TrainSettings) -> TrainOutco
     Raises:
         DataError: too little normal data for one window in each split.
     """
+    channel_limits(settings.limits, tables[0].channels)  # refuse a limit on no channel
     period = settings.period_s or _infer_period(tables)
     blocks = _normal_blocks(tables, period, settings.max_gap_periods)
     fit_rows, val_rows, cal_rows = _split(blocks, settings)
