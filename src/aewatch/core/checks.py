@@ -600,23 +600,17 @@ def _turns(rows: npt.NDArray[np.int64]) -> list[npt.NDArray[np.int64]]:
 
 
 def _spread_steps(z: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    """``(z_t - level_{t-1})²`` ``(n, c)``: each residual's square about the recent level."""
-    alpha = 1.0 - math.pow(0.5, 1.0 / _LEVEL_HALFLIFE)
-    level = np.zeros(z.shape[1])
-    out = np.empty_like(z)
-    for t, row in enumerate(z):
-        out[t] = (row - level) ** 2
-        level += alpha * (row - level)
-    return out
+    """``(z_t - level_{t-1})²`` ``(n, c)``: each residual's square about the recent level
+    (the level starting at 0), as the monitor computes it."""
+    level = ewma_from(z, _LEVEL_ALPHA, np.zeros(z.shape[1]))
+    return np.asarray((z - np.vstack((np.zeros((1, z.shape[1])), level[:-1]))) ** 2)
 
 
 def _lindley_max(steps: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     """Highest value ``(c,)`` of ``S = max(0, S + step)`` from 0 over ``steps`` ``(n, c)``."""
     if len(steps) == 0:
         return np.zeros(steps.shape[1])
-    total = np.cumsum(steps, axis=0)
-    lowest = np.minimum.accumulate(np.minimum(total, 0.0), axis=0)
-    return np.asarray((total - lowest).max(axis=0), dtype=np.float64)
+    return np.asarray(_lindley(steps, np.zeros(steps.shape[1])).max(axis=0))
 
 
 def _longest_still(
@@ -626,9 +620,4 @@ def _longest_still(
     if len(rows) < 2:
         return np.zeros(rows.shape[1])
     still = np.abs(np.diff(rows, axis=0)) <= tolerance
-    longest = np.zeros(rows.shape[1])
-    for j in range(rows.shape[1]):
-        edges = np.flatnonzero(np.diff(np.concatenate(([0], still[:, j].astype(np.int8), [0]))))
-        if len(edges):
-            longest[j] = float((edges[1::2] - edges[::2]).max())
-    return longest
+    return np.asarray(_runs(still, np.zeros(rows.shape[1])).max(axis=0))

@@ -42,6 +42,7 @@ import numpy.typing as npt
 
 from aewatch.core.alerts import RECONSTRUCTION, AlertEvent, AlertState, Finding
 from aewatch.core.checks import CHECK_KINDS, RANGE, ChannelChecks, ChannelMonitor, Observation
+from aewatch.core.ewma import ewma_from
 from aewatch.core.threshold import Threshold
 
 __all__ = [
@@ -445,7 +446,7 @@ class Detector:
         x = raws
         if not np.isfinite(x).all():
             x = np.where(np.isfinite(x), x, _NON_FINITE_FACTOR * max(value, _TINY))
-        smoothed = _ewma_from(x, settings.alpha, state.smoothed)
+        smoothed = ewma_from(x, settings.alpha, state.smoothed)
         adapt = settings.adaptation
         if adapt is None:
             cuts = np.full(len(x), value)
@@ -673,7 +674,7 @@ def _seeded_state(adapt: Adaptation) -> _AssetState:
 def smooth(errors: npt.ArrayLike, halflife: float) -> npt.NDArray[np.float64]:
     """EWMA of ``errors`` ``(n,)`` with a half-life in windows, as the detector smooths."""
     alpha = DecisionSettings(smoothing_halflife=halflife).alpha
-    return _ewma_from(np.asarray(errors, dtype=np.float64), alpha, None)
+    return ewma_from(np.asarray(errors, dtype=np.float64), alpha, None)
 
 
 def decision_statistic(
@@ -698,29 +699,3 @@ def decision_statistic(
     seed = smoothed[-adapt.depth :]
     seeded = replace(settings, adaptation=replace(adapt, seed=tuple(float(v) for v in seed)))
     return seeded, smoothed / float(np.mean(seed))
-
-
-def _ewma_from(
-    x: npt.NDArray[np.float64], alpha: float, previous: float | None
-) -> npt.NDArray[np.float64]:
-    """EWMA of ``x`` continuing from ``previous`` (None: start at ``x[0]``), in numpy.
-
-    With ``d = 1 - alpha``, step ``j`` of ``y = alpha * x + d * y`` is
-    ``d**(j+1) * (previous + alpha * sum(x[i] / d**(i+1) for i <= j))``: a cumulative sum,
-    taken in blocks short enough that ``1 / d**(i+1)`` stays below ``2**600``. It agrees
-    with the one-by-one recurrence to rounding.
-    """
-    if alpha >= 1.0 or not len(x):
-        return x.copy()
-    if previous is None:
-        return np.concatenate((x[:1], _ewma_from(x[1:], alpha, float(x[0]))))
-    decay = 1.0 - alpha
-    block = min(len(x), max(1, int(600 / -math.log2(decay))))
-    growth = decay ** -np.arange(1.0, block + 1.0)  # 1 / d**(i+1)
-    out = np.empty_like(x)
-    for start in range(0, len(x), block):
-        part = x[start : start + block]
-        scale = growth[: len(part)]
-        out[start : start + len(part)] = (previous + alpha * np.cumsum(part * scale)) / scale
-        previous = float(out[start + len(part) - 1])
-    return out

@@ -246,16 +246,14 @@ def recalibrated_checks(
     if sum(len(b) for b in blocks) < MIN_CHECK_SAMPLES:
         return None
     model = checks.model.with_noise_from(blocks)
-    return calibrate_checks(
+    return _calibrated_checks(
         model,
         blocks,
         blocks,
         period_s=period_s,
         hop=checks.hop,
-        false_alerts_per_day=settings.false_alerts_per_day,
-        stuck_s=settings.stuck_s,
-        range_margin=settings.range_margin,
-        limits=channel_limits(settings.limits, channels),
+        settings=settings,
+        channels=channels,
     )
 
 
@@ -451,18 +449,42 @@ def _checks(
         break
     else:
         return None, "off: too few consecutive normal rows to fit the channels' predictions"
-    checks = calibrate_checks(
+    normal = train_rows + held_out
+    checks = _calibrated_checks(
         model,
         held_out,
-        train_rows + held_out,
+        normal,
         period_s=period_s,
         hop=settings.hop,
+        settings=settings,
+        channels=channels,
+    )
+    return checks, ""
+
+
+def _calibrated_checks(
+    model: ResidualModel,
+    held_out: list[npt.NDArray[np.float32]],
+    normal: list[npt.NDArray[np.float32]],
+    *,
+    period_s: float,
+    hop: int,
+    settings: TrainSettings,
+    channels: Sequence[str],
+) -> ChannelChecks:
+    """``model``'s checks calibrated with the budget, stuck time, margin and limits of
+    ``settings`` (``held_out`` sets the limits, ``normal`` the envelope and still runs)."""
+    return calibrate_checks(
+        model,
+        held_out,
+        normal,
+        period_s=period_s,
+        hop=hop,
         false_alerts_per_day=settings.false_alerts_per_day,
         stuck_s=settings.stuck_s,
         range_margin=settings.range_margin,
         limits=channel_limits(settings.limits, channels),
     )
-    return checks, ""
 
 
 def channel_limits(
