@@ -3,9 +3,9 @@
 The stages keep plain counters (``Counter`` objects owned by the thread that writes them),
 so the hot path pays one dict increment per event. :class:`DaemonCollector` turns them into
 metric families when Prometheus scrapes; histograms are :class:`Buckets`, filled a whole
-batch at a time with numpy. :class:`StatusServer` serves ``/metrics``, ``/healthz`` (the
-process and its scoring worker are alive) and ``/readyz`` (connected to the broker with
-models loaded).
+batch at a time with numpy. :class:`~aewatch.daemon.status.StatusServer` (kept importable
+from here) serves ``/metrics``, ``/healthz`` (the process and its scoring worker are alive)
+and ``/readyz`` (connected to the broker with models loaded).
 
 Names follow Prometheus conventions: ``aewatch_`` prefix, base units (seconds), ``_total``
 on counters. Only the three gauges of
@@ -15,10 +15,7 @@ per tracked asset, so at most ``limits.max_assets``.
 
 from __future__ import annotations
 
-import logging
-import threading
-from collections.abc import Callable, Iterator, Sequence
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -31,12 +28,11 @@ from prometheus_client.core import (
     InfoMetricFamily,
     Metric,
 )
-from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
 from aewatch import __version__
 from aewatch.daemon.decode import DECODE_REASONS
-from aewatch.errors import ConfigError
+from aewatch.daemon.status import StatusServer
 
 if TYPE_CHECKING:
     from aewatch.daemon.service import Daemon
@@ -79,8 +75,6 @@ _READING_DROPS = {
     "no_model": "pipeline",
     "too_many_assets": "pipeline",
 }
-
-log = logging.getLogger("aewatch.metrics")
 
 
 class Buckets:
@@ -284,81 +278,6 @@ def registry_for(daemon: Daemon) -> CollectorRegistry:
     PlatformCollector(registry=registry)
     GCCollector(registry=registry)
     return registry
-
-
-class StatusServer:
-    """HTTP ``/metrics``, ``/healthz`` and ``/readyz`` on a background thread.
-
-    Raises:
-        ConfigError: it cannot listen on ``listen``:``port`` (taken, or not this host's).
-    """
-
-    def __init__(
-        self,
-        listen: str,
-        port: int,
-        registry: CollectorRegistry,
-        *,
-        is_alive: Callable[[], tuple[bool, str]],
-        is_ready: Callable[[], tuple[bool, str]],
-    ) -> None:
-        handler = _handler(registry, is_alive, is_ready)
-        try:
-            self._server = ThreadingHTTPServer((listen, port), handler)
-        except OSError as err:  # port taken, address not on this host, no permission
-            raise ConfigError(
-                f"cannot serve metrics on {listen}:{port}: {err.strerror or err}; set "
-                "metrics.port to a free port (0 picks one) and metrics.listen to an "
-                "address of this host"
-            ) from err
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="aewatch-http", daemon=True
-        )
-
-    @property
-    def port(self) -> int:
-        """The port it listens on (useful when configured as 0)."""
-        return int(self._server.server_address[1])
-
-    def start(self) -> None:
-        """Serve in the background."""
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Stop serving and close the socket."""
-        self._server.shutdown()
-        self._server.server_close()
-
-
-def _handler(
-    registry: CollectorRegistry,
-    is_alive: Callable[[], tuple[bool, str]],
-    is_ready: Callable[[], tuple[bool, str]],
-) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            path = self.path.split("?", 1)[0]
-            if path == "/metrics":
-                encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
-                self._reply(200, encoder(registry), content_type)
-            elif path in ("/healthz", "/readyz"):
-                ok, why = (is_alive if path == "/healthz" else is_ready)()
-                self._reply(200 if ok else 503, f"{why}\n".encode(), "text/plain; charset=utf-8")
-            else:
-                self._reply(404, b"try /metrics, /healthz or /readyz\n", "text/plain")
-
-        def _reply(self, status: int, body: bytes, content_type: str) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: object) -> None:
-            log.debug("http: " + format, *args)
-
-    return Handler
 
 
 def _counter(name: str, documentation: str, value: float) -> CounterMetricFamily:
