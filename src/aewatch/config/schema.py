@@ -173,7 +173,8 @@ class TlsConfig(BaseModel):
     )
     insecure_skip_verify: bool = Field(
         False,
-        description="Skip verifying the broker's certificate and host name; for tests only. "
+        description="Skip every check of the broker's certificate: neither its CA nor its "
+        "host name is verified, and the daemon logs a warning at start; for tests only. "
         "Unit: flag.",
     )
 

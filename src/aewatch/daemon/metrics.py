@@ -31,6 +31,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from aewatch import __version__
+from aewatch.daemon.connect_failures import CONNECT_FAILURE_REASONS, ConnectFailures
 from aewatch.daemon.decode import DECODE_REASONS
 from aewatch.daemon.status import StatusServer
 
@@ -231,6 +232,7 @@ class DaemonCollector(Collector):
         yield _counter(
             "aewatch_broker_disconnects", "Connections lost or closed.", own["disconnects"]
         )
+        yield _connect_failures(d.client.connect_failures)
         yield _gauge("aewatch_queue_readings", "Readings waiting for the worker.", len(d.queue))
         yield _gauge(
             "aewatch_queue_capacity_readings",
@@ -278,6 +280,17 @@ def registry_for(daemon: Daemon) -> CollectorRegistry:
     PlatformCollector(registry=registry)
     GCCollector(registry=registry)
     return registry
+
+
+def _connect_failures(failures: ConnectFailures | None) -> CounterMetricFamily:
+    family = CounterMetricFamily(
+        "aewatch_broker_connect_failures",
+        "Failed attempts to connect to the broker, by reason.",
+        labels=["reason"],
+    )
+    for reason in CONNECT_FAILURE_REASONS:
+        family.add_metric([reason], failures.counts[reason] if failures else 0)
+    return family
 
 
 def _counter(name: str, documentation: str, value: float) -> CounterMetricFamily:

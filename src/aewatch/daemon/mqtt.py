@@ -1,15 +1,19 @@
 """The paho-mqtt client as the configuration asks for it (shell).
 
 :func:`make_client` builds a paho 2.x client (``CallbackAPIVersion.VERSION2``) with the
-protocol, credentials, TLS, Last Will and reconnect backoff of ``broker``; :func:`connect`
-starts it without blocking (paho's own thread then reconnects whenever the connection
-drops). :func:`read_retained` collects the retained messages under one filter with a
-short-lived clean session; the daemon uses it to read back its alert states at start.
+protocol, credentials, TLS, Last Will and reconnect backoff of ``broker``, which reports
+every failed connection attempt to a
+:class:`~aewatch.daemon.connect_failures.ConnectFailures` (counted, and logged with
+back-off); :func:`connect` starts it without blocking (paho's own thread then reconnects
+whenever the connection drops). :func:`read_retained` collects the retained messages under
+one filter with a short-lived clean session; the daemon uses it to read back its alert
+states at start.
 """
 
 from __future__ import annotations
 
 import logging
+import socket
 import ssl
 import struct
 import threading
@@ -23,6 +27,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from aewatch.config import BrokerConfig
+from aewatch.daemon.connect_failures import ConnectFailures
 
 __all__ = ["BufferedClient", "Publish", "Will", "connect", "make_client", "read_retained"]
 
@@ -34,6 +39,9 @@ _MAX_PACKETS_PER_WAKEUP = 10_000  # then paho's loop gets to write and ping agai
 _PUBLISH = 0x30
 _PUBACK = 0x40
 _MAX_LENGTH_BYTES = 4  # MQTT's remaining length takes 1 to 4 bytes
+
+# Brokers already warned about, so the daemon's clients (resume, then serve) warn once.
+_warned_insecure: set[str] = set()
 
 
 class Publish(NamedTuple):
@@ -176,9 +184,53 @@ class BufferedClient(mqtt.Client):
     """
 
     on_publishes: Callable[[list[Publish]], None] | None = None
+    connect_failures: ConnectFailures | None = None  # told of every attempt's outcome
 
     def _create_socket(self) -> Any:
-        return _BufferedSocket(super()._create_socket())
+        # paho catches a failed connect's error and retries without a word: the reason is
+        # only seen here.
+        try:
+            sock = super()._create_socket()
+        except OSError as err:  # ssl.SSLError and CertificateError included
+            if self.connect_failures is not None:
+                self.connect_failures.failed(err)
+            raise
+        return _BufferedSocket(sock)
+
+    def _ssl_wrap_socket(self, tcp_sock: socket.socket) -> ssl.SSLSocket:
+        """paho's TLS handshake, closing the socket when it fails (paho's leaks it).
+
+        The host name is checked by the context (``check_hostname``, which ``tls_set`` and
+        ``tls_insecure_set`` keep in step), so paho's extra ``match_hostname`` is not needed.
+        """
+        if self._ssl_context is None:
+            raise ValueError("TLS is not configured on this client")
+        try:
+            ssl_sock = self._ssl_context.wrap_socket(
+                tcp_sock, server_hostname=self._host, do_handshake_on_connect=False
+            )
+        except BaseException:
+            tcp_sock.close()
+            raise
+        try:
+            ssl_sock.settimeout(self._connect_timeout)
+            ssl_sock.do_handshake()
+        except BaseException:
+            ssl_sock.close()
+            raise
+        return ssl_sock
+
+    def _handle_connack(self) -> MQTTErrorCode:
+        packet = self._in_packet["packet"]
+        # Both MQTT 3.1.1's return code and MQTT 5's reason code are the second byte.
+        is_accepted = len(packet) >= 2 and packet[1] == 0
+        rc = super()._handle_connack()
+        if self.connect_failures is not None:
+            if is_accepted:
+                self.connect_failures.connected()
+            else:
+                self.connect_failures.refused()
+        return rc
 
     def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:  # paho ignores it too
         sock = self._sock
@@ -276,15 +328,8 @@ def make_client(
     if broker.username is not None and broker.password is not None:
         client.username_pw_set(broker.username, broker.password.value.get_secret_value())
     if broker.uses_tls:
-        tls = broker.tls
-        client.tls_set(
-            ca_certs=str(tls.ca_file) if tls and tls.ca_file else None,
-            certfile=str(tls.cert_file) if tls and tls.cert_file else None,
-            keyfile=str(tls.key_file) if tls and tls.key_file else None,
-            cert_reqs=ssl.CERT_REQUIRED,
-        )
-        if tls is not None and tls.insecure_skip_verify:
-            client.tls_insecure_set(True)
+        _set_tls(client, broker)
+    client.connect_failures = ConnectFailures(broker.display_url)
     if will is not None:
         client.will_set(will.topic, will.payload, qos=will.qos, retain=True)
     client.reconnect_delay_set(
@@ -292,6 +337,28 @@ def make_client(
         max_delay=max(1, round(broker.reconnect_max_s)),
     )
     return client
+
+
+def _set_tls(client: BufferedClient, broker: BrokerConfig) -> None:
+    tls = broker.tls
+    is_insecure = tls is not None and tls.insecure_skip_verify
+    # CERT_NONE makes paho skip the host name check too (check_hostname off, tls_insecure
+    # on); CERT_REQUIRED with tls_insecure_set(True) alone would still check the CA.
+    client.tls_set(
+        ca_certs=str(tls.ca_file) if tls and tls.ca_file else None,
+        certfile=str(tls.cert_file) if tls and tls.cert_file else None,
+        keyfile=str(tls.key_file) if tls and tls.key_file else None,
+        cert_reqs=ssl.CERT_NONE if is_insecure else ssl.CERT_REQUIRED,
+    )
+    if is_insecure and broker.display_url not in _warned_insecure:
+        _warned_insecure.add(broker.display_url)
+        log.warning(
+            "TLS VERIFICATION IS OFF for %s (broker.tls.insecure_skip_verify: true): neither "
+            "the certificate's CA nor its host name is checked, so anyone on the path can pose "
+            "as the broker, read every reading and forge alerts; for tests only: set it to "
+            "false and give broker.tls.ca_file",
+            broker.display_url,
+        )
 
 
 def connect(client: mqtt.Client, broker: BrokerConfig, *, is_clean: bool | None = None) -> None:
