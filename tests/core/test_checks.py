@@ -108,6 +108,81 @@ def test_a_reading_far_outside_the_envelope_is_raised_as_range(checks: ChannelCh
     assert channel == 0 and kind in {"range", "shift"}
 
 
+def _spiked(rows: npt.NDArray[np.float64], at: list[int], size: float) -> None:
+    """Add one-sample spikes of ``size`` on channel 1 at rows ``at``, in place."""
+    rows[at, 1] += size
+
+
+def test_repeated_spikes_are_raised_as_spikes_with_the_spike_measured(
+    checks: ChannelChecks,
+) -> None:
+    rows = _plant(np.random.default_rng(12), 4000)
+    size = 10.0 * NOISE * 2.0  # channel 1 is twice channel 0: 10 of its sensor's noise sd
+    _spiked(rows, [2000, 2030, 2060], size)
+    monitor = ChannelMonitor(checks)
+    windows = sliding_windows(rows.astype(np.float32), WINDOW, 1)
+    observed = monitor.observe(np.full(len(windows), monitor.slot("a")), windows)
+    spikes = observed.ratios[:, CHECK_KINDS.index("spikes")]  # (windows, channels)
+    over = np.flatnonzero(spikes.max(axis=1) >= 1.0)
+    # Judged when the sample after the third spike arrives, on channel 1 alone.
+    assert len(over) and over[0] + WINDOW - 1 == 2061, over[:3]
+    i = int(over[0])
+    assert spikes[:, [0, 2]].max() < 0.6
+    neighbours = (rows[2059, 1] + rows[2061, 1]) / 2.0
+    assert observed.spike[i, 1] == pytest.approx(rows[2060, 1], abs=1e-4)
+    assert observed.spike_expected[i, 1] == pytest.approx(neighbours, abs=1e-4)
+
+
+def test_one_spike_a_step_or_a_ramp_is_not_a_spike(checks: ChannelChecks) -> None:
+    rows = _plant(np.random.default_rng(13), 4000)
+    size = 20.0 * NOISE * 2.0
+    _spiked(rows, [1000], size)  # a single glitch
+    rows[2000:, 1] += size  # a set-point step, as sudden as a spike
+    rows[3000:3010, 1] += np.linspace(0.0, size, 10)  # and a fast ramp back
+    rows[3010:, 1] += size
+    monitor = ChannelMonitor(checks)
+    windows = sliding_windows(rows.astype(np.float32), WINDOW, 1)
+    observed = monitor.observe(np.full(len(windows), monitor.slot("a")), windows)
+    assert observed.ratios[:, CHECK_KINDS.index("spikes")].max() < 0.6
+
+
+def test_a_history_with_glitches_needs_more_spikes(checks: ChannelChecks) -> None:
+    rows = _plant(np.random.default_rng(14), 40_000)
+    _spiked(rows, [5000, 5010, 5020, 30_000, 30_005], 20.0 * NOISE * 2.0)
+    glitchy = calibrate_checks(
+        checks.model,
+        [rows[20_000:]],
+        [rows],
+        period_s=PERIOD_S,
+        hop=1,
+        false_alerts_per_day=0.5,
+        stuck_s=60.0,
+        range_margin=0.25,
+    )
+    assert checks.spike_limit is not None and glitchy.spike_limit is not None
+    assert checks.spike_limit[1] == 2.0  # the least: a clean history has no spike
+    assert glitchy.spike_limit[1] > 4.1  # 1.5 x the count (2.78) of the three close spikes
+    assert glitchy.spike_limit[0] == 2.0
+
+
+def test_a_bundle_from_before_the_spike_check_looks_for_none(checks: ChannelChecks) -> None:
+    old = checks.to_json()
+    for key in ("spike_unit", "spike_limit", "spike_level", "spike_halflife"):
+        del old[key]
+    loaded = ChannelChecks.from_json(old)
+    assert loaded.spike_limit is None
+    rows = _plant(np.random.default_rng(15), 2000)
+    _spiked(rows, list(range(1000, 1100, 10)), 20.0 * NOISE * 2.0)
+    monitor = ChannelMonitor(loaded)
+    windows = sliding_windows(rows.astype(np.float32), WINDOW, 1)
+    observed = monitor.observe(np.full(len(windows), monitor.slot("a")), windows)
+    assert observed.ratios[:, CHECK_KINDS.index("spikes")].max() == 0.0
+    half = checks.to_json()
+    del half["spike_limit"]
+    with pytest.raises(ValueError, match="spike_unit and spike_limit"):
+        ChannelChecks.from_json(half)
+
+
 def test_predictions_from_windows_match_the_rows(checks: ChannelChecks) -> None:
     rows = _plant(np.random.default_rng(8), 200).astype(np.float32)
     windows = sliding_windows(rows, WINDOW, 1)
@@ -135,7 +210,7 @@ def test_assets_keep_their_own_statistics(checks: ChannelChecks) -> None:
     assert np.allclose(rt[0::2], ra) and np.allclose(rt[1::2], rb)
 
 
-@pytest.mark.parametrize("fault", [None, "step"])
+@pytest.mark.parametrize("fault", [None, "step", "spikes"])
 def test_a_long_batch_folds_in_as_window_by_window(
     checks: ChannelChecks, fault: str | None
 ) -> None:
@@ -143,6 +218,8 @@ def test_a_long_batch_folds_in_as_window_by_window(
     rows = _plant(np.random.default_rng(11), 900)
     if fault == "step":  # reaches the limit: the batch falls back to sample by sample
         rows[500:, 2] += 4.0 * checks.model.noise[2]
+    if fault == "spikes":  # two spikes fold in along time, the third reaches the limit
+        _spiked(rows, [400, 450, 600], 20.0 * NOISE * 2.0)
     windows = sliding_windows(rows.astype(np.float32), WINDOW, 1)
     batch, single = ChannelMonitor(checks), ChannelMonitor(checks)
     cut = 300  # two batches: the second continues from the first's statistics
@@ -163,6 +240,10 @@ def test_a_long_batch_folds_in_as_window_by_window(
     for name in ("level", "spread"):
         mine, reference = joined(name)
         assert np.allclose(mine[at_limit], reference[at_limit], atol=1e-9), name
+    spikes_at_limit = alone[:, CHECK_KINDS.index("spikes")].max(axis=1) >= 1.0
+    for name in ("spike", "spike_expected"):
+        mine, reference = joined(name)
+        assert np.allclose(mine[spikes_at_limit], reference[spikes_at_limit], equal_nan=True)
     worst = np.concatenate((first.worst(), second.worst()))
     assert (worst >= 1.0).any() == (fault is not None)
 

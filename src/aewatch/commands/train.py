@@ -279,8 +279,9 @@ def checks_line(checks: dict[str, Any] | None, channels: tuple[str, ...], period
         f"{name} {level:.3g}"
         for name, level in zip(channels, checks["model"]["noise"], strict=True)
     )
+    spikes = ", spikes" if checks.get("spike_limit") is not None else ""
     return (
-        f"checks   shift, noise, stuck (after {stuck_s:g} s or more), range on "
+        f"checks   shift, noise, stuck (after {stuck_s:g} s or more), range{spikes} on "
         f"{len(channels)} channels; residual noise levels: {noise}"
     )
 

@@ -20,6 +20,17 @@ means "at the limit"):
 ``range``
     The reading left the training envelope ``[low, high]`` (the normal history's
     0.1 %-99.9 % range widened by a margin, or physical limits given by the user).
+``spikes``
+    Isolated spikes: a sample that stands out from *both* its neighbours, on the same
+    side, by at least ``spike_level`` times the channel's normal sample-to-sample spread
+    (a step or a ramp stands out from one neighbour only, so set-point moves do not
+    count). Each spike adds 1 to a count that halves every ``spike_halflife`` samples
+    (15 minutes) and never passes its limit; the limit is at least 2 (about three spikes
+    within a quarter of an hour) and ``margin`` × the highest count on the normal
+    history, so a channel whose healthy history has glitches needs more of them. The
+    check lets go one half-life after the count was last at its limit. A spike is judged when the sample after
+    it arrives; one without both neighbours in its window (the first of a window that
+    does not overlap the one before) is not judged.
 
 ``ChannelMonitor`` keeps the statistics of many assets in arrays (one row per asset) and
 updates the assets' windows of one flush together.
@@ -48,9 +59,9 @@ __all__ = [
     "cusum_limit",
 ]
 
-CHECK_KINDS: tuple[str, ...] = ("shift", "noise", "stuck", "range")
+CHECK_KINDS: tuple[str, ...] = ("shift", "noise", "stuck", "range", "spikes")
 CHECK_MARGIN = 1.5  # a limit is at least this many times the highest normal held-out value
-SHIFT, NOISE, STUCK, RANGE = range(4)
+SHIFT, NOISE, STUCK, RANGE, SPIKES = range(5)
 _CAP = 1.5  # a CUSUM never climbs past this many limits, so it falls back soon after a fault
 _RELEASE = 0.5  # a check at its limit stays there until its statistic falls below this
 _LEVEL_HALFLIFE = 20.0  # samples; the smoothed residual an alert reports
@@ -61,6 +72,10 @@ _NORMAL_RANGE_Q = 0.001
 _SQUARE_CLIP = 9.0  # a sample adds at most 3² to the noise statistic
 _ALONG_TIME = 8  # an asset with this many windows in one call is folded in along time
 _SIEGMUND = 1.166
+SPIKE_LEVEL = 6.0  # a spike stands this many normal spreads above both its neighbours
+_SPIKE_HALFLIFE_S = 900.0
+_MIN_SPIKE_LIMIT = 2.0  # about three spikes within a half-life
+_SPIKE_FLOOR = 0.1  # of the residual's noise level: the least spike unit (a still channel)
 _MAX_CORRELATION = 0.9  # Siegmund's correction of the limit for the overshoot
 
 
@@ -70,7 +85,11 @@ class ChannelChecks:
 
     ``shift_limit`` and ``noise_limit`` are CUSUM limits; ``stuck_after`` in samples;
     ``stuck_tolerance``, ``low`` and ``high`` in the channels' units. ``hop`` is how many
-    new samples each window brings.
+    new samples each window brings. ``spike_unit`` ``(c,)`` is each channel's normal
+    spread of a sample about the mean of its neighbours, in its units; ``spike_limit``
+    ``(c,)`` the limit of the decaying spike count, ``spike_halflife`` its half-life in
+    samples. Without ``spike_unit`` (a bundle from before the check) spikes are not
+    looked for.
     """
 
     model: ResidualModel
@@ -85,6 +104,10 @@ class ChannelChecks:
     k_spread: float = 1.0
     clip: float = 6.0
     shift_scale: npt.NDArray[np.float64] | None = None  # (c,) long-run over plain noise sd
+    spike_unit: npt.NDArray[np.float64] | None = None
+    spike_limit: npt.NDArray[np.float64] | None = None
+    spike_level: float = SPIKE_LEVEL
+    spike_halflife: float = 180.0
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON for the bundle's metadata."""
@@ -96,6 +119,10 @@ class ChannelChecks:
             "k_spread": self.k_spread,
             "clip": self.clip,
             "shift_scale": None if self.shift_scale is None else self.shift_scale.tolist(),
+            "spike_unit": None if self.spike_unit is None else self.spike_unit.tolist(),
+            "spike_limit": None if self.spike_limit is None else self.spike_limit.tolist(),
+            "spike_level": self.spike_level,
+            "spike_halflife": self.spike_halflife,
         }
 
     @classmethod
@@ -123,6 +150,11 @@ class ChannelChecks:
             shift_scale.shape != (model.channels,) or not (shift_scale >= 1.0).all()
         ):
             raise ValueError(f"checks: shift_scale must hold {model.channels} numbers >= 1")
+        spike_unit, spike_limit = _spike_arrays(obj, model.channels)
+        spike_level = float(obj.get("spike_level", SPIKE_LEVEL))
+        spike_halflife = float(obj.get("spike_halflife", 180.0))
+        if not (spike_level > 0 and spike_halflife >= 1):
+            raise ValueError("checks: spike_level must be > 0 and spike_halflife >= 1 sample")
         return cls(
             model,
             hop=hop,
@@ -130,10 +162,37 @@ class ChannelChecks:
             k_spread=float(obj.get("k_spread", 1.0)),
             clip=float(obj.get("clip", 6.0)),
             shift_scale=shift_scale,
+            spike_unit=spike_unit,
+            spike_limit=spike_limit,
+            spike_level=spike_level,
+            spike_halflife=spike_halflife,
             **arrays,
         )
 
+    @property
+    def spike_alpha(self) -> float:
+        """The spike count's decay per sample, as an EWMA's weight."""
+        return 1.0 - math.pow(0.5, 1.0 / self.spike_halflife)
 
+
+def _spike_arrays(
+    obj: dict[str, Any], c: int
+) -> tuple[npt.NDArray[np.float64] | None, npt.NDArray[np.float64] | None]:
+    """The spike check's ``(unit, limit)`` from a bundle's JSON: both or neither."""
+    unit, limit = obj.get("spike_unit"), obj.get("spike_limit")
+    if unit is None and limit is None:
+        return None, None
+    if unit is None or limit is None:
+        raise ValueError("checks: spike_unit and spike_limit come together")
+    arrays = np.asarray(unit, dtype=np.float64), np.asarray(limit, dtype=np.float64)
+    for name, values in zip(("spike_unit", "spike_limit"), arrays, strict=True):
+        if values.shape != (c,) or not (np.isfinite(values) & (values > 0)).all():
+            raise ValueError(f"checks: {name} must hold {c} positive numbers")
+    return arrays
+
+
+_STATE_ROWS = 13
+_LATCHES = [5, 6, 10]  # the state rows flagging a check held at its limit
 _ARRAYS = ("shift_limit", "noise_limit", "stuck_tolerance", "stuck_after", "low", "high")
 
 
@@ -141,12 +200,13 @@ _ARRAYS = ("shift_limit", "noise_limit", "stuck_tolerance", "stuck_after", "low"
 class Observation:
     """What the checks made of ``n`` windows, in the order given.
 
-    ``ratios`` ``(n, 4, c)``: each check's statistic over its limit (``CHECK_KINDS``
+    ``ratios`` ``(n, 5, c)``: each check's statistic over its limit (``CHECK_KINDS``
     order), the highest it reached in the window's new samples. ``measured`` and
     ``expected`` ``(n, c)``: the newest reading and its prediction, in the channels'
     units. ``level`` ``(n, c)``: the residual's mean since the shift statistic last left
     0, in noise levels, signed; ``spread`` ``(n, c)``: the recent residual's spread over
-    its normal one.
+    its normal one. ``spike`` and ``spike_expected`` ``(n, c)``: the channel's latest
+    spike and the mean of its two neighbours (NaN before the first).
     """
 
     ratios: npt.NDArray[np.float64]
@@ -154,6 +214,8 @@ class Observation:
     expected: npt.NDArray[np.float64]
     level: npt.NDArray[np.float64]
     spread: npt.NDArray[np.float64]
+    spike: npt.NDArray[np.float64]
+    spike_expected: npt.NDArray[np.float64]
 
     def worst(self) -> npt.NDArray[np.float64]:
         """The highest ratio of each window ``(n,)`` over checks and channels."""
@@ -172,8 +234,9 @@ class ChannelMonitor:
         self._free: list[int] = []
         c = checks.model.channels
         # shift up, shift down, noise, level, square, shift latched, noise latched, samples
-        # in the shift up and down sums since they were last 0
-        self._state = np.zeros((0, 9, c))
+        # in the shift up and down sums since they were last 0, spike count, spikes
+        # latched, the latest spike and the mean of its neighbours
+        self._state = np.zeros((0, _STATE_ROWS, c))
         self._still = np.zeros((0, c))
 
     def slot(self, asset: str) -> int:
@@ -191,6 +254,7 @@ class ChannelMonitor:
             self._free.extend(range(row + grow - 1, row, -1))
         self._state[row] = 0.0
         self._state[row, 4] = 1.0
+        self._state[row, 11:13] = np.nan
         self._still[row] = 0.0
         self._slots[asset] = row
         return row
@@ -232,20 +296,26 @@ class ChannelMonitor:
         h = expected.shape[1]
         if n == 0 or h == 0:
             empty = np.zeros((n, c))
-            return Observation(np.zeros((n, 4, c)), empty, empty.copy(), empty, empty.copy())
+            return Observation(
+                np.zeros((n, len(CHECK_KINDS), c)), *(empty.copy() for _ in range(6))
+            )
         # The new samples and the one before each: (n, h + 1, c), time along axis 1.
         recent = np.asarray(windows[:, :, length - h - 1 :], dtype=np.float64).transpose(0, 2, 1)
         x = recent[:, 1:]
         z = (x - expected) / model.noise
         np.nan_to_num(z, copy=False, nan=0.0)
         np.clip(z, -checks.clip, checks.clip, out=z)
+        is_spike, spike_seq = _spike_samples(windows, h, checks)
         samples = _Samples(
             z=z,
             shift_z=z if checks.shift_scale is None else z / checks.shift_scale,
             is_still=np.abs(np.diff(recent, axis=1)) <= checks.stuck_tolerance,
-            ratios=np.zeros((n, 4, c)),
+            is_spike=is_spike,
+            spike_seq=spike_seq,
+            ratios=np.zeros((n, len(CHECK_KINDS), c)),
             level=np.zeros((n, c)),
             spread=np.zeros((n, c)),
+            latest_spike=np.full((n, 2, c), np.nan),
         )
         mid = (checks.high + checks.low) / 2.0
         inverse_half = 1.0 / np.maximum((checks.high - checks.low) / 2.0, 1e-12)
@@ -272,7 +342,15 @@ class ChannelMonitor:
                 self._fold_turn(rows[picked[turn]], picked[turn], samples)
         for row, windows_left in leftovers:
             self._fold_sequence(row, windows_left, samples)
-        return Observation(samples.ratios, x[:, -1], expected[:, -1], samples.level, samples.spread)
+        return Observation(
+            samples.ratios,
+            x[:, -1],
+            expected[:, -1],
+            samples.level,
+            samples.spread,
+            samples.latest_spike[:, 0],
+            samples.latest_spike[:, 1],
+        )
 
     def _fold_turn(
         self, at: npt.NDArray[np.int64], turn: npt.NDArray[np.int64], samples: _Samples
@@ -282,11 +360,12 @@ class ChannelMonitor:
         c = checks.model.channels
         alpha = _LEVEL_ALPHA
         cap_shift, cap_noise = _CAP * checks.shift_limit, _CAP * checks.noise_limit
-        s = self._state[at]  # (m, 9, c), a copy
+        s = self._state[at]  # (m, _STATE_ROWS, c), a copy
         run = self._still[at]
         shift = np.zeros((len(turn), c))
         noise = np.zeros((len(turn), c))
         stuck = np.zeros((len(turn), c))
+        spikes = np.zeros((len(turn), c))
         for i in range(samples.z.shape[1]):
             zi = samples.z[turn, i]
             square = np.minimum((zi - s[:, 3]) ** 2, _SQUARE_CLIP)
@@ -306,11 +385,42 @@ class ChannelMonitor:
             )
             noise = np.maximum(noise, _latched(s, s[:, 2] / checks.noise_limit, 6, (2,)))
             stuck = np.maximum(stuck, run / checks.stuck_after)
+        if checks.spike_limit is not None:
+            spikes = self._count_spikes(s, turn, samples, checks.spike_limit)
         self._state[at], self._still[at] = s, run
         ratios = samples.ratios
         ratios[turn, SHIFT], ratios[turn, NOISE], ratios[turn, STUCK] = shift, noise, stuck
+        ratios[turn, SPIKES] = spikes
+        samples.latest_spike[turn] = s[:, 11:13]
         samples.level[turn] = _mean_shift(s, checks)
         samples.spread[turn] = np.sqrt(np.maximum(s[:, 4], 0.0))
+
+    def _count_spikes(
+        self,
+        s: npt.NDArray[np.float64],
+        turn: npt.NDArray[np.int64],
+        samples: _Samples,
+        limit: npt.NDArray[np.float64],
+    ) -> npt.NDArray[np.float64]:
+        """Fold the spikes of windows ``turn`` into the spike counts of ``s`` (in place);
+        the highest ratio of each window ``(m, c)``."""
+        keep = 1.0 - self.checks.spike_alpha
+        hits = samples.is_spike[turn]  # (m, h, c)
+        h = hits.shape[1]
+        if not hits.any() and not s[:, 10].any():  # the counts only fall: the first is highest
+            s[:, 9] *= keep
+            spikes = s[:, 9] / limit
+            s[:, 9] *= keep ** (h - 1)
+            return np.asarray(spikes, dtype=np.float64)
+        spikes = np.zeros((len(turn), s.shape[2]))
+        seq = samples.spike_seq[turn]
+        for i in range(h):
+            hit = hits[:, i]
+            s[:, 9] = np.minimum(s[:, 9] * keep + hit, limit)
+            s[:, 11] = np.where(hit, seq[:, i + 1], s[:, 11])
+            s[:, 12] = np.where(hit, (seq[:, i] + seq[:, i + 2]) / 2.0, s[:, 12])
+            spikes = np.maximum(spikes, _latched(s, s[:, 9] / limit, 10, ()))
+        return spikes
 
     def _fold_sequence(self, row: int, windows: npt.NDArray[np.int64], samples: _Samples) -> None:
         """One asset's windows in time order: along time while no statistic is at its
@@ -319,7 +429,7 @@ class ChannelMonitor:
         at = np.array([row], dtype=np.int64)
         while j < len(windows):
             state = self._state[row]
-            if len(windows) - j >= _ALONG_TIME and not (state[5].any() or state[6].any()):
+            if len(windows) - j >= _ALONG_TIME and not state[_LATCHES].any():
                 j += int(self._fold_along_time(at, windows[None, j:], samples)[0])
                 if j == len(windows):
                     break
@@ -342,7 +452,7 @@ class ChannelMonitor:
         checks = self.checks
         k, m = mine.shape
         h, c = samples.z.shape[1:]
-        s = self._state[at]  # (k, 9, c), a copy
+        s = self._state[at]  # (k, _STATE_ROWS, c), a copy
         # Time-major (m * h, k, c), so each asset's samples follow each other down axis 0.
         z = samples.z[mine].reshape(k, m * h, c).transpose(1, 0, 2)
         shift_z = z
@@ -356,10 +466,14 @@ class ChannelMonitor:
         spread_sum = _lindley(square - 1.0 - checks.k_spread, s[:, 2])
         shift_ratio = np.maximum(up, down) / checks.shift_limit
         noise_ratio = spread_sum / checks.noise_limit
+        is_spike = samples.is_spike[mine].reshape(k, m * h, c).transpose(1, 0, 2)
+        alpha = checks.spike_alpha
+        spike_sum = ewma_from(is_spike / alpha, alpha, s[:, 9].copy())
+        spike_ratio = spike_sum / (np.inf if checks.spike_limit is None else checks.spike_limit)
         # Each asset's first sample at a limit (T: none), then whole windows before it.
-        hits = ((shift_ratio >= 1.0) | (noise_ratio >= 1.0)).any(axis=2)  # (T, k)
+        hits = ((shift_ratio >= 1.0) | (noise_ratio >= 1.0) | (spike_ratio >= 1.0)).any(axis=2)
         first = np.where(hits.any(axis=0), hits.argmax(axis=0), m * h)
-        done = np.where(s[:, 5].any(axis=1) | s[:, 6].any(axis=1), 0, first // h)
+        done = np.where(s[:, _LATCHES].any(axis=(1, 2)), 0, first // h)
         if not done.any():
             return np.asarray(done, dtype=np.int64)
         pick = np.flatnonzero(done)
@@ -381,6 +495,7 @@ class ChannelMonitor:
         ratios[kept, SHIFT] = per_window(shift_ratio[:, pick])[keep]
         ratios[kept, NOISE] = per_window(noise_ratio[:, pick])[keep]
         ratios[kept, STUCK] = per_window(run / checks.stuck_after)[keep]
+        ratios[kept, SPIKES] = per_window(spike_ratio[:, pick])[keep]
         squares = ewma_from(square[:, pick], _LEVEL_ALPHA, s[pick, 4].copy())
         state = s[pick]
         state[:, 0], state[:, 1] = up[end, pick], down[end, pick]
@@ -388,6 +503,18 @@ class ChannelMonitor:
         state[:, 4] = squares[end, cols]
         state[:, 7] = _since_zero(up[:, pick], end, state[:, 7])
         state[:, 8] = _since_zero(down[:, pick], end, state[:, 8])
+        state[:, 9] = spike_sum[end, pick]
+        index = np.arange(m * h).reshape(-1, 1, 1)
+        last_spike = np.maximum.accumulate(np.where(is_spike[:, pick], index, -1), axis=0)
+        at_spike = last_spike[end, cols]  # (j, c): the sample of each channel's latest spike
+        if (at_spike >= 0).any():
+            found = np.maximum(at_spike, 0)
+            seq = samples.spike_seq[windows]  # (j, m, h + 2, c)
+            judged = seq[:, :, 1:-1].reshape(j, m * h, c)
+            around = ((seq[:, :, :-2] + seq[:, :, 2:]) / 2.0).reshape(j, m * h, c)
+            for row, values in ((11, judged), (12, around)):
+                picked = np.take_along_axis(values, found[:, None, :], axis=1)[:, 0]
+                state[:, row] = np.where(at_spike >= 0, picked, state[:, row])
         self._state[rows] = state
         self._still[rows] = run[end, cols]
         return np.asarray(done, dtype=np.int64)
@@ -400,9 +527,42 @@ class _Samples:
     z: npt.NDArray[np.float64]
     shift_z: npt.NDArray[np.float64]
     is_still: npt.NDArray[np.bool_]
+    is_spike: npt.NDArray[np.bool_]
+    spike_seq: npt.NDArray[np.float64]  # (n, h + 2, c): each judged sample and its neighbours
     ratios: npt.NDArray[np.float64]
     level: npt.NDArray[np.float64]
     spread: npt.NDArray[np.float64]
+    latest_spike: npt.NDArray[np.float64]  # (n, 2, c): the latest spike, its neighbours' mean
+
+
+def _spike_samples(
+    windows: npt.NDArray[np.floating], h: int, checks: ChannelChecks
+) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.float64]]:
+    """For the sample before each of the newest ``h`` of ``windows`` ``(n, c, L)``:
+    whether it is a spike ``(n, h, c)``, and the samples ``(n, h + 2, c)`` the judgement
+    took (sample ``i + 1`` is the one judged, ``i`` and ``i + 2`` its neighbours)."""
+    n, c, length = np.shape(windows)
+    first = length - h - 2
+    seq = np.asarray(windows[:, :, max(first, 0) :], dtype=np.float64).transpose(0, 2, 1)
+    if first < 0:  # the window does not reach back far enough: those are not judged
+        seq = np.concatenate((np.full((n, -first, c), np.nan), seq), axis=1)
+    if checks.spike_unit is None:
+        return np.zeros((n, h, c), dtype=np.bool_), seq
+    least = checks.spike_level * checks.spike_unit
+    return _is_spike(seq[:, :-2], seq[:, 1:-1], seq[:, 2:], least), seq
+
+
+def _is_spike(
+    left: npt.NDArray[np.float64],
+    mid: npt.NDArray[np.float64],
+    right: npt.NDArray[np.float64],
+    least: npt.NDArray[np.float64],
+) -> npt.NDArray[np.bool_]:
+    """Whether ``mid`` stands above or below both neighbours by at least ``least``."""
+    with np.errstate(invalid="ignore"):
+        above = mid - np.maximum(left, right)
+        below = np.minimum(left, right) - mid
+        return np.asarray(np.maximum(above, below) >= least)
 
 
 def _lindley(
@@ -514,7 +674,9 @@ def calibrate_checks(
     the channels' ``shift`` and ``noise`` statistics; each CUSUM limit is the larger of
     what its share allows for white normal residuals and ``margin`` × the highest value
     it reached on ``held_out`` (real residuals are neither white nor normal). ``normal``
-    (every normal block) sets the envelope and the longest still run; ``limits`` maps a
+    (every normal block) sets the envelope, the longest still run and the spikes' unit
+    and limit (they need no prediction, so the training rows are as honest a sample of
+    them as the held-out ones); ``limits`` maps a
     channel index to physical (low, high) limits that replace its envelope (None: that
     side keeps the envelope's).
     """
@@ -545,6 +707,8 @@ def calibrate_checks(
     for block in normal:
         longest = np.maximum(longest, _longest_still(np.asarray(block, np.float64), tolerance))
     least = max(math.ceil(stuck_s / period_s), _MIN_STUCK_SAMPLES)
+    spike_halflife = max(_SPIKE_HALFLIFE_S / period_s, 1.0)
+    spike_unit, spike_seen = _spikes_seen(normal, _SPIKE_FLOOR * model.noise, spike_halflife)
     return ChannelChecks(
         model,
         shift_limit=np.maximum(shift_theory, margin * shift_seen),
@@ -558,7 +722,41 @@ def calibrate_checks(
         k_spread=k_spread,
         clip=clip,
         shift_scale=shift_scale,
+        spike_unit=spike_unit,
+        spike_limit=np.maximum(_MIN_SPIKE_LIMIT, margin * spike_seen),
+        spike_halflife=spike_halflife,
     )
+
+
+def _spikes_seen(
+    blocks: list[npt.NDArray[np.floating]], floor: npt.NDArray[np.float64], halflife: float
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Each channel's spike unit and the highest spike count on ``blocks``, both ``(c,)``.
+
+    The unit is the robust spread of a sample about the mean of its two neighbours
+    (its standard deviation where that is 0, as on a quantised channel; at least
+    ``floor`` for a channel that never moves).
+    """
+    c = len(floor)
+    triples = [
+        (b[:-2], b[1:-1], b[2:])
+        for b in (np.asarray(x, dtype=np.float64) for x in blocks)
+        if len(b) > 2
+    ]
+    if not triples:
+        return floor.copy(), np.zeros(c)
+    away = np.concatenate([mid - (left + right) / 2.0 for left, mid, right in triples])
+    median = np.nanmedian(away, axis=0)
+    mad = np.nanmedian(np.abs(away - median), axis=0) * 1.4826
+    unit = np.where(mad > 0, mad, np.nanstd(away, axis=0))
+    unit = np.maximum(np.nan_to_num(unit), floor)
+    alpha = 1.0 - math.pow(0.5, 1.0 / halflife)
+    seen = np.zeros(c)
+    for left, mid, right in triples:
+        is_spike = _is_spike(left, mid, right, SPIKE_LEVEL * unit)
+        count = ewma_from(is_spike / alpha, alpha, np.zeros(c))
+        seen = np.maximum(seen, count.max(axis=0))
+    return unit, seen
 
 
 def _long_run_scale(z: list[npt.NDArray[np.float64]], c: int) -> npt.NDArray[np.float64]:

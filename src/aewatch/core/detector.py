@@ -19,7 +19,7 @@ order and turns each error into a decision statistic:
    that way restarts the baseline at the current level, so the new plateau is the new normal.
 
 The statistic is compared with the calibrated ``Threshold``. Beside it, each channel's
-residual and sensor-health checks (``aewatch.core.checks``: shift, noise, stuck, range)
+residual and sensor-health checks (``aewatch.core.checks``: shift, noise, stuck, range, spikes)
 watch the newest samples of every window; a window is anomalous when the window error is
 over its cut *or* any check is at its limit, and the outcome is fed to the ``AlertState``
 (hysteresis). What a caller sees is in the error's own units: ``score`` (the smoothed
@@ -41,7 +41,14 @@ import numpy as np
 import numpy.typing as npt
 
 from aewatch.core.alerts import RECONSTRUCTION, AlertEvent, AlertState, Finding
-from aewatch.core.checks import CHECK_KINDS, RANGE, ChannelChecks, ChannelMonitor, Observation
+from aewatch.core.checks import (
+    CHECK_KINDS,
+    RANGE,
+    SPIKES,
+    ChannelChecks,
+    ChannelMonitor,
+    Observation,
+)
 from aewatch.core.ewma import ewma_from
 from aewatch.core.threshold import Threshold
 
@@ -610,7 +617,7 @@ class _Checked:
         observed, checks = self.observed, self.checks
         if observed is None or checks is None:
             return RECONSTRUCTION, ()
-        ratios = observed.ratios[i]  # (4, c)
+        ratios = observed.ratios[i]  # (kinds, c)
         by_channel = ratios.max(axis=0)
         if ae_ratio >= float(by_channel.max()) or by_channel.max() < 1.0:
             kind = RECONSTRUCTION
@@ -653,6 +660,9 @@ def _finding(
     noise = float(checks.model.noise[j])
     if kind == CHECK_KINDS[RANGE]:
         expected = float(np.clip(measured, checks.low[j], checks.high[j]))
+    elif kind == CHECK_KINDS[SPIKES]:  # the latest spike and the mean of its neighbours
+        measured = float(observed.spike[i, j])
+        expected = float(observed.spike_expected[i, j])
     if kind == "shift":
         levels = float(observed.level[i, j])
         expected = measured - levels * noise  # the reading less the mean residual
