@@ -3,34 +3,57 @@
 The metadata lives in the safetensors header under the key ``aewatch``, so a bundle is a
 single file any safetensors reader can open, and loading never unpickles anything. A new
 file is written next to the target and renamed over it, so a daemon reloading the path
-never sees half a bundle.
+never sees half a bundle. Loading trusts nothing in the file: every field is checked
+(:mod:`aewatch.model.bundle_meta`), the weights must be what the architecture needs, and
+one synthetic window is scored and decided before the bundle is handed out.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
 
+import numpy as np
+import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from aewatch.core.detector import DecisionSettings, Detector
 from aewatch.core.threshold import Threshold
 from aewatch.errors import BundleError
+from aewatch.model.bundle_meta import (
+    FORMAT,
+    FORMAT_VERSION,
+    MAX_GAP_PERIODS,
+    MAX_PERIOD_S,
+    META_KEY,
+    MIN_PERIOD_S,
+    Fields,
+    read_header,
+)
 from aewatch.model.networks import ArchSpec, build
 from aewatch.model.scaler import RobustScaler
-from aewatch.model.scorer import Scorer
+from aewatch.model.scorer import SCORE_KINDS, Scorer
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "ModelBundle"]
 
-FORMAT = "aewatch-bundle"
-FORMAT_VERSION = 1
-_META_KEY = "aewatch"
+_SYNTHETIC_ASSET = "(load check)"
+_DTYPES = {
+    torch.float32: "F32",
+    torch.float64: "F64",
+    torch.float16: "F16",
+    torch.bfloat16: "BF16",
+    torch.int64: "I64",
+    torch.int32: "I32",
+    torch.bool: "BOOL",
+}
 
 
 @dataclass(frozen=True)
@@ -107,7 +130,7 @@ class ModelBundle:
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent or Path("."))
         os.close(fd)
         try:
-            save_file(tensors, tmp, metadata={_META_KEY: json.dumps(meta)})
+            save_file(tensors, tmp, metadata={META_KEY: json.dumps(meta)})
             os.replace(tmp, target)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
@@ -115,38 +138,51 @@ class ModelBundle:
 
     @classmethod
     def load(cls, path: str | Path) -> Self:
-        """Read a bundle; raise ``BundleError`` naming the file and the fix if it is unusable."""
+        """Read a bundle and check it in full before handing it out.
+
+        Every metadata field is checked for its type and range
+        (:mod:`aewatch.model.bundle_meta`), the stored weights must have the shapes and
+        types the architecture needs and be finite, and one synthetic window (each channel
+        at its training centre) must score to a finite error and pass the decision stages.
+
+        Raises:
+            BundleError: the file is missing or unusable; the message names the file, the
+                field and the fix.
+        """
         source = Path(path)
         if not source.is_file():
             raise BundleError(
                 f"model bundle {source} does not exist; train one with "
                 "`aewatch train --data FILE --out MODEL.aew`"
             )
-        meta = _read_meta(source)
-        try:
-            arch = ArchSpec.from_json(meta["arch"])
-            network = build(arch)
-            network.load_state_dict(load_file(str(source)))
-            return cls(
-                name=meta["name"],
-                arch=arch,
-                network=network.eval(),
-                scaler=RobustScaler.from_json(meta["scaler"]),
-                threshold=Threshold.from_json(meta["threshold"]),
-                channels=tuple(meta["channels"]),
-                window_len=int(meta["window"]["length"]),
-                hop=int(meta["window"]["hop"]),
-                period_s=float(meta["period_s"]),
-                max_gap_periods=float(meta["max_gap_periods"]),
-                score_kind=meta["score_kind"],
-                decision=dict(meta.get("decision", {})),
-                provenance=dict(meta.get("provenance", {})),
-            )
-        except (KeyError, TypeError, ValueError, RuntimeError, SafetensorError) as err:
-            raise BundleError(
-                f"model bundle {source} is damaged or incomplete ({type(err).__name__}: {err}); "
-                "retrain it or restore the file from a backup"
-            ) from err
+        stored, meta = read_header(source)
+        fields = Fields(source, meta)
+        arch = fields.arch()
+        channels = fields.channels(arch)
+        window_len, hop = fields.window(len(channels), arch)
+        score_kind = fields.text("score_kind", SCORE_KINDS)
+        if score_kind == "elbo" and arch.kind != "vae":
+            fields.refuse("score_kind", score_kind, f"needs arch.kind vae, not {arch.kind}")
+        period_fix = "retrain with `aewatch train --period SECONDS`"
+        bundle = cls(
+            name=fields.text("name"),
+            arch=arch,
+            network=_network(source, arch, stored),
+            scaler=fields.scaler(len(channels)),
+            threshold=fields.threshold(),
+            channels=channels,
+            window_len=window_len,
+            hop=hop,
+            period_s=fields.number("period_s", MIN_PERIOD_S, MAX_PERIOD_S, fix=period_fix),
+            max_gap_periods=fields.number(
+                "max_gap_periods", 1.0, MAX_GAP_PERIODS, fix="retrain with `--max-gap N` (>= 1)"
+            ),
+            score_kind=score_kind,
+            decision=fields.mapping("decision"),
+            provenance=fields.mapping("provenance"),
+        )
+        _score_a_window(bundle, fields.decision(len(channels)))
+        return bundle
 
     def _core_meta(self) -> dict[str, Any]:
         return {
@@ -166,34 +202,83 @@ class ModelBundle:
         }
 
 
-def _read_meta(source: Path) -> dict[str, Any]:
+def _network(source: Path, arch: ArchSpec, stored: dict[str, Any]) -> nn.Module:
+    """The network of ``arch`` with the weights stored in ``source``.
+
+    Nothing is allocated until the stored tensors are known to be the ones ``arch`` needs
+    (names, types and shapes) and to fit in the file, so a header cannot make the loader
+    allocate more than the file holds.
+    """
     try:
-        with source.open("rb") as fh:
-            header_len = int.from_bytes(fh.read(8), "little")
-            if not 0 < header_len <= 100_000_000:
-                raise ValueError(f"header length {header_len}")
-            header = json.loads(fh.read(header_len))
-        meta = json.loads(header["__metadata__"][_META_KEY])
-    except (OSError, ValueError, KeyError, TypeError) as err:
+        with torch.device("meta"):
+            needed = {
+                name: (_DTYPES.get(t.dtype, str(t.dtype)), list(t.shape))
+                for name, t in build(arch).state_dict().items()
+            }
+    except (ValueError, RuntimeError) as err:
         raise BundleError(
-            f"{source} is not an aewatch model bundle (unreadable header: {err}); "
-            "pass a file written by `aewatch train`"
+            f"model bundle {source}: arch = {arch.to_json()} cannot be built ({err}); "
+            "retrain it with `aewatch train`"
         ) from err
-    if meta.get("format") != FORMAT:
+    found = {
+        name: (entry.get("dtype"), entry.get("shape")) if isinstance(entry, dict) else entry
+        for name, entry in stored.items()
+    }
+    for name in sorted(needed.keys() | found.keys()):
+        if found.get(name) != needed.get(name):
+            raise BundleError(
+                f"model bundle {source}: weights {name!r} are {_shown(found.get(name))} in the "
+                f"file, arch needs {_shown(needed.get(name))}; retrain it with `aewatch "
+                "train` or restore the file from a backup"
+            )
+    values = sum(math.prod(shape) for _, shape in needed.values())
+    if 4 * values > source.stat().st_size:  # a float32 weight takes at least 4 bytes
         raise BundleError(
-            f"{source} is not an aewatch model bundle (format "
-            f"{meta.get('format')!r}); pass a file written by `aewatch train`"
+            f"model bundle {source} is truncated: arch needs {values} weights; restore the "
+            "file from a backup or retrain it"
         )
-    if meta.get("format_version") != FORMAT_VERSION:
+    network = build(arch)
+    try:
+        network.load_state_dict(load_file(str(source)))
+    except (RuntimeError, SafetensorError) as err:
         raise BundleError(
-            f"model bundle {source} has format version {meta.get('format_version')}, this "
-            f"aewatch {_aewatch_version()} reads version {FORMAT_VERSION}; retrain it with "
-            "this version or run the aewatch version that wrote it"
+            f"model bundle {source} is damaged ({type(err).__name__}: {err}); retrain it or "
+            "restore the file from a backup"
+        ) from err
+    tensors = network.state_dict().items()
+    broken = [name for name, t in tensors if t.is_floating_point() and not t.isfinite().all()]
+    if broken:
+        raise BundleError(
+            f"model bundle {source}: weights {broken[0]!r} hold NaN or infinite values; "
+            "retrain it or restore the file from a backup"
         )
-    return dict(meta)
+    return network.eval()
 
 
-def _aewatch_version() -> str:
-    from aewatch import __version__  # noqa: PLC0415  (avoids an import cycle at load)
+def _score_a_window(bundle: ModelBundle, settings: DecisionSettings) -> None:
+    """Score one synthetic window (every channel at its centre) and decide it, or refuse."""
+    center = bundle.scaler.center.astype(np.float32)
+    window = np.repeat(center[None, :, None], bundle.window_len, axis=2)  # (1, c, L)
+    try:
+        scores = bundle.scorer(batch_size=1).score(window)
+        detector = Detector(bundle.threshold, bundle.channels, settings)
+        end_s = bundle.window_len * bundle.period_s
+        detector.decide(_SYNTHETIC_ASSET, [end_s], scores, window)
+    except (ArithmeticError, LookupError, TypeError, ValueError, RuntimeError) as err:
+        raise BundleError(
+            f"model bundle {bundle.name!r} fails on a synthetic window ({type(err).__name__}: "
+            f"{err}); retrain it with `aewatch train`"
+        ) from err
+    if not np.isfinite(scores.errors).all():
+        raise BundleError(
+            f"model bundle {bundle.name!r} scores a window of its own training centre as "
+            f"{float(scores.errors[0])}; retrain it with `aewatch train`"
+        )
 
-    return __version__
+
+def _shown(value: object) -> str:
+    if value is None:
+        return "absent"
+    if isinstance(value, tuple):
+        return f"{value[0]} {value[1]}"
+    return repr(value)[:60]
