@@ -1,6 +1,6 @@
 """Detection quality of the shipped defaults, against the targets that decide whether it is good.
 
-Five cases, every model trained with ``TrainSettings()`` as shipped (no per-data-set
+Six cases, every model trained with ``TrainSettings()`` as shipped (no per-data-set
 settings; only the progress bar is off) through the Python API the daemon's core runs:
 ``train_bundle`` fits and calibrates, ``score_table`` scores (grid, windows, scorer,
 detector with hysteresis).
@@ -15,6 +15,8 @@ detector with hysteresis).
      fault file, false rate on d00_te and on rows 1-160 of the fault files.
 5.   ``aewatch demo``'s day from the demo's own offline steps, scored offline and judged
      by the demo's own tally.
+6.   Each channel of the simulated well and pump on its own, as a single-sensor machine
+     streams it, with the sensor faults one channel can show (``quality_single``).
 
 It writes section 5 of bench/RESULTS.md (in place of the old one) and every figure as JSON
 into ``--out``. Cases 3-4 are skipped, saying so, where the data root has no skab/ or tep/
@@ -52,6 +54,7 @@ from quality_report import (
     write_section,
 )
 from quality_sim import simulated_case
+from quality_single import single_channel_case
 
 import aewatch
 from aewatch.cli import main as aewatch_main
@@ -121,6 +124,7 @@ def _cases(args: argparse.Namespace) -> list[Callable[[], CaseResult]]:
         lambda: skab_case(args.data_root / "skab", is_quick=args.quick),
         lambda: tep_case(args.data_root / "tep"),
         demo_case,
+        lambda: single_channel_case("6. one channel alone", seeds, settings=_defaults()),
     ]
 
 
