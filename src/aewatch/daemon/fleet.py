@@ -5,6 +5,11 @@ afterwards: a reload builds a new one and swaps it in whole, so readers need no 
 entry is a :class:`ServedModel`: a bundle, its scorer and a :class:`Detector` that holds
 the alert state of every asset the entry serves. The first entry whose pattern matches an
 asset serves it, as in :meth:`aewatch.config.Config.model_for`.
+
+:func:`load_fleet` checks every entry before handing the fleet out: its scorer, on the
+configured device and batch size, scores one synthetic window, a scratch detector decides
+it, and the window memory one asset takes is allocated once. A fleet that comes back can
+serve; one that cannot raises ``BundleError`` and nothing has changed.
 """
 
 from __future__ import annotations
@@ -16,12 +21,24 @@ from pathlib import Path
 
 from aewatch.config import ModelConfig
 from aewatch.core.detector import DecisionSettings, Detector
+from aewatch.errors import BundleError
 from aewatch.model.bundle import ModelBundle
 from aewatch.model.scorer import Scorer
+from aewatch.model.window import WindowBank
 
 __all__ = ["Fleet", "ServedModel", "load_fleet"]
 
 _LOOKUP_CACHE = 65536  # asset names remembered per fleet; the cache is cleared beyond it
+_CHECK_ASSET = "(fleet check)"
+_SERVING_ERRORS = (
+    ArithmeticError,
+    AssertionError,
+    LookupError,
+    MemoryError,
+    RuntimeError,
+    TypeError,
+    ValueError,
+)
 
 
 @dataclass(eq=False)
@@ -63,6 +80,28 @@ class ServedModel:
         )
 
 
+    def check(self) -> None:
+        """Score and decide one synthetic window as this entry will, touching none of its state.
+
+        Raises:
+            BundleError: the entry cannot serve (a device without the model, a window that
+                cannot be allocated, a scorer or detector that fails).
+        """
+        bundle = self.bundle
+        window = bundle.synthetic_window()
+        try:
+            WindowBank(len(bundle.channels), bundle.window_len, bundle.hop).open()
+            scores = self.scorer.score(window)
+            scratch = Detector(bundle.threshold, bundle.channels, self.detector.settings)
+            scratch.decide(_CHECK_ASSET, [bundle.window_len * bundle.period_s], scores, window)
+        except _SERVING_ERRORS as err:
+            raise BundleError(
+                f"model {self.name!r} ({self.path}) cannot serve on device "
+                f"{self.scorer.device!r}: a synthetic window failed ({type(err).__name__}: "
+                f"{err}); check `aewatch run --device` or retrain the model"
+            ) from err
+
+
 class Fleet:
     """Ordered models; the first whose pattern matches an asset serves it.
 
@@ -92,8 +131,11 @@ def load_fleet(
 ) -> Fleet:
     """Load every configured bundle (a path used twice is read once).
 
+    Each entry is checked (:meth:`ServedModel.check`) before the fleet is returned.
+
     Raises:
-        BundleError: a bundle is missing or unusable; the message names the file and the fix.
+        BundleError: a bundle is missing or unusable, or an entry cannot serve on
+            ``device``; the message names the file and the fix.
     """
     bundles: dict[Path, ModelBundle] = {}
     models = []
@@ -101,8 +143,8 @@ def load_fleet(
         bundle = bundles.get(entry.path)
         if bundle is None:
             bundle = bundles[entry.path] = ModelBundle.load(entry.path)
-        models.append(
-            ServedModel.from_bundle(
+        try:
+            model = ServedModel.from_bundle(
                 bundle,
                 name=entry.name,
                 pattern=entry.assets,
@@ -110,5 +152,12 @@ def load_fleet(
                 device=device,
                 batch_size=batch_size,
             )
-        )
+        except _SERVING_ERRORS as err:  # torch says "not compiled with CUDA" by an assert
+            raise BundleError(
+                f"model {entry.name or bundle.name!r} ({entry.path}) cannot be put on device "
+                f"{device!r} ({type(err).__name__}: {err}); run with `--device cpu` or a "
+                "device this machine has"
+            ) from err
+        model.check()
+        models.append(model)
     return Fleet(models)

@@ -33,6 +33,7 @@ from aewatch.daemon import messages
 from aewatch.daemon.asset_gauges import AssetGauges
 from aewatch.daemon.fleet import Fleet, ServedModel, load_fleet
 from aewatch.daemon.intake import Intake, RateLimitedLog, ReadingQueue
+from aewatch.daemon.liveness import ScoringLiveness
 from aewatch.daemon.metrics import (
     BATCH_BUCKETS,
     LATENCY_BUCKETS_S,
@@ -105,6 +106,7 @@ class Daemon:
         self.asset_gauges = AssetGauges()  # each tracked asset's newest decision
         self._active: dict[str, str] = {}  # asset -> open alert id, kept by the worker
         self._beat = time.monotonic()  # the worker's last round
+        self.liveness = ScoringLiveness()  # readings in, windows scored: told by the worker
         self._reload: tuple[Config, Fleet] | None = None
         self._reloaded = threading.Event()
         self._reload_ok = False
@@ -155,13 +157,19 @@ class Daemon:
         connect(self.client, broker)
 
     def is_alive(self) -> tuple[bool, str]:
-        """Whether the scoring worker runs and comes round its loop (``/healthz``)."""
+        """Whether the scoring worker runs, comes round its loop and scores (``/healthz``).
+
+        Not alive when the worker has stopped, has not come round for ``_STALL_S``, or
+        readings keep arriving while windows wait (or rounds fail) with none scored for
+        ``SCORING_STALL_S`` (:class:`~aewatch.daemon.liveness.ScoringLiveness`).
+        """
         if not self._worker.is_alive():
             return False, "scoring worker not running"
-        stalled_s = time.monotonic() - self._beat
+        now = time.monotonic()
+        stalled_s = now - self._beat
         if stalled_s > _STALL_S:
             return False, f"scoring worker stalled for {stalled_s:.0f} s"
-        return True, "ok"
+        return self.liveness.check(now)
 
     def is_ready(self) -> tuple[bool, str]:
         """Whether readings can be scored now: connected, models loaded (``/readyz``)."""
@@ -181,10 +189,14 @@ class Daemon:
     def reload(self, timeout_s: float = _RELOAD_WAIT_S) -> bool:
         """Re-read the config file and every bundle; swap them in whole, or keep the old.
 
-        The new files are loaded here, off the worker; the worker swaps them in between two
-        batches, so no reading is lost and no window is scored half old, half new. Broker
-        and metrics settings need a restart; a change to them is logged and ignored.
-        Returns True when the new configuration serves.
+        A transaction: the new configuration and every model are loaded and checked here,
+        off the worker, in full (each model scores and decides one synthetic window on the
+        configured device, :func:`~aewatch.daemon.fleet.load_fleet`) before anything is
+        swapped. The worker then swaps them in between two batches, so no reading is lost
+        and no window is scored half old, half new; should the swap itself fail, every
+        asset goes back to its old model. A failure at any step is logged and counted and
+        leaves the old set serving. Broker and metrics settings need a restart; a change
+        to them is logged and ignored. Returns True when the new configuration serves.
         """
         if self.config_path is None:
             log.error("reload: this daemon was not started from a config file")
@@ -322,9 +334,11 @@ class Daemon:
             items = self.queue.take(0 if is_stopping or self._reload else timeout)
             try:
                 if items:
+                    self.liveness.took(time.monotonic())
                     self.pipeline.ingest(itertools.chain.from_iterable(items))
                 if self.pipeline.pending and oldest is None:
                     oldest = time.monotonic()
+                    self.liveness.waiting(oldest)
                 is_due = oldest is not None and (
                     self.pipeline.pending >= limits.batch_size
                     or time.monotonic() - oldest >= max_wait_s
@@ -338,6 +352,7 @@ class Daemon:
                     self._take_reload(*self._reload)
             except Exception:  # a bug in one batch must not stop scoring for good
                 self.counts["internal_error"] += 1
+                self.liveness.failed(time.monotonic())
                 log.exception("internal error in the scoring worker; batch skipped")
                 oldest = None
             if is_stopping and not len(self.queue) and not self.pipeline.pending:
@@ -346,7 +361,10 @@ class Daemon:
     def _flush(self) -> None:
         started = time.monotonic()
         results = self.pipeline.flush()
-        self.inference_s.observe([time.monotonic() - started])
+        done = time.monotonic()
+        self.inference_s.observe([done - started])
+        if any(len(scored.end_timestamps) for scored in results):
+            self.liveness.scored(done)
         now = time.time()
         for scored in results:  # one per model
             self.latency_s.observe(now - scored.end_timestamps)
@@ -361,15 +379,26 @@ class Daemon:
         except Exception:
             self.counts["reloads_failed"] += 1
             self.last_reload_failed = True
-            log.exception("reload failed while swapping models; the old ones keep serving")
+            log.exception(
+                "reload failed while swapping models; every asset is back on its old model"
+            )
         finally:
             self._reload = None
             self._reloaded.set()
 
     def _swap(self, config: Config, fleet: Fleet) -> None:
-        """Serve ``config`` and ``fleet`` from now on (worker thread, nothing pending)."""
+        """Serve ``config`` and ``fleet`` from now on (worker thread, nothing pending).
+
+        Raises whatever the pipeline's swap raised, after moving every asset back to the
+        old fleet (assets whose windows changed then start them again).
+        """
         old_inputs = {source.subscription for source in self.config.inputs}
-        kept, restarted, dropped = self.pipeline.swap_fleet(fleet)
+        old_fleet = self.fleet
+        try:
+            kept, restarted, dropped = self.pipeline.swap_fleet(fleet)
+        except Exception:
+            self.pipeline.swap_fleet(old_fleet)
+            raise
         self.asset_gauges.keep_served(lambda asset: _name(fleet.model_for(asset)))
         limits = config.limits
         self.pipeline.max_assets = limits.max_assets

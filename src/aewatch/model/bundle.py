@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Self
 
 import numpy as np
+import numpy.typing as npt
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
@@ -106,6 +107,11 @@ class ModelBundle:
             batch_size=batch_size,
             device=device,
         )
+
+    def synthetic_window(self) -> npt.NDArray[np.float32]:
+        """One window ``(1, channels, window_len)`` holding each channel's training centre."""
+        center = self.scaler.center.astype(np.float32)
+        return np.repeat(center[None, :, None], self.window_len, axis=2)
 
     def check_channels(self, channels: tuple[str, ...], source: str) -> None:
         """Raise ``BundleError`` unless ``channels`` are this model's, in its order."""
@@ -257,8 +263,7 @@ def _network(source: Path, arch: ArchSpec, stored: dict[str, Any]) -> nn.Module:
 
 def _score_a_window(bundle: ModelBundle, settings: DecisionSettings) -> None:
     """Score one synthetic window (every channel at its centre) and decide it, or refuse."""
-    center = bundle.scaler.center.astype(np.float32)
-    window = np.repeat(center[None, :, None], bundle.window_len, axis=2)  # (1, c, L)
+    window = bundle.synthetic_window()
     try:
         scores = bundle.scorer(batch_size=1).score(window)
         detector = Detector(bundle.threshold, bundle.channels, settings)
