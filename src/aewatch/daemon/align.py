@@ -24,12 +24,34 @@ these rules:
   next output with rows then has ``gap=True``: the caller resets its Window before them.
   One output never spans a gap; rows after it come out of the next :meth:`Aligner.add`.
 * **Late.** A reading whose slot is at or before the last final slot (emitted or given
-  up) is late: counted in ``late`` and dropped. The Aligner trusts reading times, so a
-  reading dated in the future would make the live ones late; the shell stops those with
-  ``decode(..., max_ahead_s=...)``, since only it knows the clock.
+  up) is late: counted in ``late`` and dropped. Without ``clock_tolerance_s`` the Aligner
+  trusts reading times, so a reading dated far ahead would make the live ones late and a
+  clock set back would have every reading late until it caught up; the shell stops
+  readings dated after their arrival with ``decode(..., max_ahead_s=...)``, since only it
+  knows the clock.
+* **Clock steps and outliers.** With ``clock_tolerance_s``, a reading off the asset's
+  time (more than the tolerance, and at least :attr:`Aligner.max_pending_slots` periods,
+  ahead of its newest slot or behind its last final slot) is held, not placed. Held
+  readings agree when each lies within the tolerance of the others; once they cover
+  ``CONFIRM_SLOTS`` distinct slots the asset's clock has stepped, and the output of the
+  reading that confirmed it carries ``clock_step_s`` (the new time less the slot the
+  asset was due next; negative when it went back). Ahead, the held readings are then
+  placed as readings after a silence would be (the gap rules above). Behind, what waits
+  at the old time can never complete: it is given up (``dropped_slots``) and the grid
+  starts afresh at the new time, after a gap, so its rows go back in time. When the
+  asset's time goes on ``CONFIRM_SLOTS`` slots first, or a reading off the time
+  disagrees with the held ones, those were strays: counted in ``outlier`` and dropped.
+  A lone reading far off (a row stamped "now" inside a backfill, an old message
+  replayed) thus moves nothing, and a stream whose jumps all lie within the tolerance
+  comes out exactly as without it. Past an outage longer than the tolerance, rows wait
+  for ``CONFIRM_SLOTS`` slots of the new time before they come out.
+* **Counts.** :attr:`Aligner.drops` adds up the outputs' counts by name (``late``,
+  ``outlier``, ``unknown_channel``, ``invalid``, ``dropped_slots``): one Aligner per
+  asset, so per asset; :attr:`Aligner.clock_steps` counts the steps confirmed.
 * **Memory.** At most :attr:`Aligner.max_pending_slots` slots wait
   (``wait + ceil(max_gap_periods) + 2``, ``wait`` being ``max_late_s`` in periods). A
   reading that opens one more gives up the oldest waiting slot (``dropped_slots``, gap).
+  At most ``CONFIRM_SLOTS`` slots of readings are held off the asset's time.
 * **Rows.** :meth:`Aligner.add_row` emits a complete row in the slot right after the
   last final one, with nothing waiting, at once (the common case of a ``json_multi``
   message); for any other row it changes nothing and the caller adds the readings.
@@ -41,8 +63,10 @@ these rules:
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -54,11 +78,12 @@ import numpy.typing as npt
 from aewatch.daemon.decode import FLOAT32_MAX, Reading
 from aewatch.model.grid import DEFAULT_MAX_GAP_PERIODS
 
-__all__ = ["AlignOutput", "Aligner"]
+__all__ = ["CONFIRM_SLOTS", "AlignOutput", "Aligner"]
 
 _SLOT_EPSILON = 1e-9  # so max_late_s = 0.3 with period_s = 0.1 is 3 periods, not 2
 _MARGIN_SLOTS = 2
 _ROW_ORDERS = 16  # channel orders of add_row remembered
+CONFIRM_SLOTS = 3  # distinct slots of held readings that confirm a clock step
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,8 +94,10 @@ class AlignOutput:
     one period apart. ``values`` is ``(m, channels)`` float32. ``gap`` is True when the
     caller must reset its Window before these rows (never True when ``m == 0``).
     ``late``, ``unknown_channel`` and ``invalid`` count the reading if it was dropped;
+    ``outlier`` counts held readings dropped because the asset's time went on without them;
     ``dropped_slots`` counts waiting slots given up; ``filled`` counts the channel values
-    in ``values`` that were forward-filled.
+    in ``values`` that were forward-filled. ``clock_step_s`` is the size of a clock step
+    this reading confirmed (seconds, negative when the clock went back), else 0.
     """
 
     timestamps: npt.NDArray[np.float64]
@@ -81,6 +108,8 @@ class AlignOutput:
     invalid: int = 0
     dropped_slots: int = 0
     filled: int = 0
+    outlier: int = 0
+    clock_step_s: float = 0.0
 
     def __len__(self) -> int:
         return len(self.timestamps)
@@ -108,7 +137,8 @@ class Aligner:
 
     Raises:
         ValueError: no or repeated channels, a ``period_s`` that is not positive,
-            ``max_gap_periods`` below 1 or a negative ``max_late_s``.
+            ``max_gap_periods`` below 1, a negative ``max_late_s`` or a
+            ``clock_tolerance_s`` that is not positive.
     """
 
     def __init__(
@@ -118,14 +148,34 @@ class Aligner:
         period_s: float,
         max_gap_periods: float = DEFAULT_MAX_GAP_PERIODS,
         max_late_s: float | None = None,
+        clock_tolerance_s: float | None = None,
     ) -> None:
         _check_settings(channels, period_s, max_gap_periods, max_late_s)
+        _check_tolerance(clock_tolerance_s)
         self.channels = tuple(channels)
         self.period_s = period_s
         self.max_gap_periods = max_gap_periods
         self.max_late_s = max_gap_periods * period_s if max_late_s is None else max_late_s
         self._wait_slots = math.floor(self.max_late_s / period_s + _SLOT_EPSILON)
         self.max_pending_slots = self._wait_slots + math.ceil(max_gap_periods) + _MARGIN_SLOTS
+        self.clock_tolerance_s = clock_tolerance_s
+        # Never below what may wait, so no reading the grid could still take is held.
+        self._jump_slots = (
+            None
+            if clock_tolerance_s is None
+            else max(
+                math.floor(clock_tolerance_s / period_s + _SLOT_EPSILON), self.max_pending_slots
+            )
+        )
+        # Readings off the asset's time, held until confirmed or outrun: (slot, column) ->
+        # value in arrival order of the value kept; their slots' range; the asset's newest
+        # slot when the first was held.
+        self._suspect: dict[tuple[int, int], float] = {}
+        self._suspect_slots: set[int] = set()
+        self._suspect_range = (0, 0)
+        self._suspect_since = 0
+        self.drops: Counter[str] = Counter()  # this asset's drops by AlignOutput count name
+        self.clock_steps = 0  # clock steps confirmed
         self._column = _columns(self.channels)  # shared by every Aligner of these channels
         self._orders: dict[tuple[str, ...], tuple[int, ...] | None] | None = None  # add_row
         # Plain lists, not numpy: this runs once per reading, where numpy's per-call cost
@@ -188,9 +238,13 @@ class Aligner:
         slot = self._slot_of(reading)
         if slot is None:
             return self._drain(invalid=1)
+        if self._jump_slots is not None and self._is_off_clock(slot):
+            return self._hold(slot, column, reading.value)
         if self._final_slot is not None and slot <= self._final_slot:
             return self._drain(late=1)
-        return self._drain(dropped=self._insert(slot, column, reading.value))
+        dropped = self._insert(slot, column, reading.value)
+        outliers = self._reject() if self._suspect and self._is_outrun() else 0
+        return self._drain(dropped=dropped, outlier=outliers)
 
     def add_row(
         self, timestamp: float, channels: tuple[str, ...], values: tuple[float, ...]
@@ -221,7 +275,7 @@ class Aligner:
         For a caller that gathers the rows of many assets into one array itself.
         """
         final = self._final_slot
-        if final is None or self._pending or self._staged:
+        if final is None or self._pending or self._staged or self._suspect:
             return None  # the caller adds the readings one by one (add unstages)
         periods = timestamp / self.period_s
         if not (math.isfinite(periods) and round(periods) == final + 1):
@@ -292,6 +346,8 @@ class Aligner:
         n = len(values)
         if self._is_held_back or not n or n > self.max_pending_slots or column in self._staged:
             return None
+        if self._suspect:
+            return None  # each sample may confirm or outrun the held readings
         if self._staged and n != self._staged_count:
             return None
         # Comparisons with NaN are False and raise no warning: NaN values and times fail.
@@ -349,6 +405,7 @@ class Aligner:
         low = min(self._pending)
         rows = [self._pending[slot] for slot in sorted(self._pending) if slot != low]
         self._give_up(low)
+        self.drops["dropped_slots"] += 1
         if not rows:
             return AlignOutput(self._nothing.timestamps, self._nothing.values, dropped_slots=1)
         self._pending.clear()
@@ -416,14 +473,23 @@ class Aligner:
         # is due (the first row waits as if the slot before it were missing): keep that
         # slot at hand instead of draining, and finding it, after every sample.
         lowest = min(self._pending, default=None) if self._final_slot is None else None
+        jump = self._jump_slots
         for slot, value in zip(slots, values[is_valid].tolist(), strict=True):
             if self._is_held_back:
                 outputs.append(self._drain())
+            if jump is not None and self._is_off_clock(slot):
+                outputs.append(self._hold(slot, column, value))
+                lowest = min(self._pending, default=None) if self._final_slot is None else None
+                continue
             final = self._final_slot
             if final is not None and slot <= final:
                 late += 1
                 continue
             dropped = self._insert(slot, column, value)
+            if self._suspect and self._is_outrun():
+                outputs.append(self._drain(dropped=dropped, outlier=self._reject()))
+                lowest = min(self._pending, default=None) if self._final_slot is None else None
+                continue
             if final is None and not dropped:
                 lowest = slot if lowest is None or slot < lowest else lowest
                 newest = self._newest_complete
@@ -508,7 +574,13 @@ class Aligner:
         return dropped
 
     def _drain(
-        self, *, dropped: int = 0, late: int = 0, unknown_channel: int = 0, invalid: int = 0
+        self,
+        *,
+        dropped: int = 0,
+        late: int = 0,
+        unknown_channel: int = 0,
+        invalid: int = 0,
+        outlier: int = 0,
     ) -> AlignOutput:
         """Emit every row that is now final, up to the first gap after a row."""
         slots: list[int] = []
@@ -537,7 +609,9 @@ class Aligner:
             filled += self._emit(slot, values, row)
             slots.append(slot)
             rows.append(values)
-        if not slots and not (dropped or late or unknown_channel or invalid):
+        if dropped or late or unknown_channel or invalid or outlier:
+            self._count_drops(dropped, late, unknown_channel, invalid, outlier)
+        elif not slots:
             return self._nothing
         return AlignOutput(
             np.array(slots, dtype=np.float64) * self.period_s,
@@ -548,7 +622,94 @@ class Aligner:
             invalid=invalid,
             dropped_slots=dropped,
             filled=filled,
+            outlier=outlier,
         )
+
+    def _count_drops(
+        self, dropped: int, late: int, unknown_channel: int, invalid: int, outlier: int
+    ) -> None:
+        drops = self.drops
+        drops["dropped_slots"] += dropped
+        drops["late"] += late
+        drops["unknown_channel"] += unknown_channel
+        drops["invalid"] += invalid
+        drops["outlier"] += outlier
+
+    # -- clock steps and outliers -------------------------------------------------------
+
+    def _is_off_clock(self, slot: int) -> bool:
+        """True when ``slot`` is further from the asset's time than the tolerance."""
+        newest = self._newest_slot
+        if newest is None:
+            return False
+        jump = cast(int, self._jump_slots)
+        if slot > newest + jump:
+            return True
+        final = self._final_slot
+        return final is not None and slot < final - jump
+
+    def _hold(self, slot: int, column: int, value: float) -> AlignOutput:
+        """Hold a reading off the asset's time; confirm a clock step once enough agree."""
+        outliers = 0
+        low, high = self._suspect_range
+        jump = cast(int, self._jump_slots)
+        if self._suspect and not low - jump <= slot <= high + jump:
+            outliers = self._reject()  # a different time again: the old ones were strays
+        if not self._suspect:
+            low = high = slot
+            self._suspect_since = cast(int, self._newest_slot)
+        self._suspect.pop((slot, column), None)  # the later reading wins, in its place
+        self._suspect[(slot, column)] = value
+        self._suspect_slots.add(slot)
+        self._suspect_range = (min(low, slot), max(high, slot))
+        if len(self._suspect_slots) < CONFIRM_SLOTS:
+            return self._drain(outlier=outliers)
+        return self._confirm(outliers)
+
+    def _is_outrun(self) -> bool:
+        """True when the asset's time went on for long enough without the held readings."""
+        return cast(int, self._newest_slot) - self._suspect_since >= CONFIRM_SLOTS
+
+    def _reject(self) -> int:
+        """Drop the held readings as outliers; return how many."""
+        n = len(self._suspect)
+        self._suspect = {}
+        self._suspect_slots = set()
+        return n
+
+    def _confirm(self, outliers: int) -> AlignOutput:
+        """The held readings agree on a new time: the asset's clock stepped; follow it.
+
+        Forward, they go on the grid as readings after a silence would. Backward, nothing
+        waiting at the old time can complete any more: it is given up, and the grid starts
+        afresh (the next rows come after a gap).
+        """
+        held, low = self._suspect, self._suspect_range[0]
+        newest = cast(int, self._newest_slot)
+        self._reject()
+        self.clock_steps += 1
+        dropped = self._restart() if low < newest else 0
+        for (slot, column), value in held.items():
+            dropped += self._insert(slot, column, value)
+        out = self._drain(dropped=dropped, outlier=outliers)
+        return dataclasses.replace(out, clock_step_s=(low - newest - 1) * self.period_s)
+
+    def _restart(self) -> int:
+        """Forget the grid (as a new Aligner, but the next rows follow a gap); return the
+        waiting slots given up."""
+        given_up = len(self._pending)
+        n = len(self.channels)
+        self._pending.clear()
+        self._missing.clear()
+        self._final_slot = None
+        self._newest_complete = None
+        self._newest_slot = None
+        self._newest_seen = [None] * n
+        self._last_real = [None] * n
+        self._held = [math.nan] * n
+        self._is_broken = self._has_emitted
+        self._is_held_back = False
+        return given_up
 
     @cached_property
     def _nothing(self) -> AlignOutput:
@@ -628,6 +789,15 @@ def _counting(n: int) -> npt.NDArray[np.float64]:
 def _columns(channels: tuple[str, ...]) -> dict[str, int]:
     """Channel name -> column, one dict per channel tuple, shared: never change it."""
     return {name: i for i, name in enumerate(channels)}
+
+
+def _check_tolerance(clock_tolerance_s: float | None) -> None:
+    if clock_tolerance_s is not None and not (
+        math.isfinite(clock_tolerance_s) and clock_tolerance_s > 0
+    ):
+        raise ValueError(
+            f"clock_tolerance_s must be a positive number of seconds, got {clock_tolerance_s}"
+        )
 
 
 def _check_settings(
