@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import struct
 import threading
 import time
 
@@ -12,36 +11,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from aewatch.config import BrokerConfig
 from aewatch.daemon.mqtt import Publish, _BufferedSocket, connect, make_client
+from tests.core.test_packets import publish_packet as _publish
 from tests.shell.conftest import Broker
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, value = value & 0x7F, value >> 7
-        out.append(byte | (0x80 if value else 0))
-        if not value:
-            return bytes(out)
-
-
-def _publish(
-    topic: str,
-    payload: bytes,
-    *,
-    qos: int = 0,
-    mid: int = 0,
-    retain: bool = False,
-    properties: bytes | None = None,
-    raw_topic: bytes | None = None,
-) -> bytes:
-    name = topic.encode() if raw_topic is None else raw_topic
-    body = struct.pack("!H", len(name)) + name
-    if qos:
-        body += struct.pack("!H", mid)
-    if properties is not None:
-        body += _varint(len(properties)) + properties
-    body += payload
-    return bytes([0x30 | (qos << 1) | int(retain)]) + _varint(len(body)) + body
 
 
 class _Chunks:
@@ -66,58 +37,14 @@ def _buffered(data: bytes) -> _BufferedSocket:
     return sock
 
 
-def test_parses_mqtt311_publishes_of_qos_0_and_1() -> None:
-    data = (
-        _publish("plant/w1/flow", b"1.5")
-        + _publish("plant/w2/temp", b'{"v": 2}', qos=1, mid=513, retain=True)
-        + _publish("plant/w3/flow", b"x" * 300)  # a two-byte remaining length
-    )
-    sock = _buffered(data)
-    assert sock.take_publishes(is_v5=False) == [
-        Publish("plant/w1/flow", b"1.5", 0, 0, False),
-        Publish("plant/w2/temp", b'{"v": 2}', 1, 513, True),
-        Publish("plant/w3/flow", b"x" * 300, 0, 0, False),
-    ]
-    assert sock.buffered() == 0
-
-
-def test_parses_mqtt5_publishes_and_skips_their_properties() -> None:
-    content_type = b"\x03" + struct.pack("!H", 16) + b"application/json"
-    data = _publish("a/b", b"{}", qos=1, mid=7, properties=content_type) + _publish(
-        "a/c", b"2", properties=b""
-    )
-    sock = _buffered(data)
-    assert sock.take_publishes(is_v5=True) == [
-        Publish("a/b", b"{}", 1, 7, False),
-        Publish("a/c", b"2", 0, 0, False),
-    ]
-
-
-@pytest.mark.parametrize(
-    ("second", "why"),
-    [
-        (_publish("a/b", b"2", qos=2, mid=9), "QoS 2 needs paho's PUBREC/PUBREL exchange"),
-        (b"\xd0\x00", "a PINGRESP is paho's"),
-        (_publish("", b"2", properties=b"\x23\x00\x01"), "a topic alias is paho's"),
-        (_publish("x", b"2", raw_topic=b"\xff\xfe"), "a topic that is not UTF-8"),
-    ],
-)
-def test_stops_at_a_packet_it_leaves_to_paho(second: bytes, why: str) -> None:
-    first = _publish("a/b", b"1", properties=b"")
-    sock = _buffered(first + second + _publish("a/b", b"3", properties=b""))
-    assert [p.payload for p in sock.take_publishes(is_v5=True)] == [b"1"], why
-    assert sock.buffered() == len(second) + len(_publish("a/b", b"3", properties=b""))
-    assert sock.take_publishes(is_v5=True) == [], "it does not skip over the packet"
-
-
-def test_leaves_a_packet_not_buffered_whole() -> None:
-    whole = _publish("a/b", b"1") + _publish("a/b", b"2" * 200)
-    for cut in (1, 2, 4, 150):  # cut inside the second packet
-        sock = _buffered(whole[:-cut] if cut < 150 else whole[: len(whole) - 200 + 50])
-        assert [p.payload for p in sock.take_publishes(is_v5=False)] == [b"1"]
-    sock = _buffered(_publish("a/b", b"1") + b"\x30")  # only the next command byte
-    assert [p.payload for p in sock.take_publishes(is_v5=False)] == [b"1"]
-    assert sock.buffered() == 1
+def test_the_socket_hands_over_what_the_parser_takes_and_keeps_the_rest() -> None:
+    """The parsing itself is tested on bytes alone (tests/core/test_packets.py)."""
+    first, second = _publish("a/b", b"1"), _publish("a/b", b"2", qos=2, mid=9)
+    sock = _buffered(first + second)
+    assert sock.take_publishes(is_v5=False) == [Publish("a/b", b"1", 0, 0, False)]
+    assert sock.buffered() == len(second)
+    assert sock.take_publishes(is_v5=False) == []  # QoS 2 is paho's
+    assert sock.buffered() == len(second)
 
 
 @pytest.mark.parametrize("protocol", ["5", "3.1.1"])

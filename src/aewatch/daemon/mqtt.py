@@ -15,11 +15,10 @@ from __future__ import annotations
 import logging
 import socket
 import ssl
-import struct
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
@@ -28,6 +27,7 @@ from paho.mqtt.properties import Properties
 
 from aewatch.config import BrokerConfig
 from aewatch.daemon.connect_failures import ConnectFailures
+from aewatch.daemon.packets import Publish, parse_publishes, pubacks
 
 __all__ = ["BufferedClient", "Publish", "Will", "connect", "make_client", "read_retained"]
 
@@ -36,22 +36,10 @@ log = logging.getLogger("aewatch.mqtt")
 _QUIET_S = 0.3  # retained messages are done when none came for this long
 _READ_CHUNK = 65536
 _MAX_PACKETS_PER_WAKEUP = 10_000  # then paho's loop gets to write and ping again
-_PUBLISH = 0x30
-_PUBACK = 0x40
-_MAX_LENGTH_BYTES = 4  # MQTT's remaining length takes 1 to 4 bytes
+_PUBACK = 0x40  # paho's queue takes the packet's command byte beside it
 
 # Brokers already warned about, so the daemon's clients (resume, then serve) warn once.
 _warned_insecure: set[str] = set()
-
-
-class Publish(NamedTuple):
-    """One QoS 0 or 1 PUBLISH taken off the wire by :class:`BufferedClient`'s fast path."""
-
-    topic: str
-    payload: bytes
-    qos: int
-    mid: int
-    retain: bool
 
 
 class _BufferedSocket:
@@ -104,49 +92,10 @@ class _BufferedSocket:
         return True
 
     def take_publishes(self, *, is_v5: bool) -> list[Publish]:
-        """Parse the QoS 0/1 PUBLISH packets buffered whole at the head, and consume them.
-
-        Stops at the first packet that is not one (another type, QoS 2, a topic alias,
-        a topic that is not UTF-8, a packet not buffered whole), leaving it for paho's
-        own reader, which also reports any protocol error.
-        """
-        buffer = self._buffer
-        end = len(buffer)
-        position = self._position
-        found: list[Publish] = []
-        while position + 2 <= end:
-            header = buffer[position]
-            qos = (header >> 1) & 3
-            if header & 0xF0 != _PUBLISH or qos == 2:
-                break
-            length, body = _remaining_length(buffer, position + 1, end)
-            if body < 0 or length < 2 or body + length > end:
-                break
-            stop = body + length
-            topic_end = body + 2 + ((buffer[body] << 8) | buffer[body + 1])
-            if topic_end == body + 2 or topic_end > stop:
-                break  # a topic alias, or malformed: paho decides
-            cursor = topic_end
-            mid = 0
-            if qos:
-                if cursor + 2 > stop:
-                    break
-                mid = (buffer[cursor] << 8) | buffer[cursor + 1]
-                cursor += 2
-            if is_v5:
-                properties, cursor = _remaining_length(buffer, cursor, stop)
-                if cursor < 0:
-                    break
-                cursor += properties
-            if cursor > stop:
-                break
-            try:
-                topic = buffer[body + 2 : topic_end].decode()
-            except UnicodeDecodeError:
-                break
-            found.append(Publish(topic, buffer[cursor:stop], qos, mid, bool(header & 1)))
-            position = stop
-        self._position = position
+        """Parse the QoS 0/1 PUBLISH packets buffered whole at the head, and consume them
+        (:func:`~aewatch.daemon.packets.parse_publishes`: it stops at the first packet it
+        leaves to paho's own reader, which also reports any protocol error)."""
+        found, self._position = parse_publishes(self._buffer, self._position, is_v5=is_v5)
         return found
 
     def pending(self) -> int:
@@ -155,19 +104,6 @@ class _BufferedSocket:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._sock, name)
-
-
-def _remaining_length(buffer: bytes, position: int, end: int) -> tuple[int, int]:
-    """MQTT's variable-length integer at ``position``: (value, where it ends), or (0, -1)."""
-    value = 0
-    for i in range(_MAX_LENGTH_BYTES):
-        if position + i >= end:
-            return 0, -1
-        byte = buffer[position + i]
-        value |= (byte & 0x7F) << (7 * i)
-        if not byte & 0x80:
-            return value, position + i + 1
-    return 0, -1
 
 
 class BufferedClient(mqtt.Client):
@@ -294,8 +230,7 @@ class BufferedClient(mqtt.Client):
     def ack_many(self, mids: list[int]) -> None:
         """Acknowledge QoS 1 messages (``manual_ack``): their PUBACKs go out in one write."""
         if mids:
-            packet = b"".join(struct.pack("!BBH", _PUBACK, 2, mid) for mid in mids)
-            self._packet_queue(_PUBACK, packet, 0, 0)
+            self._packet_queue(_PUBACK, pubacks(mids), 0, 0)
 
 
 class Will:
