@@ -146,7 +146,7 @@ def test_take_waits_until_a_put_or_a_wake() -> None:
 
 def test_counts_start_at_zero_for_every_name(bundle: ModelBundle) -> None:
     counts = intake(bundle).counts
-    expected = {"messages", "readings", "unknown_topic", "no_model", "queue_full"}
+    expected = {"messages", "readings", "unknown_topic", "no_model", "bad_asset_name", "queue_full"}
     assert set(counts) == expected | {f"decode_error:{reason}" for reason in DECODE_REASONS}
     assert not any(counts.values())
 

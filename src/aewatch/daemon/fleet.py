@@ -79,7 +79,6 @@ class ServedModel:
             ),
         )
 
-
     def check(self) -> None:
         """Score and decide one synthetic window as this entry will, touching none of its state.
 

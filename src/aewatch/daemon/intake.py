@@ -9,7 +9,15 @@ queue drops the message's readings and counts them. Everything it refuses is cou
 the log.
 
 Counts: ``messages``, ``readings`` (queued), ``unknown_topic``, ``no_model``,
-``decode_error:REASON`` (one per dropped message or part), ``queue_full`` (readings).
+``bad_asset_name``, ``decode_error:REASON`` (one per dropped message or part),
+``queue_full`` (readings).
+
+An asset whose name cannot make a valid output topic is refused here, before anything is
+kept for it (``bad_asset_name``, logged once per name and reason): a name holding MQTT's
+wildcards ``+`` or ``#`` or a NUL, or one that makes an output topic (alert, state or, when
+published, denoised) longer than MQTT's 65 535 bytes in UTF-8. Left in, such an asset
+would fail every publish, or get the daemon disconnected by the broker, and so silence the
+others. Decode errors also count per asset in :class:`AssetErrors`.
 """
 
 from __future__ import annotations
@@ -21,19 +29,23 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
 
-from aewatch.config import Config, InputConfig
+from aewatch.config import Config, InputConfig, OutputConfig
+from aewatch.daemon.asset_errors import AssetErrors, shown_asset
 from aewatch.daemon.decode import DECODE_REASONS, DecodeError, Decoder, Item
 from aewatch.daemon.fleet import Fleet
 
-__all__ = ["Intake", "RateLimitedLog", "ReadingQueue"]
+__all__ = ["MAX_TOPIC_BYTES", "Intake", "RateLimitedLog", "ReadingQueue", "name_refusal"]
 
 _ROUTE_CACHE = 100_000  # topics remembered; the cache is cleared beyond it
 _LOG_EVERY_S = 10.0
+MAX_TOPIC_BYTES = 65_535  # MQTT's limit on a topic name, in UTF-8
+_REFUSED_LOGGED = 1_000  # refused names remembered to log each once; rate-limited beyond
 
 log = logging.getLogger("aewatch.intake")
 
-# asset, channel, and the decoder of its input and model (None: no model serves the asset)
-_Route = tuple[str, str | None, Decoder | None]
+# asset, channel, and the decoder of its input and model (None: no model serves the asset),
+# or, for an asset whose name cannot make an output topic, why (a str)
+_Route = tuple[str, str | None, Decoder | None] | str
 Items = tuple[Item, ...]  # what one queue entry holds
 
 
@@ -131,13 +143,23 @@ class Intake:
         fleet: Fleet,
         queue: ReadingQueue,
         clock: Callable[[], float] = time.time,
+        *,
+        errors: AssetErrors | None = None,
     ) -> None:
         self.config = config
         self.fleet = fleet  # replaced whole on reload; read once per message
         self.queue = queue
         self.clock = clock
+        self.errors = errors or AssetErrors(log)
         self.counts: Counter[str] = Counter(
-            {"messages": 0, "readings": 0, "unknown_topic": 0, "no_model": 0, "queue_full": 0}
+            {
+                "messages": 0,
+                "readings": 0,
+                "unknown_topic": 0,
+                "no_model": 0,
+                "bad_asset_name": 0,
+                "queue_full": 0,
+            }
         )
         for reason in DECODE_REASONS:
             self.counts[f"decode_error:{reason}"] = 0
@@ -145,6 +167,7 @@ class Intake:
         self._routes_from: tuple[Config, Fleet] | None = None  # what the cached routes used
         self._decoders: dict[tuple[int, int], Decoder] = {}  # by input and model
         self._log = RateLimitedLog(log)
+        self._refused_logged: set[tuple[str, str]] = set()
 
     def take(self, topic: str, payload: bytes) -> None:
         """Decode one message and queue its readings; count whatever is refused."""
@@ -188,6 +211,9 @@ class Intake:
             counts["unknown_topic"] += 1
             self._log.warning("unknown_topic", "message on %s matches no input; ignored", topic)
             return None
+        if isinstance(route, str):
+            counts["bad_asset_name"] += 1
+            return None
         asset, channel, decoder = route
         if decoder is None:
             counts["no_model"] += 1
@@ -201,10 +227,14 @@ class Intake:
         try:
             decoded = decoder.decode(payload, asset=asset, channel=channel, arrival_s=arrival_s)
         except DecodeError as err:
-            self._refused(topic, err)
+            self._refused(asset, topic, err)
+            return None
+        except Exception as err:  # a bug in decoding one asset's payload: the others go on
+            counts["internal_error"] += 1
+            self.errors.note(asset, "decode", type(err).__name__, f"{err} (topic {topic})")
             return None
         for part_error in decoded.errors:
-            self._refused(topic, part_error)
+            self._refused(asset, topic, part_error)
         if not decoded.items:
             return None
         return decoded.items, decoded.count
@@ -224,8 +254,9 @@ class Intake:
             topic,
         )
 
-    def _refused(self, topic: str, err: DecodeError) -> None:
+    def _refused(self, asset: str, topic: str, err: DecodeError) -> None:
         self.counts[f"decode_error:{err.reason}"] += 1
+        self.errors.count(asset, "decode")
         self._log.warning(f"decode:{err.reason}", "bad payload on %s: %s", topic, err)
 
     def _route(self, topic: str) -> _Route | None:
@@ -247,12 +278,30 @@ class Intake:
             parts = source.match(topic)
             if parts is not None:
                 asset = parts["asset"]
+                refusal = name_refusal(asset, config.outputs)
+                if refusal is not None:
+                    self._refuse_name(asset, topic, refusal)
+                    return refusal[0]  # not cached: such topics are long and may be many
                 route = (asset, parts.get("channel"), self._decoder(source, asset))
                 break
         if len(self._routes) >= _ROUTE_CACHE:
             self._routes.clear()
         self._routes[topic] = route
         return route
+
+    def _refuse_name(self, asset: str, topic: str, refusal: tuple[str, str]) -> None:
+        """Log a refused asset name once per name and reason (rate-limited past a bound)."""
+        reason, why = refusal
+        message = "asset %s (topic %s) refused: %s; its messages are dropped"
+        args = (shown_asset(asset), shown_asset(topic), why)
+        key = (asset, reason)
+        if key in self._refused_logged:
+            return
+        if len(self._refused_logged) < _REFUSED_LOGGED:
+            self._refused_logged.add(key)
+            log.warning(message, *args)
+        else:
+            self._log.warning(f"bad_asset_name:{reason}", message, *args)
 
     def _decoder(self, source: InputConfig, asset: str) -> Decoder | None:
         """The decoder for ``asset`` on ``source``: one per input and model; None: no model."""
@@ -275,3 +324,33 @@ class Intake:
             max_ahead_s=limits.max_ahead_s,
         )
         return decoder
+
+
+def name_refusal(asset: str, outputs: OutputConfig) -> tuple[str, str] | None:
+    """Why ``asset`` cannot name the output topics, as ``(reason, explanation)``; or None.
+
+    >>> outputs = OutputConfig()
+    >>> name_refusal("well-7", outputs) is None
+    True
+    >>> name_refusal("w+1", outputs)[0], name_refusal("x" * 65_530, outputs)[0]
+    ('wildcard', 'topic_too_long')
+    """
+    if "+" in asset or "#" in asset:
+        return "wildcard", "the name holds '+' or '#', MQTT's wildcards, which no topic may hold"
+    if "\0" in asset:
+        return "nul", "the name holds a NUL character, which no MQTT topic may hold"
+    try:
+        asset.encode("utf-8")
+    except UnicodeEncodeError:
+        return "not_utf8", "the name is not valid UTF-8, which every MQTT topic must be"
+    topics = {"alert": outputs.alert_topic_for(asset), "state": outputs.state_topic_for(asset)}
+    if outputs.denoised:
+        topics["denoised"] = outputs.denoised_topic_for(asset)
+    for kind, topic in topics.items():
+        size = len(topic.encode("utf-8"))
+        if size > MAX_TOPIC_BYTES:
+            return "topic_too_long", (
+                f"its {kind} topic would be {size} bytes, beyond MQTT's {MAX_TOPIC_BYTES}; "
+                "shorten the asset names or outputs.topic_prefix"
+            )
+    return None

@@ -10,7 +10,9 @@ and ``/readyz`` (connected to the broker with models loaded).
 Names follow Prometheus conventions: ``aewatch_`` prefix, base units (seconds), ``_total``
 on counters. Only the three gauges of
 :class:`~aewatch.daemon.asset_gauges.AssetGauges` have an ``asset`` label: one series each
-per tracked asset, so at most ``limits.max_assets``.
+per tracked asset, so at most ``limits.max_assets``; and ``aewatch_asset_errors_total``,
+whose :class:`~aewatch.daemon.asset_errors.AssetErrors` names at most 100 assets and
+counts the rest as ``other``.
 """
 
 from __future__ import annotations
@@ -150,7 +152,17 @@ class DaemonCollector(Collector):
         )
         messages_dropped.add_metric(["unknown_topic"], intake["unknown_topic"])
         messages_dropped.add_metric(["no_model"], intake["no_model"])
+        messages_dropped.add_metric(["bad_asset_name"], intake["bad_asset_name"])
         yield messages_dropped
+        asset_errors = CounterMetricFamily(
+            "aewatch_asset_errors",
+            "Errors that stayed with one asset (its part skipped, the others went on), by "
+            "asset (the first 100, then 'other') and stage.",
+            labels=["asset", "stage"],
+        )
+        for asset, stage, errors in d.asset_errors.counts():
+            asset_errors.add_metric([asset, stage], errors)
+        yield asset_errors
         decode_errors = CounterMetricFamily(
             "aewatch_decode_errors",
             "Payloads or payload parts that could not be decoded, by reason.",

@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -33,7 +33,7 @@ from aewatch.daemon.decode import Item, Reading, Series
 from aewatch.daemon.fleet import Fleet, ServedModel
 from aewatch.model.window import DueWindows, WindowBank
 
-__all__ = ["COUNTS", "Pipeline", "Scored"]
+__all__ = ["COUNTS", "AssetFailure", "Pipeline", "Scored"]
 
 _JITTER_SHARE = 4  # a block may land this fraction of its length off and still continue
 
@@ -51,6 +51,14 @@ COUNTS = (
     "batches",
     "outside_envelope",
 )
+
+
+class AssetFailure(NamedTuple):
+    """One asset whose windows a flush could not score: why (an exception's type and text)."""
+
+    asset: str
+    reason: str
+    detail: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +180,7 @@ class Pipeline:
         self._stale: dict[ServedModel, list[AlertEvent]] = {}  # raised since the last flush
         self._pending = 0
         self._warming = 0
+        self.failures: list[AssetFailure] = []  # assets whose windows the last flush dropped
 
     @property
     def pending(self) -> int:
@@ -333,42 +342,80 @@ class Pipeline:
         """Score every waiting window, one forward pass per model; return the decisions.
 
         Stale alerts raised since the last flush come first, each model's in a ``Scored``
-        of no windows.
+        of no windows. A model whose batch fails is scored again asset by asset, so a
+        failure stays with its asset: that asset's windows are dropped and it is listed in
+        :attr:`failures`, the other assets are scored and decided as usual.
         """
         results = [_events_only(model, events) for model, events in self._stale.items()]
         self._stale.clear()
+        self.failures = []
         for model, waiting in self._waiting.items():
             windows = _joined(waiting.windows)
             ends = _joined(waiting.ends)
             order, assets, bounds = _by_asset(waiting.assets, waiting.sizes)
             if order is not None:
                 windows, ends = windows[order], ends[order]
-            scores = model.scorer.score(windows, reconstruct=self.with_denoised)
-            self.counts["windows"] += len(scores)
-            self.counts["batches"] += 1
-            verdicts = model.detector.decide_many(assets, bounds, ends, scores, windows)
-            self.counts["outside_envelope"] += verdicts.outside_envelope
-            denoised = None
-            if scores.reconstructions is not None:
-                denoised = _newest_rows(model, ends, scores.reconstructions)
-            results.append(
-                Scored(
-                    model,
-                    tuple(assets),
-                    bounds,
-                    ends,
-                    verdicts.scores,
-                    verdicts.cuts,
-                    verdicts.severity,
-                    verdicts.is_firing,
-                    scores.channel_errors,
-                    verdicts.events,
-                    denoised,
-                )
-            )
+            try:
+                results.append(self._score(model, assets, bounds, ends, windows))
+            except Exception:  # one asset's windows must not sink the whole batch
+                results += self._score_apart(model, assets, bounds, ends, windows)
         self._waiting.clear()
         self._pending = 0
         return results
+
+    def _score(
+        self,
+        model: ServedModel,
+        assets: list[str],
+        bounds: npt.NDArray[np.int64],
+        ends: npt.NDArray[np.float64],
+        windows: npt.NDArray[np.float32],
+    ) -> Scored:
+        """One forward pass over ``windows`` and the decisions on them, by asset."""
+        scores = model.scorer.score(windows, reconstruct=self.with_denoised)
+        verdicts = model.detector.decide_many(assets, bounds, ends, scores, windows)
+        self.counts["windows"] += len(scores)
+        self.counts["batches"] += 1
+        self.counts["outside_envelope"] += verdicts.outside_envelope
+        denoised = None
+        if scores.reconstructions is not None:
+            denoised = _newest_rows(model, ends, scores.reconstructions)
+        return Scored(
+            model,
+            tuple(assets),
+            bounds,
+            ends,
+            verdicts.scores,
+            verdicts.cuts,
+            verdicts.severity,
+            verdicts.is_firing,
+            scores.channel_errors,
+            verdicts.events,
+            denoised,
+        )
+
+    def _score_apart(
+        self,
+        model: ServedModel,
+        assets: list[str],
+        bounds: npt.NDArray[np.int64],
+        ends: npt.NDArray[np.float64],
+        windows: npt.NDArray[np.float32],
+    ) -> list[Scored]:
+        """After ``model``'s batch failed: each asset on its own; note those that fail.
+
+        A failure inside the decisions may have left the assets decided before it one
+        step on: they see these windows a second time, which beats losing every asset.
+        """
+        out = []
+        for g, asset in enumerate(assets):
+            mine = slice(int(bounds[g]), int(bounds[g + 1]))
+            one = np.array([0, mine.stop - mine.start], dtype=np.int64)
+            try:
+                out.append(self._score(model, [asset], one, ends[mine], windows[mine]))
+            except Exception as err:
+                self.failures.append(AssetFailure(asset, type(err).__name__, str(err)))
+        return out
 
     def restore_alert(
         self,

@@ -29,7 +29,9 @@ from typing import Any
 import paho.mqtt.client as mqtt
 
 from aewatch.config import Config, load_config
+from aewatch.core.alerts import AlertEvent
 from aewatch.daemon import messages
+from aewatch.daemon.asset_errors import AssetErrors
 from aewatch.daemon.asset_gauges import AssetGauges
 from aewatch.daemon.fleet import Fleet, ServedModel, load_fleet
 from aewatch.daemon.intake import Intake, RateLimitedLog, ReadingQueue
@@ -78,7 +80,8 @@ class Daemon:
         )
         limits = config.limits
         self.queue = ReadingQueue(limits.queue_size)
-        self.intake = Intake(config, self.fleet, self.queue)
+        self.asset_errors = AssetErrors(log)  # aewatch_asset_errors_total{asset,stage}
+        self.intake = Intake(config, self.fleet, self.queue, errors=self.asset_errors)
         self.pipeline = Pipeline(
             self.fleet,
             max_assets=limits.max_assets,
@@ -361,6 +364,8 @@ class Daemon:
     def _flush(self) -> None:
         started = time.monotonic()
         results = self.pipeline.flush()
+        for failed in self.pipeline.failures:
+            self.asset_errors.note(failed.asset, "score", failed.reason, failed.detail)
         done = time.monotonic()
         self.inference_s.observe([done - started])
         if any(len(scored.end_timestamps) for scored in results):
@@ -426,53 +431,73 @@ class Daemon:
         )
 
     def _publish(self, results: list[Scored]) -> None:
-        outputs = self.config.outputs
+        """Publish every event and denoised signal; a failure stays with its asset."""
         for scored in results:
             model = scored.model
             self.asset_gauges.note(scored)
             for event in scored.events:
-                self.counts[f"alerts_{event.state}"] += 1
-                if event.state == "raised":
-                    self._active[event.asset] = event.alert_id
-                else:
-                    self._active.pop(event.asset, None)
-                alert = messages.alert_message(event, model=model.name, model_version=model.version)
-                state = messages.state_message(event, model=model.name, model_version=model.version)
-                log.info(
-                    "alert %s %s: %s on %s, severity %.3g (window error %.4g over %.4g)",
-                    event.state,
-                    event.alert_id,
-                    event.kind,
-                    ", ".join(f.channel for f in event.findings)
-                    or (event.contributions[0][0] if event.contributions else "-"),
-                    event.severity,
-                    event.peak_score,
-                    event.threshold,
-                )
-                self._send(outputs.alert_topic_for(event.asset), messages.encode(alert))
-                self._send(
-                    outputs.state_topic_for(event.asset), messages.encode(state), retain=True
-                )
+                try:
+                    self._publish_event(model, event)
+                except Exception as err:  # one asset's outputs must not skip the others'
+                    self.asset_errors.note(event.asset, "publish", type(err).__name__, str(err))
             if scored.denoised is not None:
                 for one in scored.per_asset():
-                    assert one.denoised is not None
-                    (asset,), (times, values) = one.assets, one.denoised
-                    body = messages.denoised_message(
-                        asset,
-                        model=model.name,
-                        model_version=model.version,
-                        channels=model.bundle.channels,
-                        timestamps=times,
-                        values=values,
-                    )
-                    self._send(outputs.denoised_topic_for(asset), messages.encode(body))
+                    try:
+                        self._publish_denoised(one)
+                    except Exception as err:
+                        reason = type(err).__name__
+                        self.asset_errors.note(one.assets[0], "publish", reason, str(err))
 
-    def _send(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
+    def _publish_event(self, model: ServedModel, event: AlertEvent) -> None:
+        outputs = self.config.outputs
+        self.counts[f"alerts_{event.state}"] += 1
+        if event.state == "raised":
+            self._active[event.asset] = event.alert_id
+        else:
+            self._active.pop(event.asset, None)
+        alert = messages.alert_message(event, model=model.name, model_version=model.version)
+        state = messages.state_message(event, model=model.name, model_version=model.version)
+        log.info(
+            "alert %s %s: %s on %s, severity %.3g (window error %.4g over %.4g)",
+            event.state,
+            event.alert_id,
+            event.kind,
+            ", ".join(f.channel for f in event.findings)
+            or (event.contributions[0][0] if event.contributions else "-"),
+            event.severity,
+            event.peak_score,
+            event.threshold,
+        )
+        self._send(event.asset, outputs.alert_topic_for(event.asset), messages.encode(alert))
+        self._send(
+            event.asset,
+            outputs.state_topic_for(event.asset),
+            messages.encode(state),
+            retain=True,
+        )
+
+    def _publish_denoised(self, one: Scored) -> None:
+        """The reconstructed signal of one asset's windows (``one`` holds one asset)."""
+        assert one.denoised is not None
+        model = one.model
+        (asset,), (times, values) = one.assets, one.denoised
+        body = messages.denoised_message(
+            asset,
+            model=model.name,
+            model_version=model.version,
+            channels=model.bundle.channels,
+            timestamps=times,
+            values=values,
+        )
+        self._send(asset, self.config.outputs.denoised_topic_for(asset), messages.encode(body))
+
+    def _send(self, asset: str, topic: str, payload: bytes, *, retain: bool = False) -> None:
         info = self.client.publish(topic, payload, qos=self.config.outputs.qos, retain=retain)
         if info.rc in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
             self.counts["published"] += 1  # queued by paho; sent when connected
         else:
             self.counts["publish_failed"] += 1
+            self.asset_errors.count(asset, "publish")
             self._log.warning(
                 "publish", "could not publish on %s: %s", topic, mqtt.error_string(info.rc)
             )
