@@ -2,17 +2,40 @@
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
-STAMP  := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 DEMO   ?= demo-out
+# The PyTorch wheel and where pip takes it from. The default is what works on the project's
+# machines (a CPU build from pip's configured index). On a Linux machine with internet, plain
+# PyPI serves the multi-GB CUDA build; PyTorch's own CPU index serves the CPU one:
+#   make demo TORCH_INDEX=https://download.pytorch.org/whl/cpu
+TORCH       ?= torch==2.13.0
+TORCH_INDEX ?=
+# Two stamps, each named after pyproject.toml's checksum, so a second run does nothing and an
+# edited pyproject.toml installs again: what the demo runs, then the test tools on top.
+CKSUM   := $(shell cksum < pyproject.toml | cut -d' ' -f1)
+RUNTIME := $(VENV)/.runtime-$(CKSUM)
+TOOLS   := $(VENV)/.test-tools-$(CKSUM)
 
-.PHONY: setup test lint typecheck unit demo bench clean
+.PHONY: setup setup-test test lint typecheck unit demo bench clean
 
-setup: $(STAMP)
+setup: $(RUNTIME)
 
-$(STAMP): pyproject.toml
-	# The broker tests run a real mosquitto; install it where the machine lacks it.
+setup-test: $(TOOLS)
+
+# The demo: the venv, torch, aewatch with its runtime dependencies, and mosquitto (the demo
+# starts a private broker; the broker tests use it too).
+$(RUNTIME): pyproject.toml
 	command -v mosquitto >/dev/null || test -x /usr/sbin/mosquitto || \
 		{ apt-get update -qq && apt-get install -y -qq mosquitto; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# Exactly this torch, first: a looser spec may pull a multi-GB CUDA build.
+	$(PY) -m pip install --quiet$(if $(TORCH_INDEX), --index-url $(TORCH_INDEX)) '$(TORCH)'
+	$(PY) -m pip install --quiet -e .
+	rm -f $(VENV)/.runtime-* $(VENV)/.installed-*
+	touch $@
+
+# The tests, lint and type checks: the dev extras and the tools the shell tests run.
+$(TOOLS): $(RUNTIME)
 	# `promtool check metrics` and `check rules` come with Debian's prometheus package.
 	command -v promtool >/dev/null || \
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
@@ -24,22 +47,18 @@ $(STAMP): pyproject.toml
 	command -v shellcheck >/dev/null || \
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 		  apt-get install -y -qq --no-install-recommends shellcheck; }
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	# Exactly this torch: a CPU build; a looser spec may pull a multi-GB CUDA build.
-	$(PY) -m pip install --quiet torch==2.13.0
 	$(PY) -m pip install --quiet -e '.[dev]'
-	rm -f $(VENV)/.installed-*
+	rm -f $(VENV)/.test-tools-*
 	touch $@
 
-lint: setup
+lint: setup-test
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-typecheck: setup
+typecheck: setup-test
 	$(VENV)/bin/mypy
 
-unit: setup
+unit: setup-test
 	$(VENV)/bin/pytest -q
 
 test: lint typecheck unit
