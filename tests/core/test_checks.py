@@ -279,3 +279,34 @@ def test_the_core_imports_no_torch_paho_pydantic_or_safetensors() -> None:
     assert loaded == "[]"
     for name in ("alerts", "checks", "detector", "threshold"):
         assert f"'aewatch.core.{name}'" in core_modules
+
+
+def test_checks_that_do_not_run_report_nothing(checks: ChannelChecks) -> None:
+    rows = _plant(np.random.default_rng(16), 40_000)
+    level = ResidualModel.level([rows[:20_000]])
+    assert np.allclose(level.noise, NOISE, rtol=0.1)  # white noise: the sample-to-sample spread
+    only = calibrate_checks(
+        level,
+        [rows[20_000:]],
+        [rows],
+        period_s=PERIOD_S,
+        hop=1,
+        false_alerts_per_day=0.5,
+        stuck_s=60.0,
+        range_margin=0.25,
+        kinds=("stuck",),
+    )
+    assert only.kinds == ("stuck",) and only.spike_limit is None
+    again = ChannelChecks.from_json(only.to_json())
+    assert again.kinds == ("stuck",)
+    day = _plant(np.random.default_rng(17), 3000)
+    day[1000:, 0] += checks.high[0] - checks.low[0]  # far outside the envelope: range would raise
+    day[2000:, 2] = day[1999, 2]  # frozen
+    row, kind, channel = _first_flag(again, day)
+    assert (kind, channel) == ("stuck", 2)
+    assert row is not None and 2000 <= row <= 2000 + again.stuck_after[2] + 1
+    legacy = checks.to_json()
+    del legacy["kinds"]
+    assert ChannelChecks.from_json(legacy).kinds == CHECK_KINDS
+    with pytest.raises(ValueError, match="kinds"):
+        ChannelChecks.from_json({**legacy, "kinds": ["stuck", "hunch"]})

@@ -15,6 +15,7 @@ from aewatch.cli import main
 from aewatch.model.bundle import ModelBundle
 from aewatch.model.calibrate import recalibrate_bundle
 from aewatch.model.dataset import read_table
+from aewatch.model.offline import score_table
 
 FPR = 0.01  # the model's: its 711 calibration windows give a stable chi2 fit
 HOURS, PERIOD_S = 48, 60
@@ -199,3 +200,32 @@ def test_a_long_enough_history_recalibrates_the_channel_checks(
     whp = 1  # the channels: flow_kg_s, whp_bar, wht_c, vibration_mm_s
     assert new[whp] > 1.5 * old[whp]
     assert new[0] == pytest.approx(old[0], rel=0.3)
+
+
+def test_a_short_history_keeps_the_stuck_check(
+    plant: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two days at 60 s hold about 700 held-out samples: too few to calibrate the shift,
+    noise, range and spikes limits, enough for a stuck transmitter, which needs none."""
+    model = tmp_path / "short.aew"
+    _ok("train", "--data", str(plant["history"]), "--out", str(model), "--fpr", str(FPR))
+    printed = capsys.readouterr().out
+    assert "checks   stuck only (after " in printed
+    assert "calibrating the other checks' limits takes 2000" in printed
+    bundle = ModelBundle.load(model)
+    assert bundle.decision["checks"]["kinds"] == ["stuck"]
+    frame = pd.read_csv(plant["history"]).tail(360).reset_index(drop=True)
+    frame.loc[120:, "whp_bar"] = frame.loc[119, "whp_bar"]  # the transmitter freezes
+    frozen = tmp_path / "frozen.csv"
+    frame.to_csv(frozen, index=False)
+    events = score_table(bundle, read_table(frozen)).events
+    raised = [e for e in events if e.state == "raised"]
+    assert [(e.kind, e.findings[0].channel) for e in raised] == [("stuck", "whp_bar")]
+    start = read_table(frozen).timestamps[120]
+    assert 0 < raised[0].at - start <= 2 * 3600  # within the history's longest still run x 2
+    # Recalibrated, the checks stay the stuck check alone.
+    capsys.readouterr()
+    target = tmp_path / "again.aew"
+    _ok("calibrate", "--model", str(model), "--data", str(plant["history"]), "--out", str(target))
+    assert "checks    stuck only, recalibrated on this history" in capsys.readouterr().out
+    assert ModelBundle.load(target).decision["checks"]["kinds"] == ["stuck"]

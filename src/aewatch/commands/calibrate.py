@@ -101,7 +101,9 @@ def _print_summary(result: Recalibration, source: Path, target: Path) -> None:
             "model was trained"
         )
     checks = new.decision.get("checks")
-    if checks and counts.get("checks_recalibrated"):
+    if checks and counts.get("checks_recalibrated") and checks.get("kinds") == ["stuck"]:
+        print("checks    stuck only, recalibrated on this history (its longest still runs)")
+    elif checks and counts.get("checks_recalibrated"):
         noise = ", ".join(
             f"{name} {level:.3g}"
             for name, level in zip(new.channels, checks["model"]["noise"], strict=True)

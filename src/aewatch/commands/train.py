@@ -275,6 +275,8 @@ def checks_line(checks: dict[str, Any] | None, channels: tuple[str, ...], period
     if not checks:
         return "checks   off: the window error alone decides"
     stuck_s = min(checks["stuck_after"]) * period_s
+    if checks.get("kinds", ["shift"]) == ["stuck"]:
+        return f"checks   stuck only (after {stuck_s:g} s or more) on {len(channels)} channels"
     noise = ", ".join(
         f"{name} {level:.3g}"
         for name, level in zip(channels, checks["model"]["noise"], strict=True)
@@ -399,11 +401,13 @@ def run(args: argparse.Namespace) -> int:
         "error alone"
     )
     print(false_alerts_line(outcome.false_alerts, settings.false_alerts_per_day))
-    print(
-        checks_line(bundle.decision.get("checks"), bundle.channels, bundle.period_s)
-        if bundle.decision.get("checks")
-        else f"checks   {outcome.checks_note}"
-    )
+    checks = bundle.decision.get("checks")
+    line = checks_line(checks, bundle.channels, bundle.period_s)
+    if not checks:
+        line = f"checks   {outcome.checks_note}"
+    elif outcome.checks_note:  # some checks are off: say why
+        line += f": {outcome.checks_note.removeprefix('stuck only: ')}"
+    print(line)
     if caught is not None:
         print("\n".join(detectability_lines(caught)))
     print(f"report   {index}")

@@ -28,9 +28,9 @@ means "at the limit"):
     (15 minutes) and never passes its limit; the limit is at least 2 (about three spikes
     within a quarter of an hour) and ``margin`` × the highest count on the normal
     history, so a channel whose healthy history has glitches needs more of them. The
-    check lets go one half-life after the count was last at its limit. A spike is judged when the sample after
-    it arrives; one without both neighbours in its window (the first of a window that
-    does not overlap the one before) is not judged.
+    check lets go one half-life after the count was last at its limit. A spike is judged
+    when the sample after it arrives; one without both neighbours in its window (the first
+    of a window that does not overlap the one before) is not judged.
 
 ``ChannelMonitor`` keeps the statistics of many assets in arrays (one row per asset) and
 updates the assets' windows of one flush together.
@@ -75,6 +75,7 @@ _SIEGMUND = 1.166
 SPIKE_LEVEL = 6.0  # a spike stands this many normal spreads above both its neighbours
 _SPIKE_HALFLIFE_S = 900.0
 _MIN_SPIKE_LIMIT = 2.0  # about three spikes within a half-life
+_OFF_LIMIT = 1e300  # the limit of a check that does not run: finite, so JSON holds it
 _SPIKE_FLOOR = 0.1  # of the residual's noise level: the least spike unit (a still channel)
 _MAX_CORRELATION = 0.9  # Siegmund's correction of the limit for the overshoot
 
@@ -108,6 +109,7 @@ class ChannelChecks:
     spike_limit: npt.NDArray[np.float64] | None = None
     spike_level: float = SPIKE_LEVEL
     spike_halflife: float = 180.0
+    kinds: tuple[str, ...] = CHECK_KINDS  # the checks that run; the others report 0
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON for the bundle's metadata."""
@@ -123,6 +125,7 @@ class ChannelChecks:
             "spike_limit": None if self.spike_limit is None else self.spike_limit.tolist(),
             "spike_level": self.spike_level,
             "spike_halflife": self.spike_halflife,
+            "kinds": list(self.kinds),
         }
 
     @classmethod
@@ -155,6 +158,13 @@ class ChannelChecks:
         spike_halflife = float(obj.get("spike_halflife", 180.0))
         if not (spike_level > 0 and spike_halflife >= 1):
             raise ValueError("checks: spike_level must be > 0 and spike_halflife >= 1 sample")
+        kinds = obj.get("kinds", CHECK_KINDS)
+        if (
+            not isinstance(kinds, list | tuple)
+            or not kinds
+            or any(k not in CHECK_KINDS for k in kinds)
+        ):
+            raise ValueError(f"checks: kinds must be a non-empty list of {', '.join(CHECK_KINDS)}")
         return cls(
             model,
             hop=hop,
@@ -166,6 +176,7 @@ class ChannelChecks:
             spike_limit=spike_limit,
             spike_level=spike_level,
             spike_halflife=spike_halflife,
+            kinds=tuple(str(k) for k in kinds),
             **arrays,
         )
 
@@ -238,6 +249,7 @@ class ChannelMonitor:
         # latched, the latest spike and the mean of its neighbours
         self._state = np.zeros((0, _STATE_ROWS, c))
         self._still = np.zeros((0, c))
+        self._off = [i for i, kind in enumerate(CHECK_KINDS) if kind not in checks.kinds]
 
     def slot(self, asset: str) -> int:
         """The row of ``asset``'s statistics (a fresh one starts from zero)."""
@@ -342,6 +354,8 @@ class ChannelMonitor:
                 self._fold_turn(rows[picked[turn]], picked[turn], samples)
         for row, windows_left in leftovers:
             self._fold_sequence(row, windows_left, samples)
+        if self._off:
+            samples.ratios[:, self._off] = 0.0
         return Observation(
             samples.ratios,
             x[:, -1],
@@ -667,6 +681,7 @@ def calibrate_checks(
     k: float = 1.0,
     k_spread: float = 1.0,
     clip: float = 6.0,
+    kinds: tuple[str, ...] = CHECK_KINDS,
 ) -> ChannelChecks:
     """Limits for ``model``'s checks from normal data the network did not train on.
 
@@ -678,7 +693,8 @@ def calibrate_checks(
     and limit (they need no prediction, so the training rows are as honest a sample of
     them as the held-out ones); ``limits`` maps a
     channel index to physical (low, high) limits that replace its envelope (None: that
-    side keeps the envelope's).
+    side keeps the envelope's). Only ``kinds`` run: the limits of the others are set
+    where nothing reaches them.
     """
     c = model.channels
     samples_per_day = 86_400.0 / period_s
@@ -709,22 +725,25 @@ def calibrate_checks(
     least = max(math.ceil(stuck_s / period_s), _MIN_STUCK_SAMPLES)
     spike_halflife = max(_SPIKE_HALFLIFE_S / period_s, 1.0)
     spike_unit, spike_seen = _spikes_seen(normal, _SPIKE_FLOOR * model.noise, spike_halflife)
+    off = np.full(c, _OFF_LIMIT)
+    is_on = {kind: kind in kinds for kind in CHECK_KINDS}
     return ChannelChecks(
         model,
-        shift_limit=np.maximum(shift_theory, margin * shift_seen),
-        noise_limit=np.maximum(noise_theory, margin * noise_seen),
+        shift_limit=np.maximum(shift_theory, margin * shift_seen) if is_on["shift"] else off,
+        noise_limit=np.maximum(noise_theory, margin * noise_seen) if is_on["noise"] else off,
         stuck_tolerance=tolerance,
-        stuck_after=np.maximum(float(least), 2.0 * longest + 1.0),
-        low=low,
-        high=high,
+        stuck_after=np.maximum(float(least), 2.0 * longest + 1.0) if is_on["stuck"] else off,
+        low=low if is_on["range"] else -off,
+        high=high if is_on["range"] else off,
         hop=hop,
         k=k,
         k_spread=k_spread,
         clip=clip,
         shift_scale=shift_scale,
-        spike_unit=spike_unit,
-        spike_limit=np.maximum(_MIN_SPIKE_LIMIT, margin * spike_seen),
+        spike_unit=spike_unit if is_on["spikes"] else None,
+        spike_limit=np.maximum(_MIN_SPIKE_LIMIT, margin * spike_seen) if is_on["spikes"] else None,
         spike_halflife=spike_halflife,
+        kinds=tuple(kind for kind in CHECK_KINDS if is_on[kind]),
     )
 
 

@@ -115,6 +115,32 @@ class ResidualModel:
         model = cls(lags, center, scale, weights, bias, np.ones(c))
         return model.with_noise_from(blocks)
 
+    @classmethod
+    def level(cls, blocks: list[npt.NDArray[np.floating]]) -> Self:
+        """Each channel predicted by its history's median alone (no other channel, no
+        past): the stand-in where the history is too short to fit predictions, for the
+        checks that need none (a stuck transmitter). Its noise level is the channel's
+        sample-to-sample spread (the robust spread of its first differences over √2).
+
+        Raises:
+            ValueError: no block with two rows or more.
+        """
+        rows = [np.asarray(b, dtype=np.float64) for b in blocks]
+        moves = [np.diff(b, axis=0) for b in rows if len(b) > 1]
+        if not moves:
+            raise ValueError("the level model needs a block of two rows or more")
+        every = np.concatenate(rows)
+        c = every.shape[1]
+        center = np.median(every, axis=0)
+        spread = np.percentile(every, 99, axis=0) - np.percentile(every, 1, axis=0)
+        scale = np.where(spread > 0, spread / 4.0, 1.0)
+        d = np.concatenate(moves)
+        mad = np.median(np.abs(d - np.median(d, axis=0)), axis=0) * _MAD_TO_SD
+        noise = np.where(mad > 0, mad, d.std(axis=0)) / np.sqrt(2.0)
+        noise = np.maximum(noise, _MIN_NOISE * scale)
+        weights = np.zeros((c, c * (2 + len(_KNOTS))))
+        return cls(1, center, scale, weights, np.zeros(c), noise)
+
     def with_noise_from(self, blocks: list[npt.NDArray[np.floating]]) -> Self:
         """The same predictor with each channel's noise level measured on ``blocks``."""
         residuals = self.residuals(blocks)

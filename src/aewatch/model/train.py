@@ -60,6 +60,7 @@ __all__ = [
 # Held-out samples the channel checks need: their limits are the highest values the
 # statistics reach there (times a margin), which a few hundred samples do not pin down.
 MIN_CHECK_SAMPLES = 2000
+_STUCK_ONLY = ("stuck",)  # the checks of a history too short for the others
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +117,7 @@ class TrainOutcome:
     example_windows: npt.NDArray[np.float32]  # (k, channels, length) held-out normal
     example_reconstructions: npt.NDArray[np.float32]  # (k, channels, length)
     counts: dict[str, int]
-    checks_note: str = ""  # why the channel checks are off, when they are
+    checks_note: str = ""  # why some or all of the channel checks are off, when they are
     # The held-out normal history, contiguous blocks (m, channels) on the grid, oldest
     # first: what calibrated the threshold and the checks.
     held_out_rows: tuple[npt.NDArray[np.float32], ...] = ()
@@ -242,9 +243,12 @@ def recalibrated_checks(
 ) -> ChannelChecks | None:
     """``checks`` with each channel's noise level and every limit measured on ``blocks``
     (normal history the predictions were not fitted on), as training calibrates them;
-    None when ``blocks`` hold fewer than ``MIN_CHECK_SAMPLES`` samples."""
+    None when ``blocks`` hold fewer than ``MIN_CHECK_SAMPLES`` samples. Checks trained
+    on a short history (``stuck`` alone) stay ``stuck`` alone, on ``blocks``."""
     if sum(len(b) for b in blocks) < MIN_CHECK_SAMPLES:
         return None
+    if checks.kinds == _STUCK_ONLY:
+        return _stuck_only(blocks, period_s, settings, channels)
     model = checks.model.with_noise_from(blocks)
     return _calibrated_checks(
         model,
@@ -429,18 +433,22 @@ def _checks(
     """Residual model fitted on the training rows, its checks calibrated on held-out rows.
 
     The limits come from what the residuals do on the held-out rows, so these need at
-    least ``MIN_CHECK_SAMPLES``; with fewer the checks are off (``None``) and the note
-    says why. A short history gets fewer lags (each channel's prediction needs about
-    twice as many samples as it has weights).
+    least ``MIN_CHECK_SAMPLES``; with fewer only the ``stuck`` check runs (it needs no
+    prediction and no limit from held-out data: its time is set by the history's longest
+    still run) and the note says why. A short history gets fewer lags (each channel's
+    prediction needs about twice as many samples as it has weights).
     """
     if held_out_samples < MIN_CHECK_SAMPLES:
         need_h = MIN_CHECK_SAMPLES / settings.calibration_fraction * period_s / 3600.0
-        return None, (
-            f"off: the held-out part of the history holds {held_out_samples} samples and "
-            f"calibrating the checks' limits takes {MIN_CHECK_SAMPLES}; train on about "
-            f"{need_h:.3g} h of normal history or more to turn them on. The window error "
-            "alone decides"
+        why = (
+            f"the held-out part of the history holds {held_out_samples} samples and "
+            f"calibrating the other checks' limits takes {MIN_CHECK_SAMPLES}; train on about "
+            f"{need_h:.3g} h of normal history or more to turn them on"
         )
+        checks = _stuck_only(train_rows + held_out, period_s, settings, channels)
+        if checks is None:
+            return None, f"off: {why}. The window error alone decides"
+        return checks, f"stuck only: {why}"
     for lags in range(min(settings.lags, settings.window_len - 1), 0, -1):
         try:
             model = ResidualModel.fit(train_rows, lags).with_noise_from(held_out)
@@ -460,6 +468,32 @@ def _checks(
         channels=channels,
     )
     return checks, ""
+
+
+def _stuck_only(
+    blocks: list[npt.NDArray[np.float32]],
+    period_s: float,
+    settings: TrainSettings,
+    channels: Sequence[str],
+) -> ChannelChecks | None:
+    """The ``stuck`` check alone, on each channel's level and sample-to-sample spread
+    (``ResidualModel.level``); None when no block holds two rows."""
+    try:
+        model = ResidualModel.level(blocks)
+    except ValueError:
+        return None
+    return calibrate_checks(
+        model,
+        blocks,
+        blocks,
+        period_s=period_s,
+        hop=settings.hop,
+        false_alerts_per_day=settings.false_alerts_per_day,
+        stuck_s=settings.stuck_s,
+        range_margin=settings.range_margin,
+        limits=channel_limits(settings.limits, channels),
+        kinds=_STUCK_ONLY,
+    )
 
 
 def _calibrated_checks(
