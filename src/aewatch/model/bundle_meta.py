@@ -285,10 +285,13 @@ class Fields:
             self.numbers("decision.adaptation.seed", len(seed))
         checks = self.mapping("decision.checks")
         for value in _numbers_in(decision):
-            # float32 is what the checks compute in: a finite number beyond it overflows.
-            is_nan = isinstance(value, float) and math.isnan(value)
-            if is_nan or (abs(value) != math.inf and abs(value) > _FLOAT32_MAX):
-                self.refuse("decision", value, "is not a number the decision stages can use")
+            if isinstance(value, float) and math.isnan(value):
+                self.refuse("decision", value, "must hold no NaN")
+        # The residual model predicts in float32: a finite number beyond it would overflow.
+        # (Elsewhere a huge finite number is fine: 1e300 is the limit of a check turned off.)
+        for value in _numbers_in(checks.get("model")):
+            if abs(value) != math.inf and abs(value) > _FLOAT32_MAX:
+                self.refuse("decision.checks.model", value, "must hold float32 numbers")
         try:
             settings = DecisionSettings.from_json(decision)
         except (LookupError, TypeError, ValueError, OverflowError) as err:
