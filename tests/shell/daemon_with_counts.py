@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import aewatch.cli
-import aewatch.commands.run
+import aewatch.daemon.service
 from aewatch.daemon.service import Daemon
 
 __all__ = ["main"]
@@ -53,7 +53,8 @@ def main(argv: list[str]) -> int:
             while not self._is_stopped.wait(_EVERY_S):
                 _write(self, counts_file)
 
-    aewatch.commands.run.Daemon = CountingDaemon  # type: ignore[attr-defined]
+    # `aewatch run` imports Daemon from the service module once its signal handlers are in.
+    aewatch.daemon.service.Daemon = CountingDaemon  # type: ignore[misc]
     aewatch.cli._parser()  # imports every command now, before the go-ahead
     if not sys.stdin.readline():  # stdin closed without one
         return 1
