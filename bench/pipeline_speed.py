@@ -8,7 +8,7 @@ or one 100-sample ``float32_le`` message per channel) through
 :meth:`~aewatch.daemon.intake.Intake.take_many` and
 :meth:`~aewatch.daemon.pipeline.Pipeline.ingest` / ``flush`` in batches as the daemon's
 network thread and worker see them in a flood, and prints µs of one core per reading
-(median of ``--repeats``). This isolates the core's share of ``bench/throughput.py``'s
+(median of ``--repeats``). This isolates the core's share of ``bench/throughput/run.py``'s
 figures; ``--profile`` prints where the time goes.
 """
 

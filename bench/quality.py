@@ -59,7 +59,7 @@ from quality_single import single_channel_case
 import aewatch
 from aewatch.cli import main as aewatch_main
 from aewatch.commands import demo
-from aewatch.commands.demo_tally import Tally, fault_spans
+from aewatch.commands.demo.tally import Tally, fault_spans
 from aewatch.commands.score import load_for_model
 from aewatch.model.bundle import ModelBundle
 from aewatch.model.dataset import Table

@@ -47,8 +47,9 @@ _RULES = (
     "**TEP.** Each file scored on its own. Detection = share of rows 161-960 whose alert "
     "state is on; false rate = that share over all of d00_te, and over rows 1-160 of the "
     "fault files (pooled). The mean leaves out faults 3, 9 and 15.",
-    "**Demo day.** The demo's own offline steps and its own tally (`demo_tally.Tally`: a "
-    "fault is a run of labelled rows, detected when an alert is on during it, no grace).",
+    "**Demo day.** The demo's own offline steps and its own tally (`Tally` in "
+    "`commands/demo/tally.py`: a fault is a run of labelled rows, detected when an alert is "
+    "on during it, no grace).",
     "**One channel alone.** Each channel of the simulated well and pump trained and scored "
     "on its own (same week and day as cases 1-2, the seven sensor fault kinds on that "
     "channel; `bench/quality_single.py`). Judged: spikes, stuck, noise and oscillation, "

@@ -1,6 +1,6 @@
-"""The reference subscribers of ``bench/throughput.py``, each in its own process.
+"""The reference subscribers of ``bench/throughput/run.py``, each in its own process.
 
-    python bench/throughput_consumers.py KIND --port PORT --topic FILTER --qos Q [...]
+    python bench/throughput/consumers.py KIND --port PORT --topic FILTER --qos Q [...]
 
 ``KIND`` is one of:
 

@@ -1,10 +1,10 @@
-"""The processes ``bench/throughput.py`` measures and drives, each one its own process.
+"""The processes ``bench/throughput/run.py`` measures and drives, each one its own process.
 
 :class:`Broker` is a private mosquitto (loopback, free port, no queue limits) stopped by
 its PID. A :class:`Contender` is a subscriber under test: :class:`Daemon` runs
 ``python -m aewatch run --config FILE`` with a config written for the case and reads its
-counts from ``/metrics``; :class:`Script` runs one of ``throughput_consumers.py`` and reads
-its JSON reports. :class:`Publisher` runs ``throughput_publisher.py`` on one plan. CPU
+counts from ``/metrics``; :class:`Script` runs one of ``consumers.py`` and reads
+its JSON reports. :class:`Publisher` runs ``publisher.py`` on one plan. CPU
 (``utime + stime``) and memory (``VmRSS``, ``VmHWM``) come from ``/proc/PID``.
 """
 
@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 import yaml
-from throughput_publisher import Plan
+from publisher import Plan
 
 __all__ = [
     "Broker",
@@ -212,7 +212,7 @@ class Daemon(Contender):
 
 
 class Script(Contender):
-    """A ``throughput_consumers.py`` process; reads its JSON reports from stdout."""
+    """A ``consumers.py`` process; reads its JSON reports from stdout."""
 
     def __init__(
         self, kind: str, name: str, *, broker: Broker, qos: int, bundle: Path, protocol: str
@@ -222,7 +222,7 @@ class Script(Contender):
         self.process = subprocess.Popen(
             [
                 PYTHON,
-                str(HERE / "throughput_consumers.py"),
+                str(HERE / "consumers.py"),
                 kind,
                 *("--port", str(broker.port), "--topic", topic, "--qos", str(qos)),
                 *("--client-id", f"bench-{kind}", "--bundle", str(bundle)),
@@ -270,13 +270,13 @@ class Script(Contender):
 
 
 class Publisher:
-    """One ``throughput_publisher.py`` process running one plan."""
+    """One ``publisher.py`` process running one plan."""
 
     def __init__(self, plan: Plan, folder: Path) -> None:
         path = folder / f"plan-{plan.client_id}.json"
         plan.save(path)
         self.process = subprocess.Popen(
-            [PYTHON, str(HERE / "throughput_publisher.py"), str(path)],
+            [PYTHON, str(HERE / "publisher.py"), str(path)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
         )

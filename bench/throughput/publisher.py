@@ -1,4 +1,4 @@
-"""A raw-socket MQTT 3.1.1 publisher for ``bench/throughput.py``, fast enough not to be the limit.
+"""A raw-socket MQTT 3.1.1 publisher for ``bench/throughput/run.py``: never the limit.
 
 A Python paho publisher tops out near the rate the daemon is meant to reach, so this one
 builds every packet by hand before the clock starts (CONNECT, then PUBLISH packets joined
@@ -6,7 +6,7 @@ into large buffers written with ``sendall``); QoS 1 packets carry ids and a read
 counts the PUBACKs, keeping at most ``WINDOW`` unacknowledged. It runs as its own process
 so its CPU is not charged to anyone measured:
 
-    python bench/throughput_publisher.py PLAN.json
+    python bench/throughput/publisher.py PLAN.json
 
 It prints ``ready`` once connected with every packet built, waits for one line on stdin
 (the go-ahead), sends, and prints one JSON line with what it did (monotonic seconds).

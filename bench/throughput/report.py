@@ -1,4 +1,4 @@
-"""The tables of ``bench/throughput.py``: medians, ratios side by side, targets, profile.
+"""The tables of ``bench/throughput/run.py``: medians, ratios side by side, targets, profile.
 
 A :class:`Run` is one measured send to one contender. :func:`report` turns a run's list of
 them into Markdown: one row per case and contender (medians over the repeats, each

@@ -1,7 +1,7 @@
 """Readings per second, latency, CPU and memory of ``aewatch run`` through a real mosquitto.
 
-    .venv/bin/python bench/throughput.py            # full run, 8-10 minutes on a quiet machine
-    .venv/bin/python bench/throughput.py --quick    # smoke run, 2-3 minutes
+    .venv/bin/python bench/throughput/run.py            # full run, 8-10 minutes on a quiet machine
+    .venv/bin/python bench/throughput/run.py --quick    # smoke run, 2-3 minutes
 
 Everything runs side by side in one run, on one private mosquitto per case (loopback, no
 queue limits, so the broker never drops for a slow subscriber), each contender in its own
@@ -11,9 +11,9 @@ process so that its CPU (``utime + stime``) and memory (``VmRSS``/``VmHWM``) are
   8 channels, window 10, hop 1, 10 ms period), metrics, alignment and alerts on; its
   counts come from its ``/metrics`` endpoint, polled every ``POLL_S``.
 * **paho no-op**, **paho + json.loads** and the **naive daemon** (``json.loads`` per
-  message, a deque per asset, one forward pass per window): ``throughput_consumers.py``.
+  message, a deque per asset, one forward pass per window): ``consumers.py``.
 
-The publisher (``throughput_publisher.py``) is a raw-socket MQTT 3.1.1 client with every
+The publisher (``publisher.py``) is a raw-socket MQTT 3.1.1 client with every
 packet built before the clock starts. A rate is readings over the time from the
 publisher's first byte to the consumer's last reading (for aewatch: the moment its
 ``readings_aligned`` count reached the total, interpolated between polls).
@@ -67,7 +67,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from throughput_contenders import (
+from contenders import (
     PYTHON,
     Broker,
     Contender,
@@ -77,8 +77,8 @@ from throughput_contenders import (
     messages_in,
     stop_process,
 )
-from throughput_publisher import CHANNELS, Plan, signal_rows
-from throughput_report import TARGETS, Run, histogram_summary, report, sustained, top_frames
+from publisher import CHANNELS, Plan, signal_rows
+from report import TARGETS, Run, histogram_summary, report, sustained, top_frames
 
 from aewatch.model.dataset import Table
 from aewatch.model.fit import FitSettings
@@ -664,7 +664,7 @@ def _train_bundle(path: Path) -> None:
     rows = 20_000
     first_slot = round(1.7e9 / PERIOD_S)
     table = Table(
-        source="bench/throughput.py synthetic",
+        source="bench/throughput/run.py synthetic",
         timestamps=(first_slot + np.arange(rows)) * PERIOD_S,
         values=signal_rows(rows, seed=0),
         channels=CHANNELS,
@@ -696,7 +696,7 @@ def main() -> int:
     """Run every case and print the tables."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a short smoke run")
-    parser.add_argument("--out", type=Path, default=HERE / "out" / "throughput")
+    parser.add_argument("--out", type=Path, default=HERE.parent / "out" / "throughput")
     parser.add_argument("--repeats", type=int, help="override the repeats of the run")
     parser.add_argument("--max-load", type=float, default=1.0)
     parser.add_argument("--wait-load", type=float, help="seconds to wait for a quiet machine")

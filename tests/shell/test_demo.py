@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from aewatch.cli import main
-from aewatch.commands import demo_processes
+from aewatch.commands.demo import processes as demo_processes
 
 # Short enough for a test, long enough for the simulator to place all seven faults.
 _SHORT = ("--history-hours", "24", "--hours", "6")

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from aewatch.commands.demo_watch import alert_line
+from aewatch.commands.alert_text import alert_line
 from aewatch.daemon.messages import alert_message
 from aewatch.errors import BundleError
 from aewatch.model.bundle import ModelBundle

@@ -28,9 +28,9 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from aewatch.commands.demo_processes import Child, find_mosquitto, start_broker, start_daemon
-from aewatch.commands.demo_tally import Decision, Tally, fault_spans
-from aewatch.commands.demo_watch import OutputWatch
+from aewatch.commands.demo.processes import Child, find_mosquitto, start_broker, start_daemon
+from aewatch.commands.demo.tally import Decision, Tally, fault_spans
+from aewatch.commands.demo.watch import OutputWatch
 from aewatch.commands.evaluate import evaluate_files
 from aewatch.commands.replay import publish_table
 from aewatch.commands.score import load_for_model
