@@ -86,5 +86,6 @@ def print_json(obj: Any) -> None:
 
 
 def report_dir_for(model: Path) -> Path:
-    """Where the training report of ``model`` lives: ``MODEL.report/`` beside it."""
+    """Where the training report of ``model`` lives: ``MODEL.aew.report/`` beside it
+    (``well.aew`` → ``well.aew.report/``)."""
     return model.with_name(model.name + ".report")

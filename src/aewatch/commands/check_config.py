@@ -6,8 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from aewatch.config import load_config
-from aewatch.errors import ConfigError
+from aewatch.commands.durations import duration_text
+from aewatch.config import Config, load_config
+from aewatch.errors import BundleError, ConfigError
 from aewatch.redaction import redact
 
 __all__ = ["EXIT_INVALID", "register", "run"]
@@ -21,10 +22,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "check-config",
         help="validate a daemon configuration file",
         description="Validate FILE as `aewatch run` would, secrets included (they are read, "
-        "never printed). Exit 0 when valid; otherwise print every problem with its line and "
-        "exit 2. Model bundles and TLS files are not opened.",
+        "never printed), and open every model bundle it names, checked in full as `run` "
+        "loads them. Exit 0 when valid; otherwise print every problem (with its line, or "
+        "the model entry and file) and exit 2. TLS files are not opened.",
     )
     p.add_argument("file", type=Path, metavar="FILE")
+    p.add_argument(
+        "--no-models",
+        action="store_true",
+        help="check the file alone, without opening the model bundles it names "
+        "(default: open them)",
+    )
     p.set_defaults(func=run)
 
 
@@ -35,10 +43,39 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as err:
         print(redact(str(err)), file=sys.stderr)
         return EXIT_INVALID
+    models, problems = ([], []) if args.no_models else _open_models(config)
+    if problems:
+        print(f"{args.file}: {len(problems)} model problem(s)", file=sys.stderr)
+        for problem in problems:
+            print(redact(f"  {problem}"), file=sys.stderr)
+        return EXIT_INVALID
     print(f"{args.file}: ok")
     summary = (
         f"  inputs: {len(config.inputs)}, models: {len(config.models)}, "
         f"broker: {config.broker.display_url}"
     )
     print(redact(summary))
+    for line in models:
+        print(f"  {line}")
     return 0
+
+
+def _open_models(config: Config) -> tuple[list[str], list[str]]:
+    """One summary line per configured model, and one line per model that cannot serve."""
+    from aewatch.model.bundle import ModelBundle  # noqa: PLC0415  (torch: only when opened)
+
+    lines: list[str] = []
+    problems: list[str] = []
+    for i, entry in enumerate(config.models):
+        where = f"models[{i}] ({entry.path})"
+        try:
+            bundle = ModelBundle.load(entry.path)
+        except BundleError as err:
+            problems.append(f"{where}: {err}")
+            continue
+        lines.append(
+            f"{where}: {entry.name or bundle.name} serves {entry.assets}; "
+            f"{len(bundle.channels)} channels ({', '.join(bundle.channels)}), "
+            f"period {duration_text(bundle.period_s)}, window {bundle.window_len} samples"
+        )
+    return lines, problems

@@ -32,7 +32,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "train",
         help="train a model bundle on normal history",
         description="Train on normal history (CSV or Parquet) and write one "
-        "model bundle plus a report folder MODEL.report/ beside it.",
+        "model bundle plus a report folder MODEL.aew.report/ beside it.",
     )
     p.add_argument(
         "--data",
@@ -41,7 +41,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="FILE",
         help="CSV or Parquet export of normal operation (repeatable)",
     )
-    p.add_argument("--out", required=True, type=Path, metavar="MODEL.aew")
+    p.add_argument(
+        "--out",
+        required=True,
+        type=Path,
+        metavar="MODEL.aew",
+        help="the bundle to write; its report goes to MODEL.aew.report/ beside it",
+    )
     p.add_argument("--name", help="model name in alerts and metrics (default: file stem)")
     g = p.add_argument_group("data")
     g.add_argument("--channels", help="comma-separated channel columns (default: all numeric)")
@@ -93,7 +99,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default=_D.variance,
         help="variance share that sets the default code size (default %(default)s)",
     )
-    m.add_argument("--hidden", help="comma-separated hidden layer widths (dense, vae)")
+    m.add_argument(
+        "--hidden",
+        metavar="WIDTHS",
+        help="comma-separated hidden layer widths, e.g. 64,32 (dense, vae; default: one "
+        "layer of half the window's values, at most 256 and at least twice the code size)",
+    )
     m.add_argument(
         "--score-kind",
         choices=SCORE_KINDS,
@@ -101,9 +112,24 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="vae only: elbo scores by the negative ELBO (default %(default)s)",
     )
     f = p.add_argument_group("fitting (dense, conv, vae)")
-    f.add_argument("--epochs", type=int, default=_F.epochs)
-    f.add_argument("--batch-size", type=int, default=_F.batch_size)
-    f.add_argument("--lr", type=float, default=_F.lr)
+    f.add_argument(
+        "--epochs",
+        type=int,
+        default=_F.epochs,
+        metavar="N",
+        help="most passes over the training windows; early stopping (--patience) usually "
+        "ends sooner (default %(default)s)",
+    )
+    f.add_argument(
+        "--batch-size",
+        type=int,
+        default=_F.batch_size,
+        metavar="WINDOWS",
+        help="windows per optimiser step (default %(default)s)",
+    )
+    f.add_argument(
+        "--lr", type=float, default=_F.lr, help="Adam's learning rate (default %(default)s)"
+    )
     f.add_argument(
         "--noise",
         type=float,
@@ -112,8 +138,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="denoising input noise in robust-std units; 0 turns denoising off "
         "(default %(default)s)",
     )
-    f.add_argument("--patience", type=int, default=_F.patience)
-    f.add_argument("--seed", type=int, default=_F.seed)
+    f.add_argument(
+        "--patience",
+        type=int,
+        default=_F.patience,
+        metavar="EPOCHS",
+        help="stop after this many epochs without a better validation loss (default %(default)s)",
+    )
+    f.add_argument(
+        "--seed",
+        type=int,
+        default=_F.seed,
+        help="random seed: the same data and seed give the same bundle (default %(default)s)",
+    )
     f.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     f.add_argument(
         "--threads",
@@ -172,7 +209,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         type=int,
         default=_D.rebaseline_min_alert,
         metavar="WINDOWS",
-        help="(default %(default)s)",
+        help="how long an alert must last before --rebaseline-drop may end it "
+        "(default %(default)s)",
     )
     c.add_argument(
         "--adapt-floor",
