@@ -173,21 +173,25 @@ class ResidualModel:
         out = np.empty((n, h, c))
         if n == 0 or h == 0:
             return out
-        lag_weights, bend_weights = self._float32_weights()
+        lag_weights, bend_weights = self._float32_weights()  # lag weights over the scale
         center = self.center.astype(np.float32)[:, None]
-        scale = self.scale.astype(np.float32)[:, None]
+        scale = self.scale.astype(np.float32)
+        part = np.empty((n, c, self.lags + 1), dtype=np.float32)
+        flat = part.reshape(n, -1)  # a view: the weights' layout, channel-major, oldest first
         for i in range(h):
             t = length - h + i
-            # (n, c, lags+1), oldest first: the weights were laid out to match.
-            part = (np.asarray(windows[:, :, t - self.lags : t + 1], np.float32) - center) / scale
-            now = part[:, :, -1]
+            # One pass, no temporary: the window's samples less the centre (the division by
+            # the scale is in the weights).
+            np.subtract(windows[:, :, t - self.lags : t + 1], center, out=part)
+            now = part[:, :, -1] / scale
             bends = np.maximum(now[:, None, :] - _KNOTS_32[None, :, None], 0.0).reshape(n, -1)
-            out[:, i, :] = part.reshape(n, -1) @ lag_weights + bends @ bend_weights
+            out[:, i, :] = flat @ lag_weights + bends @ bend_weights
         return (out + self.bias) * self.scale + self.center
 
     def _float32_weights(self) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
         """The weights as :meth:`expected` applies them: ``(c * (lags + 1), c)`` for the
-        window's samples channel-major, oldest first, and ``(c * knots, c)`` for the bends.
+        window's samples channel-major, oldest first (divided by their channel's scale, so
+        they take the samples less the centre), and ``(c * knots, c)`` for the bends.
         """
         cached = _FLOAT32_WEIGHTS.get(id(self))
         if cached is not None and cached[0] is self:
@@ -196,7 +200,8 @@ class ResidualModel:
         by_lag = self.weights[:, : c * (lags + 1)].reshape(c, lags + 1, c)  # (out, lag, in)
         oldest_first = by_lag[:, ::-1, :].transpose(2, 1, 0).reshape(c * (lags + 1), c)
         bends = self.weights[:, c * (lags + 1) :].T
-        lag_weights = np.ascontiguousarray(oldest_first, dtype=np.float32)
+        per_row = np.repeat(self.scale, lags + 1)[:, None]  # each input's own scale
+        lag_weights = np.ascontiguousarray(oldest_first / per_row, dtype=np.float32)
         bend_weights = np.ascontiguousarray(bends, dtype=np.float32)
         if len(_FLOAT32_WEIGHTS) > _CACHE_SIZE:
             _FLOAT32_WEIGHTS.clear()
