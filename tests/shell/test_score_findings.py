@@ -30,7 +30,9 @@ def test_train_says_what_the_checks_watch_and_the_false_alerts_it_measured(
     argv = ["train", "--data", str(plant["history"]), "--out", str(plant["model"]), "--quiet"]
     assert main(argv) == 0
     printed = capsys.readouterr().out
-    checks_line = r"checks   shift, noise, stuck \(after \d+ s or more\), range, spikes on 4"
+    checks_line = (
+        r"checks   shift, noise, stuck \(after [\d.]+ (s|min|h|d) or more\), range, spikes on 4"
+    )
     assert re.search(checks_line, printed)
     assert "false alerts " in printed and "days of held-out normal data" in printed
 

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from aewatch.commands import parse_channels, parse_fpr, parse_limits, report_dir_for
-from aewatch.commands.durations import samples_text, window_and_hop
+from aewatch.commands.durations import rough_duration, samples_text, window_and_hop
 from aewatch.errors import AewatchError
 from aewatch.model.dataset import read_tables
 from aewatch.model.detectability import Detectability, detectability
@@ -314,14 +314,17 @@ def checks_line(checks: dict[str, Any] | None, channels: tuple[str, ...], period
         return "checks   off: the window error alone decides"
     stuck_s = min(checks["stuck_after"]) * period_s
     if checks.get("kinds", ["shift"]) == ["stuck"]:
-        return f"checks   stuck only (after {stuck_s:g} s or more) on {len(channels)} channels"
+        return (
+            f"checks   stuck only (after {rough_duration(stuck_s)} or more) on "
+            f"{len(channels)} channels"
+        )
     noise = ", ".join(
         f"{name} {level:.3g}"
         for name, level in zip(channels, checks["model"]["noise"], strict=True)
     )
     spikes = ", spikes" if checks.get("spike_limit") is not None else ""
     return (
-        f"checks   shift, noise, stuck (after {stuck_s:g} s or more), range{spikes} on "
+        f"checks   shift, noise, stuck (after {rough_duration(stuck_s)} or more), range{spikes} on "
         f"{len(channels)} channels; residual noise levels: {noise}"
     )
 
