@@ -559,6 +559,19 @@ class LimitsConfig(BaseModel):
         description="A reading older than its asset's newest by more than this is "
         "counted as late and dropped. Unit: seconds.",
     )
+    clock_tolerance_s: float | None = Field(
+        600.0,
+        gt=0,
+        description="A reading further than this from its asset's time (ahead of its "
+        "newest reading, or behind the last row out) is held as a possible clock step: "
+        "the asset follows the new time, and the step is logged with its size, once "
+        "readings of 3 grid slots agree on it; if the asset's readings go on without it "
+        "first, it is counted as an outlier and dropped. Readings behind by less are late "
+        "(max_late_s). Never taken below how long a slot waits. null turns the rule off: "
+        "a reading far ahead then moves the asset's time, and after a clock set back every "
+        "reading is late until it catches up. A reload applies it to assets first seen "
+        "after it. Unit: seconds.",
+    )
     max_gap_periods: float | None = Field(
         None,
         ge=1,

@@ -202,6 +202,17 @@ class Aligner:
         """Slots now waiting (never more than :attr:`max_pending_slots`)."""
         return len(self._pending) + (self._staged_count if self._staged else 0)
 
+    @property
+    def held_readings(self) -> int:
+        """Readings held off the asset's time now, waiting to be confirmed or outrun."""
+        return len(self._suspect)
+
+    @property
+    def newest_s(self) -> float:
+        """Grid time of the newest slot any channel has a reading in; NaN before any."""
+        newest = self._newest_slot
+        return math.nan if newest is None else newest * self.period_s
+
     def silent_channels(self) -> tuple[float, tuple[tuple[str, float, float], ...]]:
         """Channels that stopped while the others go on, and the newest slot's time.
 

@@ -73,6 +73,7 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
 _READING_DROPS = {
     "queue_full": "intake",
     "late": "pipeline",
+    "outlier": "pipeline",
     "unknown_channel": "pipeline",
     "invalid": "pipeline",
     "no_model": "pipeline",

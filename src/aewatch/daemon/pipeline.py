@@ -11,10 +11,13 @@ flush and turns the returned :class:`Scored` values (one per model) into message
 metrics.
 
 Every reading ends in exactly one place, counted in :attr:`Pipeline.counts`:
-``aligned`` (placed on the grid), ``late``, ``unknown_channel``, ``invalid``, ``no_model``
-(no configured model serves the asset) or ``too_many_assets`` (``max_assets`` reached).
-Grid slots given up are ``dropped_slots``; forward-filled values ``filled``; window
-restarts ``gaps``; scored windows ``windows``; forward passes ``batches``.
+``aligned`` (placed on the grid), ``late``, ``outlier`` (held off its asset's time, then
+outrun: see ``clock_tolerance_s``), ``unknown_channel``, ``invalid``, ``no_model`` (no
+configured model serves the asset) or ``too_many_assets`` (``max_assets`` reached). A
+reading held off its asset's time is counted once it is placed or outrun. Grid slots given
+up are ``dropped_slots``; forward-filled values ``filled``; window restarts ``gaps``;
+scored windows ``windows``; forward passes ``batches``. Clock steps wait in
+:attr:`Pipeline.clock_steps` until the shell takes them.
 """
 
 from __future__ import annotations
@@ -33,13 +36,14 @@ from aewatch.daemon.decode import Item, Reading, Series
 from aewatch.daemon.fleet import Fleet, ServedModel
 from aewatch.model.window import DueWindows, WindowBank
 
-__all__ = ["COUNTS", "AssetFailure", "Pipeline", "Scored"]
+__all__ = ["COUNTS", "AssetFailure", "ClockStep", "Pipeline", "Scored"]
 
 _JITTER_SHARE = 4  # a block may land this fraction of its length off and still continue
 
 COUNTS = (
     "aligned",
     "late",
+    "outlier",
     "unknown_channel",
     "invalid",
     "no_model",
@@ -51,6 +55,18 @@ COUNTS = (
     "batches",
     "outside_envelope",
 )
+
+
+class ClockStep(NamedTuple):
+    """An asset's clock stepped: ``step_s`` seconds (negative: back), followed from ``at``.
+
+    ``at`` is the grid time (epoch seconds) of the asset's newest reading once it was
+    followed.
+    """
+
+    asset: str
+    at: float
+    step_s: float
 
 
 class AssetFailure(NamedTuple):
@@ -154,7 +170,10 @@ class Pipeline:
     """Per-asset alignment and windows, batched scoring and decisions for a fleet.
 
     ``max_late_s`` is how long an incomplete grid slot waits for its missing channels;
-    ``max_gap_periods`` None takes each bundle's own (what training used).
+    ``max_gap_periods`` None takes each bundle's own (what training used);
+    ``clock_tolerance_s`` is how far off its asset's time a reading is held as a possible
+    clock step (None: never; see :class:`Aligner`). These three apply to the assets
+    tracked after they are set.
     """
 
     def __init__(
@@ -165,6 +184,7 @@ class Pipeline:
         max_late_s: float = 30.0,
         max_gap_periods: float | None = None,
         with_denoised: bool = False,
+        clock_tolerance_s: float | None = None,
     ) -> None:
         if max_assets < 1:
             raise ValueError(f"max_assets must be at least 1, got {max_assets}")
@@ -173,6 +193,8 @@ class Pipeline:
         self.max_late_s = max_late_s
         self.max_gap_periods = max_gap_periods
         self.with_denoised = with_denoised
+        self.clock_tolerance_s = clock_tolerance_s
+        self.clock_steps: list[ClockStep] = []  # oldest first; the shell takes them
         self.counts: Counter[str] = Counter({name: 0 for name in COUNTS})
         self._tracks: dict[str, _Track] = {}
         self._banks: dict[tuple[int, int, int], WindowBank] = {}  # by channels, length, hop
@@ -207,7 +229,7 @@ class Pipeline:
         counts = self.counts
         tracks = self._tracks
         completed: dict[str, list[AlignOutput | _Taken]] = {}
-        aligned = late = unknown = invalid = dropped = filled = 0
+        aligned = late = outlier = unknown = invalid = dropped = filled = 0
         for item in readings:
             track = tracks.get(item.asset)
             if track is None:
@@ -216,6 +238,7 @@ class Pipeline:
                 if track is None:
                     continue
             outputs: list[AlignOutput] | tuple[AlignOutput, ...]
+            held = track.aligner.held_readings
             if isinstance(item, Reading):
                 outputs, count = (track.aligner.add(item),), 1
             elif isinstance(item, Series):
@@ -234,10 +257,15 @@ class Pipeline:
                         done.append(taken)
                     continue
                 outputs = [track.aligner.add(reading) for reading in item.readings()]
-            refused = 0
+            # A reading held off its asset's time counts once placed (aligned) or outrun.
+            refused = track.aligner.held_readings - held
             for out in outputs:
-                refused += out.late + out.unknown_channel + out.invalid
+                refused += out.late + out.unknown_channel + out.invalid + out.outlier
                 late += out.late
+                outlier += out.outlier
+                if out.clock_step_s:
+                    step = ClockStep(item.asset, track.aligner.newest_s, out.clock_step_s)
+                    self.clock_steps.append(step)
                 unknown += out.unknown_channel
                 invalid += out.invalid
                 dropped += out.dropped_slots
@@ -251,6 +279,7 @@ class Pipeline:
             aligned += count - refused
         counts["aligned"] += aligned
         counts["late"] += late
+        counts["outlier"] += outlier
         counts["unknown_channel"] += unknown
         counts["invalid"] += invalid
         counts["dropped_slots"] += dropped
@@ -509,6 +538,7 @@ class Pipeline:
                 period_s=bundle.period_s,
                 max_gap_periods=max_gap,
                 max_late_s=self.max_late_s,
+                clock_tolerance_s=self.clock_tolerance_s,
             ),
             bank,
             bank.open(),

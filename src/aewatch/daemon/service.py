@@ -88,6 +88,7 @@ class Daemon:
             max_late_s=limits.max_late_s,
             max_gap_periods=limits.max_gap_periods,
             with_denoised=config.outputs.denoised,
+            clock_tolerance_s=limits.clock_tolerance_s,
         )
         self.counts: Counter[str] = Counter(
             {
@@ -339,6 +340,8 @@ class Daemon:
                 if items:
                     self.liveness.took(time.monotonic())
                     self.pipeline.ingest(itertools.chain.from_iterable(items))
+                    if self.pipeline.clock_steps:
+                        self._log_clock_steps()
                 if self.pipeline.pending and oldest is None:
                     oldest = time.monotonic()
                     self.liveness.waiting(oldest)
@@ -409,6 +412,7 @@ class Daemon:
         self.pipeline.max_assets = limits.max_assets
         self.pipeline.max_late_s = limits.max_late_s
         self.pipeline.max_gap_periods = limits.max_gap_periods
+        self.pipeline.clock_tolerance_s = limits.clock_tolerance_s  # for assets seen from now
         self.pipeline.with_denoised = config.outputs.denoised
         self.queue.max_readings = limits.queue_size
         set_inference_threads(limits.inference_threads)
@@ -429,6 +433,19 @@ class Daemon:
             restarted,
             dropped,
         )
+
+    def _log_clock_steps(self) -> None:
+        """Log the clock steps the pipeline followed, at most one per asset every 10 s."""
+        steps, self.pipeline.clock_steps = self.pipeline.clock_steps, []
+        for asset, at, step_s in steps:
+            self._log.warning(
+                f"clock:{asset}",
+                "asset %s: its clock stepped %s by %.0f s, to %s; following the new time",
+                asset,
+                "back" if step_s < 0 else "forward (or it was silent that long)",
+                abs(step_s),
+                messages.iso(at),
+            )
 
     def _publish(self, results: list[Scored]) -> None:
         """Publish every event and denoised signal; a failure stays with its asset."""
