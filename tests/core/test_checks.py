@@ -35,10 +35,10 @@ def _plant(rng: np.random.Generator, n: int) -> npt.NDArray[np.float64]:
     return clean + rng.normal(0.0, NOISE, clean.shape)
 
 
-@pytest.fixture(scope="module")
-def checks() -> ChannelChecks:
-    rows = _plant(np.random.default_rng(1), 40_000)
-    model = ResidualModel.fit([rows[:20_000]], lags=6).with_noise_from([rows[20_000:]])
+def _calibrated(
+    model: ResidualModel, rows: npt.NDArray[np.float64], kinds: tuple[str, ...] = CHECK_KINDS
+) -> ChannelChecks:
+    """``model``'s checks calibrated on the newer half of ``rows`` (40 000 of them)."""
     return calibrate_checks(
         model,
         [rows[20_000:]],
@@ -48,7 +48,15 @@ def checks() -> ChannelChecks:
         false_alerts_per_day=0.5,
         stuck_s=60.0,
         range_margin=0.25,
+        kinds=kinds,
     )
+
+
+@pytest.fixture(scope="module")
+def checks() -> ChannelChecks:
+    rows = _plant(np.random.default_rng(1), 40_000)
+    model = ResidualModel.fit([rows[:20_000]], lags=6).with_noise_from([rows[20_000:]])
+    return _calibrated(model, rows)
 
 
 def _first_flag(
@@ -149,16 +157,7 @@ def test_one_spike_a_step_or_a_ramp_is_not_a_spike(checks: ChannelChecks) -> Non
 def test_a_history_with_glitches_needs_more_spikes(checks: ChannelChecks) -> None:
     rows = _plant(np.random.default_rng(14), 40_000)
     _spiked(rows, [5000, 5010, 5020, 30_000, 30_005], 20.0 * NOISE * 2.0)
-    glitchy = calibrate_checks(
-        checks.model,
-        [rows[20_000:]],
-        [rows],
-        period_s=PERIOD_S,
-        hop=1,
-        false_alerts_per_day=0.5,
-        stuck_s=60.0,
-        range_margin=0.25,
-    )
+    glitchy = _calibrated(checks.model, rows)
     assert checks.spike_limit is not None and glitchy.spike_limit is not None
     assert checks.spike_limit[1] == 2.0  # the least: a clean history has no spike
     assert glitchy.spike_limit[1] > 4.1  # 1.5 x the count (2.78) of the three close spikes
@@ -285,17 +284,7 @@ def test_checks_that_do_not_run_report_nothing(checks: ChannelChecks) -> None:
     rows = _plant(np.random.default_rng(16), 40_000)
     level = ResidualModel.level([rows[:20_000]])
     assert np.allclose(level.noise, NOISE, rtol=0.1)  # white noise: the sample-to-sample spread
-    only = calibrate_checks(
-        level,
-        [rows[20_000:]],
-        [rows],
-        period_s=PERIOD_S,
-        hop=1,
-        false_alerts_per_day=0.5,
-        stuck_s=60.0,
-        range_margin=0.25,
-        kinds=("stuck",),
-    )
+    only = _calibrated(level, rows, kinds=("stuck",))
     assert only.kinds == ("stuck",) and only.spike_limit is None
     again = ChannelChecks.from_json(only.to_json())
     assert again.kinds == ("stuck",)

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from aewatch.core.checks import CHECK_MARGIN, ChannelChecks, calibrate_checks
+from aewatch.core.checks import CHECK_KINDS, CHECK_MARGIN, ChannelChecks, calibrate_checks
 from aewatch.core.detector import Adaptation, DecisionSettings, decision_statistic
 from aewatch.core.residual import DEFAULT_LAGS, ResidualModel
 from aewatch.core.threshold import MIN_TAIL_COUNT, Threshold, min_calibration_windows
@@ -482,16 +482,14 @@ def _stuck_only(
         model = ResidualModel.level(blocks)
     except ValueError:
         return None
-    return calibrate_checks(
+    return _calibrated_checks(
         model,
         blocks,
         blocks,
         period_s=period_s,
         hop=settings.hop,
-        false_alerts_per_day=settings.false_alerts_per_day,
-        stuck_s=settings.stuck_s,
-        range_margin=settings.range_margin,
-        limits=channel_limits(settings.limits, channels),
+        settings=settings,
+        channels=channels,
         kinds=_STUCK_ONLY,
     )
 
@@ -505,9 +503,11 @@ def _calibrated_checks(
     hop: int,
     settings: TrainSettings,
     channels: Sequence[str],
+    kinds: tuple[str, ...] = CHECK_KINDS,
 ) -> ChannelChecks:
-    """``model``'s checks calibrated with the budget, stuck time, margin and limits of
-    ``settings`` (``held_out`` sets the limits, ``normal`` the envelope and still runs)."""
+    """``model``'s checks (``kinds``) calibrated with the budget, stuck time, margin and
+    limits of ``settings`` (``held_out`` sets the limits, ``normal`` the envelope and still
+    runs)."""
     return calibrate_checks(
         model,
         held_out,
@@ -518,6 +518,7 @@ def _calibrated_checks(
         stuck_s=settings.stuck_s,
         range_margin=settings.range_margin,
         limits=channel_limits(settings.limits, channels),
+        kinds=kinds,
     )
 
 
