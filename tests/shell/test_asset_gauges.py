@@ -23,6 +23,7 @@ from aewatch.model.train import TrainSettings, train_bundle
 T0 = 1_700_000_000.0
 CHANNELS = ("a", "b", "c")
 NAMES = ("aewatch_asset_score", "aewatch_asset_threshold", "aewatch_asset_severity")
+ACTIVE = "aewatch_asset_alert_active"
 
 Shown = dict[str, tuple[str, float, float, float]]  # asset -> model, score, threshold, severity
 
@@ -53,11 +54,12 @@ def _readings(asset: str, rows: Table, start: int, stop: int) -> list[Reading]:
 
 def _shown(gauges: AssetGauges) -> Shown:
     """What a scrape gets, by asset; the three families must name the same series."""
-    families = gauges.families()
-    assert [f.name for f in families] == list(NAMES)
-    assert all(f.type == "gauge" for f in families)
-    series = [[tuple(s.labels.values()) for s in f.samples] for f in families]
-    assert series[0] == series[1] == series[2]
+    *families, active = gauges.families()
+    assert [f.name for f in families] == list(NAMES) and active.name == ACTIVE
+    assert all(f.type == "gauge" for f in (*families, active))
+    series = [[tuple(s.labels.values()) for s in f.samples] for f in (*families, active)]
+    assert series[0] == series[1] == series[2] == series[3]
+    assert {s.value for s in active.samples} <= {0.0}  # no asset said to be alerting
     return {
         s.labels["asset"]: (s.labels["model"], s.value, t.value, v.value)
         for s, t, v in zip(*(f.samples for f in families), strict=True)
@@ -88,6 +90,20 @@ def test_each_asset_shows_its_newest_window_across_flushes(bundle: ModelBundle) 
     for _, score, threshold, severity in expected.values():
         assert score > 0 and threshold > 0
         assert severity >= score / threshold * (1 - 1e-6)
+
+
+def test_alert_active_is_1_for_the_alerting_assets_only(bundle: ModelBundle) -> None:
+    pipe = Pipeline(
+        Fleet([ServedModel.from_bundle(bundle, pattern="w*", name="well")]), max_late_s=1.0
+    )
+    for asset in ("w1", "w2", "w3"):
+        pipe.ingest(_readings(asset, _table(20, 1), 0, 20))
+    gauges = AssetGauges()
+    for scored in pipe.flush():
+        gauges.note(scored)
+    active = gauges.families({"w2", "w9"})[-1]  # w9 alerting but not tracked: no series
+    shown = {(s.labels["asset"], s.labels["model"]): s.value for s in active.samples}
+    assert shown == {("w1", "well"): 0.0, ("w2", "well"): 1.0, ("w3", "well"): 0.0}
 
 
 def test_keep_served_drops_unserved_assets_and_those_moved_to_another_model(

@@ -556,6 +556,7 @@ def test_asset_gauges_show_the_threshold_that_fires(broker: Broker, bench: Bench
     bundle = ModelBundle.load(bench.plant.bundle_path)
     watcher = Peer(broker, bench.outputs)
     seen: list[dict[tuple[str, str, str], float]] = []
+    active: list[dict[str, float]] = []  # aewatch_asset_alert_active by asset, after each part
     try:
         with _running(bench.config(broker), watcher) as daemon:
             for start, stop in ((0, 200), (200, len(noise.timestamps))):  # raised at row 146
@@ -563,11 +564,14 @@ def test_asset_gauges_show_the_threshold_that_fires(broker: Broker, bench: Bench
                 offline = score_table(bundle, _rows(noise, 0, stop), asset=ASSET)
                 expected = _newest_offline(offline, ASSET)
                 seen.append(_wait_gauges(daemon, expected))
+                gauge = daemon.asset_gauges.families(daemon.alerting_assets())[-1]
+                active.append({s.labels["asset"]: s.value for s in gauge.samples})
             model_ratio = daemon.fleet.models[0].bundle.threshold.value
     finally:
         watcher.close()
 
     during, after = seen
+    assert [a[ASSET] for a in active] == [1.0, 0.0]  # aewatch_asset_alert_active
     raised, resolved = watcher.alerts(bench.prefix)
     threshold = ("aewatch_asset_threshold", ASSET, "well")
     severity = ("aewatch_asset_severity", ASSET, "well")

@@ -1,10 +1,12 @@
 """Each tracked asset's newest decision as Prometheus gauges: what fires is what is shown (shell).
 
-Three gauges per asset, labelled ``asset`` and ``model``: ``aewatch_asset_score`` (the
+Four gauges per asset, labelled ``asset`` and ``model``: ``aewatch_asset_score`` (the
 newest window's smoothed error), ``aewatch_asset_threshold`` (the threshold in force that
 window was held to: the model's calibrated ratio times the asset's drift baseline, in the
-score's units) and ``aewatch_asset_severity`` (the worst of score / threshold and each
-channel check's statistic / its limit; 1 or more means the window is anomalous). The
+score's units), ``aewatch_asset_severity`` (the worst of score / threshold and each
+channel check's statistic / its limit; 1 or more means the window is anomalous) and
+``aewatch_asset_alert_active`` (1 while the asset has an alert raised and not resolved:
+what an Alertmanager route per asset or site keys on). The
 scoring worker notes the newest window of each asset once per flush, not every window;
 a scrape reads a copy. There is one series of each per tracked asset, so at most
 ``limits.max_assets``; an asset the pipeline no longer tracks, or that a reload moved to
@@ -13,7 +15,7 @@ another model, loses its series (:meth:`AssetGauges.keep_served`).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from itertools import repeat
 
 from prometheus_client.core import GaugeMetricFamily
@@ -67,8 +69,9 @@ class AssetGauges:
             asset: newest for asset, newest in self._newest.items() if model_for(asset) == newest[0]
         }
 
-    def families(self) -> list[GaugeMetricFamily]:
-        """The three gauge families, one series per asset (sorted by asset)."""
+    def families(self, alerting: Container[str] = frozenset()) -> list[GaugeMetricFamily]:
+        """The four gauge families, one series per asset (sorted by asset); ``alerting``
+        holds the assets with an open alert."""
         score = GaugeMetricFamily(
             "aewatch_asset_score",
             "Smoothed window error of each asset's newest window.",
@@ -86,8 +89,14 @@ class AssetGauges:
             "each channel check's statistic / its limit; 1 or more is anomalous.",
             labels=_LABELS,
         )
+        active = GaugeMetricFamily(
+            "aewatch_asset_alert_active",
+            "1 while the asset has an alert raised and not resolved, else 0.",
+            labels=_LABELS,
+        )
         for asset, (model, *values) in sorted(dict(self._newest).items()):
             labels = [asset, model]
             for family, value in zip((score, threshold, severity), values, strict=True):
                 family.add_metric(labels, value)
-        return [score, threshold, severity]
+            active.add_metric(labels, 1.0 if asset in alerting else 0.0)
+        return [score, threshold, severity, active]

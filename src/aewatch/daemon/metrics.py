@@ -8,7 +8,7 @@ from here) serves ``/metrics``, ``/healthz`` (the process and its scoring worker
 and ``/readyz`` (connected to the broker with models loaded).
 
 Names follow Prometheus conventions: ``aewatch_`` prefix, base units (seconds), ``_total``
-on counters. Only the three gauges of
+on counters. Only the four gauges of
 :class:`~aewatch.daemon.asset_gauges.AssetGauges` have an ``asset`` label: one series each
 per tracked asset, so at most ``limits.max_assets``; and ``aewatch_asset_errors_total``,
 whose :class:`~aewatch.daemon.asset_errors.AssetErrors` names at most 100 assets and
@@ -282,7 +282,7 @@ class DaemonCollector(Collector):
             threshold.add_metric([model.name], model.bundle.threshold.value)
         yield info
         yield threshold
-        yield from d.asset_gauges.families()
+        yield from d.asset_gauges.families(d.alerting_assets())
 
 
 def registry_for(daemon: Daemon) -> CollectorRegistry:

@@ -190,6 +190,10 @@ class Daemon:
         """Alerts raised and not yet resolved."""
         return len(self._active)
 
+    def alerting_assets(self) -> frozenset[str]:
+        """The assets with an alert raised and not yet resolved (a copy: any thread)."""
+        return frozenset(self._active.copy())  # copy() holds the GIL throughout
+
     def reload(self, timeout_s: float = _RELOAD_WAIT_S) -> bool:
         """Re-read the config file and every bundle; swap them in whole, or keep the old.
 
