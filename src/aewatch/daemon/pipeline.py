@@ -32,12 +32,13 @@ import numpy.typing as npt
 
 from aewatch.core.alerts import RECONSTRUCTION, AlertEvent, Finding
 from aewatch.daemon.align import Aligner, AlignOutput
-from aewatch.daemon.decode import Item, Reading, Series
+from aewatch.daemon.decode import Item, Reading, Row, Series
 from aewatch.daemon.fleet import Fleet, ServedModel
 from aewatch.model.window import DueWindows, WindowBank
 
 __all__ = ["COUNTS", "AssetFailure", "ClockStep", "Pipeline", "Scored"]
 
+_MAX_UNKNOWN = 1000  # (asset, channel) pairs of unknown channels noted for the log
 _JITTER_SHARE = 4  # a block may land this fraction of its length off and still continue
 
 COUNTS = (
@@ -195,6 +196,10 @@ class Pipeline:
         self.with_denoised = with_denoised
         self.clock_tolerance_s = clock_tolerance_s
         self.clock_steps: list[ClockStep] = []  # oldest first; the shell takes them
+        # (asset, channel) pairs whose readings no model channel takes, each once, oldest
+        # first; the shell takes them. At most _MAX_UNKNOWN pairs are ever noted.
+        self.unknown_channels: list[tuple[str, str]] = []
+        self._unknown_seen: set[tuple[str, str]] = set()
         self.counts: Counter[str] = Counter({name: 0 for name in COUNTS})
         self._tracks: dict[str, _Track] = {}
         self._banks: dict[tuple[int, int, int], WindowBank] = {}  # by channels, length, hop
@@ -267,6 +272,8 @@ class Pipeline:
                     step = ClockStep(item.asset, track.aligner.newest_s, out.clock_step_s)
                     self.clock_steps.append(step)
                 unknown += out.unknown_channel
+                if out.unknown_channel:
+                    self._note_unknown(item)
                 invalid += out.invalid
                 dropped += out.dropped_slots
                 if out.dropped_slots:
@@ -294,6 +301,19 @@ class Pipeline:
                 self._cut(asset, track, [_as_output(out) for out in done])
         for model, model_rows in rows.items():
             self._cut_rows(model, model_rows)
+
+    def _note_unknown(self, item: Item) -> None:
+        """Note the channels of ``item`` its asset's model does not have, each pair once."""
+        if len(self._unknown_seen) >= _MAX_UNKNOWN:
+            return
+        channels = item.channels if isinstance(item, Row) else (item.channel,)
+        track = self._tracks.get(item.asset)
+        known = () if track is None else track.model.bundle.channels
+        for channel in channels:
+            pair = (item.asset, channel)
+            if channel not in known and pair not in self._unknown_seen:
+                self._unknown_seen.add(pair)
+                self.unknown_channels.append(pair)
 
     def _note_silent(self, asset: str, track: _Track) -> None:
         """Raise ``stale`` on ``asset`` for channels that stopped while its others go on."""

@@ -346,6 +346,8 @@ class Daemon:
                     self.pipeline.ingest(itertools.chain.from_iterable(items))
                     if self.pipeline.clock_steps:
                         self._log_clock_steps()
+                    if self.pipeline.unknown_channels:
+                        self._log_unknown_channels()
                 if self.pipeline.pending and oldest is None:
                     oldest = time.monotonic()
                     self.liveness.waiting(oldest)
@@ -437,6 +439,24 @@ class Daemon:
             restarted,
             dropped,
         )
+
+    def _log_unknown_channels(self) -> None:
+        """Log each asset's channel that no model channel takes, once (the pipeline notes
+        each pair once, and at most 1 000 of them)."""
+        pairs, self.pipeline.unknown_channels = self.pipeline.unknown_channels, []
+        for asset, channel in pairs:
+            model = self.fleet.model_for(asset)
+            known = ", ".join(model.bundle.channels) if model is not None else "none"
+            log.warning(
+                "asset %s: readings of channel %r are dropped: model %s has no such channel "
+                "(it has %s); rename the channel at the source or in the input's topic, or "
+                "retrain with it (counted in aewatch_readings_dropped_total"
+                '{reason="unknown_channel"})',
+                asset,
+                channel,
+                _name(model),
+                known,
+            )
 
     def _log_clock_steps(self) -> None:
         """Log the clock steps the pipeline followed, at most one per asset every 10 s."""
