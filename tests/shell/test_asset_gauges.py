@@ -92,7 +92,8 @@ def test_each_asset_shows_its_newest_window_across_flushes(bundle: ModelBundle) 
         assert severity >= score / threshold * (1 - 1e-6)
 
 
-def test_alert_active_is_1_for_the_alerting_assets_only(bundle: ModelBundle) -> None:
+def _three_assets_scored(bundle: ModelBundle) -> AssetGauges:
+    """Gauges that noted one flush of assets w1, w2 and w3, 20 rows each, served by "well"."""
     pipe = Pipeline(
         Fleet([ServedModel.from_bundle(bundle, pattern="w*", name="well")]), max_late_s=1.0
     )
@@ -101,6 +102,11 @@ def test_alert_active_is_1_for_the_alerting_assets_only(bundle: ModelBundle) -> 
     gauges = AssetGauges()
     for scored in pipe.flush():
         gauges.note(scored)
+    return gauges
+
+
+def test_alert_active_is_1_for_the_alerting_assets_only(bundle: ModelBundle) -> None:
+    gauges = _three_assets_scored(bundle)
     active = gauges.families({"w2", "w9"})[-1]  # w9 alerting but not tracked: no series
     shown = {(s.labels["asset"], s.labels["model"]): s.value for s in active.samples}
     assert shown == {("w1", "well"): 0.0, ("w2", "well"): 1.0, ("w3", "well"): 0.0}
@@ -109,14 +115,7 @@ def test_alert_active_is_1_for_the_alerting_assets_only(bundle: ModelBundle) -> 
 def test_keep_served_drops_unserved_assets_and_those_moved_to_another_model(
     bundle: ModelBundle,
 ) -> None:
-    pipe = Pipeline(
-        Fleet([ServedModel.from_bundle(bundle, pattern="w*", name="well")]), max_late_s=1.0
-    )
-    for asset in ("w1", "w2", "w3"):
-        pipe.ingest(_readings(asset, _table(20, 1), 0, 20))
-    gauges = AssetGauges()
-    for scored in pipe.flush():
-        gauges.note(scored)
+    gauges = _three_assets_scored(bundle)
     before = _shown(gauges)
 
     serving = {"w1": "well", "w2": "pump"}  # w2 moved to another model; w3 not served

@@ -447,7 +447,7 @@ def run(args: argparse.Namespace) -> int:
     if not checks:
         line = f"checks   {outcome.checks_note}"
     elif outcome.checks_note:  # some checks are off: say why
-        line += f": {outcome.checks_note.removeprefix('stuck only: ')}"
+        line += f": {outcome.checks_note}"
     print(line)
     if caught is not None:
         print("\n".join(detectability_lines(caught)))

@@ -47,7 +47,7 @@ import numpy as np
 import numpy.typing as npt
 
 from aewatch.core.ewma import ewma_from
-from aewatch.core.residual import ResidualModel
+from aewatch.core.residual import ResidualModel, robust_sd
 
 __all__ = [
     "CHECK_KINDS",
@@ -303,7 +303,7 @@ class ChannelMonitor:
         checks = self.checks
         model = checks.model
         rows = np.asarray(slots, dtype=np.int64)
-        n, c, length = np.shape(windows)
+        n, c, _ = np.shape(windows)
         expected = model.expected(windows, checks.hop)  # (n, h, c)
         h = expected.shape[1]
         if n == 0 or h == 0:
@@ -311,13 +311,15 @@ class ChannelMonitor:
             return Observation(
                 np.zeros((n, len(CHECK_KINDS), c)), *(empty.copy() for _ in range(6))
             )
-        # The new samples and the one before each: (n, h + 1, c), time along axis 1.
-        recent = np.asarray(windows[:, :, length - h - 1 :], dtype=np.float64).transpose(0, 2, 1)
+        # The new samples and the two before them (NaN where the window holds no second):
+        # (n, h + 2, c), time along axis 1. The spikes check judges each middle sample.
+        spike_seq = _recent(windows, h)
+        recent = spike_seq[:, 1:]  # the new samples and the one before: stuck, range
         x = recent[:, 1:]
         z = (x - expected) / model.noise
         np.nan_to_num(z, copy=False, nan=0.0)
         np.clip(z, -checks.clip, checks.clip, out=z)
-        is_spike, spike_seq = _spike_samples(windows, h, checks)
+        is_spike = _spike_samples(spike_seq, checks)
         samples = _Samples(
             z=z,
             shift_z=z if checks.shift_scale is None else z / checks.shift_scale,
@@ -481,8 +483,10 @@ class ChannelMonitor:
         shift_ratio = np.maximum(up, down) / checks.shift_limit
         noise_ratio = spread_sum / checks.noise_limit
         is_spike = samples.is_spike[mine].reshape(k, m * h, c).transpose(1, 0, 2)
-        alpha = checks.spike_alpha
-        spike_sum = ewma_from(is_spike / alpha, alpha, s[:, 9].copy())
+        spike_sum = np.zeros_like(z)  # no spikes are looked for: the count stays 0
+        if checks.spike_limit is not None:
+            alpha = checks.spike_alpha
+            spike_sum = ewma_from(is_spike / alpha, alpha, s[:, 9].copy())
         spike_ratio = spike_sum / (np.inf if checks.spike_limit is None else checks.spike_limit)
         # Each asset's first sample at a limit (T: none), then whole windows before it.
         hits = ((shift_ratio >= 1.0) | (noise_ratio >= 1.0) | (spike_ratio >= 1.0)).any(axis=2)
@@ -549,21 +553,25 @@ class _Samples:
     latest_spike: npt.NDArray[np.float64]  # (n, 2, c): the latest spike, its neighbours' mean
 
 
-def _spike_samples(
-    windows: npt.NDArray[np.floating], h: int, checks: ChannelChecks
-) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.float64]]:
-    """For the sample before each of the newest ``h`` of ``windows`` ``(n, c, L)``:
-    whether it is a spike ``(n, h, c)``, and the samples ``(n, h + 2, c)`` the judgement
-    took (sample ``i + 1`` is the one judged, ``i`` and ``i + 2`` its neighbours)."""
+def _recent(windows: npt.NDArray[np.floating], h: int) -> npt.NDArray[np.float64]:
+    """The newest ``h`` samples of ``windows`` ``(n, c, L)`` and the two before them,
+    ``(n, h + 2, c)``; NaN where the window does not reach that far back."""
     n, c, length = np.shape(windows)
     first = length - h - 2
     seq = np.asarray(windows[:, :, max(first, 0) :], dtype=np.float64).transpose(0, 2, 1)
-    if first < 0:  # the window does not reach back far enough: those are not judged
+    if first < 0:
         seq = np.concatenate((np.full((n, -first, c), np.nan), seq), axis=1)
+    return seq
+
+
+def _spike_samples(seq: npt.NDArray[np.float64], checks: ChannelChecks) -> npt.NDArray[np.bool_]:
+    """Whether sample ``i + 1`` of ``seq`` ``(n, h + 2, c)`` is a spike, for each ``i``:
+    ``(n, h, c)`` (one without both neighbours is not judged)."""
     if checks.spike_unit is None:
-        return np.zeros((n, h, c), dtype=np.bool_), seq
+        n, h2, c = seq.shape
+        return np.zeros((n, h2 - 2, c), dtype=np.bool_)
     least = checks.spike_level * checks.spike_unit
-    return _is_spike(seq[:, :-2], seq[:, 1:-1], seq[:, 2:], least), seq
+    return _is_spike(seq[:, :-2], seq[:, 1:-1], seq[:, 2:], least)
 
 
 def _is_spike(
@@ -765,10 +773,7 @@ def _spikes_seen(
     if not triples:
         return floor.copy(), np.zeros(c)
     away = np.concatenate([mid - (left + right) / 2.0 for left, mid, right in triples])
-    median = np.nanmedian(away, axis=0)
-    mad = np.nanmedian(np.abs(away - median), axis=0) * 1.4826
-    unit = np.where(mad > 0, mad, np.nanstd(away, axis=0))
-    unit = np.maximum(np.nan_to_num(unit), floor)
+    unit = np.maximum(np.nan_to_num(robust_sd(away)), floor)
     alpha = 1.0 - math.pow(0.5, 1.0 / halflife)
     seen = np.zeros(c)
     for left, mid, right in triples:

@@ -21,7 +21,7 @@ from typing import Any, Self
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["DEFAULT_LAGS", "ResidualModel"]
+__all__ = ["DEFAULT_LAGS", "ResidualModel", "robust_sd"]
 
 # expected()'s float32 weights per model, built once (a model is immutable). Keyed by
 # id() with the model kept alive beside them, so an id is never reused while cached.
@@ -87,9 +87,7 @@ class ResidualModel:
             raise ValueError(f"lags must be >= 1, got {lags}")
         rows = np.concatenate([np.asarray(b, dtype=np.float64) for b in blocks])
         c = rows.shape[1]
-        center = np.median(rows, axis=0)
-        spread = np.percentile(rows, 99, axis=0) - np.percentile(rows, 1, axis=0)
-        scale = np.where(spread > 0, spread / 4.0, 1.0)
+        center, scale = _center_scale(rows)
         features, targets = _stacked(blocks, center, scale, lags)
         n_features = c * (lags + 1 + len(_KNOTS))
         if len(features) < 2 * n_features:
@@ -131,12 +129,8 @@ class ResidualModel:
             raise ValueError("the level model needs a block of two rows or more")
         every = np.concatenate(rows)
         c = every.shape[1]
-        center = np.median(every, axis=0)
-        spread = np.percentile(every, 99, axis=0) - np.percentile(every, 1, axis=0)
-        scale = np.where(spread > 0, spread / 4.0, 1.0)
-        d = np.concatenate(moves)
-        mad = np.median(np.abs(d - np.median(d, axis=0)), axis=0) * _MAD_TO_SD
-        noise = np.where(mad > 0, mad, d.std(axis=0)) / np.sqrt(2.0)
+        center, scale = _center_scale(every)
+        noise = robust_sd(np.concatenate(moves)) / np.sqrt(2.0)
         noise = np.maximum(noise, _MIN_NOISE * scale)
         weights = np.zeros((c, c * (2 + len(_KNOTS))))
         return cls(1, center, scale, weights, np.zeros(c), noise)
@@ -146,12 +140,7 @@ class ResidualModel:
         residuals = self.residuals(blocks)
         if len(residuals) == 0:
             return self
-        median = np.median(residuals, axis=0)
-        mad = np.median(np.abs(residuals - median), axis=0) * _MAD_TO_SD
-        sd = residuals.std(axis=0)
-        # A quantised channel has a MAD of 0 while its residual is not: fall back to the sd.
-        noise = np.where(mad > 0, mad, sd)
-        noise = np.maximum(noise, _MIN_NOISE * self.scale)
+        noise = np.maximum(robust_sd(residuals), _MIN_NOISE * self.scale)
         return type(self)(self.lags, self.center, self.scale, self.weights, self.bias, noise)
 
     def residuals(self, blocks: list[npt.NDArray[np.floating]]) -> npt.NDArray[np.float64]:
@@ -245,6 +234,28 @@ class ResidualModel:
         if not is_finite or (scale <= 0).any() or (noise <= 0).any():
             raise ValueError("residual model: values must be finite, scale and noise positive")
         return cls(lags, center, scale, weights, bias, noise)
+
+
+def robust_sd(values: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """Each column's spread ``(c,)`` as a normal sd: its median absolute deviation, or its
+    sd where that is 0 (a quantised channel, whose MAD is 0 while it does vary). NaN are
+    left out.
+
+    >>> robust_sd(np.array([[0.0, 1.0], [1.0, 1.0], [2.0, 1.0], [3.0, 5.0]])).round(3)
+    array([1.483, 1.732])
+    """
+    median = np.nanmedian(values, axis=0)
+    mad = np.nanmedian(np.abs(values - median), axis=0) * _MAD_TO_SD
+    return np.asarray(np.where(mad > 0, mad, np.nanstd(values, axis=0)), dtype=np.float64)
+
+
+def _center_scale(
+    rows: npt.NDArray[np.float64],
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Each channel's median and a quarter of its 1-99 % range (1 where that is 0): what
+    the inputs are standardised with."""
+    spread = np.percentile(rows, 99, axis=0) - np.percentile(rows, 1, axis=0)
+    return np.median(rows, axis=0), np.where(spread > 0, spread / 4.0, 1.0)
 
 
 def _stacked(

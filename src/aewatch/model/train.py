@@ -448,7 +448,7 @@ def _checks(
         checks = _stuck_only(train_rows + held_out, period_s, settings, channels)
         if checks is None:
             return None, f"off: {why}. The window error alone decides"
-        return checks, f"stuck only: {why}"
+        return checks, why
     for lags in range(min(settings.lags, settings.window_len - 1), 0, -1):
         try:
             model = ResidualModel.fit(train_rows, lags).with_noise_from(held_out)
