@@ -192,7 +192,9 @@ def test_non_numeric_cell(tmp_path: Path) -> None:
     message = fails(path)
     assert message == (
         f"{path}:3 column 'Pressure' has value 'abc', which is not a number; "
-        "fix or remove that row, or leave the column out with --channels"
+        "fix or remove that row, or leave the column out with --channels, or let aewatch "
+        "handle such cells: --on-bad-cell drop (leaves the row out) or --on-bad-cell "
+        "interpolate (draws the value in time from its neighbours)"
     )
 
 
