@@ -47,6 +47,10 @@ $(TOOLS): $(RUNTIME)
 	command -v shellcheck >/dev/null || \
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 		  apt-get install -y -qq --no-install-recommends shellcheck; }
+	# deploy/alertmanager's example routes: amtool check-config and config routes test.
+	command -v amtool >/dev/null || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+		  apt-get install -y -qq --no-install-recommends prometheus-alertmanager; }
 	$(PY) -m pip install --quiet -e '.[dev]'
 	rm -f $(VENV)/.test-tools-*
 	touch $@

@@ -58,11 +58,17 @@ DASHBOARD = GRAFANA_DIR / "dashboards/aewatch.json"
 DATASOURCES = GRAFANA_DIR / "provisioning/datasources/aewatch.yaml"
 DASHBOARD_PROVIDERS = GRAFANA_DIR / "provisioning/dashboards/aewatch.yaml"
 METRICS_DOC = REPO / "docs/metrics.md"
+ALERTMANAGER_CONFIG = REPO / "deploy/alertmanager/alertmanager.yml"
 
 PROMTOOL = shutil.which("promtool")
 PROMETHEUS = shutil.which("prometheus")
+AMTOOL = shutil.which("amtool")
 needs_promtool = pytest.mark.skipif(
     PROMTOOL is None, reason="promtool missing: Debian's prometheus package (make setup)"
+)
+needs_amtool = pytest.mark.skipif(
+    AMTOOL is None,
+    reason="amtool missing: Debian's prometheus-alertmanager package (make setup-test)",
 )
 needs_prometheus = pytest.mark.skipif(
     PROMETHEUS is None, reason="prometheus missing: Debian's prometheus package (make setup)"
@@ -101,6 +107,54 @@ def test_prometheus_config_and_rules_pass_promtool_check() -> None:
 @needs_promtool
 def test_rule_unit_tests_pass() -> None:
     _promtool("test", "rules", str(RULE_TESTS))
+
+
+@needs_amtool
+@pytest.mark.parametrize(
+    ("labels", "receiver"),
+    [
+        ({"alertname": "AewatchAssetAnomaly", "site": "rotokawa"}, "rotokawa-on-call"),
+        ({"alertname": "AewatchAssetAnomaly", "site": "mine"}, "plant-operators"),
+        ({"alertname": "AewatchDaemonDown", "severity": "critical"}, "aewatch-ops-page"),
+        ({"alertname": "AewatchQueueFilling", "severity": "warning"}, "aewatch-ops-ticket"),
+    ],
+)
+def test_alertmanager_example_routes_anomalies_by_site(
+    labels: dict[str, str], receiver: str
+) -> None:
+    assert AMTOOL is not None
+    checked = subprocess.run(
+        [AMTOOL, "check-config", str(ALERTMANAGER_CONFIG)],
+        check=False,
+        capture_output=True,
+        text=True,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    routed = subprocess.run(
+        [
+            AMTOOL,
+            "config",
+            "routes",
+            "test",
+            f"--config.file={ALERTMANAGER_CONFIG}",
+            *(f"{k}={v}" for k, v in labels.items()),
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+    )
+    assert routed.returncode == 0, routed.stdout + routed.stderr
+    assert routed.stdout.split() == [receiver], routed.stdout
+
+
+def test_the_anomaly_route_groups_by_the_site_the_rule_sets() -> None:
+    route = yaml.safe_load(ALERTMANAGER_CONFIG.read_text())["route"]
+    (anomalies,) = [
+        r for r in route["routes"] if 'alertname="AewatchAssetAnomaly"' in r["matchers"]
+    ]
+    assert anomalies["group_by"] == ["site"]
+    (rule,) = [r for r in _alert_rules() if r["alert"] == "AewatchAssetAnomaly"]
+    assert '"site"' in rule["expr"], "the rule must set the label the route groups by"
 
 
 def test_every_alert_fires_in_a_unit_test_and_is_documented() -> None:
@@ -591,6 +645,7 @@ def _grafana_substituted(expr: str) -> str:
 
 _KEYWORDS = {"and", "or", "unless", "bool", "offset", "inf", "nan"}
 _GROUPING = re.compile(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^()]*\)")
+_STRING_OR_MATCHERS = re.compile(r'(\{[^{}]*\})|"[^"]*"')
 _SELECTOR = re.compile(r"(?<![\w:])([A-Za-z_:][\w:]*)\s*(\{[^{}]*\})?(\s*\()?")
 _FINAL_COMPARISON = re.compile(
     r"(?P<inner>.*\S)\s*(?:==|!=|>=|<=|>|<)\s*[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?\s*", re.DOTALL
@@ -604,6 +659,8 @@ def _selectors(expr: str) -> list[str]:
     and a name followed by ``(`` is a function.
     """
     text = re.sub(r"\[[^\]]*\]", "", _GROUPING.sub(" ", expr))
+    # A string argument (label_replace's) is no selector; a matcher's string stays.
+    text = _STRING_OR_MATCHERS.sub(lambda m: m.group(1) or '""', text)
     found = []
     for name, matchers, call in _SELECTOR.findall(text):
         if not call and name not in _KEYWORDS:
