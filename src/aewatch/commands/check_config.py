@@ -67,15 +67,23 @@ def _open_models(config: Config) -> tuple[list[str], list[str]]:
     lines: list[str] = []
     problems: list[str] = []
     for i, entry in enumerate(config.models):
-        where = f"models[{i}] ({entry.path})"
         try:
-            bundle = ModelBundle.load(entry.path)
+            served = entry.bundles()
         except BundleError as err:
-            problems.append(f"{where}: {err}")
+            problems.append(f"models[{i}]: {err}")
             continue
-        lines.append(
-            f"{where}: {entry.name or bundle.name} serves {entry.assets}; "
-            f"{len(bundle.channels)} channels ({', '.join(bundle.channels)}), "
-            f"period {duration_text(bundle.period_s)}, window {bundle.window_len} samples"
-        )
+        if entry.dir is not None:
+            lines.append(f"models[{i}] ({entry.dir}): {len(served)} bundle(s) in the folder")
+        for name, pattern, path in served:
+            where = f"models[{i}] ({path})"
+            try:
+                bundle = ModelBundle.load(path)
+            except BundleError as err:
+                problems.append(f"{where}: {err}")
+                continue
+            lines.append(
+                f"{where}: {name or bundle.name} serves {pattern}; "
+                f"{len(bundle.channels)} channels ({', '.join(bundle.channels)}), "
+                f"period {duration_text(bundle.period_s)}, window {bundle.window_len} samples"
+            )
     return lines, problems

@@ -28,9 +28,10 @@ from pydantic import (
     model_validator,
 )
 
-from aewatch.errors import ConfigError
+from aewatch.errors import BundleError, ConfigError
 
 __all__ = [
+    "BUNDLE_SUFFIX",
     "DEFAULT_PORTS",
     "BrokerConfig",
     "Config",
@@ -44,6 +45,8 @@ __all__ = [
     "SecretRef",
     "TlsConfig",
 ]
+
+BUNDLE_SUFFIX = ".aew"  # how a bundle's file name ends (a dir entry's ASSET.aew)
 
 DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
 SECRET_SOURCES = ("file", "env", "credential")
@@ -424,18 +427,27 @@ class InputConfig(BaseModel):
 
 
 class ModelConfig(BaseModel):
-    """A model bundle and the assets it serves.
+    """A model bundle and the assets it serves, or a folder of one bundle per asset.
 
     The list order is the priority: an asset is served by the first entry whose pattern matches
     it, so a per-asset override is an entry with that asset's name placed before the catch-all.
-    Window length, hop, channels and sample period come from the bundle.
+    A ``dir`` entry serves each asset that has a bundle ``ASSET.aew`` in the folder (and
+    matches ``assets``), under the model name ``ASSET``; the folder is listed again at each
+    reload, so a new bundle is served after a SIGHUP. Window length, hop, channels and
+    sample period come from the bundle.
     """
 
     model_config = _FROZEN
 
-    path: ConfigPath = Field(
-        description="Model bundle written by aewatch train, relative to the config file. "
-        "Unit: path."
+    path: ConfigPath | None = Field(
+        None,
+        description="Model bundle written by aewatch train, relative to the config file; "
+        "give path or dir. Unit: path.",
+    )
+    dir: ConfigPath | None = Field(
+        None,
+        description="A folder of bundles named after the asset each serves (well-7.aew serves "
+        "well-7), relative to the config file; give path or dir. Unit: path.",
     )
     assets: str = Field(
         "*",
@@ -450,9 +462,50 @@ class ModelConfig(BaseModel):
         "Unit: text.",
     )
 
+    @model_validator(mode="after")
+    def _path_or_dir(self) -> Self:
+        if (self.path is None) == (self.dir is None):
+            raise RuleError(
+                ("path",),
+                "give either path (one bundle) or dir (a folder of ASSET.aew bundles)",
+            )
+        if self.dir is not None and self.name is not None:
+            raise RuleError(("name",), "a dir entry names each model after its file; remove name")
+        return self
+
+    def bundles(self) -> tuple[tuple[str | None, str, Path], ...]:
+        """``(name, asset pattern, bundle file)`` of each model this entry serves: the entry
+        itself, or, for a ``dir`` entry, each ``ASSET.aew`` in the folder whose asset
+        matches ``assets``, by name, with the asset's name as its model name and its
+        exact pattern.
+
+        Raises:
+            BundleError: the ``dir`` folder cannot be listed.
+        """
+        if self.dir is None:
+            assert self.path is not None  # one of the two, by the validator
+            return ((self.name, self.assets, self.path),)
+        try:
+            files = sorted(self.dir.glob(f"*{BUNDLE_SUFFIX}"))
+        except OSError as err:
+            raise BundleError(f"models dir {self.dir}: cannot be listed ({err})") from err
+        if not self.dir.is_dir():
+            raise BundleError(
+                f"models dir {self.dir} is not a folder; create it, or fix dir in the config"
+            )
+        served = []
+        for file in files:
+            asset = file.name.removesuffix(BUNDLE_SUFFIX)
+            if file.is_file() and fnmatchcase(asset, self.assets):
+                served.append((asset, _literal_pattern(asset), file))
+        return tuple(served)
+
     def serves(self, asset: str) -> bool:
-        """Whether ``asset`` matches this entry's pattern."""
-        return fnmatchcase(asset, self.assets)
+        """Whether ``asset`` matches this entry's pattern (and, for a ``dir`` entry, has a
+        bundle in the folder)."""
+        if not fnmatchcase(asset, self.assets):
+            return False
+        return self.dir is None or (self.dir / f"{asset}{BUNDLE_SUFFIX}").is_file()
 
 
 class OutputConfig(BaseModel):
@@ -679,7 +732,7 @@ class Config(BaseModel):
     @model_validator(mode="after")
     def _check_rules(self) -> Self:
         for i, model in enumerate(self.models[:-1]):
-            if model.assets == "*":
+            if model.assets == "*" and model.dir is None:
                 raise RuleError(
                     ("models", i + 1, "assets"),
                     f"never used: models[{i}] already serves every asset ('*'); "
@@ -702,6 +755,16 @@ class Config(BaseModel):
     def model_for(self, asset: str) -> ModelConfig | None:
         """The first model entry serving ``asset``, or None (the asset is unknown)."""
         return next((m for m in self.models if m.serves(asset)), None)
+
+
+def _literal_pattern(name: str) -> str:
+    """An fnmatch pattern matching ``name`` alone (``*``, ``?`` and ``[`` taken literally).
+
+    >>> from fnmatch import fnmatchcase
+    >>> fnmatchcase("well[2]*", _literal_pattern("well[2]*")), _literal_pattern("a*b")
+    (True, 'a[*]b')
+    """
+    return re.sub(r"([*?\[])", r"[\1]", name)
 
 
 def _split_url(url: str) -> tuple[str, str, int]:

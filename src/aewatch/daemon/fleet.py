@@ -128,35 +128,37 @@ class Fleet:
 def load_fleet(
     entries: Sequence[ModelConfig], *, device: str = "cpu", batch_size: int = 4096
 ) -> Fleet:
-    """Load every configured bundle (a path used twice is read once).
+    """Load every configured bundle (a path used twice is read once); a ``dir`` entry
+    gives one model per ``ASSET.aew`` in its folder, listed now.
 
-    Each entry is checked (:meth:`ServedModel.check`) before the fleet is returned.
+    Each model is checked (:meth:`ServedModel.check`) before the fleet is returned.
 
     Raises:
-        BundleError: a bundle is missing or unusable, or an entry cannot serve on
-            ``device``; the message names the file and the fix.
+        BundleError: a bundle is missing or unusable, a folder cannot be listed, or a
+            model cannot serve on ``device``; the message names the file and the fix.
     """
     bundles: dict[Path, ModelBundle] = {}
     models = []
     for entry in entries:
-        bundle = bundles.get(entry.path)
-        if bundle is None:
-            bundle = bundles[entry.path] = ModelBundle.load(entry.path)
-        try:
-            model = ServedModel.from_bundle(
-                bundle,
-                name=entry.name,
-                pattern=entry.assets,
-                path=entry.path,
-                device=device,
-                batch_size=batch_size,
-            )
-        except _SERVING_ERRORS as err:  # torch says "not compiled with CUDA" by an assert
-            raise BundleError(
-                f"model {entry.name or bundle.name!r} ({entry.path}) cannot be put on device "
-                f"{device!r} ({type(err).__name__}: {err}); run with `--device cpu` or a "
-                "device this machine has"
-            ) from err
-        model.check()
-        models.append(model)
+        for name, pattern, path in entry.bundles():
+            bundle = bundles.get(path)
+            if bundle is None:
+                bundle = bundles[path] = ModelBundle.load(path)
+            try:
+                model = ServedModel.from_bundle(
+                    bundle,
+                    name=name,
+                    pattern=pattern,
+                    path=path,
+                    device=device,
+                    batch_size=batch_size,
+                )
+            except _SERVING_ERRORS as err:  # torch says "not compiled with CUDA" by an assert
+                raise BundleError(
+                    f"model {name or bundle.name!r} ({path}) cannot be put on device "
+                    f"{device!r} ({type(err).__name__}: {err}); run with `--device cpu` or a "
+                    "device this machine has"
+                ) from err
+            model.check()
+            models.append(model)
     return Fleet(models)
