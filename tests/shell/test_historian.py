@@ -430,3 +430,13 @@ def test_wide_columns_that_are_not_channels_are_named(tmp_path: Path) -> None:
     assert export.table.channels == ("a",)
     assert "columns 'status' not used: not numbers" in export.summary.notes
     assert export.summary.lines()[2] == "         every value cell of 1 column is a number"
+
+
+def test_long_table_reads_only_the_tags_asked_for(tmp_path: Path) -> None:
+    path = write(tmp_path, "ts,tag,value\n1,a,1\n2,a,2\n1,x,5\n1,x,6\nsoon,x,Bad\n")
+    fails(path, ReadOptions(), f"{path}:6 column 'ts' has value 'soon', which is not a time")
+    export = read_export(path, channels=["a"])
+    np.testing.assert_array_equal(export.table.values, [[1], [2]])
+    assert export.table.lines.tolist() == [2, 3]
+    assert "3 readings of 1 other tag not used" in export.summary.notes
+    assert (export.summary.rows_read, export.summary.rows_kept) == (5, 2)

@@ -209,16 +209,16 @@ def _progress(name: str, options: ReadOptions) -> Iterator[Step]:
     """A bar on a terminal once reading ``name`` takes over a second; none elsewhere."""
     bar = tqdm(
         total=_STEPS,
-        desc=f"reading {name}",
-        bar_format="{desc}: step {n}/{total} [{elapsed}]",
+        desc=f"reading {name}: the file (1/{_STEPS})",
+        bar_format="{desc} [{elapsed}]",
         delay=1.0,
         leave=False,
         disable=None if options.show_progress else True,
     )
 
     def step(what: str) -> None:
+        bar.set_description_str(f"reading {name}: {what} ({bar.n + 2}/{_STEPS})", refresh=False)
         bar.update()
-        bar.set_description(f"reading {name}: {what}")
 
     try:
         yield step

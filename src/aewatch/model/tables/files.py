@@ -15,7 +15,7 @@ from __future__ import annotations
 import gzip
 import re
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +72,10 @@ class RawFile:
         """Return the text of one cell ('' when empty)."""
         value = self.table.column(name)[row].as_py()
         return "" if value is None else str(value)
+
+    def taken(self, rows: npt.NDArray[np.intp]) -> RawFile:
+        """Return the file with only its data ``rows`` ``(m,)``, each keeping its line."""
+        return replace(self, table=self.table.take(pa.array(rows)), lines=self.lines[rows])
 
     def describe(self, name: str, row: int) -> str:
         """Return ``has value 'x'`` or ``is empty`` for a message about one cell."""

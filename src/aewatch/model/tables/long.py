@@ -127,38 +127,43 @@ def read_long(
             number.
     """
     tag_name, value_name = columns
-    tags = tag_texts(raw, tag_name)
-    times = read_times(raw, time_name, options=options, groups=tags)
-    order = ordered_rows(raw, time_name, seconds=times.seconds, options=options, tags=tags)
+    every_tag = tag_texts(raw, tag_name)
+    found = sorted(pd.unique(every_tag).tolist())
+    flags = _flag_tags(raw, found, label_column)
+    names = _tags_picked(raw, found, pick, flags=flags)
+    picked = (*names, *(f for f in flags if f is not None))
+    # Only the picked tags' rows are read on: another tag's odd times cannot stop a model.
+    every_code = pd.Index(picked).get_indexer(pd.Index(every_tag)).astype(np.intp)  # -1: not picked
+    is_used = every_code >= 0
+    used = raw if is_used.all() else raw.taken(np.flatnonzero(is_used))
+    tags, tag_codes = every_tag[is_used], every_code[is_used]
+    times = read_times(used, time_name, options=options, groups=tags)
+    order = ordered_rows(used, time_name, seconds=times.seconds, options=options, tags=tags)
     step("values")
-    parsed = parsed_numbers(raw.table.column(value_name), decimal=raw.decimal)
+    parsed = parsed_numbers(used.table.column(value_name), decimal=used.decimal)
     if parsed is None:
-        kind = raw.table.column(value_name).type
+        kind = used.table.column(value_name).type
         raise DataError(
             f"{raw.source} column {value_name!r} holds {kind} values, not numbers; name the "
             "value column with --value-column"
         )
-    found = sorted(set(tags.tolist()))
-    flags = _flag_tags(raw, found, label_column)
-    names = _tags_picked(raw, found, pick, flags=flags)
-    picked = (*names, *(f for f in flags if f is not None))
-    rows = order.rows[np.isin(tags[order.rows], picked)]
+    rows = order.rows
     cells = Cells(*parsed).taken(rows)
     seconds = times.seconds[rows]
-    codes = pd.Categorical(tags[rows], categories=list(picked)).codes.astype(np.intp)
+    codes = tag_codes[rows]
     counts = tuple(
-        column_cells(n, cells.taken(mine), raw=raw, rows=rows[mine], column=value_name)
+        column_cells(n, cells.taken(mine), raw=used, rows=rows[mine], column=value_name)
         for n, mine in ((n, np.flatnonzero(codes == j)) for j, n in enumerate(names))
     )
     if cells.is_bad.any() and options.on_bad_cell == "error":
-        first = int(np.argmin(np.where(cells.is_bad, raw.lines[rows], np.iinfo(np.int64).max)))
-        refuse_bad(raw, int(rows[first]), column=value_name, tag=str(tags[rows[first]]))
+        first = int(np.argmin(np.where(cells.is_bad, used.lines[rows], np.iinfo(np.int64).max)))
+        refuse_bad(used, int(rows[first]), column=value_name, tag=str(tags[rows[first]]))
     numbers, keep = mended_readings(
         cells, seconds=seconds, tag_codes=codes, on_bad_cell=options.on_bad_cell
     )
     for code in range(len(names), len(picked)):
         _check_flags(
-            raw,
+            used,
             rows,
             numbers=numbers,
             mine=keep & (codes == code),
@@ -170,7 +175,7 @@ def read_long(
         seconds=seconds[keep],
         tag_codes=codes[keep],
         numbers=numbers[keep],
-        lines=raw.lines[rows][keep],
+        lines=used.lines[rows][keep],
         tags=picked,
         source=raw.source,
     )
@@ -186,6 +191,7 @@ def read_long(
     notes = (
         _tags_note(tag_name, value_name, names, flags),
         *_unused_note(raw, (time_name, tag_name, value_name)),
+        *_other_tags_note(len(found) - len(picked), int((~is_used).sum())),
         *order_notes(order, times, dedupe=options.dedupe, is_long=True),
         *dropped_note(int((~keep).sum()), "readings"),
         *(
@@ -358,6 +364,12 @@ def _tags_note(
         f"tags from column {tag_name!r}, values from {value_name!r}: {len(names)} "
         f"tag{'s' * (len(names) != 1)}{of_labels}"
     )
+
+
+def _other_tags_note(tags: int, readings: int) -> tuple[str, ...]:
+    if not tags:
+        return ()
+    return (f"{readings} readings of {tags} other tag{'s' * (tags != 1)} not used",)
 
 
 def _unused_note(raw: RawFile, used: tuple[str, ...]) -> tuple[str, ...]:

@@ -40,12 +40,12 @@ class ReadOptions:
     ``layout``: ``auto`` (long when a tag column and a value column are found), ``wide``
     (a column per channel) or ``long`` (``timestamp, tag, value`` rows). ``sep``: the
     field separator (None: sniffed from the first lines). ``decimal``: ``.`` or ``,``
-    (None: a comma when the first lines hold numbers such as ``12,5`` and none such as
-    ``12.5``). ``time_format``: a strptime format (``%d.%m.%Y %H:%M``), ``ISO8601`` or one
-    of ``unix``, ``unix_ms``, ``unix_us``, ``unix_ns`` (None: ISO 8601 or epoch seconds,
-    else a common local format when exactly one fits). ``timezone``: the IANA zone of
-    times written without an offset (None: UTC). ``on_bad_cell``: what a value cell that
-    is not a number does: ``error``, ``drop`` its row (reading) or ``interpolate`` it in
+    (None: detected from the first lines, see ``files``). ``time_format``: a strptime
+    format (``%d.%m.%Y %H:%M``), ``ISO8601`` or one of ``unix``, ``unix_ms``,
+    ``unix_us``, ``unix_ns`` (None: ISO 8601 or epoch seconds, else the common local
+    format the first times fit, see ``times``). ``timezone``: the IANA zone of times
+    written without an offset (None: UTC). ``on_bad_cell``: what a value cell that is
+    not a number does: ``error``, ``drop`` its row (reading) or ``interpolate`` it in
     time. ``dedupe``: keep the ``first`` or ``last`` of rows with the same time (None:
     refuse them). ``sort_rows``: sort a wide file's rows by time (long tables are always
     sorted).

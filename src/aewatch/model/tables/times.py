@@ -4,8 +4,9 @@ Times are ISO 8601 text (naive times are in ``--timezone``, UTC by default; time
 offset are converted to UTC), numbers of epoch seconds (a column whose largest magnitude
 exceeds ``1e11`` holds epoch *milliseconds*: 1e11 s is the year 5138, 1e11 ms is 1973),
 Parquet date/time types, or text in a strptime format: given (``--time-format``) or, when
-ISO 8601 does not fit, the one common local format that reads every cell
-(``05.12.2026 13:00``, ``12/5/2026 1:00:00 PM``, ``05-Dec-26 13:00:00``). Local times in
+ISO 8601 does not fit the first cells, the common local format that does
+(``05.12.2026 13:00``, ``12/5/2026 1:00:00 PM``, ``05-Dec-26 13:00:00``; a day and month
+that two formats read differently are refused). Local times in
 the hour clocks go back are read as summer time on their first pass and winter time on
 the second, in the file's order (per tag in a long table); local times that do not exist
 (the hour clocks go forward) are refused.
