@@ -205,14 +205,23 @@ def _html(summary: dict[str, Any], figures: list[tuple[str, str]]) -> str:
     )
     table = summary.get("detectability")
     caught = "" if not table else _detectability_html(Detectability.from_json(table))
+    read = _data_read_html(summary.get("data_read") or [])
     return (
         f"<!doctype html><meta charset='utf-8'><title>aewatch training report</title>"
         f"<style>body{{font-family:sans-serif;max-width:960px;margin:2em auto}}"
         f"th{{text-align:left;padding-right:1em}}img{{max-width:100%}}</style>"
         f"<h1>Training report: {html.escape(str(summary.get('model', '')))}</h1>"
-        f"<table>{rows}</table>{caught}{imgs}"
+        f"<table>{rows}</table>{read}{caught}{imgs}"
         f"<p>Full details: <a href='summary.json'>summary.json</a></p>\n"
     )
+
+
+def _data_read_html(files: list[dict[str, Any]]) -> str:
+    """What reading the data files found, as training printed it."""
+    if not files:
+        return ""
+    text = "\n".join(line for f in files for line in f.get("text", []))
+    return f"<h2>What was read</h2><pre>{html.escape(text)}</pre>"
 
 
 def _detectability_html(table: Detectability) -> str:

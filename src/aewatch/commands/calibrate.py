@@ -9,12 +9,13 @@ from pathlib import Path
 import torch
 
 from aewatch.commands import parse_fpr
+from aewatch.commands.read_options import add_read_options, read_options, read_summary_lines
+from aewatch.commands.score import export_for_model
 from aewatch.core.detector import DecisionSettings
 from aewatch.core.threshold import MIN_TAIL_COUNT
 from aewatch.errors import AewatchError
 from aewatch.model.bundle import ModelBundle
 from aewatch.model.calibrate import Recalibration, recalibrate_bundle
-from aewatch.model.dataset import read_table
 from aewatch.report import false_alert_budget
 
 __all__ = ["register", "run"]
@@ -51,8 +52,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--label-column",
         help="0/1 column; rows marked 1 are left out (default: 'anomaly' if present)",
     )
-    p.add_argument("--timestamp-column", help="default: timestamp/time/datetime/date/ts")
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    add_read_options(p)
     p.set_defaults(func=run)
 
 
@@ -63,10 +64,13 @@ def run(args: argparse.Namespace) -> int:
             f"--device {args.device}: no CUDA device is available here; use --device cpu"
         )
     bundle = ModelBundle.load(args.model)
-    tables = [
-        read_table(p, label_column=args.label_column, timestamp_column=args.timestamp_column)
+    options = read_options(args)
+    exports = [
+        export_for_model(bundle, p, label_column=args.label_column, options=options)
         for p in args.data
     ]
+    print("\n".join(read_summary_lines(exports)), flush=True)
+    tables = [e.table for e in exports]
     created_at = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
     result = recalibrate_bundle(
         bundle, tables, fpr=args.fpr, created_at=created_at, device=args.device

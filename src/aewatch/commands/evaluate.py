@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from aewatch.commands import print_json
-from aewatch.commands.score import load_for_model
+from aewatch.commands.read_options import add_read_options, read_options
+from aewatch.commands.score import export_for_model
 from aewatch.errors import DataError
 from aewatch.evaluation import (
     nab_score,
@@ -15,6 +16,7 @@ from aewatch.evaluation import (
     pooled_point_metrics,
 )
 from aewatch.model.bundle import ModelBundle
+from aewatch.model.dataset import ReadOptions
 from aewatch.model.offline import score_table
 from aewatch.report import plot_evaluation
 
@@ -39,7 +41,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="labelled CSV/Parquet file (repeatable)",
     )
     p.add_argument("--label-column", default="anomaly", help="0/1 column (default %(default)s)")
-    p.add_argument("--timestamp-column")
     p.add_argument(
         "--plot-dir",
         type=Path,
@@ -49,7 +50,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--no-plot", action="store_true")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    add_read_options(p)
     p.set_defaults(func=run)
 
 
@@ -60,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         bundle,
         args.data,
         label_column=args.label_column,
-        timestamp_column=args.timestamp_column,
+        options=read_options(args),
         device=args.device,
         plot_dir=None if args.no_plot else args.plot_dir,
     )
@@ -76,16 +78,19 @@ def evaluate_files(
     paths: list[str],
     *,
     label_column: str = "anomaly",
-    timestamp_column: str | None = None,
+    options: ReadOptions | None = None,
     device: str = "cpu",
     plot_dir: Path | None = None,
 ) -> dict[str, Any]:
-    """Score each labelled file and pool the metrics; optionally plot each file."""
-    points, events, nab_files, plots = [], [], [], []
+    """Score each labelled file and pool the metrics; optionally plot each file.
+
+    ``data_read`` in the result holds what reading each file found.
+    """
+    points, events, nab_files, plots, read = [], [], [], [], []
     for path in paths:
-        table = load_for_model(
-            bundle, path, label_column=label_column, timestamp_column=timestamp_column
-        )
+        export = export_for_model(bundle, path, label_column=label_column, options=options)
+        table = export.table
+        read.append(export.summary)
         if table.labels is None:
             raise DataError(
                 f"{path} has no label column {label_column!r}; pass "
@@ -135,12 +140,14 @@ def evaluate_files(
         result["nab"] = nab_score(nab_files).to_dict()
     if plots:
         result["plots"] = plots
+    result["data_read"] = [summary.to_json() for summary in read]
     return result
 
 
 def _print_table(r: dict[str, Any]) -> None:
     delay = r["mean_detection_delay_s"]
     lines = [
+        *(line for f in r["data_read"] for line in f["text"]),
         f"model {r['model']} {r['version']} on {r['files']} file(s), {r['rows']} rows",
         f"point-wise (SKAB):  F1 {r['f1']:.3f}   FAR {r['far']:.2%}   MAR {r['mar']:.2%}",
         f"events:             detected {r['detected_events']}/{r['true_events']} "

@@ -19,8 +19,10 @@ from urllib.parse import urlparse
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from aewatch.commands import parse_channels
+from aewatch.commands.read_options import add_read_options, read_options
 from aewatch.errors import AewatchError
-from aewatch.model.dataset import Table, read_table
+from aewatch.model.dataset import Table, read_export
 
 __all__ = ["broker_address", "publish_table", "register"]
 
@@ -54,12 +56,22 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--qos", type=int, choices=(0, 1, 2), default=1)
     p.add_argument("--username")
     p.add_argument("--client-id", default="")
+    p.add_argument(
+        "--channels",
+        help="comma-separated channel columns, or a long table's tags, to publish (default: "
+        "every numeric column, every tag)",
+    )
+    add_read_options(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Read the file and publish it; print how many messages went out."""
-    table = read_table(args.file)
+    """Read the file and publish it; print what was read and how many messages went out."""
+    export = read_export(
+        args.file, channels=parse_channels(args.channels), options=read_options(args)
+    )
+    print("\n".join(export.summary.lines()), flush=True)
+    table = export.table
     asset = args.asset or args.file.stem
     host, port = broker_address(args.broker)
     client = mqtt.Client(

@@ -14,6 +14,8 @@ from pathlib import Path
 import torch
 
 from aewatch.commands import print_json, report_dir_for
+from aewatch.commands.read_options import add_read_options, read_options
+from aewatch.commands.score import missing_channel_fix
 from aewatch.errors import AewatchError, DataError
 from aewatch.model.bundle import ModelBundle
 from aewatch.model.dataset import read_tables
@@ -50,12 +52,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--label-column",
         help="0/1 column; rows marked 1 are left out (default: 'anomaly' if present)",
     )
-    p.add_argument("--timestamp-column", help="default: timestamp/time/datetime/date/ts")
     p.add_argument(
         "--seed", type=int, default=0, help="where faults go and their signs (default 0)"
     )
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     p.add_argument("--json", action="store_true", help="print the table as JSON")
+    add_read_options(p)
     p.set_defaults(func=run)
 
 
@@ -95,7 +97,8 @@ def _measured(args: argparse.Namespace) -> Detectability:
         args.data,
         channels=list(bundle.channels),
         label_column=args.label_column,
-        timestamp_column=args.timestamp_column,
+        options=read_options(args),
+        channels_fix=missing_channel_fix(bundle),
     )
     held_out = held_out_blocks(tables, _settings(bundle), period_s=bundle.period_s)
     if not held_out:

@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from aewatch.commands.alert_text import alert_line
+from aewatch.commands.read_options import add_read_options, read_options
 from aewatch.daemon.messages import alert_message
-from aewatch.errors import BundleError
 from aewatch.model.bundle import ModelBundle
-from aewatch.model.dataset import Table, read_table
+from aewatch.model.dataset import Export, ReadOptions, Table, read_export
 from aewatch.model.offline import TableScores, score_table
+from aewatch.model.tables import listing
 
-__all__ = ["load_for_model", "register", "scores_frame"]
+__all__ = ["export_for_model", "load_for_model", "missing_channel_fix", "register", "scores_frame"]
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -24,22 +24,25 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "score",
         help="score a file with a model, as the daemon would",
-        description="Score every row of a CSV/Parquet file. Output columns: timestamp, score, "
-        "threshold, anomaly (the alert state the daemon would hold at that row, after "
-        "hysteresis; 0 while the first window fills) and err_<channel> per channel.",
+        description="Score every row of a CSV/Parquet file (wide, or a long table of the "
+        "model's tags). Output columns: timestamp, score, threshold, anomaly (the alert state "
+        "the daemon would hold at that row, after hysteresis; 0 while the first window "
+        "fills) and err_<channel> per channel.",
     )
     p.add_argument("--model", required=True, type=Path, metavar="MODEL.aew")
     p.add_argument("--data", required=True, metavar="FILE")
     p.add_argument("--out", required=True, type=Path, metavar="SCORES.csv")
-    p.add_argument("--timestamp-column")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    add_read_options(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Score and write the CSV; print a one-line summary."""
+    """Score and write the CSV; print what was read and a one-line summary."""
     bundle = ModelBundle.load(args.model)
-    table = load_for_model(bundle, args.data, timestamp_column=args.timestamp_column)
+    export = export_for_model(bundle, args.data, options=read_options(args))
+    print("\n".join(export.summary.lines()), flush=True)
+    table = export.table
     scores = score_table(bundle, table, device=args.device)
     scores_frame(table, scores, bundle.channels).to_csv(args.out, index=False, float_format="%.6g")
     raised = sum(e.state == "raised" for e in scores.events)
@@ -87,23 +90,45 @@ def load_for_model(
     path: str,
     *,
     label_column: str | None = None,
-    timestamp_column: str | None = None,
+    options: ReadOptions | None = None,
 ) -> Table:
     """Read ``path`` and keep the model's channels in the model's order.
 
     Raises:
-        BundleError: the file lacks a channel the model was trained on.
+        DataError: as :func:`export_for_model`.
     """
-    table = read_table(path, label_column=label_column, timestamp_column=timestamp_column)
-    missing = [c for c in bundle.channels if c not in table.channels]
-    if missing:
-        raise BundleError(
-            f"{path} has no column {missing[0]!r}, which model {bundle.name!r} was trained on "
-            f"(it needs {list(bundle.channels)}; the file has {list(table.channels)}); score "
-            "a file with those columns or train a model on this data"
-        )
-    pick = [table.channels.index(c) for c in bundle.channels]
-    return replace(table, values=table.values[:, pick], channels=bundle.channels)
+    return export_for_model(bundle, path, label_column=label_column, options=options).table
+
+
+def export_for_model(
+    bundle: ModelBundle,
+    path: str,
+    *,
+    label_column: str | None = None,
+    options: ReadOptions | None = None,
+) -> Export:
+    """Read ``path`` (only the model's channels, or a long table's tags of those names, in
+    the model's order) with the summary of what was read.
+
+    Raises:
+        DataError: the file cannot be read as the options say, or lacks a channel the
+            model was trained on.
+    """
+    return read_export(
+        path,
+        channels=bundle.channels,
+        label_column=label_column,
+        options=options or ReadOptions(),
+        channels_fix=missing_channel_fix(bundle),
+    )
+
+
+def missing_channel_fix(bundle: ModelBundle) -> str:
+    """What to do about a file that lacks one of the model's channels, for its message."""
+    return (
+        f"model {bundle.name!r} was trained on {listing(bundle.channels)}; give a file with "
+        "those channels, or train a model on this data with `aewatch train`"
+    )
 
 
 def scores_frame(table: Table, scores: TableScores, channels: tuple[str, ...]) -> pd.DataFrame:

@@ -11,8 +11,14 @@ import torch
 
 from aewatch.commands import parse_channels, parse_fpr, parse_limits, report_dir_for
 from aewatch.commands.durations import rough_duration, samples_text, window_and_hop
+from aewatch.commands.read_options import (
+    add_read_options,
+    read_options,
+    read_summary_json,
+    read_summary_lines,
+)
 from aewatch.errors import AewatchError
-from aewatch.model.dataset import read_tables
+from aewatch.model.dataset import read_exports
 from aewatch.model.detectability import Detectability, detectability
 from aewatch.model.fit import FitSettings
 from aewatch.model.networks import ARCHITECTURES
@@ -31,7 +37,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "train",
         help="train a model bundle on normal history",
-        description="Train on normal history (CSV or Parquet) and write one "
+        description="Train on normal history (CSV or Parquet, wide or long) and write one "
         "model bundle plus a report folder MODEL.aew.report/ beside it.",
     )
     p.add_argument(
@@ -50,12 +56,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--name", help="model name in alerts and metrics (default: file stem)")
     g = p.add_argument_group("data")
-    g.add_argument("--channels", help="comma-separated channel columns (default: all numeric)")
+    g.add_argument(
+        "--channels",
+        help="comma-separated channel columns, or a long table's tags (default: every numeric "
+        "column, every tag)",
+    )
     g.add_argument(
         "--label-column",
         help="0/1 column; rows marked 1 are left out of training (default: 'anomaly' if present)",
     )
-    g.add_argument("--timestamp-column", help="default: timestamp/time/datetime/date/ts")
     g.add_argument(
         "--period", type=float, metavar="S", help="sample period in seconds (default: inferred)"
     )
@@ -277,6 +286,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "about a second for a week of 10 s data)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_read_options(p)
     p.set_defaults(func=run)
 
 
@@ -337,12 +347,14 @@ def run(args: argparse.Namespace) -> int:
         )
     torch.set_num_threads(max(1, args.threads))
     started = time.perf_counter()
-    tables = read_tables(
+    exports = read_exports(
         args.data,
         channels=parse_channels(args.channels),
         label_column=args.label_column,
-        timestamp_column=args.timestamp_column,
+        options=read_options(args),
     )
+    print("\n".join(read_summary_lines(exports)), flush=True)
+    tables = [e.table for e in exports]
     window_len, hop = window_and_hop(args.window, args.hop, sample_period(tables, args.period))
     settings = TrainSettings(
         arch=args.arch,
@@ -421,6 +433,7 @@ def run(args: argparse.Namespace) -> int:
         "decision": bundle.decision,
         "provenance": bundle.provenance,
         "detectability": None if caught is None else caught.to_json(),
+        "data_read": read_summary_json(exports),
     }
     index = write_training_report(outcome, report_dir_for(args.out), summary)
     print(
