@@ -17,6 +17,7 @@ from aewatch.commands.read_options import (
     read_summary_json,
     read_summary_lines,
 )
+from aewatch.commands.train_fleet import run_per_asset
 from aewatch.errors import AewatchError
 from aewatch.model.dataset import read_exports
 from aewatch.model.detectability import Detectability, detectability
@@ -53,6 +54,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         type=Path,
         metavar="MODEL.aew",
         help="the bundle to write; its report goes to MODEL.aew.report/ beside it",
+    )
+    p.add_argument(
+        "--per-asset",
+        action="store_true",
+        help="one model per asset: --data is a folder with one export per asset (well-3.csv "
+        "trains well-3), --out the folder that gets ASSET.aew and its report for each, the "
+        "folder a `models: - dir:` entry serves; an asset that fails is named and the others "
+        "still trained (exit 1)",
     )
     p.add_argument("--name", help="model name in alerts and metrics (default: file stem)")
     g = p.add_argument_group("data")
@@ -340,7 +349,10 @@ def checks_line(checks: dict[str, Any] | None, channels: tuple[str, ...], period
 
 
 def run(args: argparse.Namespace) -> int:
-    """Train, save the bundle, write the report, print a summary."""
+    """Train, save the bundle, write the report, print a summary (per asset: see
+    :mod:`aewatch.commands.train_fleet`)."""
+    if args.per_asset:
+        return run_per_asset(args, run)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise AewatchError(
             f"--device {args.device}: no CUDA device is available here; use --device cpu"

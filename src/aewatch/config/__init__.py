@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from aewatch.config.load import config_json_schema, load_config, render_reference
 from aewatch.config.schema import (
+    BUNDLE_SUFFIX,
     BrokerConfig,
     Config,
     InputConfig,
@@ -21,6 +22,7 @@ from aewatch.config.schema import (
 )
 
 __all__ = [
+    "BUNDLE_SUFFIX",
     "BrokerConfig",
     "Config",
     "InputConfig",
