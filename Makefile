@@ -76,5 +76,10 @@ demo: setup
 quality: setup
 	$(PY) bench/quality.py --data-root ../shared/data
 
+# SIGKILLs the real daemon 20 times under load (about a minute); `make test` runs 3 kills.
+.PHONY: reliability
+reliability: setup-test
+	AEWATCH_RELIABILITY_KILLS=20 $(VENV)/bin/pytest -q -s -m reliability tests/reliability
+
 clean:
 	rm -rf $(VENV) $(DEMO) .mypy_cache .ruff_cache .pytest_cache

@@ -352,6 +352,8 @@ def _daemon_config(
         "metrics": {"listen": "127.0.0.1", "port": metrics_port},
         "logging": {"level": "WARNING"},
     }
+    if os.environ.get("AEWATCH_BENCH_JOURNAL") == "1":  # at-least-once: the QoS 1 journal
+        config["state_dir"] = str(folder / "state")
     path = folder / "aewatch.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path

@@ -728,6 +728,12 @@ class Config(BaseModel):
     logging: LoggingConfig = Field(
         default_factory=LoggingConfig, description="Logging. Unit: section."
     )
+    state_dir: ConfigPath | None = Field(
+        None,
+        description="A folder only this daemon writes: the journal of QoS 1 readings taken "
+        "but not yet done with, replayed at start, so a crash loses none. null: readings "
+        "are acknowledged on receipt, and a crash loses those not yet scored. Unit: path.",
+    )
 
     @model_validator(mode="after")
     def _check_rules(self) -> Self:

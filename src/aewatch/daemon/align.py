@@ -208,6 +208,16 @@ class Aligner:
         return len(self._suspect)
 
     @property
+    def final_s(self) -> float:
+        """Grid time of the last slot emitted or given up (final); -inf before any.
+
+        A reading at or before it can change no row to come: it was placed, filled in or
+        counted as dropped.
+        """
+        final = self._final_slot
+        return -math.inf if final is None else final * self.period_s
+
+    @property
     def newest_s(self) -> float:
         """Grid time of the newest slot any channel has a reading in; NaN before any."""
         newest = self._newest_slot

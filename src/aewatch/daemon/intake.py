@@ -4,7 +4,9 @@
 asset (:meth:`aewatch.config.InputConfig.match`), decodes the payload
 (:func:`~aewatch.daemon.decode.decode`) and puts the readings on a bounded
 :class:`ReadingQueue` for the scoring worker. It never scores and never blocks: a full
-queue drops the message's readings and counts them. Everything it refuses is counted in
+queue drops the message's readings and counts them (with a journal, the daemon instead
+decodes with :meth:`Intake.decode_many` and :meth:`Intake.offer` s the readings, holding
+back what does not fit). Everything it refuses is counted in
 :attr:`Intake.counts` and logged at a limited rate, so a publisher in a loop cannot flood
 the log.
 
@@ -27,14 +29,22 @@ import logging
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from typing import NamedTuple
 
 from aewatch.config import Config, InputConfig, OutputConfig
 from aewatch.daemon.asset_errors import AssetErrors, shown_asset
 from aewatch.daemon.decode import DECODE_REASONS, DecodeError, Decoder, Item
 from aewatch.daemon.fleet import Fleet
 
-__all__ = ["MAX_TOPIC_BYTES", "Intake", "RateLimitedLog", "ReadingQueue", "name_refusal"]
+__all__ = [
+    "MAX_TOPIC_BYTES",
+    "Decoded",
+    "Intake",
+    "RateLimitedLog",
+    "ReadingQueue",
+    "name_refusal",
+]
 
 _ROUTE_CACHE = 100_000  # topics remembered; the cache is cleared beyond it
 _LOG_EVERY_S = 10.0
@@ -47,6 +57,16 @@ log = logging.getLogger("aewatch.intake")
 # or, for an asset whose name cannot make an output topic, why (a str)
 _Route = tuple[str, str | None, Decoder | None] | str
 Items = tuple[Item, ...]  # what one queue entry holds
+
+
+class Decoded(NamedTuple):
+    """One message's readings, decoded and not yet queued: its ``position`` in its lot,
+    ``topic``, ``items`` and how many readings they hold (``readings``)."""
+
+    position: int
+    topic: str
+    items: Items
+    readings: int
 
 
 class ReadingQueue:
@@ -173,16 +193,30 @@ class Intake:
         """Decode one message and queue its readings; count whatever is refused."""
         self.take_many(((topic, payload),))
 
-    def take_many(self, messages: Iterable[tuple[str, bytes]]) -> None:
+    def take_many(
+        self, messages: Iterable[tuple[str, bytes]], *, arrival_s: float | None = None
+    ) -> None:
         """Decode ``(topic, payload)`` messages and queue all their readings in one step.
 
         What :meth:`take` does for each, with one queue operation for the lot (the network
         thread's fast path hands over every message of a socket read at once). When the
-        lot does not fit, the messages are queued one by one, so those that fit get in.
+        lot does not fit, the messages are queued one by one, so those that fit get in;
+        the others' readings are dropped and counted (``queue_full``).
         """
-        decoded: list[tuple[str, Items, int]] = []
-        arrival_s = self.clock()  # they came in one socket read: one arrival time
-        for topic, payload in messages:
+        self.put(self.decode_many(messages, arrival_s=arrival_s))
+
+    def decode_many(
+        self, messages: Iterable[tuple[str, bytes]], *, arrival_s: float | None = None
+    ) -> list[Decoded]:
+        """Decode ``(topic, payload)`` messages; those with readings to queue, in order.
+
+        Everything refused is counted and logged here. ``arrival_s`` None is now (they came
+        in one socket read: one arrival time; a replayed message gives the time it came).
+        """
+        if arrival_s is None:
+            arrival_s = self.clock()
+        decoded: list[Decoded] = []
+        for index, (topic, payload) in enumerate(messages):
             try:
                 found = self._decode(topic, payload, arrival_s)
             except Exception:  # a bug must not lose the other messages of the read
@@ -190,17 +224,28 @@ class Intake:
                 log.exception("internal error on a message of %s", topic)
                 continue
             if found is not None:
-                decoded.append((topic, *found))
-        if len(decoded) == 1:
-            self._put(*decoded[0])
-        elif decoded:
-            lot = tuple(itertools.chain.from_iterable(items for _, items, _ in decoded))
-            count = sum(count for _, _, count in decoded)
+                decoded.append(Decoded(index, topic, *found))
+        return decoded
+
+    def offer(self, decoded: Sequence[Decoded]) -> int:
+        """Queue ``decoded`` in order while they fit; how many were queued (a prefix).
+
+        Those that do not fit are neither queued nor counted: the caller keeps them
+        (the daemon holds unacknowledged QoS 1 messages until there is room).
+        """
+        if len(decoded) > 1:
+            lot = tuple(itertools.chain.from_iterable(message.items for message in decoded))
+            count = sum(message.readings for message in decoded)
             if self.queue.put(lot, count):
                 self.counts["readings"] += count
-            else:
-                for message in decoded:
-                    self._put(*message)
+                return len(decoded)
+        queued = 0
+        for message in decoded:
+            if not self.queue.put(message.items, message.readings):
+                break
+            self.counts["readings"] += message.readings
+            queued += 1
+        return queued
 
     def _decode(self, topic: str, payload: bytes, arrival_s: float) -> tuple[Items, int] | None:
         """The message's good items and their readings (None when none); counts refusals."""
@@ -239,9 +284,17 @@ class Intake:
             return None
         return decoded.items, decoded.count
 
-    def _put(self, topic: str, items: Items, count: int) -> None:
+    def put(self, decoded: Sequence[Decoded]) -> None:
+        """Queue the readings of ``decoded``: as one lot when it fits, else one message at a
+        time, dropping and counting (``queue_full``) those that do not fit."""
+        queued = self.offer(decoded) if len(decoded) > 1 else 0
+        for message in decoded[queued:]:
+            self._put(message)
+
+    def _put(self, message: Decoded) -> None:
         """Queue one message's readings, or count them dropped when the queue is full."""
-        if self.queue.put(items, count):
+        topic, count = message.topic, message.readings
+        if self.queue.put(message.items, count):
             self.counts["readings"] += count
             return
         self.counts["queue_full"] += count

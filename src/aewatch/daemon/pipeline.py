@@ -22,6 +22,7 @@ scored windows ``windows``; forward passes ``batches``. Clock steps wait in
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -465,6 +466,36 @@ class Pipeline:
             except Exception as err:
                 self.failures.append(AssetFailure(asset, type(err).__name__, str(err)))
         return out
+
+    def settled_s(self, asset: str) -> float:
+        """Time up to which ``asset``'s readings are done with: inf when it is not tracked.
+
+        A reading at or before it lies before every window still to come: its slot is
+        final on the asset's grid (placed, filled in or dropped), so every window it makes
+        due has been cut, and it is more than a window's length behind the last final slot,
+        so the windows to come no longer need it. Half a period is added, since a reading
+        goes to the nearest slot. An asset the pipeline does not track (no model, too many
+        assets, dropped at a reload) has nothing pending.
+        """
+        track = self._tracks.get(asset)
+        if track is None:
+            return math.inf
+        bundle = track.model.bundle
+        final_s = track.aligner.final_s + bundle.period_s / 2
+        return final_s - (bundle.window_len - 1) * bundle.period_s
+
+    def gap_s(self, asset: str) -> float:
+        """How long a silence of ``asset`` restarts its window: its gap limit and how long
+        a slot waits (seconds; 0 when it is not tracked).
+
+        A live reading that comes after a silence longer than this starts the window
+        afresh, so it needs none of the readings before.
+        """
+        track = self._tracks.get(asset)
+        if track is None:
+            return 0.0
+        aligner = track.aligner
+        return aligner.max_gap_periods * aligner.period_s + aligner.max_late_s
 
     def restore_alert(
         self,

@@ -13,6 +13,11 @@ with a Last Will ``offline``, subscribe in ``on_connect`` (so a reconnect resubs
 publish ``online``. Stop: stop taking messages (those not yet acknowledged stay with the
 broker's persistent session and come again after a restart), drain the queue and the
 waiting windows within a deadline, publish ``stopped``, disconnect.
+
+With ``state_dir`` set, a QoS 1 message is acknowledged only once its readings are queued
+and written to the :class:`~aewatch.daemon.journal.Journal` (what a full queue has no room
+for waits, unacknowledged, so the broker holds the rest back), and the worker releases a
+record once its readings are done with; a start replays what was not released.
 """
 
 from __future__ import annotations
@@ -20,11 +25,13 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
+import math
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import paho.mqtt.client as mqtt
 
@@ -33,8 +40,10 @@ from aewatch.core.alerts import AlertEvent
 from aewatch.daemon import messages
 from aewatch.daemon.asset_errors import AssetErrors
 from aewatch.daemon.asset_gauges import AssetGauges
+from aewatch.daemon.decode import Series
 from aewatch.daemon.fleet import Fleet, ServedModel, load_fleet
-from aewatch.daemon.intake import Intake, RateLimitedLog, ReadingQueue
+from aewatch.daemon.intake import Decoded, Intake, Items, RateLimitedLog, ReadingQueue
+from aewatch.daemon.journal import Journal
 from aewatch.daemon.liveness import ScoringLiveness
 from aewatch.daemon.metrics import (
     BATCH_BUCKETS,
@@ -45,7 +54,7 @@ from aewatch.daemon.metrics import (
 )
 from aewatch.daemon.mqtt import Publish, Will, connect, make_client, read_retained
 from aewatch.daemon.pipeline import Pipeline, Scored
-from aewatch.errors import AewatchError
+from aewatch.errors import AewatchError, ConfigError
 from aewatch.model.scorer import set_inference_threads
 
 __all__ = ["Daemon"]
@@ -55,6 +64,28 @@ log = logging.getLogger("aewatch.daemon")
 _IDLE_WAIT_S = 0.5
 _STALL_S = 60.0  # /healthz fails when the worker has not come round its loop for this long
 _RELOAD_WAIT_S = 60.0
+# An asset with no reading for this long (wall clock) lets its journal records go although
+# its next window would still need them: a live reading after such a silence starts the
+# window afresh anyway, and one asset gone quiet must not hold every record behind it.
+# Its own gap limit counts when longer.
+_SILENT_S = 120.0
+
+
+class _Held(NamedTuple):
+    """A QoS 1 or 2 message decoded but not yet queued, nor acknowledged: no room."""
+
+    publish: Publish
+    message: Decoded
+    arrival_s: float
+
+
+class _Mark(NamedTuple):
+    """A journal record whose readings are queued: its seq, its arrival time (wall clock)
+    and each asset's newest reading time in it."""
+
+    seq: int
+    arrival_s: float
+    newest: dict[str, float]
 
 
 class Daemon:
@@ -133,6 +164,22 @@ class Daemon:
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
         self.client.on_publishes = self._on_publishes
+        # At-least-once (state_dir set): every QoS 1 message queued is journaled before it
+        # is acknowledged; a record is released once its readings are done with.
+        self.journal = _open_journal(config.state_dir)
+        # Journal records queued, oldest first; each asset's newest. Both change under the
+        # intake lock only.
+        self._marks: deque[_Mark] = deque()
+        self._last_mark: dict[str, _Mark] = {}
+        # QoS 1 messages a full queue had no room for, in order: unacknowledged, so the
+        # broker holds the rest back (its in-flight limit), and queued once there is room.
+        self._held: deque[_Held] = deque()
+        self._sent: list[mqtt.MQTTMessageInfo] = []  # outputs not yet seen acknowledged
+        # Records done with in the pipeline, waiting for the broker to take the outputs.
+        self._releasing: deque[tuple[int, list[mqtt.MQTTMessageInfo]]] = deque()
+        self.counts["journal_failed"] = 0
+        self.counts["replayed"] = 0
+        self.counts["held"] = 0
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -157,7 +204,14 @@ class Daemon:
         log.info("metrics on http://%s:%d/metrics", metrics.listen, self.status_server.port)
         set_inference_threads(self.config.limits.inference_threads)
         self._resume_alerts()
+        if self.journal is None:
+            log.warning(
+                "no state_dir: QoS 1 readings are acknowledged on receipt, so a crash loses "
+                "those not yet scored; set state_dir to a folder only this daemon writes"
+            )
         self._worker.start()
+        if self.journal is not None:
+            self._replay(self.journal)
         connect(self.client, broker)
 
     def is_alive(self) -> tuple[bool, str]:
@@ -268,6 +322,9 @@ class Daemon:
             _wait(info, max(0.1, deadline - time.monotonic()))
         self.client.disconnect()
         self.client.loop_stop()
+        if self.journal is not None:
+            with self._intake_lock:
+                self.journal.close()
         if self.status_server is not None:
             self.status_server.stop()
         log.info("stopped")
@@ -300,31 +357,155 @@ class Daemon:
     ) -> None:
         was_connected = self.is_connected.is_set()
         self.is_connected.clear()
+        with self._intake_lock:
+            # Not acknowledged: the broker's session sends them again after the reconnect.
+            self._held.clear()
         if was_connected:
             self.counts["disconnects"] += 1
         if not self._is_closing:
             self._log.warning("disconnect", "lost the broker (%s); reconnecting", reason)
 
     def _on_message(
-        self, client: mqtt.Client, _userdata: object, message: mqtt.MQTTMessage
+        self, _client: mqtt.Client, _userdata: object, message: mqtt.MQTTMessage
     ) -> None:
+        publish = Publish(
+            message.topic, bytes(message.payload), message.qos, message.mid, message.retain
+        )
         with self._intake_lock:
             if self._is_closing:
                 return  # not acknowledged: the broker delivers it again to the next session
-            try:
-                self.intake.take(message.topic, bytes(message.payload))
-            except Exception:  # a bug must not kill the network thread; count and go on
-                self.intake.counts["internal_error"] += 1
-                log.exception("internal error on a message of %s", message.topic)
-        client.ack(message.mid, message.qos)
+            if self.journal is not None:
+                done = self._take_journaled([publish])
+            else:
+                try:
+                    self.intake.take(publish.topic, publish.payload)
+                except Exception:  # a bug must not kill the network thread; count and go on
+                    self.intake.counts["internal_error"] += 1
+                    log.exception("internal error on a message of %s", message.topic)
+                done = [publish]
+        self._ack(done)
 
     def _on_publishes(self, found: list[Publish]) -> None:
         """The fast path: every whole QoS 0/1 PUBLISH of one socket read (network thread)."""
         with self._intake_lock:
             if self._is_closing:
                 return  # not acknowledged: the broker delivers them again to the next session
-            self.intake.take_many([(publish.topic, publish.payload) for publish in found])
-        self.client.ack_many([publish.mid for publish in found if publish.qos])
+            if self.journal is not None:
+                found = self._take_journaled(found)
+            else:
+                self.intake.take_many([(publish.topic, publish.payload) for publish in found])
+        self._ack(found)
+
+    def _ack(self, publishes: Sequence[Publish]) -> None:
+        """Acknowledge QoS 1 messages in one write, QoS 2 ones each (any thread)."""
+        self.client.ack_many([publish.mid for publish in publishes if publish.qos == 1])
+        for publish in publishes:
+            if publish.qos == 2:
+                self.client.ack(publish.mid, publish.qos)
+
+    def _take_journaled(self, found: Sequence[Publish]) -> list[Publish]:
+        """Queue and journal ``found``; the messages to acknowledge now (intake lock held).
+
+        QoS 0 readings are queued, or dropped when full, as without a journal. A QoS 1 or 2
+        message's readings go behind any held ones: once queued, its record is written
+        and it is acknowledged; with no room it is held, unacknowledged (the worker queues
+        it later). A message with no reading to queue (refused and counted) is done.
+        """
+        arrival_s = self.intake.clock()
+        pairs = [(publish.topic, publish.payload) for publish in found]
+        decoded = self.intake.decode_many(pairs, arrival_s=arrival_s)
+        done: list[Publish] = []
+        best_effort: list[Decoded] = []
+        held = self._held
+        before = len(held)
+        taken = {message.position: message for message in decoded}
+        for index, publish in enumerate(found):
+            message = taken.get(index)
+            if message is None:
+                done.append(publish)
+            elif publish.qos == 0:
+                best_effort.append(message)
+            else:
+                held.append(_Held(publish, message, arrival_s))
+        self.intake.put(best_effort)
+        if not before:  # else they wait their turn: the worker queues them as it makes room
+            done += self._admit_held()
+        if len(held) > before:
+            self.counts["held"] += len(held) - before
+            self._log.warning(
+                "held",
+                "reading queue full (%d readings): %d QoS 1 messages wait unacknowledged "
+                "for room, and the broker keeps the rest; the scoring worker is behind, "
+                "raise limits.queue_size or add CPU",
+                self.queue.max_readings,
+                len(held),
+            )
+        return done
+
+    def _admit_held(self) -> list[Publish]:
+        """Queue held messages in order while they fit and journal them; those to
+        acknowledge (intake lock held)."""
+        held = self._held
+        queued = self.intake.offer([one.message for one in held])
+        admitted = [held.popleft() for _ in range(queued)]
+        for arrival_s, group in itertools.groupby(admitted, key=lambda one: one.arrival_s):
+            ones = list(group)
+            self._journal([one.publish for one in ones], [one.message for one in ones], arrival_s)
+        return [one.publish for one in admitted]
+
+    def _journal(
+        self, found: Sequence[Publish], decoded: Sequence[Decoded], arrival_s: float
+    ) -> None:
+        """Write the record of messages whose readings were just queued (intake lock held).
+
+        A failed write (a full disk) is counted and logged, and the messages are still
+        acknowledged: scoring goes on, without the crash guarantee for them.
+        """
+        assert self.journal is not None
+        try:
+            seq = self.journal.append(
+                [(publish.topic, publish.payload) for publish in found], arrival_s=arrival_s
+            )
+        except OSError as err:
+            self.counts["journal_failed"] += len(found)
+            self._log.warning(
+                "journal",
+                "could not write the journal in %s (%s); scoring goes on, but a crash now "
+                "loses the readings not yet scored; free space or fix state_dir",
+                self.journal.folder,
+                err.strerror or err,
+            )
+            return
+        self._add_mark(_Mark(seq, arrival_s, _newest_by_asset(m.items for m in decoded)))
+
+    def _add_mark(self, mark: _Mark) -> None:
+        """Note a record queued (intake lock held)."""
+        self._marks.append(mark)
+        for asset in mark.newest:
+            self._last_mark[asset] = mark
+
+    def _replay(self, journal: Journal) -> None:
+        """Queue every journaled record again, oldest first, before connecting."""
+        records = 0
+        for record in journal.replay():
+            decoded = self.intake.decode_many(record.messages, arrival_s=record.arrival_s)
+            newest = _newest_by_asset(message.items for message in decoded)
+            while decoded and self._worker.is_alive():
+                decoded = decoded[self.intake.offer(decoded) :]
+                if decoded:
+                    time.sleep(0.01)  # the worker drains the queue
+            with self._intake_lock:
+                self._add_mark(_Mark(record.seq, record.arrival_s, newest))
+            records += 1
+            self.counts["replayed"] += len(record.messages)
+        if records:
+            log.info(
+                "replayed %d messages (%d records) from the journal in %s: taken before the "
+                "last stop and not yet done with",
+                self.counts["replayed"],
+                records,
+                journal.folder,
+            )
 
     # -- scoring worker ---------------------------------------------------------------
 
@@ -339,8 +520,11 @@ class Daemon:
             else:
                 timeout = max(0.0, oldest + max_wait_s - time.monotonic())
             is_stopping = self._stop_worker.is_set()
+            marked = len(self._marks)  # their readings are queued or taken already
             items = self.queue.take(0 if is_stopping or self._reload else timeout)
             try:
+                if self._held:
+                    self._admit_room()
                 if items:
                     self.liveness.took(time.monotonic())
                     self.pipeline.ingest(itertools.chain.from_iterable(items))
@@ -362,6 +546,8 @@ class Daemon:
                     oldest = None
                 if self._reload is not None and not self.pipeline.pending:
                     self._take_reload(*self._reload)
+                if self.journal is not None and not self.pipeline.pending:
+                    self._settle(self.journal, marked)
             except Exception:  # a bug in one batch must not stop scoring for good
                 self.counts["internal_error"] += 1
                 self.liveness.failed(time.monotonic())
@@ -384,6 +570,55 @@ class Daemon:
             self.latency_s.observe(now - scored.end_timestamps)
         self.batch_windows.observe([len(scored.end_timestamps) for scored in results])
         self._publish(results)
+
+    def _admit_room(self) -> None:
+        """Queue the held messages the worker just made room for, and acknowledge them."""
+        with self._intake_lock:
+            done = [] if self._is_closing else self._admit_held()
+        self._ack(done)
+
+    def _settle(self, journal: Journal, marked: int) -> None:
+        """Release the journal records done with (worker thread, no window waiting).
+
+        A record is done with once each of its assets is done with it
+        (:meth:`_is_done`) and the broker has acknowledged every output published until
+        then. Only the first ``marked`` marks are looked at: their readings were taken
+        from the queue by now.
+        """
+        seq = None
+        now_s = self.intake.clock()
+        oldest = journal.oldest_seq  # marks before it were dropped past the journal's bound
+        with self._intake_lock:
+            marks = self._marks
+            while marked and marks and (marks[0].seq < oldest or self._is_done(marks[0], now_s)):
+                mark = marks.popleft()
+                marked -= 1
+                seq = mark.seq
+                for asset in mark.newest:
+                    if self._last_mark.get(asset) is mark:
+                        del self._last_mark[asset]
+        sent = [info for info in self._sent if not info.is_published()]
+        if seq is not None:
+            self._releasing.append((seq, sent))
+            sent = []
+        self._sent = sent
+        while self._releasing and all(info.is_published() for info in self._releasing[0][1]):
+            journal.release(self._releasing.popleft()[0])
+
+    def _is_done(self, mark: _Mark, now_s: float) -> bool:
+        """Whether every asset of ``mark`` is done with its readings (intake lock held).
+
+        An asset is when they lie before every window still to come
+        (:meth:`Pipeline.settled_s`), or when its newest record came longer ago than
+        ``_SILENT_S`` or its gap limit (:meth:`Pipeline.gap_s`).
+        """
+        for asset, at in mark.newest.items():
+            if at <= self.pipeline.settled_s(asset):
+                continue
+            silent_for_s = now_s - self._last_mark[asset].arrival_s
+            if silent_for_s <= max(_SILENT_S, self.pipeline.gap_s(asset)):
+                return False
+        return True
 
     def _take_reload(self, config: Config, fleet: Fleet) -> None:
         """Swap in a reload, or count it failed; either way the caller of reload() wakes."""
@@ -536,6 +771,8 @@ class Daemon:
         info = self.client.publish(topic, payload, qos=self.config.outputs.qos, retain=retain)
         if info.rc in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
             self.counts["published"] += 1  # queued by paho; sent when connected
+            if self.journal is not None:
+                self._sent.append(info)  # its readings' records wait for the broker's ack
         else:
             self.counts["publish_failed"] += 1
             self.asset_errors.count(asset, "publish")
@@ -580,6 +817,41 @@ class Daemon:
                 self._active[open_alert.asset] = open_alert.alert_id
         if self.counts["resumed_alerts"]:
             log.info("resumed %d open alerts", self.counts["resumed_alerts"])
+
+
+def _open_journal(state_dir: Path | None) -> Journal | None:
+    """The journal in ``state_dir``, or None without one.
+
+    Raises:
+        ConfigError: the folder cannot be made or read.
+    """
+    if state_dir is None:
+        return None
+    folder = state_dir / "journal"
+    try:
+        return Journal(folder)
+    except OSError as err:
+        raise ConfigError(
+            f"state_dir = {state_dir}: cannot use {folder} for the journal "
+            f"({err.strerror or err}); make it writable by the daemon's user, or set "
+            "state_dir to a folder it may write"
+        ) from err
+
+
+def _newest_by_asset(
+    queued: Iterable[Items], newest: dict[str, float] | None = None
+) -> dict[str, float]:
+    """Each asset's newest reading time among ``queued`` (added to ``newest``)."""
+    found: dict[str, float] = {} if newest is None else newest
+    for items in queued:
+        for item in items:
+            if isinstance(item, Series):
+                at = float(item.timestamps.max(initial=-math.inf))
+            else:
+                at = item.timestamp
+            if at > found.get(item.asset, -math.inf):
+                found[item.asset] = at
+    return found
 
 
 def _name(model: ServedModel | None) -> str | None:

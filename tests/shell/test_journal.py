@@ -1,0 +1,99 @@
+"""The QoS 1 journal on real files: what a start replays, what a release deletes, and a
+record cut short by a kill."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from aewatch.daemon import journal as journal_module
+from aewatch.daemon.journal import Journal
+
+
+def _messages(n: int, start: int = 0) -> list[tuple[str, bytes]]:
+    return [(f"plant/w{i}/flow", f"{i}.5".encode()) for i in range(start, start + n)]
+
+
+def test_a_start_replays_what_was_not_released(tmp_path: Path) -> None:
+    """Records come back in order with their arrival times; released ones do not."""
+    journal = Journal(tmp_path)
+    seqs = [journal.append(_messages(3, 3 * i), arrival_s=100.0 + i) for i in range(4)]
+    assert seqs == [0, 1, 2, 3]
+    journal.release(1)
+    journal.close()
+    again = Journal(tmp_path)
+    records = list(again.replay())
+    assert [(r.seq, r.arrival_s) for r in records] == [(2, 102.0), (3, 103.0)]
+    assert records[0].messages == _messages(3, 6)
+    assert again.append(_messages(1), arrival_s=1.0) == 4  # numbering goes on
+
+
+def test_a_release_deletes_whole_segments_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Segments wholly released go; the one still holding a needed record stays."""
+    monkeypatch.setattr(journal_module, "SEGMENT_BYTES", 200)
+    journal = Journal(tmp_path)
+    for i in range(12):
+        journal.append(_messages(4, i), arrival_s=float(i))
+    segments = sorted(tmp_path.glob("*.aej"))
+    assert len(segments) > 3
+    journal.release(5)
+    left = sorted(tmp_path.glob("*.aej"))
+    assert 0 < len(left) < len(segments)
+    journal.close()
+    assert [r.seq for r in Journal(tmp_path).replay()] == list(range(6, 12))
+
+
+def test_a_record_cut_short_is_dropped_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A kill mid-write leaves a torn tail: the whole records before it replay, it goes."""
+    journal = Journal(tmp_path)
+    journal.append(_messages(2), arrival_s=1.0)
+    journal.append(_messages(2, 2), arrival_s=2.0)
+    journal.close()
+    (segment,) = tmp_path.glob("*.aej")
+    whole = segment.stat().st_size
+    with segment.open("r+b") as f:
+        f.truncate(whole - 3)
+    with caplog.at_level(logging.WARNING, logger="aewatch.journal"):
+        records = list(Journal(tmp_path).replay())
+    assert [r.seq for r in records] == [0]
+    assert "cut short or corrupt" in caplog.text
+    assert segment.stat().st_size < whole - 3  # cut off at the torn record
+
+
+def test_a_corrupt_record_is_not_believed(tmp_path: Path) -> None:
+    """A flipped byte fails the CRC: the record and what follows are dropped."""
+    journal = Journal(tmp_path)
+    journal.append(_messages(1), arrival_s=1.0)
+    journal.append(_messages(1, 1), arrival_s=2.0)
+    journal.close()
+    (segment,) = tmp_path.glob("*.aej")
+    data = bytearray(segment.read_bytes())
+    data[-2] ^= 0xFF
+    segment.write_bytes(bytes(data))
+    assert [r.seq for r in Journal(tmp_path).replay()] == [0]
+
+
+def test_numbering_goes_on_after_an_empty_last_segment(tmp_path: Path) -> None:
+    """A kill before a new segment's first record was whole leaves it empty: the next start
+    still numbers after what was released, so its records are replayed, not skipped."""
+    first = Journal(tmp_path)
+    for i in range(3):
+        first.append(_messages(1, i), arrival_s=float(i))
+    first.release(2)
+    first.close()
+    second = Journal(tmp_path)
+    assert list(second.replay()) == []
+    second.append(_messages(1, 3), arrival_s=3.0)  # opens segment 3, drops segment 0
+    (segment,) = tmp_path.glob("*.aej")
+    segment.write_bytes(b"")  # killed mid-write: the record never became whole
+    third = Journal(tmp_path)
+    assert list(third.replay()) == []
+    assert third.append(_messages(1, 4), arrival_s=4.0) == 3
+    third.close()
+    assert [r.messages for r in Journal(tmp_path).replay()] == [_messages(1, 4)]
