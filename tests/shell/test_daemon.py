@@ -155,6 +155,7 @@ class Bench:
         inputs: list[dict[str, Any]] | None = None,
         limits: dict[str, Any] | None = None,
         assets: str = "well-*",
+        state_dir: Path | None = None,
     ) -> Path:
         """Write a daemon config for ``broker`` serving the plant's model to ``assets``."""
         client_id = client_id or self.prefix
@@ -171,6 +172,7 @@ class Bench:
             "outputs": {"topic_prefix": self.prefix},
             "limits": limits or {},
             "metrics": {"port": 0},
+            "state_dir": None if state_dir is None else str(state_dir),
         }
         path = self.folder / f"{client_id}.yaml"
         path.write_text(yaml.safe_dump(data, sort_keys=False))
@@ -524,8 +526,9 @@ def test_sigterm_and_restart_lose_no_reading(
 
 
 def test_restart_resumes_open_alert(broker: Broker, bench: Bench) -> None:
-    """A restart while an alert is open raises nothing new; the resolve keeps the first id."""
-    config = bench.config(broker)
+    """A restart while an alert is open raises nothing new; the resolve keeps the first id
+    (the state is signed with the key in ``state_dir``, so the start believes it)."""
+    config = bench.config(broker, state_dir=bench.folder / "state")
     noise, first_id = bench.plant.noise, bench.plant.noise_offline.events[0].alert_id
     watcher = Peer(broker, bench.outputs)
     try:

@@ -29,6 +29,7 @@ from aewatch.daemon.intake import Intake, ReadingQueue
 from aewatch.daemon.metrics import registry_for
 from aewatch.daemon.pipeline import COUNTS, Pipeline
 from aewatch.daemon.service import Daemon
+from aewatch.daemon.state_key import StateKey
 
 DOC_PATH = Path(__file__).resolve().parents[2] / "docs" / "mqtt.md"
 DOC = DOC_PATH.read_text(encoding="utf-8")
@@ -167,10 +168,16 @@ def code_messages() -> dict[tuple[str, ...], dict[str, Any]]:
     return {
         ("alert", "raised"): messages.alert_message(raised, **version),
         ("alert", "resolved"): messages.alert_message(resolved, **version),
-        ("state", "firing"): messages.state_message(raised, **version),
-        ("state", "normal"): messages.state_message(resolved, **version),
+        ("state", "firing"): signed(messages.state_message(raised, **version)),
+        ("state", "normal"): signed(messages.state_message(resolved, **version)),
         ("denoised",): denoised,
     }
+
+
+def signed(state: dict[str, Any]) -> dict[str, Any]:
+    """A state message as the daemon publishes it: signed with its state key."""
+    key = StateKey(b"a test key of at least 32 characters", source="the test")
+    return dict(json.loads(key.sign(messages.encode(state))))
 
 
 CODE = code_messages()

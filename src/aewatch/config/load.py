@@ -33,7 +33,7 @@ __all__ = ["config_json_schema", "load_config", "render_reference"]
 
 Loc = tuple[str | int, ...]
 
-SECRET_KEYS = frozenset({"password"})
+SECRET_KEYS = frozenset({"password", "state_key"})
 HIDDEN = "<hidden>"
 EXAMPLE = "config/aewatch.example.yaml"
 
@@ -235,17 +235,37 @@ def _model_in(annotation: Any) -> type[BaseModel] | None:
 def _resolve_secrets(
     config: Config, file: Path, lines: dict[Loc, int], environ: Mapping[str, str]
 ) -> Config:
-    ref = config.broker.password
+    password = _resolved(
+        config.broker.password, ("broker", "password"), file=file, lines=lines, environ=environ
+    )
+    state_key = _resolved(
+        config.outputs.state_key, ("outputs", "state_key"), file=file, lines=lines, environ=environ
+    )
+    return config.model_copy(
+        update={
+            "broker": config.broker.model_copy(update={"password": password}),
+            "outputs": config.outputs.model_copy(update={"state_key": state_key}),
+        }
+    )
+
+
+def _resolved(
+    ref: SecretRef | None,
+    loc: Loc,
+    *,
+    file: Path,
+    lines: dict[Loc, int],
+    environ: Mapping[str, str],
+) -> SecretRef | None:
+    """``ref`` holding its secret, read now (None stays None)."""
     if ref is None:
-        return config
-    loc: Loc = ("broker", "password")
+        return None
     try:
         secret = _read_secret(ref, environ)
     except ConfigError as err:
         shown = ref.model_dump(exclude_none=True, mode="json")
         raise ConfigError(_format(file, lines.get(loc, 1), loc, shown, str(err))) from None
-    broker = config.broker.model_copy(update={"password": ref.with_value(secret)})
-    return config.model_copy(update={"broker": broker})
+    return ref.with_value(secret)
 
 
 def _read_secret(ref: SecretRef, environ: Mapping[str, str]) -> SecretStr:

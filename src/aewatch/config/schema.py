@@ -540,6 +540,14 @@ class OutputConfig(BaseModel):
         description="Reconstructed signals, when denoised is true. Unit: topic template.",
     )
     qos: Literal[0, 1, 2] = Field(1, description="QoS of everything published. Unit: level.")
+    state_key: SecretRef | None = Field(
+        None,
+        description="Where the key that signs the retained states lives: {file: PATH}, {env: "
+        "NAME} or {credential: NAME}, at least 32 characters (e.g. openssl rand -hex 32); "
+        "never the key itself. A start resumes only the firing states signed with it. null: "
+        "the key in state_dir (made on the first start, mode 0600); without state_dir "
+        "either, states go out unsigned and none is resumed. Unit: secret reference.",
+    )
 
     @field_validator("topic_prefix")
     @classmethod
@@ -730,9 +738,11 @@ class Config(BaseModel):
     )
     state_dir: ConfigPath | None = Field(
         None,
-        description="A folder only this daemon writes: the journal of QoS 1 readings taken "
-        "but not yet done with, replayed at start, so a crash loses none. null: readings "
-        "are acknowledged on receipt, and a crash loses those not yet scored. Unit: path.",
+        description="A folder only this daemon writes (made mode 0700): the journal of QoS 1 "
+        "readings taken but not yet done with, replayed at start, so a crash loses none; and "
+        "the key that signs the retained states, unless outputs.state_key is given. null: "
+        "readings are acknowledged on receipt, a crash loses those not yet scored, and no "
+        "retained state is resumed without outputs.state_key. Unit: path.",
     )
 
     @model_validator(mode="after")

@@ -7,8 +7,9 @@ and a ``Z``; numbers are JSON numbers (non-finite ones become ``null``).
 * **alert** (``alert_topic``, QoS ``outputs.qos``, not retained): one ``raised`` or
   ``resolved`` event.
 * **state** (``state_topic``, retained): the asset's alert state after its latest event,
-  ``firing`` or ``normal``. A restarted daemon reads these back (:func:`parse_state`) and
-  resumes open alerts instead of raising them again.
+  ``firing`` or ``normal``, signed by the daemon (``signature``). A restarted daemon reads
+  these back (:func:`parse_state`) and resumes the open alerts it signed instead of raising
+  them again.
 * **denoised** (``denoised_topic``): the reconstructed signal of the newest rows.
 * **status** (``status_topic``, retained): the bare text ``online``, ``stopped`` or the
   Last Will ``offline``.
@@ -106,7 +107,11 @@ def alert_message(event: AlertEvent, *, model: str, model_version: str) -> dict[
 
 
 def state_message(event: AlertEvent, *, model: str, model_version: str) -> dict[str, Any]:
-    """The asset's retained state after ``event``: ``firing`` with the alert, or ``normal``."""
+    """The asset's retained state after ``event``: ``firing`` with the alert, or ``normal``.
+
+    Its ``signature`` is null; the daemon signs the encoded message with its
+    :class:`~aewatch.daemon.state_key.StateKey`, so that a start resumes only its own states.
+    """
     is_firing = event.state == "raised"
     return {
         "schema": SCHEMA_VERSION,
@@ -123,6 +128,7 @@ def state_message(event: AlertEvent, *, model: str, model_version: str) -> dict[
         "updated_at": iso(event.at),
         "model": model,
         "model_version": model_version,
+        "signature": None,  # last: StateKey.sign puts the HMAC here, in the encoded bytes
     }
 
 

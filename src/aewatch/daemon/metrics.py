@@ -35,6 +35,7 @@ from prometheus_client.registry import Collector
 from aewatch import __version__
 from aewatch.daemon.connect_failures import CONNECT_FAILURE_REASONS, ConnectFailures
 from aewatch.daemon.decode import DECODE_REASONS
+from aewatch.daemon.state_key import IGNORED_REASONS
 from aewatch.daemon.status import StatusServer
 
 if TYPE_CHECKING:
@@ -236,6 +237,15 @@ class DaemonCollector(Collector):
         yield _counter(
             "aewatch_publish_failures", "Messages the MQTT client refused.", own["publish_failed"]
         )
+        ignored = CounterMetricFamily(
+            "aewatch_retained_states_ignored",
+            "Retained alert states a start did not resume, by reason: unsigned, bad_signature "
+            "(not provably this daemon's) or unreadable.",
+            labels=["reason"],
+        )
+        for reason in IGNORED_REASONS:
+            ignored.add_metric([reason], own[f"state_ignored:{reason}"])
+        yield ignored
         yield _gauge(
             "aewatch_broker_connected",
             "1 while connected to the broker.",

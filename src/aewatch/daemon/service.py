@@ -8,7 +8,8 @@ waited ``limits.max_wait_ms``: a busy daemon scores big batches (cheap per windo
 one decides within the wait. It then publishes alerts, retained per-asset state and, if
 asked, the denoised signal.
 
-Start: read back the retained alert states (open alerts resume under their ids), connect
+Start: read back the retained alert states (open alerts whose state the daemon's
+:class:`~aewatch.daemon.state_key.StateKey` signed resume under their ids), connect
 with a Last Will ``offline``, subscribe in ``on_connect`` (so a reconnect resubscribes),
 publish ``online``. Stop: stop taking messages (those not yet acknowledged stay with the
 broker's persistent session and come again after a restart), drain the queue and the
@@ -54,6 +55,7 @@ from aewatch.daemon.metrics import (
 )
 from aewatch.daemon.mqtt import Publish, Will, connect, make_client, read_retained
 from aewatch.daemon.pipeline import Pipeline, Scored
+from aewatch.daemon.state_key import IGNORED_REASONS, StateKey, open_state_key
 from aewatch.errors import AewatchError, ConfigError
 from aewatch.model.scorer import set_inference_threads
 
@@ -167,6 +169,10 @@ class Daemon:
         # At-least-once (state_dir set): every QoS 1 message queued is journaled before it
         # is acknowledged; a record is released once its readings are done with.
         self.journal = _open_journal(config.state_dir)
+        # Signs the retained states; a start resumes only states it signed (read at start).
+        self.state_key = open_state_key(config.outputs.state_key, config.state_dir)
+        for reason in IGNORED_REASONS:
+            self.counts[f"state_ignored:{reason}"] = 0
         # Journal records queued, oldest first; each asset's newest. Both change under the
         # intake lock only.
         self._marks: deque[_Mark] = deque()
@@ -745,12 +751,10 @@ class Daemon:
             event.threshold,
         )
         self._send(event.asset, outputs.alert_topic_for(event.asset), messages.encode(alert))
-        self._send(
-            event.asset,
-            outputs.state_topic_for(event.asset),
-            messages.encode(state),
-            retain=True,
-        )
+        payload = messages.encode(state)
+        if self.state_key is not None:
+            payload = self.state_key.sign(payload)
+        self._send(event.asset, outputs.state_topic_for(event.asset), payload, retain=True)
 
     def _publish_denoised(self, one: Scored) -> None:
         """The reconstructed signal of one asset's windows (``one`` holds one asset)."""
@@ -783,7 +787,16 @@ class Daemon:
     # -- resume -------------------------------------------------------------------------
 
     def _resume_alerts(self) -> None:
-        """Read the retained states back; resume every alert still firing."""
+        """Read the retained states back; resume every alert still firing that this daemon's
+        key signed (any other is ignored, counted and logged)."""
+        key = self.state_key
+        if key is None:
+            log.warning(
+                "no state key: retained alert states cannot be told from ones another client "
+                "planted, so none is resumed, and alerts left open by an earlier run are "
+                "raised again under new ids; set state_dir, or outputs.state_key"
+            )
+            return
         broker = self.config.broker
         state_filter = self.config.outputs.state_topic_for("+")
         retained = read_retained(broker, state_filter, client_id=f"{broker.client_id}-resume")
@@ -795,11 +808,7 @@ class Daemon:
             )
             return
         for topic, payload in retained.items():
-            try:
-                open_alert = messages.parse_state(payload)
-            except ValueError as err:
-                log.warning("ignoring retained state on %s: %s", topic, err)
-                continue
+            open_alert = self._believed_state(key, topic, payload)
             if open_alert is None:
                 continue
             if self.pipeline.restore_alert(
@@ -818,6 +827,30 @@ class Daemon:
         if self.counts["resumed_alerts"]:
             log.info("resumed %d open alerts", self.counts["resumed_alerts"])
 
+    def _believed_state(
+        self, key: StateKey, topic: str, payload: bytes
+    ) -> messages.OpenAlert | None:
+        """The open alert of a retained state signed with ``key``; None when the asset is
+        normal or the state is not believed (counted and logged, once per topic)."""
+        refusal = key.refusal(payload)
+        if refusal is not None:
+            self.counts[f"state_ignored:{refusal}"] += 1
+            log.warning(
+                "ignoring the retained state on %s: %s with this daemon's state key (%s), so "
+                "another client may have put it there; if it is yours from before the key "
+                "changed, it is replaced at the asset's next alert event",
+                topic,
+                "not signed" if refusal == "unsigned" else "its signature does not verify",
+                key.source,
+            )
+            return None
+        try:
+            return messages.parse_state(payload)
+        except ValueError as err:
+            self.counts["state_ignored:unreadable"] += 1
+            log.warning("ignoring the retained state on %s: %s", topic, err)
+            return None
+
 
 def _open_journal(state_dir: Path | None) -> Journal | None:
     """The journal in ``state_dir``, or None without one.
@@ -829,6 +862,7 @@ def _open_journal(state_dir: Path | None) -> Journal | None:
         return None
     folder = state_dir / "journal"
     try:
+        state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # it holds the state key too
         return Journal(folder)
     except OSError as err:
         raise ConfigError(

@@ -1,0 +1,231 @@
+"""Retained alert states planted by another client are not resumed; the daemon's own are.
+
+A real mosquitto and the daemon in-process, with ``state_dir`` set (so its state key is
+made there). Another client publishes retained ``firing`` states on the daemon's state
+topics, one unsigned and one signed with another key: a start resumes neither (counted,
+logged once per asset, exported), and normal readings afterwards resolve nothing. The
+daemon's own state, from an alert it raised before a restart, is resumed under its id.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import pytest
+import yaml
+from paho.mqtt.enums import CallbackAPIVersion
+
+from aewatch.config import load_config
+from aewatch.core.alerts import AlertEvent
+from aewatch.daemon import messages
+from aewatch.daemon.service import Daemon
+from aewatch.daemon.state_key import StateKey
+from aewatch.sim.simulate import parse_faults, simulate
+
+from ..shell.conftest import Broker
+from .conftest import WINDOW_LEN
+
+pytestmark = [pytest.mark.reliability, pytest.mark.broker]
+
+PREFIX = "trust"
+PERIOD_S = 10.0
+T0 = 1_700_000_000.0
+TIMEOUT_S = 120.0  # generous: other work may share the CPUs
+
+
+class Watcher:
+    """A test-side client: publishes readings and planted states, collects alerts."""
+
+    def __init__(self, broker: Broker) -> None:
+        self.alerts: list[dict[str, Any]] = []
+        self.lock = threading.Lock()
+        ready = threading.Event()
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        client.max_inflight_messages_set(1000)
+        client.on_connect = lambda c, *_: c.subscribe(f"{PREFIX}/alerts/#", qos=1)
+        client.on_subscribe = lambda *_: ready.set()
+        client.on_message = self._on_message
+        client.connect("127.0.0.1", broker.port)
+        client.loop_start()
+        self.client = client
+        assert ready.wait(30), "the test's client did not connect"
+
+    def _on_message(self, _c: mqtt.Client, _u: object, message: mqtt.MQTTMessage) -> None:
+        with self.lock:
+            self.alerts.append(json.loads(message.payload))
+
+    def plant(self, asset: str, payload: bytes) -> None:
+        """Publish ``payload`` retained on ``asset``'s state topic, as the daemon would."""
+        topic = f"{PREFIX}/state/{asset}"
+        self.client.publish(topic, payload, qos=1, retain=True).wait_for_publish(TIMEOUT_S)
+
+    def send(self, asset: str, rows: list[tuple[float, dict[str, float]]]) -> None:
+        infos = [
+            self.client.publish(
+                f"{PREFIX}/in/{asset}/{channel}", json.dumps({"ts": ts, "value": value}), qos=1
+            )
+            for ts, values in rows
+            for channel, value in values.items()
+        ]
+        for info in infos:
+            info.wait_for_publish(TIMEOUT_S)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def test_a_planted_firing_state_is_not_resumed(
+    broker: Broker, well_bundle: Path, tmp_path: Path, daemon_log: io.StringIO
+) -> None:
+    """Unsigned, or signed with another key: ignored, counted, logged once; nothing to resolve."""
+    config = _config(tmp_path, broker, well_bundle)
+    watcher = Watcher(broker)
+    phantom = _firing_state("well-1")
+    try:
+        watcher.plant("well-1", phantom)  # "signature": null
+        watcher.plant("well-2", StateKey(b"k" * 32, source="the forger").sign(phantom))
+        with _running(config) as daemon:
+            assert daemon.counts["resumed_alerts"] == 0
+            assert daemon.active_alerts() == 0
+            assert daemon.counts["state_ignored:unsigned"] == 1
+            assert daemon.counts["state_ignored:bad_signature"] == 1
+            metrics = _metrics(daemon)
+            assert 'aewatch_retained_states_ignored_total{reason="unsigned"} 1.0' in metrics
+            assert 'aewatch_retained_states_ignored_total{reason="bad_signature"} 1.0' in metrics
+            normal = _rows(60, faults="")
+            watcher.send("well-1", normal)  # a resumed phantom would be resolved by these
+            _wait_until(
+                lambda: daemon.pipeline.counts["windows"] == len(normal) - WINDOW_LEN + 1,
+                lambda: f"every window scored; pipeline {dict(daemon.pipeline.counts)}",
+            )
+            time.sleep(1.0)  # an alert published would be here by now
+    finally:
+        watcher.close()
+    assert watcher.alerts == []
+    log = daemon_log.getvalue()
+    for asset, why in (("well-1", "not signed"), ("well-2", "its signature does not verify")):
+        assert log.count(f"ignoring the retained state on {PREFIX}/state/{asset}: {why}") == 1
+
+
+def test_the_daemon_s_own_state_is_resumed_after_a_restart(
+    broker: Broker, well_bundle: Path, tmp_path: Path, daemon_log: io.StringIO
+) -> None:
+    """An alert raised before a restart resumes under its id; a planted one beside it does not."""
+    config = _config(tmp_path, broker, well_bundle)
+    watcher = Watcher(broker)
+    try:
+        with _running(config):
+            watcher.send("well-1", _rows(200, faults="noise@0.15+0.35:vibration_mm_s"))
+            _wait_until(lambda: len(watcher.alerts) >= 1, "an alert raised")
+        (raised,) = watcher.alerts
+        assert raised["state"] == "raised"
+        watcher.plant("well-2", _firing_state("well-2"))
+        with _running(config) as second:
+            assert second.counts["resumed_alerts"] == 1
+            assert second.alerting_assets() == {"well-1"}
+            assert second.counts["state_ignored:unsigned"] == 1
+    finally:
+        watcher.close()
+    assert f"ignoring the retained state on {PREFIX}/state/well-2: not signed" in (
+        daemon_log.getvalue()
+    )
+    assert "resumed 1 open alerts" in daemon_log.getvalue()
+    key = (tmp_path / "state" / "state-key").read_text().strip()
+    assert key not in daemon_log.getvalue()
+
+
+@pytest.fixture
+def daemon_log() -> Iterator[io.StringIO]:
+    """Everything the ``aewatch`` loggers write during the test, down to DEBUG."""
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    logger = logging.getLogger("aewatch")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        yield out
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+def _firing_state(asset: str) -> bytes:
+    """A well-formed ``firing`` state as the daemon publishes it, but unsigned."""
+    event = AlertEvent(
+        f"{asset}@phantom", asset, "raised", T0, T0, None, 9.0, 1.0, (("vibration_mm_s", 1.0),)
+    )
+    return messages.encode(messages.state_message(event, model="well", model_version="x"))
+
+
+def _config(folder: Path, broker: Broker, bundle: Path) -> Path:
+    data: dict[str, Any] = {
+        "broker": {
+            "url": broker.url,
+            "client_id": "aewatch-trust",
+            "reconnect_min_s": 1,
+            "reconnect_max_s": 1,
+        },
+        "inputs": [{"topic": f"{PREFIX}/in/{{asset}}/{{channel}}", "payload": "json"}],
+        "models": [{"path": str(bundle), "name": "well"}],
+        "outputs": {"topic_prefix": PREFIX},
+        "metrics": {"port": 0},
+        "state_dir": str(folder / "state"),
+    }
+    path = folder / "aewatch.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+@contextmanager
+def _running(config_path: Path) -> Iterator[Daemon]:
+    daemon = Daemon(load_config(config_path))
+    daemon.start()
+    try:
+        _wait_until(daemon.is_connected.is_set, "the daemon connected")
+        time.sleep(0.5)  # subscribed just after connecting
+        yield daemon
+    except BaseException:
+        daemon.stop()
+        raise
+    assert daemon.stop(), "the daemon did not drain within its stop timeout"
+
+
+def _metrics(daemon: Daemon) -> str:
+    assert daemon.status_server is not None
+    url = f"http://127.0.0.1:{daemon.status_server.port}/metrics"
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return str(response.read().decode())
+
+
+def _rows(n: int, *, faults: str) -> list[tuple[float, dict[str, float]]]:
+    stream = simulate(
+        "well", hours=n * PERIOD_S / 3600, period_s=PERIOD_S, faults=parse_faults(faults), seed=2
+    )
+    names = list(stream.channels)
+    return [
+        (T0 + i * PERIOD_S, {name: float(v) for name, v in zip(names, row, strict=True)})
+        for i, row in enumerate(stream.values[:n])
+    ]
+
+
+def _wait_until(
+    condition: Callable[[], object], what: str | Callable[[], str], timeout_s: float = TIMEOUT_S
+) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            text = what if isinstance(what, str) else what()
+            raise AssertionError(f"gave up after {timeout_s:.0f} s waiting for {text}")
+        time.sleep(0.05)
