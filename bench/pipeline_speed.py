@@ -1,6 +1,6 @@
 """CPU cost per reading of the daemon's core, without MQTT: decode, align, window, score, decide.
 
-    .venv/bin/python bench/pipeline_speed.py [--assets 1000] [--rows 40] [--profile]
+    .venv/bin/python bench/pipeline_speed.py [--assets 1000] [--rows 40] [--read-spread S]
 
 Feeds the messages ``aewatch run`` would get from ``assets`` assets × 8 channels at a
 10 ms period (one ``json_multi`` message per asset row, one ``json`` message per reading,
@@ -37,6 +37,7 @@ CHANNELS = tuple(f"ch{i}" for i in range(8))
 PERIOD_S = 0.01
 T0 = 1_700_000_000.0
 NETWORK_BATCH = 700  # messages per socket read in a flood (64 KiB of ~90-byte messages)
+FLOAT32_BATCH = 150  # float32_le messages per read (64 KiB of ~420-byte messages)
 FLUSH_WINDOWS = 256  # the daemon's default batch_size
 
 
@@ -72,11 +73,15 @@ def _config(fmt: str) -> Config:
 Batch = tuple[float, list[tuple[str, bytes]]]  # arrival time, messages of one socket read
 
 
-def _messages(fmt: str, assets: int, rows: int) -> list[Batch]:
+def _messages(fmt: str, assets: int, rows: int, spread_s: float = 0.0) -> list[Batch]:
     """The messages of ``rows`` rows of every asset, cut into socket-read batches.
 
     ``float32_le`` blocks of 100 samples are stamped on arrival: each round of blocks
     arrives one second (100 periods) after the one before, and no read spans two rounds.
+    With ``spread_s``, a round's reads arrive one after another over that long, as a
+    flood is read, so an asset whose channels straddle two reads gets blocks stamped a
+    slot or more apart (each read half a step into its share, so that no stamp falls
+    exactly halfway between two slots, which real arrival times never do).
     """
     if fmt == "float32_le":
         process = _process(rows, 1).astype("<f4")
@@ -88,10 +93,11 @@ def _messages(fmt: str, assets: int, rows: int) -> list[Batch]:
                 for a in range(assets)
                 for i, c in enumerate(CHANNELS)
             ]
-            arrival = T0 + 1.0 + b
+            starts = range(0, len(round_), FLOAT32_BATCH)
+            step_s = spread_s / len(starts)
             batches += [
-                (arrival, round_[i : i + NETWORK_BATCH])
-                for i in range(0, len(round_), NETWORK_BATCH)
+                (T0 + 1.0 + b + (j + 0.5) * step_s, round_[i : i + FLOAT32_BATCH])
+                for j, i in enumerate(starts)
             ]
         return batches
     out: list[tuple[str, bytes]] = []
@@ -112,7 +118,7 @@ def _messages(fmt: str, assets: int, rows: int) -> list[Batch]:
 
 
 def _prepare(
-    fmt: str, bundle: object, assets: int, rows: int
+    fmt: str, bundle: object, assets: int, rows: int, spread_s: float = 0.0
 ) -> tuple[Callable[[], None], Pipeline]:
     """The run over a fresh intake and pipeline, and that pipeline."""
     config = _config(fmt)
@@ -122,7 +128,7 @@ def _prepare(
     now = [T0]
     intake = Intake(config, fleet, queue, clock=lambda: now[0])
     pipeline = Pipeline(fleet, max_assets=100_000, max_late_s=config.limits.max_late_s)
-    batches = _messages(fmt, assets, rows)
+    batches = _messages(fmt, assets, rows, spread_s)
 
     def run() -> None:
         for arrival, batch in batches:
@@ -143,6 +149,13 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=40)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--formats", nargs="+", default=["json", "json_multi", "float32_le"])
+    parser.add_argument(
+        "--read-spread",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="float32_le: a round's socket reads arrive over S seconds (default 0: at once)",
+    )
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
     bundle = _bundle()
@@ -151,7 +164,7 @@ def main() -> None:
         costs = []
         placed = 0
         for _ in range(args.repeats):
-            run, pipeline = _prepare(fmt, bundle, args.assets, rows)
+            run, pipeline = _prepare(fmt, bundle, args.assets, rows, args.read_spread)
             started = time.process_time()
             run()
             placed = pipeline.counts["aligned"]
@@ -162,7 +175,7 @@ def main() -> None:
         )
         if args.profile:
             profiler = cProfile.Profile()
-            run, _ = _prepare(fmt, bundle, args.assets, rows)
+            run, _ = _prepare(fmt, bundle, args.assets, rows, args.read_spread)
             profiler.runcall(run)
             pstats.Stats(profiler).sort_stats("tottime").print_stats(14)
 

@@ -526,6 +526,31 @@ def test_blocks_stamped_a_slot_off_continue_their_channel(
     assert a.decisions() == b.decisions()
 
 
+def test_an_assets_channels_stamped_a_slot_apart_share_their_rounds_slots(
+    bundle: ModelBundle, faulty: Table
+) -> None:
+    """Each channel's float32_le messages arrive on their own, so their arrival stamps put
+    one channel's blocks a slot or two off the others', from the first round on. They are
+    put on the round's slots: exactly the decisions of the blocks on time, nothing late,
+    filled or given up (without it the channels' blocks overlap by a slot or two forever,
+    every round is placed sample by sample and its edges are filled or dropped)."""
+    on_time, apart = pipeline(bundle, max_late_s=40.0), pipeline(bundle, max_late_s=40.0)
+    on_time_results: list[Scored] = []
+    apart_results: list[Scored] = []
+    offsets = {0: 0.0, 1: 1.0, 2: -2.0}  # seconds (periods) each channel's stamps are off
+    for i, message in enumerate(as_series(faulty)):
+        moved = message._replace(timestamps=message.timestamps + offsets[i % 3])
+        on_time.ingest([message])
+        apart.ingest([moved])
+        on_time_results += on_time.flush()
+        apart_results += apart.flush()
+    assert apart.counts == on_time.counts
+    assert apart.counts["late"] == 0
+    a, b = outcomes(on_time_results)["w"], outcomes(apart_results)["w"]
+    assert a.decisions() == b.decisions()
+    np.testing.assert_array_equal(a.score, b.score)
+
+
 def test_a_block_far_off_is_left_where_it_lands(bundle: ModelBundle, faulty: Table) -> None:
     """More than a quarter of a block late is a real hole, not jitter: it is not hidden."""
     pipe = pipeline(bundle, max_late_s=40.0)

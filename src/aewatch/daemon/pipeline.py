@@ -615,16 +615,32 @@ def _continue_block(track: _Track, block: Series) -> Series:
     ``max_gap_periods``, restarts the window). A block within a quarter of its length (at
     least one slot) of the slot after its channel's last one is therefore moved onto it;
     further off it stays where it lands (a real gap or overlap, and the channel re-anchors).
+    The asset's channels come in messages of their own, each stamped as it arrives, so a
+    block is first put on the slots of the round the asset's other channels are in (or the
+    next one) when it lands within that reach of them: from the first round on, the
+    blocks of a round share their slots and go on the grid in one step
+    (:meth:`Aligner.add_series`), instead of overlapping by a slot or two for good, which
+    would place every sample one by one and fill or drop each round's edges.
     """
     period_s = track.model.bundle.period_s
     first = round(float(block.timestamps[0]) / period_s)
     last = round(float(block.timestamps[-1]) / period_s)
     if track.block_ends is None:
         track.block_ends = {}
+    n = len(block.values)
+    tolerance = max(1, n // _JITTER_SHARE)
+    starts = []
+    others = [end for channel, end in track.block_ends.items() if channel != block.channel]
+    if others:  # the asset's other channels: this round's slots, or the next round's
+        newest = max(others)
+        starts += [newest + 1 - n, newest + 1]
     previous = track.block_ends.get(block.channel)
     if previous is not None:
-        shift = previous + 1 - first
-        if shift and abs(shift) <= max(1, len(block.values) // _JITTER_SHARE):
+        starts.append(previous + 1)
+    near = [start for start in starts if abs(start - first) <= tolerance]
+    if near:
+        shift = min(near, key=lambda start: abs(start - first)) - first
+        if shift:
             block = block._replace(timestamps=block.timestamps + shift * period_s)
             last += shift
     track.block_ends[block.channel] = last
