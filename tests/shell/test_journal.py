@@ -3,7 +3,10 @@ record cut short by a kill."""
 
 from __future__ import annotations
 
+import json
 import logging
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -97,3 +100,51 @@ def test_numbering_goes_on_after_an_empty_last_segment(tmp_path: Path) -> None:
     assert third.append(_messages(1, 4), arrival_s=4.0) == 3
     third.close()
     assert [r.messages for r in Journal(tmp_path).replay()] == [_messages(1, 4)]
+
+
+# Appends under a file size limit that a record crosses (a full disk fails the same way,
+# part way through a write), then without it. Python ignores SIGXFSZ: the write raises.
+_CUT_SHORT = """\
+import json, resource, sys
+from pathlib import Path
+from aewatch.daemon.journal import Journal
+
+journal = Journal(Path(sys.argv[1]))
+whole = [journal.append([("plant/w1/flow", b"1.5")], arrival_s=1.0)]
+soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+resource.setrlimit(resource.RLIMIT_FSIZE, (journal.bytes_kept() + 20, hard))
+failed = []
+for payload in (b"2.5" * 20, b"3.5"):
+    try:
+        journal.append([("plant/w1/flow", payload)], arrival_s=2.0)
+    except OSError as err:
+        failed.append(err.strerror)
+resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+whole.append(journal.append([("plant/w1/flow", b"4.5")], arrival_s=3.0))
+journal.close()
+print(json.dumps({"whole": whole, "failed": failed}))
+"""
+
+
+def test_a_write_that_fails_part_way_leaves_no_torn_record(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A record written in part is cut off again, so the records appended once the disk
+    has room replay (a replay stops at the first torn record)."""
+    done = subprocess.run(
+        [sys.executable, "-c", _CUT_SHORT, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    outcome = json.loads(done.stdout)
+    assert outcome == {"whole": [0, 1], "failed": ["File too large", "File too large"]}
+    with caplog.at_level(logging.WARNING, logger="aewatch.journal"):
+        records = list(Journal(tmp_path).replay())
+    assert [(r.seq, r.messages) for r in records] == [
+        (0, [("plant/w1/flow", b"1.5")]),
+        (1, [("plant/w1/flow", b"4.5")]),
+    ]
+    assert "cut short" not in caplog.text

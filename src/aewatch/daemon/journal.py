@@ -125,11 +125,29 @@ class Journal:
         data = _FRAME.pack(len(body), zlib.crc32(body)) + body
         assert self._fd is not None
         view = memoryview(data)
-        while view:
-            view = view[os.write(self._fd, view) :]
+        try:
+            while view:
+                view = view[os.write(self._fd, view) :]
+        except OSError:
+            self._cut_back()
+            raise
         self._size += len(data)
         self._next_seq = seq + 1
         return seq
+
+    def _cut_back(self) -> None:
+        """Take a record written in part (a full disk) off the open segment's end.
+
+        A replay stops at the first torn record, so whole records appended after one would
+        never come back. Should the cut fail too (it only shortens the file, so it hardly
+        can), the segment is closed and the next append opens one again.
+        """
+        assert self._fd is not None
+        try:
+            os.ftruncate(self._fd, self._size)
+        except OSError:
+            os.close(self._fd)
+            self._fd = None
 
     def release(self, seq: int) -> None:
         """Records up to ``seq`` are done with; delete the segments that hold only such."""
