@@ -6,8 +6,10 @@
 #
 # Creates /opt/aewatch/venv (PyTorch 2.13.0, CPU build, then aewatch), installs the
 # reload helper, the unit (/etc/systemd/system/aewatch.service) and, when absent, an
-# example /etc/aewatch/aewatch.yaml. Safe to run again, e.g. to upgrade: it keeps an
-# existing config and password file, and neither enables nor restarts the service.
+# example /etc/aewatch/aewatch.yaml (state_dir: /var/lib/aewatch/state). Safe to run again,
+# e.g. to upgrade: it keeps an existing config and password file and /var/lib/aewatch with
+# the state folder in it, says when the kept config sets no state_dir there, and neither
+# enables nor restarts the service.
 #
 # Environment:
 #   PYTHON               interpreter for the venv (default /usr/bin/python3, 3.11 or later);
@@ -20,6 +22,7 @@ readonly PREFIX=/opt/aewatch
 readonly VENV=$PREFIX/venv
 readonly CONFIG_DIR=/etc/aewatch
 readonly UNIT_DIR=/etc/systemd/system
+readonly STATE_ROOT=/var/lib/aewatch  # StateDirectory=aewatch: the unit's one writable place
 readonly TORCH_VERSION=2.13.0
 
 here=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
@@ -81,9 +84,10 @@ install_files() {
                 "$CONFIG_DIR/aewatch.yaml" >&2
     fi
     # Bundles copied here before the first start are moved to /var/lib/private/aewatch
-    # and given to the service's dynamic user by systemd (StateDirectory=).
-    if [[ ! -e /var/lib/aewatch && ! -e /var/lib/private/aewatch ]]; then
-        install -d -m 0755 /var/lib/aewatch
+    # and given to the service's dynamic user by systemd (StateDirectory=). The state
+    # folder in it (state_dir) is made by the daemon itself, mode 0700, as that user.
+    if [[ ! -e $STATE_ROOT && ! -e /var/lib/private/aewatch ]]; then
+        install -d -m 0755 "$STATE_ROOT"
     fi
     # LoadCredential= needs the file even when the broker takes no password.
     if [[ ! -e $CONFIG_DIR/mqtt-password ]]; then
@@ -91,6 +95,17 @@ install_files() {
     fi
     if [[ -d /run/systemd/system ]]; then
         systemctl daemon-reload
+    fi
+}
+
+check_state_dir() {
+    # A config kept from an older install may lack state_dir, or name a folder the unit
+    # cannot write (ProtectSystem=strict leaves only $STATE_ROOT).
+    if ! grep -Eq "^state_dir:[[:space:]]*[\"']?$STATE_ROOT/" "$CONFIG_DIR/aewatch.yaml"; then
+        echo "install.sh: $CONFIG_DIR/aewatch.yaml sets no state_dir under $STATE_ROOT/;" \
+            "add 'state_dir: $STATE_ROOT/state', or a crash loses acknowledged readings" \
+            "and a restart raises open alerts again under new ids (docs/deployment.md," \
+            "\"The state folder\")" >&2
     fi
 }
 
@@ -105,7 +120,9 @@ Next:
      (a {credential: ...} password needs CREDENTIALS_DIRECTORY=$CONFIG_DIR there).
   2. Put the broker password in $CONFIG_DIR/mqtt-password (mode 0600, root only),
      or drop "password:" and "username:" from the config for an anonymous broker.
-  3. Copy the model bundles (aewatch train --out ...) into /var/lib/aewatch/.
+  3. Copy the model bundles (aewatch train --out ...) into $STATE_ROOT/. The daemon
+     keeps its journal and state key in $STATE_ROOT/state/ (state_dir): keep that
+     folder across upgrades, and back up its state-key (docs/deployment.md).
   4. systemctl enable --now aewatch; journalctl -u aewatch -f
      After changing the config or a bundle: systemctl reload aewatch (it waits, and
      fails if the daemon keeps the old ones).
@@ -115,4 +132,5 @@ EOF
 check_prerequisites
 install_venv
 install_files
+check_state_dir
 print_next_steps

@@ -158,7 +158,7 @@ def test_containerfile_runs_aewatch_under_tini_with_the_mounted_config() -> None
     assert _final("CMD") == ['["run", "--config", "/etc/aewatch/aewatch.yaml"]']
     assert _final("STOPSIGNAL") == ["SIGTERM"]
     assert _final("EXPOSE") == ["9108"]
-    assert _final("VOLUME") == ['["/var/lib/aewatch"]']
+    assert _final("VOLUME") == ['["/var/lib/aewatch", "/var/lib/aewatch-state"]']
 
 
 def test_containerfile_healthcheck_asks_healthz_with_urllib() -> None:
@@ -337,6 +337,24 @@ def test_compose_mounts_config_and_models_read_only_into_aewatch() -> None:
     assert int(aewatch["stop_grace_period"].rstrip("s")) >= 20
 
 
+def test_compose_keeps_the_state_dir_in_a_named_volume_the_daemon_may_write() -> None:
+    """The journal and the state key outlive the container, on the read-only root file
+    system, in a folder the image gives to its user: a new named volume copies it."""
+    compose = _compose()
+    aewatch = compose["services"]["aewatch"]
+    state_dir = yaml.safe_load((HERE / "config/aewatch.yaml").read_text())["state_dir"]
+    mounts = {volume.split(":")[1]: volume.split(":") for volume in aewatch["volumes"]}
+    source, _target, *options = mounts[state_dir]
+    assert source in compose["volumes"], f"{state_dir} is not on a named volume"
+    assert "ro" not in options, f"{state_dir} is mounted read-only"
+    # Not inside a read-only mount: the engine could not make the mount point there.
+    for target, (_source, _target, *mount_options) in mounts.items():
+        if "ro" in mount_options:
+            assert not Path(state_dir).is_relative_to(target), f"{state_dir} is in {target}"
+    assert state_dir in json.loads(_final("VOLUME")[0])
+    assert any(f"install -d -o aewatch -g aewatch -m 0700 {state_dir}" in r for r in _final("RUN"))
+
+
 def test_compose_aewatch_healthcheck_is_the_images() -> None:
     test = _compose()["services"]["aewatch"]["healthcheck"]["test"]
     assert test == ["CMD", *_healthcheck_command()]
@@ -462,6 +480,7 @@ def test_compose_aewatch_config_is_valid(tmp_path: Path) -> None:
     # 127.0.0.1:9108 from inside this one.
     assert (config.metrics.listen, config.metrics.port) == ("0.0.0.0", 9108)
     assert all(m.path.parent == Path("/var/lib/aewatch") for m in config.models)
+    assert config.state_dir == Path("/var/lib/aewatch-state")
 
 
 # ---- make-secrets.sh and mosquitto.conf, for real -------------------------------------------

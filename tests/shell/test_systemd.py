@@ -28,6 +28,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+import yaml
 
 from .conftest import Broker
 
@@ -35,6 +36,7 @@ REPO = Path(__file__).resolve().parents[2]
 UNIT = REPO / "deploy" / "systemd" / "aewatch.service"
 HELPER = REPO / "deploy" / "systemd" / "aewatch_reload.py"
 INSTALL = REPO / "deploy" / "install.sh"
+EXAMPLE_CONFIG = REPO / "config" / "aewatch.example.yaml"
 VENV = "/opt/aewatch/venv"
 SYSTEM_UNITS = Path("/usr/lib/systemd/system")
 MAX_EXPOSURE = 2.5  # "OK" or better in systemd-analyze's words
@@ -147,6 +149,16 @@ def test_unit_runs_the_daemon_as_the_issue_asks() -> None:
     assert settings["SystemCallFilter"][0] == "@system-service"
     # PyTorch's oneDNN kernels (the conv models) need memory that becomes executable.
     assert "MemoryDenyWriteExecute" not in settings
+
+
+def test_the_example_state_dir_is_a_folder_the_unit_may_write() -> None:
+    """ProtectSystem=strict leaves only the StateDirectory= writable: the journal and the
+    state key must live there, in a folder of their own beside the bundles."""
+    one = {key: values[-1] for key, values in _settings(UNIT.read_text()).items()}
+    assert "ReadWritePaths" not in one
+    state_root = Path("/var/lib") / one["StateDirectory"]
+    state_dir = Path(yaml.safe_load(EXAMPLE_CONFIG.read_text())["state_dir"])
+    assert state_dir.parent == state_root, f"{state_dir} is not a folder in {state_root}"
 
 
 # -- the reload helper ----------------------------------------------------------------------
@@ -430,3 +442,44 @@ def test_install_script_refuses_to_run_as_a_user_or_on_a_missing_package(tmp_pat
     assert done.returncode == 1
     expected = "run as root" if os.geteuid() != 0 else "no package at"
     assert expected in done.stderr
+
+
+def _check_state_dir(config: Path) -> subprocess.CompletedProcess[str]:
+    """install.sh's check_state_dir (with its STATE_ROOT) run on ``config``."""
+    text = INSTALL.read_text()
+    state_root = re.search(r"^readonly STATE_ROOT=.*$", text, re.MULTILINE)
+    function = re.search(r"^check_state_dir\(\) \{\n.*?^\}\n", text, re.MULTILINE | re.DOTALL)
+    assert state_root and function, "install.sh lost STATE_ROOT or check_state_dir"
+    script = f"{state_root[0]}\nCONFIG_DIR={config.parent}\n{function[0]}check_state_dir\n"
+    return subprocess.run(
+        ["bash", "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+@pytest.mark.parametrize(
+    ("line", "says"),
+    [
+        ("state_dir: /var/lib/aewatch/state", False),
+        ("state_dir: '/var/lib/aewatch/journal'", False),
+        ("state_dir: null", True),
+        ("", True),
+        ("# state_dir: /var/lib/aewatch/state", True),
+        ("state_dir: /srv/aewatch/state", True),
+        ("state_dir: state", True),
+    ],
+)
+def test_install_script_says_when_the_kept_config_has_no_usable_state_dir(
+    tmp_path: Path, line: str, says: bool
+) -> None:
+    config = tmp_path / "aewatch.yaml"
+    config.write_text(f"broker:\n  url: mqtt://broker\n{line}\nlogging:\n  level: INFO\n")
+    done = _check_state_dir(config)
+    assert done.returncode == 0, done.stderr
+    assert ("sets no state_dir under /var/lib/aewatch/" in done.stderr) is says, done.stderr
+
+
+def test_install_script_is_silent_about_the_example_config_it_installs(tmp_path: Path) -> None:
+    config = tmp_path / "aewatch.yaml"
+    shutil.copy(EXAMPLE_CONFIG, config)
+    done = _check_state_dir(config)
+    assert (done.returncode, done.stderr) == (0, "")
