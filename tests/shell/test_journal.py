@@ -102,6 +102,22 @@ def test_numbering_goes_on_after_an_empty_last_segment(tmp_path: Path) -> None:
     assert [r.messages for r in Journal(tmp_path).replay()] == [_messages(1, 4)]
 
 
+def test_records_kept_counts_what_a_start_would_replay(tmp_path: Path) -> None:
+    journal = Journal(tmp_path)
+    assert journal.records_kept() == 0
+    for i in range(4):
+        journal.append(_messages(2, 2 * i), arrival_s=float(i))
+    journal.release(1)
+    assert journal.records_kept() == 2
+    journal.close()
+    again = Journal(tmp_path)
+    replayed = list(again.replay())
+    assert again.records_kept() == len(replayed) == 2
+    again.release(3)
+    assert again.records_kept() == 0
+    again.close()
+
+
 # Appends under a file size limit that a record crosses (a full disk fails the same way,
 # part way through a write), then without it. Python ignores SIGXFSZ: the write raises.
 _CUT_SHORT = """\

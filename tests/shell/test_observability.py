@@ -500,13 +500,15 @@ def _has_scraped(api: PrometheusApi) -> bool:
 
 
 def _daemon_config(folder: Path, broker: Broker, model: Model, prefix: str) -> Path:
-    """A config serving ``model`` to well-*, metrics on a free port."""
+    """A config serving ``model`` to well-*, metrics on a free port, with a state folder
+    (journal and state key) as the shipped configurations have."""
     data = {
         "broker": {"url": broker.url, "client_id": prefix, "reconnect_min_s": 1},
         "inputs": [{"topic": f"{prefix}/in/{{asset}}/{{channel}}", "payload": "json"}],
         "models": [{"path": str(model.bundle), "assets": "well-*", "name": "well"}],
         "outputs": {"topic_prefix": prefix},
         "metrics": {"port": 0},
+        "state_dir": str(folder / "state"),
     }
     path = folder / "aewatch.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))

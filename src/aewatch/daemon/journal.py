@@ -161,6 +161,16 @@ class Journal:
         """Bytes in the segments still on disk."""
         return sum(_size(path) for _first, path in list(self._segments))
 
+    def records_kept(self) -> int:
+        """Records written and not yet released: what a start now would replay.
+
+        Until :meth:`replay` has read the segments back, those of the newest segment are
+        not counted (its first number is all that is known of it).
+        """
+        with self._lock:
+            first = self._segments[0][0] if self._segments else self._next_seq
+            return max(0, self._next_seq - max(first, self._released + 1))
+
     def close(self) -> None:
         """Close the open segment (what was appended stays) and note what was released."""
         with self._lock:

@@ -12,7 +12,8 @@ on counters. Only the four gauges of
 :class:`~aewatch.daemon.asset_gauges.AssetGauges` have an ``asset`` label: one series each
 per tracked asset, so at most ``limits.max_assets``; and ``aewatch_asset_errors_total``,
 whose :class:`~aewatch.daemon.asset_errors.AssetErrors` names at most 100 assets and
-counts the rest as ``other``.
+counts the rest as ``other``. The journal's metrics (``aewatch_journal_*``) are exported
+with or without ``state_dir``: 0 without, so a rule on them needs no second form.
 """
 
 from __future__ import annotations
@@ -278,6 +279,7 @@ class DaemonCollector(Collector):
             "Bugs caught and survived (please report).",
             own["internal_error"] + intake["internal_error"],
         )
+        yield from _journal_families(d)
         info = InfoMetricFamily(
             "aewatch_model", "Loaded models.", labels=["model", "version", "assets"]
         )
@@ -303,6 +305,47 @@ def registry_for(daemon: Daemon) -> CollectorRegistry:
     PlatformCollector(registry=registry)
     GCCollector(registry=registry)
     return registry
+
+
+def _journal_families(daemon: Daemon) -> Iterator[Metric]:
+    """The journal of QoS 1 readings (``state_dir``): its state now and what it went through."""
+    journal, own = daemon.journal, daemon.counts
+    yield _gauge(
+        "aewatch_journal_enabled",
+        "1 when state_dir is set: QoS 1 readings are journaled before they are acknowledged.",
+        0.0 if journal is None else 1.0,
+    )
+    yield _gauge(
+        "aewatch_journal_records",
+        "Journal records not yet released: what a start now would replay.",
+        0 if journal is None else journal.records_kept(),
+    )
+    yield _gauge(
+        "aewatch_journal_bytes",
+        "Bytes of the journal's segments on disk.",
+        0 if journal is None else journal.bytes_kept(),
+    )
+    yield _counter(
+        "aewatch_journal_replayed_messages",
+        "MQTT messages replayed from the journal at start (taken before, not yet done with).",
+        own["replayed"],
+    )
+    yield _counter(
+        "aewatch_journal_failed_messages",
+        "QoS 1 messages acknowledged without a journal record because writing it failed: a "
+        "crash before they are scored loses them.",
+        own["journal_failed"],
+    )
+    yield _counter(
+        "aewatch_journal_dropped_records",
+        "Journal records dropped unreleased because the journal passed its size bound.",
+        0 if journal is None else journal.dropped,
+    )
+    yield _counter(
+        "aewatch_messages_held",
+        "QoS 1 messages that found the reading queue full and waited, unacknowledged, for room.",
+        own["held"],
+    )
 
 
 def _connect_failures(failures: ConnectFailures | None) -> CounterMetricFamily:
