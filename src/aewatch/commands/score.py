@@ -77,12 +77,23 @@ def envelope_warnings(bundle: ModelBundle, table: Table) -> list[str]:
             continue
         first = pd.Timestamp(table.timestamps[rows[0]], unit="s", tz="UTC")
         lines.append(
-            f"warning  {channel}: {len(rows) / len(values):.1%} of rows outside the training "
+            f"warning  {channel}: {_rows_share(len(rows), len(values))} outside the training "
             f"envelope [{low[j]:.4g}, {high[j]:.4g}], the first at line {table.lines[rows[0]]} "
             f"({first:%Y-%m-%d %H:%M:%S}); the model was not calibrated on such readings, so "
             "its false-alert estimate does not hold there"
         )
     return lines
+
+
+def _rows_share(count: int, total: int) -> str:
+    """``count`` of ``total`` rows in words, the share never rounded to nothing.
+
+    >>> _rows_share(2, 86400), _rows_share(1, 1), _rows_share(300, 1000)
+    ('2 rows (<0.1%)', '1 row (100.0%)', '300 rows (30.0%)')
+    """
+    share = count / total
+    shown = "<0.1%" if share < 0.001 else f"{share:.1%}"
+    return f"{count} row{'' if count == 1 else 's'} ({shown})"
 
 
 def load_for_model(
