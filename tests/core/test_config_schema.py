@@ -19,7 +19,7 @@ from aewatch.config import (
     SecretRef,
     TlsConfig,
 )
-from aewatch.config.schema import RuleError
+from aewatch.config.schema import RuleError, SparkplugConfig
 from aewatch.errors import ConfigError
 
 MINIMAL: dict[str, Any] = {
@@ -38,7 +38,8 @@ def _rule(exc: pytest.ExceptionInfo[ValidationError]) -> RuleError:
 def _all_models(model: type[BaseModel]) -> list[type[BaseModel]]:
     found = [model]
     for field in model.model_fields.values():
-        for sub in (BrokerConfig, TlsConfig, SecretRef, InputConfig, OutputConfig, LoggingConfig):
+        subs = (BrokerConfig, TlsConfig, SecretRef, InputConfig, OutputConfig, LoggingConfig)
+        for sub in (*subs, SparkplugConfig):
             if sub.__name__ in str(field.annotation) and sub not in found:
                 found.extend(_all_models(sub))
     return found
@@ -282,3 +283,85 @@ def test_bad_output_topics_are_rejected(outputs: dict[str, str]) -> None:
 def test_logging_json_key_and_lowercase_level() -> None:
     logging = LoggingConfig.model_validate({"json": True, "level": "debug"})
     assert (logging.as_json, logging.level) == (True, "DEBUG")
+
+
+# --- sparkplug_b inputs -------------------------------------------------------------------
+
+
+def _sparkplug(**settings: Any) -> dict[str, Any]:
+    return {"payload": "sparkplug_b", "sparkplug": {"group": "north", **settings}}
+
+
+def test_a_sparkplug_input_subscribes_to_its_group_with_the_documented_defaults() -> None:
+    source = InputConfig.model_validate(_sparkplug())
+    assert source.subscription == "spBv1.0/north/#"
+    assert source.sparkplug is not None
+    assert (source.sparkplug.device_asset, source.sparkplug.node_asset) == (
+        "{node}/{device}",
+        "{node}",
+    )
+    assert (source.sparkplug.rebirth, source.sparkplug.channels) == (True, {})
+    assert source.timestamp == "payload"
+    every = InputConfig.model_validate({"payload": "sparkplug_b", "sparkplug": {"group": "+"}})
+    assert every.subscription == "spBv1.0/+/#"
+    assert every.takes_sparkplug("spBv1.0/south/NDATA/gw1")
+    assert not source.takes_sparkplug("spBv1.0/south/NDATA/gw1")
+    assert source.match("spBv1.0/north/NDATA/gw1") is None  # no template to match
+
+
+@pytest.mark.parametrize(
+    ("given", "key", "says"),
+    [
+        ({"payload": "sparkplug_b"}, ("sparkplug",), "sparkplug: {group: plant-north}"),
+        ({**_sparkplug(), "topic": "a/{asset}"}, ("topic",), "remove topic"),
+        ({**_sparkplug(), "value_key": "v"}, ("value_key",), "remove value_key"),
+        ({**_sparkplug(), "asset_prefix": "x-"}, ("asset_prefix",), "sparkplug.device_asset"),
+        ({"payload": "json"}, ("topic",), "needs a topic template"),
+        (
+            {"topic": "a/{asset}", "payload": "json_multi", "sparkplug": {"group": "g"}},
+            ("sparkplug",),
+            "only for payload: sparkplug_b",
+        ),
+        (_sparkplug(device_asset="{node}"), ("sparkplug", "device_asset"), "needs {device}"),
+        (
+            _sparkplug(node_asset="{node}/{device}"),
+            ("sparkplug", "node_asset"),
+            "unknown part 'device'",
+        ),
+        (_sparkplug(device_asset="{node}/{dev}"), ("sparkplug", "device_asset"), "'dev'"),
+        (_sparkplug(device_asset="{device}/+"), ("sparkplug", "device_asset"), "wildcards"),
+        (
+            _sparkplug(channels={"Pump/Flow": "flow", "Pump/Flow 2": "flow"}),
+            ("sparkplug", "channels", "Pump/Flow 2"),
+            "both become channel 'flow'",
+        ),
+    ],
+)
+def test_a_sparkplug_mistake_names_the_key_and_the_fix(
+    given: dict[str, Any], key: tuple[str, ...], says: str
+) -> None:
+    with pytest.raises(ValidationError) as exc:
+        InputConfig.model_validate(given)
+    error = exc.value.errors()[0]
+    cause = error["ctx"]["error"]
+    where = tuple(str(part) for part in error["loc"])
+    assert (*where, *cause.key) == key if isinstance(cause, RuleError) else where == key
+    assert says in str(cause)
+
+
+@pytest.mark.parametrize("group", ["a/b", "a+", "#", ""])
+def test_a_group_is_one_topic_level(group: str) -> None:
+    with pytest.raises(ValidationError, match='or "\\+" for every group'):
+        InputConfig.model_validate(_sparkplug(group=group))
+
+
+@pytest.mark.parametrize("groups", [["north", "north"], ["+", "north"], ["north", "+"]])
+def test_one_sparkplug_input_per_group(groups: list[str]) -> None:
+    inputs = [{"payload": "sparkplug_b", "sparkplug": {"group": g}} for g in groups]
+    with pytest.raises(ValidationError) as exc:
+        Config.model_validate({**MINIMAL, "inputs": inputs})
+    rule = _rule(exc)
+    assert rule.key == ("inputs", 1, "sparkplug", "group")
+    assert "inputs[0] already reads this Sparkplug group" in str(rule)
+    two = [{"payload": "sparkplug_b", "sparkplug": {"group": g}} for g in ("north", "south")]
+    assert len(Config.model_validate({**MINIMAL, "inputs": two}).inputs) == 2

@@ -337,6 +337,8 @@ def _type_name(annotation: Any) -> str:
         return " \\| ".join(f"`{a}`" for a in args)
     if "tuple" in str(annotation) or "list" in str(annotation):
         return f"list of {_type_name(args[0])}"
+    if str(annotation).startswith("dict"):
+        return f"mapping of {_type_name(args[0])} to {_type_name(args[1])}"
     shown = " or ".join(_type_name(a) for a in args if isinstance(a, type) or get_args(a))
     return f"{shown} or null" if type(None) in get_args(annotation) else shown
 

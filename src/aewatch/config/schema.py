@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+import string
 from fnmatch import fnmatchcase
 from functools import cached_property
 from pathlib import Path
@@ -43,6 +44,7 @@ __all__ = [
     "OutputConfig",
     "RuleError",
     "SecretRef",
+    "SparkplugConfig",
     "TlsConfig",
 ]
 
@@ -61,9 +63,20 @@ _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _PART = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _OUTPUT_PARTS = {"prefix", "asset"}
 
-PayloadFormat = Literal["number", "json", "json_multi", "json_batch", "float32_le"]
+PayloadFormat = Literal["number", "json", "json_multi", "json_batch", "float32_le", "sparkplug_b"]
 _SINGLE_CHANNEL_PAYLOADS = ("number", "json", "float32_le")
 _UNSTAMPED_PAYLOADS = ("number", "float32_le")
+SPARKPLUG_NAMESPACE = "spBv1.0"  # the first topic level of every Sparkplug B message
+_SPARKPLUG_PARTS = {"group", "node", "device"}
+# What a sparkplug_b input does not take, and why.
+_NOT_FOR_SPARKPLUG = {
+    "topic": "it subscribes to spBv1.0/GROUP/#; remove topic and set sparkplug.group",
+    "timestamp_key": "times come from the Sparkplug payload; remove timestamp_key",
+    "value_key": "values come from the Sparkplug metrics; remove value_key",
+    "values_key": "values come from the Sparkplug metrics; remove values_key",
+    "asset_prefix": "put the text in sparkplug.device_asset and sparkplug.node_asset "
+    '(e.g. "site-{node}/{device}"); remove asset_prefix',
+}
 
 
 class RuleError(ValueError):
@@ -300,6 +313,96 @@ class BrokerConfig(BaseModel):
         return f"{scheme}://{'[' + host + ']' if ':' in host else host}:{port}"
 
 
+class SparkplugConfig(BaseModel):
+    """How a ``payload: sparkplug_b`` input reads Sparkplug B (Ignition, Cirrus Link, gateways).
+
+    The input subscribes to ``spBv1.0/GROUP/#`` (``spBv1.0/+/#`` for every group). A device's
+    metrics go to the asset ``device_asset`` names, an edge node's own metrics to the asset
+    ``node_asset`` names; each numeric metric is a channel of that asset, named as the
+    metric (Ignition's ``Pump/Flow``) unless ``channels`` renames it. Aliases and data types
+    come from the births (NBIRTH, DBIRTH); see docs/mqtt.md, Sparkplug B.
+    """
+
+    model_config = _FROZEN
+
+    group: str = Field(
+        description="Sparkplug group id whose edge nodes are read (the topic level after "
+        'spBv1.0/), or "+" for every group. Unit: group id.'
+    )
+    device_asset: str = Field(
+        "{node}/{device}",
+        min_length=1,
+        description="Asset of a device's metrics (DBIRTH, DDATA), from {group}, {node} and "
+        "{device}; needs {device}. Unit: template.",
+    )
+    node_asset: str = Field(
+        "{node}",
+        min_length=1,
+        description="Asset of an edge node's own metrics (NBIRTH, NDATA), from {group} and "
+        "{node}; needs {node}. Unit: template.",
+    )
+    rebirth: bool = Field(
+        True,
+        description="Ask an edge node for its births again (an NCMD with Node Control/Rebirth, "
+        "QoS 0, not retained) when its data comes before any birth (as after a start) or "
+        "skips a sequence number; at most once per node every 30 s. false: wait for the "
+        "node's next birth. Unit: flag.",
+    )
+    channels: dict[str, str] = Field(
+        {},
+        description="Metric name -> channel name, for metrics whose Sparkplug name is not "
+        'the model\'s channel (e.g. "Pump/Flow": flow_kg_s); metrics not listed keep their '
+        "name. Unit: mapping.",
+    )
+
+    @field_validator("group")
+    @classmethod
+    def _check_group(cls, group: str) -> str:
+        if group == "+":
+            return group
+        if not group or set(group) & {"/", "+", "#"}:
+            raise ValueError(
+                'a group id is one topic level without / + #, e.g. plant-north; or "+" for '
+                "every group"
+            )
+        return group
+
+    @model_validator(mode="after")
+    def _check_templates(self) -> Self:
+        for key, needs, allowed in (
+            ("device_asset", "device", _SPARKPLUG_PARTS),
+            ("node_asset", "node", _SPARKPLUG_PARTS - {"device"}),
+        ):
+            problem = _sparkplug_template_problem(getattr(self, key), needs=needs, allowed=allowed)
+            if problem:
+                raise RuleError((key,), problem)
+        seen: dict[str, str] = {}
+        for metric, channel in self.channels.items():
+            if not metric or not channel.strip():
+                raise RuleError(
+                    ("channels",),
+                    "each entry maps a metric name to a channel name, both "
+                    'non-empty, e.g. "Pump/Flow": flow_kg_s',
+                )
+            if channel in seen:
+                raise RuleError(
+                    ("channels", metric),
+                    f"metrics {seen[channel]!r} and {metric!r} both become channel "
+                    f"{channel!r}; give each its own channel",
+                )
+            seen[channel] = metric
+        return self
+
+    @property
+    def subscription(self) -> str:
+        """The MQTT subscription filter of the group's messages.
+
+        >>> SparkplugConfig(group="plant-north").subscription
+        'spBv1.0/plant-north/#'
+        """
+        return f"{SPARKPLUG_NAMESPACE}/{self.group}/#"
+
+
 class InputConfig(BaseModel):
     """One subscription: a topic template, the payload format and where timestamps come from.
 
@@ -315,19 +418,24 @@ class InputConfig(BaseModel):
       ``json_multi`` (topic without).
     - ``float32_le``: raw little-endian float32 values of one channel, taken as consecutive
       samples one model period apart, the last one at the arrival time.
+    - ``sparkplug_b``: Sparkplug B protobuf on ``spBv1.0/GROUP/...``; no ``topic``: the
+      ``sparkplug`` section says which group and how nodes, devices and metrics name assets
+      and channels.
 
     Payload timestamps may be epoch seconds, epoch milliseconds (values above 1e11) or ISO 8601.
     """
 
     model_config = _FROZEN
 
-    topic: str = Field(
+    topic: str | None = Field(
+        None,
         description="Topic template with named parts in braces, e.g. "
-        "plant/{site}/well/{asset}/{channel}; needs {asset}. Unit: topic template."
+        "plant/{site}/well/{asset}/{channel}; needs {asset}; required for every payload "
+        "but sparkplug_b, which subscribes to spBv1.0/GROUP/# instead. Unit: topic template.",
     )
     payload: PayloadFormat = Field(
-        description="Payload format: number, json, json_multi, json_batch or float32_le. "
-        "Unit: format."
+        description="Payload format: number, json, json_multi, json_batch, float32_le or "
+        "sparkplug_b. Unit: format."
     )
     timestamp: Literal["payload", "arrival"] = Field(
         "payload",
@@ -349,6 +457,11 @@ class InputConfig(BaseModel):
     asset_prefix: str = Field(
         "", description="Text put before the asset part to make the asset name. Unit: text."
     )
+    sparkplug: SparkplugConfig | None = Field(
+        None,
+        description="Sparkplug B group, asset names and channel names; needed by, and only "
+        "for, payload: sparkplug_b. Unit: section.",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -360,12 +473,26 @@ class InputConfig(BaseModel):
 
     @field_validator("topic")
     @classmethod
-    def _check_topic(cls, topic: str) -> str:
-        _parse_template(topic)
+    def _check_topic(cls, topic: str | None) -> str | None:
+        if topic is not None:
+            _parse_template(topic)
         return topic
 
     @model_validator(mode="after")
     def _payload_fits_topic(self) -> Self:
+        if self.payload == "sparkplug_b":
+            return self._fits_sparkplug()
+        if self.topic is None:
+            raise RuleError(
+                ("topic",),
+                f"a {self.payload} input needs a topic template, e.g. "
+                "plant/{site}/well/{asset}/{channel}; add topic",
+            )
+        if self.sparkplug is not None:
+            raise RuleError(
+                ("sparkplug",),
+                "only for payload: sparkplug_b; remove the section or set payload: sparkplug_b",
+            )
         if self.payload in _SINGLE_CHANNEL_PAYLOADS and not self.has_channel_part:
             raise RuleError(
                 ("topic",),
@@ -385,10 +512,23 @@ class InputConfig(BaseModel):
             )
         return self
 
+    def _fits_sparkplug(self) -> Self:
+        if self.sparkplug is None:
+            raise RuleError(
+                ("sparkplug",),
+                "a sparkplug_b input needs a sparkplug section naming the group, e.g. "
+                'sparkplug: {group: plant-north} (or group: "+" for every group); add it',
+            )
+        for key, why in _NOT_FOR_SPARKPLUG.items():
+            if key in self.model_fields_set:
+                raise RuleError((key,), f"not for a sparkplug_b input: {why}")
+        return self
+
     @cached_property
     def levels(self) -> tuple[tuple[str, bool], ...]:
-        """The template's levels as ``(text, is_part)``: a part's name, or literal text."""
-        return _parse_template(self.topic)
+        """The template's levels as ``(text, is_part)``: a part's name, or literal text
+        (none for a ``sparkplug_b`` input)."""
+        return () if self.topic is None else _parse_template(self.topic)
 
     @property
     def has_channel_part(self) -> bool:
@@ -397,24 +537,41 @@ class InputConfig(BaseModel):
 
     @property
     def subscription(self) -> str:
-        """The MQTT subscription filter: every named part becomes ``+``.
+        """The MQTT subscription filter: every named part becomes ``+``; a ``sparkplug_b``
+        input's is its group's (:attr:`SparkplugConfig.subscription`).
 
         >>> InputConfig(topic="plant/{site}/well/{asset}/{channel}", payload="json").subscription
         'plant/+/well/+/+'
         """
+        if self.sparkplug is not None:
+            return self.sparkplug.subscription
         return "/".join("+" if is_part else text for text, is_part in self.levels)
+
+    def takes_sparkplug(self, topic: str) -> bool:
+        """Whether ``topic`` is a Sparkplug B topic of this ``sparkplug_b`` input's group.
+
+        >>> source = InputConfig(payload="sparkplug_b", sparkplug={"group": "north"})
+        >>> source.takes_sparkplug("spBv1.0/north/DDATA/gw1/pump"), source.takes_sparkplug("a/b")
+        (True, False)
+        """
+        if self.sparkplug is None:
+            return False
+        namespace, _, rest = topic.partition("/")
+        group = rest.partition("/")[0]
+        return namespace == SPARKPLUG_NAMESPACE and self.sparkplug.group in ("+", group)
 
     def match(self, topic: str) -> dict[str, str] | None:
         """The named parts of ``topic``, or None if it does not fit the template.
 
-        ``asset`` already carries ``asset_prefix``; no part is empty.
+        ``asset`` already carries ``asset_prefix``; no part is empty. A ``sparkplug_b``
+        input has no template and matches no topic here (see :meth:`takes_sparkplug`).
 
         >>> InputConfig(topic="plant/{site}/well/{asset}/{channel}", payload="number").match(
         ...     "plant/north/well/w7/pressure")
         {'site': 'north', 'asset': 'w7', 'channel': 'pressure'}
         """
         names = topic.split("/")
-        if len(names) != len(self.levels):
+        if len(names) != len(self.levels) or not self.levels:
             return None
         parts: dict[str, str] = {}
         for name, (text, is_part) in zip(names, self.levels, strict=True):
@@ -758,6 +915,7 @@ class Config(BaseModel):
         for i, name in enumerate(names):
             if name is not None and name in names[:i]:
                 raise RuleError(("models", i, "name"), "another model has this name; rename one")
+        self._check_sparkplug_groups()
         own = [self.outputs.alert_topic_for("x"), self.outputs.state_topic_for("x")]
         for i, source in enumerate(self.inputs):
             if any(source.match(topic) is not None for topic in own):
@@ -767,6 +925,24 @@ class Config(BaseModel):
                     "outputs.topic_prefix",
                 )
         return self
+
+    def _check_sparkplug_groups(self) -> None:
+        """Each Sparkplug group is read by one input (the first that takes it would win)."""
+        taken: dict[str, int] = {}
+        for i, source in enumerate(self.inputs):
+            if source.sparkplug is None:
+                continue
+            group = source.sparkplug.group
+            clash = taken.get(group, taken.get("+"))
+            if clash is None and group == "+" and taken:
+                clash = next(iter(taken.values()))
+            if clash is not None:
+                raise RuleError(
+                    ("inputs", i, "sparkplug", "group"),
+                    f"inputs[{clash}] already reads this Sparkplug group; give each "
+                    'sparkplug_b input its own group, or one input with group: "+"',
+                )
+            taken[group] = i
 
     def model_for(self, asset: str) -> ModelConfig | None:
         """The first model entry serving ``asset``, or None (the asset is unknown)."""
@@ -831,6 +1007,29 @@ def _parse_template(topic: str) -> tuple[tuple[str, bool], ...]:
     if "asset" not in names:
         raise ValueError("needs an {asset} part, e.g. plant/{site}/well/{asset}/{channel}")
     return tuple(levels)
+
+
+def _sparkplug_template_problem(template: str, *, needs: str, allowed: set[str]) -> str | None:
+    """What is wrong with a Sparkplug asset template, or None.
+
+    >>> _sparkplug_template_problem("{node}-{dev}", needs="device", allowed=_SPARKPLUG_PARTS)
+    "unknown part 'dev'; use {group}, {node} or {device}, e.g. {node}/{device}"
+    """
+    parts = [f"{{{name}}}" for name in ("group", "node", "device") if name in allowed]
+    shown = f"{', '.join(parts[:-1])} or {parts[-1]}"
+    try:
+        names = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+    except ValueError:
+        return f"a lone {{ or }}; name the parts {shown}"
+    unknown = sorted(names - allowed)
+    if unknown:
+        example = "{node}/{device}" if needs == "device" else "{node}"
+        return f"unknown part {unknown[0]!r}; use {shown}, e.g. {example}"
+    if needs not in names:
+        return f"needs {{{needs}}}, so that each {needs} is its own asset"
+    if "+" in template or "#" in template:
+        return "an asset name cannot hold + or #, MQTT's wildcards; remove them"
+    return None
 
 
 def _output_template_problem(template: str, *, needs_asset: bool) -> str | None:

@@ -80,6 +80,10 @@ DECODE_REASONS = (
     "bad_channel",
     "no_channel",
     "no_period",
+    # Sparkplug B (aewatch.daemon.sparkplug.SPARKPLUG_REASONS)
+    "not_protobuf",
+    "unknown_alias",
+    "no_birth",
 )
 DEFAULT_MAX_BYTES = 65536
 MS_THRESHOLD = 1e11  # a numeric timestamp above this is in milliseconds (1e11 s is year 5138)

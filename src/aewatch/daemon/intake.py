@@ -14,6 +14,14 @@ Counts: ``messages``, ``readings`` (queued), ``unknown_topic``, ``no_model``,
 ``bad_asset_name``, ``decode_error:REASON`` (one per dropped message or part),
 ``queue_full`` (readings).
 
+A ``sparkplug_b`` input's messages go to its Sparkplug decoder
+(:class:`~aewatch.daemon.sparkplug_input.SparkplugInputs`), which names the asset and the
+channels; its readings then meet the same checks (a model for the asset, a valid name)
+and the same queue. Its births, deaths and sequence gaps are counted and logged there,
+and the rebirth requests it asks for wait in :attr:`Intake.sparkplug` for the daemon to
+publish. Host-application ``STATE`` messages on a ``spBv1.0/+/#`` subscription are taken
+and ignored.
+
 An asset whose name cannot make a valid output topic is refused here, before anything is
 kept for it (``bad_asset_name``, logged once per name and reason): a name holding MQTT's
 wildcards ``+`` or ``#`` or a NUL, or one that makes an output topic (alert, state or, when
@@ -26,21 +34,24 @@ from __future__ import annotations
 
 import itertools
 import logging
-import threading
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from typing import NamedTuple
 
 from aewatch.config import Config, InputConfig, OutputConfig
 from aewatch.daemon.asset_errors import AssetErrors, shown_asset
-from aewatch.daemon.decode import DECODE_REASONS, DecodeError, Decoder, Item
+from aewatch.daemon.decode import DECODE_REASONS, DecodeError, Decoder, Reading, Row
 from aewatch.daemon.fleet import Fleet
+from aewatch.daemon.reading_queue import Items, ReadingQueue
+from aewatch.daemon.sparkplug import SparkplugDecoder, parse_topic
+from aewatch.daemon.sparkplug_input import SparkplugInputs
 
 __all__ = [
     "MAX_TOPIC_BYTES",
     "Decoded",
     "Intake",
+    "Items",
     "RateLimitedLog",
     "ReadingQueue",
     "name_refusal",
@@ -53,10 +64,11 @@ _REFUSED_LOGGED = 1_000  # refused names remembered to log each once; rate-limit
 
 log = logging.getLogger("aewatch.intake")
 
-# asset, channel, and the decoder of its input and model (None: no model serves the asset),
-# or, for an asset whose name cannot make an output topic, why (a str)
-_Route = tuple[str, str | None, Decoder | None] | str
-Items = tuple[Item, ...]  # what one queue entry holds
+# asset, channel, and the decoder of its input and model (None: no model serves the asset);
+# for an asset whose name cannot make an output topic, why (a str); or the Sparkplug
+# decoder of a sparkplug_b input, which finds the asset and channels in the message
+_Route = tuple[str, str | None, Decoder | None] | str | SparkplugDecoder
+_STATE_TOPIC = "spBv1.0/STATE/"  # a Sparkplug host application's state: no data
 
 
 class Decoded(NamedTuple):
@@ -67,63 +79,6 @@ class Decoded(NamedTuple):
     topic: str
     items: Items
     readings: int
-
-
-class ReadingQueue:
-    """A bounded, thread-safe FIFO of reading batches; the bound counts readings.
-
-    >>> from aewatch.daemon.decode import Reading, Row
-    >>> q = ReadingQueue(max_readings=3)
-    >>> r = Reading("w1", "flow", 1.0, 2.0)
-    >>> q.put((r, r)), q.put((r, r)), len(q)
-    (True, False, 2)
-    >>> q.put((Row("w1", ("flow", "temp"), 1.0, (2.0, 3.0)),), count=2), len(q)
-    (False, 2)
-    >>> [len(batch) for batch in q.take(timeout_s=0)]
-    [2]
-    """
-
-    def __init__(self, max_readings: int) -> None:
-        if max_readings < 1:
-            raise ValueError(f"max_readings must be at least 1, got {max_readings}")
-        self.max_readings = max_readings
-        self._items: deque[Items] = deque()
-        self._size = 0
-        self._ready = threading.Condition()
-
-    def __len__(self) -> int:
-        """Readings waiting."""
-        return self._size
-
-    def put(self, items: Items, count: int | None = None) -> bool:
-        """Queue ``items`` whole, or return False (nothing queued) when they do not fit.
-
-        ``count`` is how many readings they hold (rows and series hold several); None:
-        one per item.
-        """
-        size = len(items) if count is None else count
-        with self._ready:
-            if self._size + size > self.max_readings:
-                return False
-            self._items.append(items)
-            self._size += size
-            self._ready.notify()
-            return True
-
-    def take(self, timeout_s: float | None) -> list[Items]:
-        """Everything waiting, after waiting up to ``timeout_s`` for something (None: forever)."""
-        with self._ready:
-            if not self._items and timeout_s != 0:
-                self._ready.wait(timeout_s)
-            items = list(self._items)
-            self._items.clear()
-            self._size = 0
-            return items
-
-    def wake(self) -> None:
-        """Wake a waiting :meth:`take` (it returns what is there, perhaps nothing)."""
-        with self._ready:
-            self._ready.notify_all()
 
 
 class RateLimitedLog:
@@ -186,6 +141,10 @@ class Intake:
         self._routes: dict[str, _Route | None] = {}
         self._routes_from: tuple[Config, Fleet] | None = None  # what the cached routes used
         self._decoders: dict[tuple[int, int], Decoder] = {}  # by input and model
+        self.sparkplug = SparkplugInputs()  # kept across reloads, as are its decoders
+        # Why a Sparkplug asset's readings are refused (no_model, bad_asset_name; "": they
+        # are not), found once per asset; cleared with the routes.
+        self._sparkplug_assets: dict[str, str] = {}
         self._log = RateLimitedLog(log)
         self._refused_logged: set[tuple[str, str]] = set()
 
@@ -259,6 +218,8 @@ class Intake:
         if isinstance(route, str):
             counts["bad_asset_name"] += 1
             return None
+        if isinstance(route, SparkplugDecoder):
+            return self._decode_sparkplug(route, topic, payload, arrival_s)
         asset, channel, decoder = route
         if decoder is None:
             counts["no_model"] += 1
@@ -283,6 +244,68 @@ class Intake:
         if not decoded.items:
             return None
         return decoded.items, decoded.count
+
+    def _decode_sparkplug(
+        self, decoder: SparkplugDecoder, topic: str, payload: bytes, arrival_s: float
+    ) -> tuple[Items, int] | None:
+        """A Sparkplug B message's readings, as :meth:`_decode` gives them; its events and
+        commands go to :attr:`sparkplug`."""
+        parts = parse_topic(topic)
+        if parts is None:
+            if not topic.startswith(_STATE_TOPIC):
+                self.counts["unknown_topic"] += 1
+                self._log.warning(
+                    "unknown_topic",
+                    "message on %s is no Sparkplug B edge-node topic; ignored",
+                    topic,
+                )
+            return None
+        asset = decoder.asset(parts)
+        try:
+            outcome = decoder.decode(topic, payload, arrival_s=arrival_s)
+        except DecodeError as err:
+            self._refused(asset, topic, err)
+            return None
+        except Exception as err:  # a bug in one node's message: the others go on
+            self.counts["internal_error"] += 1
+            self.errors.note(asset, "decode", type(err).__name__, f"{err} (topic {topic})")
+            return None
+        if outcome is None:
+            return None  # another group's: the route took it, the decoder did not
+        for error in outcome.errors:
+            self._refused(asset, topic, error)
+        if outcome.born or outcome.stale or outcome.commands:
+            self.sparkplug.note(parts, outcome, asset=asset)
+        readings = outcome.readings
+        if not readings or self._refuses_sparkplug_asset(asset, topic):
+            return None
+        return _items(readings), len(readings)
+
+    def _refuses_sparkplug_asset(self, asset: str, topic: str) -> bool:
+        """Whether a Sparkplug message's readings of ``asset`` are refused (counted,
+        logged) because no model serves it or its name cannot make an output topic."""
+        reason = self._sparkplug_assets.get(asset)
+        if reason is None:
+            refusal = name_refusal(asset, self.config.outputs)
+            if refusal is not None:
+                self._refuse_name(asset, topic, refusal)
+                reason = "bad_asset_name"
+            else:
+                reason = "no_model" if self.fleet.model_for(asset) is None else ""
+            if len(self._sparkplug_assets) >= _ROUTE_CACHE:
+                self._sparkplug_assets.clear()
+            self._sparkplug_assets[asset] = reason
+        if not reason:
+            return False
+        self.counts[reason] += 1
+        if reason == "no_model":
+            self._log.warning(
+                "no_model",
+                "asset %s (topic %s) matches no model; add one under models",
+                asset,
+                topic,
+            )
+        return True
 
     def put(self, decoded: Sequence[Decoded]) -> None:
         """Queue the readings of ``decoded``: as one lot when it fits, else one message at a
@@ -321,6 +344,8 @@ class Intake:
             # this (the network) thread touches the cache, so checking here needs no lock.
             self._routes = {}
             self._decoders = {}
+            self._sparkplug_assets = {}
+            self.sparkplug.serve(config)
             self._routes_from = (config, fleet)
         try:
             return self._routes[topic]
@@ -328,6 +353,9 @@ class Intake:
             pass
         route: _Route | None = None
         for source in config.inputs:
+            if source.takes_sparkplug(topic):
+                route = self.sparkplug.decoder(source)
+                break
             parts = source.match(topic)
             if parts is not None:
                 asset = parts["asset"]
@@ -377,6 +405,20 @@ class Intake:
             max_ahead_s=limits.max_ahead_s,
         )
         return decoder
+
+
+def _items(readings: tuple[Reading, ...]) -> Items:
+    """A message's readings as queue items: one :class:`Row` when they are one asset's at
+    one time, each channel once (the pipeline places a row in one step), else as they are."""
+    first = readings[0]
+    if len(readings) == 1:
+        return readings
+    channels = tuple(reading.channel for reading in readings)
+    if len(set(channels)) < len(channels) or any(
+        r.timestamp != first.timestamp or r.asset != first.asset for r in readings
+    ):
+        return readings
+    return (Row(first.asset, channels, first.timestamp, tuple(r.value for r in readings)),)
 
 
 def name_refusal(asset: str, outputs: OutputConfig) -> tuple[str, str] | None:

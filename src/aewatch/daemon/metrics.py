@@ -36,6 +36,7 @@ from prometheus_client.registry import Collector
 from aewatch import __version__
 from aewatch.daemon.connect_failures import CONNECT_FAILURE_REASONS, ConnectFailures
 from aewatch.daemon.decode import DECODE_REASONS
+from aewatch.daemon.sparkplug_input import SPARKPLUG_EVENTS
 from aewatch.daemon.state_key import IGNORED_REASONS
 from aewatch.daemon.status import StatusServer
 
@@ -174,6 +175,16 @@ class DaemonCollector(Collector):
         for reason in DECODE_REASONS:
             decode_errors.add_metric([reason], intake[f"decode_error:{reason}"])
         yield decode_errors
+        sparkplug = CounterMetricFamily(
+            "aewatch_sparkplug_events",
+            "Sparkplug B events, by kind: birth (NBIRTH or DBIRTH), death (NDEATH of the "
+            "current session, or DDEATH), seq_gap (a node's messages lost), rebirth_request "
+            "(NCMD asking a node for its births).",
+            labels=["event"],
+        )
+        for event in SPARKPLUG_EVENTS:
+            sparkplug.add_metric([event], d.intake.sparkplug.events[event])
+        yield sparkplug
         readings_dropped = CounterMetricFamily(
             "aewatch_readings_dropped",
             "Decoded readings dropped, by reason.",

@@ -351,6 +351,7 @@ class Daemon:
             self.config.outputs.status_topic_name, messages.STATUS_ONLINE, qos=1, retain=True
         )
         self.is_connected.set()
+        self._send_commands()  # those asked for while not connected (a replay at start)
         log.info(
             "connected to %s (session %s); subscribed %s",
             self.config.broker.display_url,
@@ -390,6 +391,7 @@ class Daemon:
                     log.exception("internal error on a message of %s", message.topic)
                 done = [publish]
         self._ack(done)
+        self._send_commands()
 
     def _on_publishes(self, found: list[Publish]) -> None:
         """The fast path: every whole QoS 0/1 PUBLISH of one socket read (network thread)."""
@@ -401,6 +403,7 @@ class Daemon:
             else:
                 self.intake.take_many([(publish.topic, publish.payload) for publish in found])
         self._ack(found)
+        self._send_commands()
 
     def _ack(self, publishes: Sequence[Publish]) -> None:
         """Acknowledge QoS 1 messages in one write, QoS 2 ones each (any thread)."""
@@ -408,6 +411,14 @@ class Daemon:
         for publish in publishes:
             if publish.qos == 2:
                 self.client.ack(publish.mid, publish.qos)
+
+    def _send_commands(self) -> None:
+        """Publish the Sparkplug B commands the intake asked for (rebirth requests): QoS 0,
+        not retained, as Sparkplug has them; while not connected they wait (paho would drop
+        a QoS 0 message)."""
+        if self.is_connected.is_set():
+            for topic, payload in self.intake.sparkplug.take_commands():
+                self.client.publish(topic, payload, qos=0, retain=False)
 
     def _take_journaled(self, found: Sequence[Publish]) -> list[Publish]:
         """Queue and journal ``found``; the messages to acknowledge now (intake lock held).

@@ -39,7 +39,7 @@ input and give an empty outcome; a topic outside ``spBv1.0`` or in another group
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -151,8 +151,10 @@ class SparkplugDecoder:
 
     ``asset_template`` names a device's asset from ``{group}``, ``{node}`` and
     ``{device}``; a node's own metrics go to the asset ``node_template`` names (by default
-    the node id). ``use_payload_time=False`` stamps every reading with its arrival time.
-    Not for several threads at once.
+    the node id). ``channels`` renames metrics: a metric named there gives readings of the
+    channel it maps to, any other one of a channel named as the metric.
+    ``use_payload_time=False`` stamps every reading with its arrival time. Not for several
+    threads at once.
 
     >>> decoder = SparkplugDecoder()
     >>> birth = Payload(seq=0, timestamp=1_700_000_000_000)
@@ -169,6 +171,7 @@ class SparkplugDecoder:
         group: str | None = None,
         asset_template: str = DEFAULT_ASSET_TEMPLATE,
         node_template: str = "{node}",
+        channels: Mapping[str, str] | None = None,
         use_payload_time: bool = True,
         ask_rebirth: bool = True,
         rebirth_interval_s: float = 30.0,
@@ -192,6 +195,7 @@ class SparkplugDecoder:
         self.group = group
         self.asset_template = asset_template
         self.node_template = node_template
+        self.channels = dict(channels or {})
         self.use_payload_time = use_payload_time
         self.ask_rebirth = ask_rebirth
         self.rebirth_interval_s = rebirth_interval_s
@@ -344,7 +348,7 @@ class SparkplugDecoder:
         timestamp = arrival_s
         if self.use_payload_time and stamp_ms is not None:
             timestamp = self._timestamp(stamp_ms, name, arrival_s)
-        return Reading(asset, name, timestamp, value)
+        return Reading(asset, self.channels.get(name, name), timestamp, value)
 
     def _name_and_type(self, topic: SparkplugTopic, node: _Node, metric: Any) -> tuple[str, int]:
         if metric.HasField("name") and metric.name:
