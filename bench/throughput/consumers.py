@@ -7,6 +7,8 @@
 * ``noop``: paho-mqtt with an empty ``on_message`` (it only counts); the ceiling of any
   paho-based daemon.
 * ``json``: paho-mqtt plus ``json.loads`` of every payload.
+* ``proto``: paho-mqtt plus parsing every payload as a Sparkplug B protobuf (the cost of
+  reading the bytes alone, before any birth, alias or sequence number is looked at).
 * ``naive``: the daemon one writes first: ``json.loads`` per message, a dict per asset
   gathering the channels of the current timestamp, a ``deque`` of rows per asset, and one
   forward pass (``Scorer.score``) per window as soon as it is full, compared with the
@@ -172,6 +174,13 @@ def _taker(args: argparse.Namespace, tally: Tally):  # type: ignore[no-untyped-d
             json.loads(payload)
 
         return parse
+    if args.kind == "proto":
+        from aewatch.daemon.sparkplug_schema import Payload  # noqa: PLC0415
+
+        def parse_protobuf(_topic: str, payload: bytes) -> None:
+            Payload.FromString(payload)
+
+        return parse_protobuf
     return NaiveDaemon(args.bundle, tally=tally).take
 
 
@@ -190,7 +199,7 @@ def _report_bursts(tally: Tally) -> None:
 
 def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("kind", choices=["noop", "json", "naive"])
+    parser.add_argument("kind", choices=["noop", "json", "proto", "naive"])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--topic", required=True, help="subscription filter")

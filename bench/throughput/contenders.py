@@ -215,10 +215,19 @@ class Script(Contender):
     """A ``consumers.py`` process; reads its JSON reports from stdout."""
 
     def __init__(
-        self, kind: str, name: str, *, broker: Broker, qos: int, bundle: Path, protocol: str
+        self,
+        kind: str,
+        name: str,
+        *,
+        broker: Broker,
+        qos: int,
+        bundle: Path,
+        protocol: str,
+        payload: str = "json",
     ) -> None:
         self.name, self.prefix, self.warm_prefix, self.next_slot = name, kind, kind, 0
-        topic = f"{kind}/#"
+        # Sparkplug B: the plans' prefix is the group, under Sparkplug's namespace.
+        topic = f"spBv1.0/{kind}/#" if payload == "sparkplug_b" else f"{kind}/#"
         self.process = subprocess.Popen(
             [
                 PYTHON,
@@ -334,10 +343,13 @@ def _daemon_config(
     protocol: str,
 ) -> Path:
     """Write the case's aewatch.yaml: inputs ``d/...`` (and ``w/{asset}`` rows for the
-    warm-up), the bench model for every asset, defaults elsewhere but ``limits``."""
+    warm-up), or the Sparkplug B group ``d`` (whose warm-up sends the births), the bench
+    model for every asset, defaults elsewhere but ``limits``."""
     topic = "d/{asset}" if payload == "json_multi" else "d/{asset}/{channel}"
-    inputs = [{"topic": topic, "payload": payload}]
-    if payload != "float32_le":
+    inputs: list[dict[str, Any]] = [{"topic": topic, "payload": payload}]
+    if payload == "sparkplug_b":
+        inputs = [{"payload": payload, "sparkplug": {"group": "d", "device_asset": "{device}"}}]
+    elif payload != "float32_le":
         inputs.append({"topic": "w/{asset}", "payload": "json_multi"})
     config = {
         "broker": {
@@ -434,10 +446,11 @@ def messages_in(plan: Plan) -> int:
     """How many messages ``plan`` sends."""
     channels = len(plan.channels)
     if plan.mode in ("flood", "paced"):
-        per_row = 1 if plan.payload == "json_multi" else channels
-        return plan.rows * plan.assets * per_row
+        per_row = channels if plan.payload == "json" else 1
+        births = plan.assets if plan.births else 0  # an NBIRTH for each asset's node
+        return plan.rows * plan.assets * per_row + births
     if plan.mode == "live":
-        per_row = 1 if plan.payload == "json_multi" else channels
+        per_row = channels if plan.payload == "json" else 1
         return round(plan.duration_s / plan.period_s) * plan.assets * per_row
     span_s = plan.samples * plan.period_s
     rounds = max(1, int(np.ceil(plan.duration_s / span_s)))
@@ -449,7 +462,7 @@ def messages_in(plan: Plan) -> int:
 def _messages_per_s(plan: Plan) -> float | None:
     """Messages a second a paced plan sends; None for a flood."""
     channels = len(plan.channels)
-    per_row = 1 if plan.payload == "json_multi" else channels
+    per_row = channels if plan.payload == "json" else 1
     if plan.mode == "paced" and plan.rate_per_s:
         return plan.rate_per_s / (channels / per_row)
     if plan.mode == "live":

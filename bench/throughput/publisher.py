@@ -30,7 +30,13 @@ Plans (``mode``):
   as it can.
 
 Payload ``json`` is one reading per message on ``PREFIX/ASSET/CHANNEL``; ``json_multi`` is
-one row per message, ``{"ts": ..., "values": {"ch0": ..., ...}}`` on ``PREFIX/ASSET``.
+one row per message, ``{"ts": ..., "values": {"ch0": ..., ...}}`` on ``PREFIX/ASSET``;
+``sparkplug_b`` is one row per message as Ignition's MQTT Transmission sends it: a Sparkplug
+B DDATA on ``spBv1.0/PREFIX/DDATA/NODE/ASSET`` (the group is the prefix, one edge node
+``n00042`` per device ``a00042``) with every channel by alias, each with its timestamp and
+data type (Double), ``seq`` counting on from the node's births at slot 0 (slot ``k``'s row
+has ``seq`` ``k + 1``). With ``births`` an asset's first row goes as its node's NBIRTH and
+its device's DBIRTH, which declares the aliases (``ch0`` is alias 1, ...).
 """
 
 from __future__ import annotations
@@ -43,9 +49,12 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+
+from aewatch.daemon.sparkplug_schema import Payload
 
 __all__ = ["CHANNELS", "Plan", "asset_name", "signal_rows"]
 
@@ -55,6 +64,8 @@ _CHUNK = 2_000  # packets per sendall when the window or the pace needs checking
 _TICK_S = 0.001
 _SIGNAL_ROWS = 4096
 _KEEPALIVE_S = 600
+_SPARKPLUG_EPOCH_MS = 1_700_000_000_000  # slot 0's time: Sparkplug times are epoch ms > 0
+_DOUBLE, _INT64 = 10, 4  # Sparkplug B's data types of a float64 and an int64
 
 
 @dataclass(frozen=True)
@@ -75,6 +86,7 @@ class Plan:
     duration_s: float = 0.0
     samples: int = 100
     ramp_s: float = 0.0  # float32: the assets come online one after another over this long
+    births: bool = False  # sparkplug_b: NBIRTH and DBIRTH first (see the module docstring)
     host: str = "127.0.0.1"
     client_id: str = "bench-publisher"
     extra: dict[str, float] = field(default_factory=dict)
@@ -207,7 +219,7 @@ def main(argv: list[str]) -> int:
 def _grid_packets(plan: Plan) -> tuple[list[bytes], npt.NDArray[np.float64] | None, int]:
     """Every row of every asset, slot-major; offsets when paced, else None (flood)."""
     values = signal_rows(_SIGNAL_ROWS, seed=1)
-    encode = _row_packets(plan)
+    encode = _sparkplug_packets(plan) if plan.payload == "sparkplug_b" else _row_packets(plan)
     packets: list[bytes] = []
     for slot in range(plan.first_slot, plan.first_slot + plan.rows):
         ts = f"{slot * plan.period_s:.6f}"
@@ -287,6 +299,48 @@ def _row_packets(plan: Plan):  # type: ignore[no-untyped-def]
         return [packet(f"{plan.prefix}/{asset_name(asset)}", payload)]
 
     return multi if plan.payload == "json_multi" else single
+
+
+def _sparkplug_packets(plan: Plan):  # type: ignore[no-untyped-def]
+    """A function encoding one asset's row at ``ts`` (text) into its Sparkplug B DDATA; in
+    a plan with births, an asset's first row goes as its node's NBIRTH and its DBIRTH."""
+    counter = iter(range(1 << 62))
+    born: set[int] = set()
+
+    def packet(topic: str, message: Any) -> bytes:
+        packet_id = next(counter) % 65535 + 1
+        return _publish_packet(
+            topic, message.SerializeToString(), qos=plan.qos, packet_id=packet_id
+        )
+
+    def encode(asset: int, ts: str, row: npt.NDArray[np.float64]) -> list[bytes]:
+        slot = round(float(ts) / plan.period_s)
+        stamp_ms = _SPARKPLUG_EPOCH_MS + round(float(ts) * 1000)
+        node, device = _node(asset), asset_name(asset)
+        is_birth = plan.births and asset not in born
+        message = Payload(timestamp=stamp_ms, seq=(1 + slot) % 256)
+        for alias, (channel, value) in enumerate(zip(plan.channels, row.tolist(), strict=True), 1):
+            metric = message.metrics.add(
+                alias=alias, timestamp=stamp_ms, datatype=_DOUBLE, double_value=value
+            )
+            if is_birth:
+                metric.name = channel
+        if not is_birth:
+            return [packet(f"spBv1.0/{plan.prefix}/DDATA/{node}/{device}", message)]
+        born.add(asset)
+        birth = Payload(timestamp=stamp_ms, seq=slot % 256)  # the DBIRTH's seq follows
+        birth.metrics.add(name="bdSeq", datatype=_INT64, long_value=0)
+        return [
+            packet(f"spBv1.0/{plan.prefix}/NBIRTH/{node}", birth),
+            packet(f"spBv1.0/{plan.prefix}/DBIRTH/{node}/{device}", message),
+        ]
+
+    return encode
+
+
+def _node(asset: int) -> str:
+    """The Sparkplug edge node of asset ``index`` (``n00042``): one device each."""
+    return f"n{asset:05d}"
 
 
 # -- sending -----------------------------------------------------------------------------

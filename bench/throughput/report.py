@@ -182,6 +182,10 @@ def _target_lines(runs: list[Run]) -> list[str]:
             f"| {case}: aewatch {unit} | ≥ {TARGETS[key]:,} | {shown} | "
             f"{verdict(None if rate is None else rate >= TARGETS[key])} |"
         )
+    for case in ("multi", "sparkplug"):  # no target: Sparkplug B beside json_multi
+        ratio = _ratio(runs, case, "paho no-op")
+        shown = "—" if ratio is None else f"{100 * ratio:.0f} %"
+        rows.append(f"| {case}: aewatch / paho no-op | — | {shown} | — |")
     latencies = [
         r.extra["latency"]
         for r in runs

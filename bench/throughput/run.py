@@ -26,6 +26,9 @@ a. ``single_qos0``, ``single_qos1``: one reading per JSON message
    repeat where aewatch drops readings (its reading queue overflows), the publisher is
    paced instead, at falling fractions of the flood's processing rate, until none drops;
 b. ``multi``: one ``json_multi`` message per asset row (8 channels), the same way;
+   ``sparkplug``: one Sparkplug B DDATA per asset row (8 Double metrics by alias, as
+   Ignition sends them), the same way, beside paho no-op and paho + protobuf parsing
+   (the warm-up sends each node's births first);
 c. ``float32``: ``float32_le`` messages of 100 samples, stamped on arrival, so they cannot
    be flooded: paced at the target first, then lower, each try on a fresh daemon measured
    after a warm-up of ``FLOAT32_WARMUP_S`` in which the assets come online one after
@@ -237,7 +240,7 @@ def flood_case(
     sizes = bench.sizes
     per_message = 1 if payload == "json" else len(CHANNELS)
     with _contenders(bench, case=case, payload=payload, qos=qos, kinds=kinds) as contenders:
-        _warm_up(bench, contenders, qos=qos)
+        _warm_up(bench, contenders, qos=qos, payload=payload)
         floods: list[Run] = []
         for repeat in range(sizes.repeats):
             for contender in _rotated(contenders, repeat):
@@ -567,6 +570,7 @@ def _profile(
 _SCRIPTS = {
     "noop": "paho no-op",
     "json": "paho + json.loads",
+    "proto": "paho + protobuf parse",
     "naive": "naive daemon",
 }
 
@@ -603,6 +607,7 @@ def _contenders(
                         qos=qos,
                         bundle=bench.bundle,
                         protocol=bench.protocol,
+                        payload=payload,
                     )
                 )
         for contender in started:
@@ -630,20 +635,23 @@ def _limits(payload: str) -> dict[str, float]:
     return {"max_late_s": 5 * PERIOD_S}
 
 
-def _warm_up(bench: Bench, contenders: list[Contender], *, qos: int) -> None:
+def _warm_up(bench: Bench, contenders: list[Contender], *, qos: int, payload: str) -> None:
     """Fill every asset's window in the contenders that keep windows (not measured).
 
     The rows go as ``json_multi`` (eight readings a message) whatever the case sends, to
     the contender's ``warm_prefix``: aewatch has a second input there for the same assets.
+    For Sparkplug B they go through the case's own input, with the births first.
     """
     for contender in contenders:
         if contender.name not in ("aewatch", "naive daemon"):
             continue
+        sparkplug = payload == "sparkplug_b"
         plan = bench.plan(
             contender,
-            prefix=contender.warm_prefix,
+            prefix=contender.prefix if sparkplug else contender.warm_prefix,
             mode="flood",
-            payload="json_multi",
+            payload=payload if sparkplug else "json_multi",
+            births=sparkplug,
             qos=qos,
             assets=bench.sizes.assets,
             first_slot=0,
@@ -703,7 +711,15 @@ def main() -> int:
     parser.add_argument(
         "--cases",
         nargs="+",
-        default=["single_qos0", "single_qos1", "multi", "float32", "latency", "memory"],
+        default=[
+            "single_qos0",
+            "single_qos1",
+            "multi",
+            "sparkplug",
+            "float32",
+            "latency",
+            "memory",
+        ],
     )
     parser.add_argument("--profile", action=argparse.BooleanOptionalAction, default=None)
     parser.add_argument(
@@ -763,6 +779,14 @@ def main() -> int:
             qos=0,
             rows=sizes.multi_rows,
             kinds=("aewatch", "noop", "json", "naive"),
+        ),
+        "sparkplug": lambda: flood_case(
+            bench,
+            case="sparkplug",
+            payload="sparkplug_b",
+            qos=0,
+            rows=sizes.multi_rows,
+            kinds=("aewatch", "noop", "proto"),
         ),
         "float32": lambda: float32_case(bench),
         "latency": lambda: latency_case(bench, args.latency_load),
