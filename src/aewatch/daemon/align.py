@@ -520,8 +520,21 @@ class Aligner:
                 continue
             outputs.append(self._drain(dropped=dropped))
             lowest = min(self._pending, default=None) if self._final_slot is None else None
-        outputs.append(self._drain(late=late, invalid=invalid))
+        if self._is_held_back:
+            # The last sample's drain stopped at a gap with rows behind it; one by one, the
+            # rows after the gap come out with the next reading, not now.
+            outputs.append(self._counted(late=late, invalid=invalid))
+        else:
+            outputs.append(self._drain(late=late, invalid=invalid))
         return [out for out in outputs if out is not self._nothing]
+
+    def _counted(self, *, late: int, invalid: int) -> AlignOutput:
+        """The output of samples that were dropped and completed nothing."""
+        if not (late or invalid):
+            return self._nothing
+        self._count_drops(0, late, 0, invalid, 0)
+        nothing = self._nothing
+        return AlignOutput(nothing.timestamps, nothing.values, late=late, invalid=invalid)
 
     def _order_of(self, channels: tuple[str, ...]) -> tuple[int, ...] | None:
         """Where each of our channels sits in ``channels``; None unless a reordering."""
