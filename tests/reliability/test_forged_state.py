@@ -15,32 +15,26 @@ import logging
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
-import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
-from aewatch.config import load_config
 from aewatch.core.alerts import AlertEvent
 from aewatch.daemon import messages
 from aewatch.daemon.service import Daemon
 from aewatch.daemon.state_key import StateKey
-from aewatch.sim.simulate import parse_faults, simulate
 
 from ..shell.conftest import Broker
 from .conftest import WINDOW_LEN
+from .inprocess import T0, TIMEOUT_S, running, simulated_rows, wait_until, write_config
 
 pytestmark = [pytest.mark.reliability, pytest.mark.broker]
 
 PREFIX = "trust"
-PERIOD_S = 10.0
-T0 = 1_700_000_000.0
-TIMEOUT_S = 120.0  # generous: other work may share the CPUs
 
 
 class Watcher:
@@ -89,13 +83,13 @@ def test_a_planted_firing_state_is_not_resumed(
     broker: Broker, well_bundle: Path, tmp_path: Path, daemon_log: io.StringIO
 ) -> None:
     """Unsigned, or signed with another key: ignored, counted, logged once; nothing to resolve."""
-    config = _config(tmp_path, broker, well_bundle)
+    config = write_config(tmp_path, broker, well_bundle, prefix=PREFIX, client_id="aewatch-trust")
     watcher = Watcher(broker)
     phantom = _firing_state("well-1")
     try:
         watcher.plant("well-1", phantom)  # "signature": null
         watcher.plant("well-2", StateKey(b"k" * 32, source="the forger").sign(phantom))
-        with _running(config) as daemon:
+        with running(config) as daemon:
             assert daemon.counts["resumed_alerts"] == 0
             assert daemon.active_alerts() == 0
             assert daemon.counts["state_ignored:unsigned"] == 1
@@ -103,9 +97,9 @@ def test_a_planted_firing_state_is_not_resumed(
             metrics = _metrics(daemon)
             assert 'aewatch_retained_states_ignored_total{reason="unsigned"} 1.0' in metrics
             assert 'aewatch_retained_states_ignored_total{reason="bad_signature"} 1.0' in metrics
-            normal = _rows(60, faults="")
+            normal = simulated_rows(60, seed=2)
             watcher.send("well-1", normal)  # a resumed phantom would be resolved by these
-            _wait_until(
+            wait_until(
                 lambda: daemon.pipeline.counts["windows"] == len(normal) - WINDOW_LEN + 1,
                 lambda: f"every window scored; pipeline {dict(daemon.pipeline.counts)}",
             )
@@ -122,18 +116,20 @@ def test_the_daemon_s_own_state_is_resumed_after_a_restart(
     broker: Broker, well_bundle: Path, tmp_path: Path, daemon_log: io.StringIO
 ) -> None:
     """An alert raised before a restart resumes under its id; a planted one beside it does not."""
-    config = _config(tmp_path, broker, well_bundle)
+    config = write_config(tmp_path, broker, well_bundle, prefix=PREFIX, client_id="aewatch-trust")
     watcher = Watcher(broker)
     try:
-        with _running(config):
+        with running(config):
             # The fault lasts to row 198 of 200 (10 s each), too few normal rows after it
             # to resolve the alert when the journal replays them after the restart.
-            watcher.send("well-1", _rows(200, faults="noise@0.15+0.40:vibration_mm_s"))
-            _wait_until(lambda: len(watcher.alerts) >= 1, "an alert raised")
+            watcher.send(
+                "well-1", simulated_rows(200, seed=2, faults="noise@0.15+0.40:vibration_mm_s")
+            )
+            wait_until(lambda: len(watcher.alerts) >= 1, "an alert raised")
         (raised,) = watcher.alerts
         assert raised["state"] == "raised"
         watcher.plant("well-2", _firing_state("well-2"))
-        with _running(config) as second:
+        with running(config) as second:
             assert second.counts["resumed_alerts"] == 1
             assert second.alerting_assets() == {"well-1"}
             assert second.counts["state_ignored:unsigned"] == 1
@@ -171,63 +167,8 @@ def _firing_state(asset: str) -> bytes:
     return messages.encode(messages.state_message(event, model="well", model_version="x"))
 
 
-def _config(folder: Path, broker: Broker, bundle: Path) -> Path:
-    data: dict[str, Any] = {
-        "broker": {
-            "url": broker.url,
-            "client_id": "aewatch-trust",
-            "reconnect_min_s": 1,
-            "reconnect_max_s": 1,
-        },
-        "inputs": [{"topic": f"{PREFIX}/in/{{asset}}/{{channel}}", "payload": "json"}],
-        "models": [{"path": str(bundle), "name": "well"}],
-        "outputs": {"topic_prefix": PREFIX},
-        "metrics": {"port": 0},
-        "state_dir": str(folder / "state"),
-    }
-    path = folder / "aewatch.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
-
-
-@contextmanager
-def _running(config_path: Path) -> Iterator[Daemon]:
-    daemon = Daemon(load_config(config_path))
-    daemon.start()
-    try:
-        _wait_until(daemon.is_connected.is_set, "the daemon connected")
-        time.sleep(0.5)  # subscribed just after connecting
-        yield daemon
-    except BaseException:
-        daemon.stop()
-        raise
-    assert daemon.stop(), "the daemon did not drain within its stop timeout"
-
-
 def _metrics(daemon: Daemon) -> str:
     assert daemon.status_server is not None
     url = f"http://127.0.0.1:{daemon.status_server.port}/metrics"
     with urllib.request.urlopen(url, timeout=10) as response:
         return str(response.read().decode())
-
-
-def _rows(n: int, *, faults: str) -> list[tuple[float, dict[str, float]]]:
-    stream = simulate(
-        "well", hours=n * PERIOD_S / 3600, period_s=PERIOD_S, faults=parse_faults(faults), seed=2
-    )
-    names = list(stream.channels)
-    return [
-        (T0 + i * PERIOD_S, {name: float(v) for name, v in zip(names, row, strict=True)})
-        for i, row in enumerate(stream.values[:n])
-    ]
-
-
-def _wait_until(
-    condition: Callable[[], object], what: str | Callable[[], str], timeout_s: float = TIMEOUT_S
-) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            text = what if isinstance(what, str) else what()
-            raise AssertionError(f"gave up after {timeout_s:.0f} s waiting for {text}")
-        time.sleep(0.05)
