@@ -126,9 +126,16 @@ def _train(
     train_one: Callable[[argparse.Namespace], int],
 ) -> TrainedAsset:
     """Train one asset with ``args`` for that file alone; its printout is kept back."""
-    one = argparse.Namespace(**{**vars(args), "data": [str(source)], "out": bundle, "name": asset})
-    one.per_asset = False
-    one.quiet = True
+    one = argparse.Namespace(
+        **{
+            **vars(args),
+            "data": [str(source)],
+            "out": bundle,
+            "name": asset,
+            "per_asset": False,
+            "quiet": True,
+        }
+    )
     started = time.perf_counter()
     printed = io.StringIO()
     try:

@@ -642,14 +642,14 @@ class ModelConfig(BaseModel):
         if self.dir is None:
             assert self.path is not None  # one of the two, by the validator
             return ((self.name, self.assets, self.path),)
-        try:
-            files = sorted(self.dir.glob(f"*{BUNDLE_SUFFIX}"))
-        except OSError as err:
-            raise BundleError(f"models dir {self.dir}: cannot be listed ({err})") from err
         if not self.dir.is_dir():
             raise BundleError(
                 f"models dir {self.dir} is not a folder; create it, or fix dir in the config"
             )
+        try:
+            files = sorted(self.dir.glob(f"*{BUNDLE_SUFFIX}"))
+        except OSError as err:
+            raise BundleError(f"models dir {self.dir}: cannot be listed ({err})") from err
         served = []
         for file in files:
             asset = file.name.removesuffix(BUNDLE_SUFFIX)

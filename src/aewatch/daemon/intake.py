@@ -262,7 +262,7 @@ class Intake:
             return None
         asset = decoder.asset(parts)
         try:
-            outcome = decoder.decode(topic, payload, arrival_s=arrival_s)
+            outcome = decoder.decode_parsed(parts, topic, payload, arrival_s=arrival_s)
         except DecodeError as err:
             self._refused(asset, topic, err)
             return None

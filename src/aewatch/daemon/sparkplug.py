@@ -224,7 +224,19 @@ class SparkplugDecoder:
             DecodeError: the whole payload is unusable (too large, not Sparkplug B).
         """
         parts = parse_topic(topic)
-        if parts is None or (self.group is not None and parts.group != self.group):
+        if parts is None:
+            return None
+        return self.decode_parsed(parts, topic, payload, arrival_s=arrival_s)
+
+    def decode_parsed(
+        self, parts: SparkplugTopic, topic: str, payload: bytes, *, arrival_s: float
+    ) -> SparkplugOutcome | None:
+        """:meth:`decode` for a caller that has parsed ``topic`` already (``parts``).
+
+        Raises:
+            DecodeError: as :meth:`decode`.
+        """
+        if self.group is not None and parts.group != self.group:
             return None
         handler = self._handlers.get(parts.kind)
         if handler is None:
