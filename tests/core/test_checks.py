@@ -15,6 +15,7 @@ from aewatch.core.checks import (
     ChannelMonitor,
     calibrate_checks,
     cusum_limit,
+    steady_levels,
 )
 from aewatch.core.residual import ResidualModel
 from aewatch.model.window import sliding_windows
@@ -299,3 +300,12 @@ def test_checks_that_do_not_run_report_nothing(checks: ChannelChecks) -> None:
     assert ChannelChecks.from_json(legacy).kinds == CHECK_KINDS
     with pytest.raises(ValueError, match="kinds"):
         ChannelChecks.from_json({**legacy, "kinds": ["stuck", "hunch"]})
+
+
+def test_a_level_that_wanders_over_the_history_is_not_steady() -> None:
+    """White noise holds its level; a channel warming through the history does not."""
+    rng = np.random.default_rng(21)
+    rows = rng.normal(0.0, NOISE, (2000, 2))
+    rows[:, 1] += np.linspace(0.0, 3.0 * NOISE, 2000)  # warms by three noise levels
+    level = ResidualModel.level([rows]).with_noise_from([rows])
+    assert steady_levels([rows], level, np.ones(2)).tolist() == [True, False]

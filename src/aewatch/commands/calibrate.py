@@ -105,8 +105,14 @@ def _print_summary(result: Recalibration, source: Path, target: Path) -> None:
             "model was trained"
         )
     checks = new.decision.get("checks")
-    if checks and counts.get("checks_recalibrated") and checks.get("kinds") == ["stuck"]:
+    kinds = checks.get("kinds") if checks else None
+    if checks and counts.get("checks_recalibrated") and kinds == ["stuck"]:
         print("checks    stuck only, recalibrated on this history (its longest still runs)")
+    elif checks and counts.get("checks_recalibrated") and kinds == ["shift", "stuck"]:
+        print(
+            "checks    level shift and stuck, recalibrated on this history (its levels, "
+            "spreads and longest still runs)"
+        )
     elif checks and counts.get("checks_recalibrated"):
         noise = ", ".join(
             f"{name} {level:.3g}"

@@ -18,6 +18,7 @@ from aewatch.commands.read_options import (
     read_summary_lines,
 )
 from aewatch.commands.train_fleet import run_per_asset
+from aewatch.core.checks import OFF_LIMIT
 from aewatch.errors import AewatchError
 from aewatch.model.dataset import read_exports
 from aewatch.model.detectability import Detectability, detectability
@@ -332,10 +333,20 @@ def checks_line(checks: dict[str, Any] | None, channels: tuple[str, ...], period
     if not checks:
         return "checks   off: the window error alone decides"
     stuck_s = min(checks["stuck_after"]) * period_s
-    if checks.get("kinds", ["shift"]) == ["stuck"]:
+    kinds = checks.get("kinds", ["shift"])
+    if kinds == ["stuck"]:
         return (
             f"checks   stuck only (after {rough_duration(stuck_s)} or more) on "
             f"{len(channels)} channels"
+        )
+    if kinds == ["shift", "stuck"]:
+        steady = [
+            n for n, lim in zip(channels, checks["shift_limit"], strict=True) if lim < OFF_LIMIT
+        ]
+        return (
+            f"checks   level shift on {len(steady)} of {len(channels)} channels (those whose "
+            f"level held over the history), stuck (after {rough_duration(stuck_s)} or more) "
+            f"on {len(channels)} channels"
         )
     noise = ", ".join(
         f"{name} {level:.3g}"

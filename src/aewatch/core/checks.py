@@ -60,6 +60,7 @@ __all__ = [
 ]
 
 CHECK_KINDS: tuple[str, ...] = ("shift", "noise", "stuck", "range", "spikes")
+STEADY_BOUND = 3.0
 CHECK_MARGIN = 1.5  # a limit is at least this many times the highest normal held-out value
 SHIFT, NOISE, STUCK, RANGE, SPIKES = range(5)
 _CAP = 1.5  # a CUSUM never climbs past this many limits, so it falls back soon after a fault
@@ -75,7 +76,7 @@ _SIEGMUND = 1.166
 SPIKE_LEVEL = 6.0  # a spike stands this many normal spreads above both its neighbours
 _SPIKE_HALFLIFE_S = 900.0
 _MIN_SPIKE_LIMIT = 2.0  # about three spikes within a half-life
-_OFF_LIMIT = 1e300  # the limit of a check that does not run: finite, so JSON holds it
+OFF_LIMIT = 1e300  # the limit of a check that does not run: finite, so JSON holds it
 _SPIKE_FLOOR = 0.1  # of the residual's noise level: the least spike unit (a still channel)
 _MAX_CORRELATION = 0.9  # Siegmund's correction of the limit for the overshoot
 
@@ -690,6 +691,7 @@ def calibrate_checks(
     k_spread: float = 1.0,
     clip: float = 6.0,
     kinds: tuple[str, ...] = CHECK_KINDS,
+    still_unit: npt.NDArray[np.float64] | None = None,
 ) -> ChannelChecks:
     """Limits for ``model``'s checks from normal data the network did not train on.
 
@@ -701,8 +703,10 @@ def calibrate_checks(
     and limit (they need no prediction, so the training rows are as honest a sample of
     them as the held-out ones); ``limits`` maps a
     channel index to physical (low, high) limits that replace its envelope (None: that
-    side keeps the envelope's). Only ``kinds`` run: the limits of the others are set
-    where nothing reaches them.
+    side keeps the envelope's). ``still_unit`` ``(c,)`` is the unit of the stuck check's
+    tolerance where it is not the model's noise level (a channel's sample-to-sample
+    spread where the residual is its distance from its median). Only ``kinds`` run: the
+    limits of the others are set where nothing reaches them.
     """
     c = model.channels
     samples_per_day = 86_400.0 / period_s
@@ -726,14 +730,14 @@ def calibrate_checks(
     for j, (lo_j, hi_j) in (limits or {}).items():
         low[j] = low[j] if lo_j is None else lo_j
         high[j] = high[j] if hi_j is None else hi_j
-    tolerance = _STUCK_TOLERANCE * model.noise
+    tolerance = _STUCK_TOLERANCE * (model.noise if still_unit is None else still_unit)
     longest = np.zeros(c)
     for block in normal:
         longest = np.maximum(longest, _longest_still(np.asarray(block, np.float64), tolerance))
     least = max(math.ceil(stuck_s / period_s), _MIN_STUCK_SAMPLES)
     spike_halflife = max(_SPIKE_HALFLIFE_S / period_s, 1.0)
     spike_unit, spike_seen = _spikes_seen(normal, _SPIKE_FLOOR * model.noise, spike_halflife)
-    off = np.full(c, _OFF_LIMIT)
+    off = np.full(c, OFF_LIMIT)
     is_on = {kind: kind in kinds for kind in CHECK_KINDS}
     return ChannelChecks(
         model,
@@ -753,6 +757,27 @@ def calibrate_checks(
         spike_halflife=spike_halflife,
         kinds=tuple(kind for kind in CHECK_KINDS if is_on[kind]),
     )
+
+
+def steady_levels(
+    blocks: list[npt.NDArray[np.floating]],
+    model: ResidualModel,
+    shift_scale: npt.NDArray[np.float64],
+    bound: float = STEADY_BOUND,
+) -> npt.NDArray[np.bool_]:
+    """Which channels ``(c,)`` hold one level over ``blocks``: the means of the history's
+    two halves differ by less than ``bound`` times what the channel's residual noise
+    (its long-run spread, ``shift_scale``) explains. A channel that warms up or wanders
+    over the history does not, and a limit set on it would not hold for the next hours.
+    """
+    rows = np.concatenate([np.asarray(b, dtype=np.float64) for b in blocks])
+    half = len(rows) // 2
+    if half < 2:
+        return np.zeros(model.channels, dtype=bool)
+    first, second = rows[:half], rows[half:]
+    gap = np.abs(np.nanmean(first, axis=0) - np.nanmean(second, axis=0))
+    explained = model.noise * shift_scale * math.sqrt(1.0 / len(first) + 1.0 / len(second))
+    return np.asarray(gap < bound * explained)
 
 
 def _spikes_seen(

@@ -27,7 +27,14 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from aewatch.core.checks import CHECK_KINDS, CHECK_MARGIN, ChannelChecks, calibrate_checks
+from aewatch.core.checks import (
+    CHECK_KINDS,
+    CHECK_MARGIN,
+    OFF_LIMIT,
+    ChannelChecks,
+    calibrate_checks,
+    steady_levels,
+)
 from aewatch.core.detector import Adaptation, DecisionSettings, decision_statistic
 from aewatch.core.residual import DEFAULT_LAGS, ResidualModel
 from aewatch.core.threshold import MIN_TAIL_COUNT, Threshold, min_calibration_windows
@@ -60,7 +67,14 @@ __all__ = [
 # Held-out samples the channel checks need: their limits are the highest values the
 # statistics reach there (times a margin), which a few hundred samples do not pin down.
 MIN_CHECK_SAMPLES = 2000
-_STUCK_ONLY = ("stuck",)  # the checks of a history too short for the others
+# The checks of a history too short to fit predictions (see _level_checks).
+_STUCK_ONLY = ("stuck",)
+_LEVEL_ONLY = ("shift", "stuck")  # in CHECK_KINDS order, as ChannelChecks keeps them
+LEVEL_MIN_SPAN_S = 86_400.0  # a level is trusted from a history covering a day or more
+# The level shift's CUSUM allowance, in the channel's whole normal spread (the residual
+# checks' k = 1 is in noise about a prediction): a process wanders about a spread from its
+# median for hours; a level held two to three spreads away is raised.
+LEVEL_K = 1.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,8 +261,8 @@ def recalibrated_checks(
     on a short history (``stuck`` alone) stay ``stuck`` alone, on ``blocks``."""
     if sum(len(b) for b in blocks) < MIN_CHECK_SAMPLES:
         return None
-    if checks.kinds == _STUCK_ONLY:
-        return _stuck_only(blocks, period_s, settings, channels)
+    if checks.kinds in (_LEVEL_ONLY, _STUCK_ONLY):
+        return _level_checks(blocks, period_s, settings, channels)
     model = checks.model.with_noise_from(blocks)
     return _calibrated_checks(
         model,
@@ -433,10 +447,10 @@ def _checks(
     """Residual model fitted on the training rows, its checks calibrated on held-out rows.
 
     The limits come from what the residuals do on the held-out rows, so these need at
-    least ``MIN_CHECK_SAMPLES``; with fewer only the ``stuck`` check runs (it needs no
-    prediction and no limit from held-out data: its time is set by the history's longest
-    still run) and the note says why. A short history gets fewer lags (each channel's
-    prediction needs about twice as many samples as it has weights).
+    least ``MIN_CHECK_SAMPLES``; with fewer only the checks that need no prediction run
+    (``stuck``, and on a history of a day or more ``shift`` of each channel's level from
+    its median; see ``_level_checks``) and the note says why. A short history gets fewer
+    lags (each channel's prediction needs about twice as many samples as it has weights).
     """
     if held_out_samples < MIN_CHECK_SAMPLES:
         need_h = MIN_CHECK_SAMPLES / settings.calibration_fraction * period_s / 3600.0
@@ -445,9 +459,11 @@ def _checks(
             f"calibrating the other checks' limits takes {MIN_CHECK_SAMPLES}; train on about "
             f"{need_h:.3g} h of normal history or more to turn them on"
         )
-        checks = _stuck_only(train_rows + held_out, period_s, settings, channels)
+        checks = _level_checks(train_rows + held_out, period_s, settings, channels)
         if checks is None:
             return None, f"off: {why}. The window error alone decides"
+        if checks.kinds == _LEVEL_ONLY:
+            why += "; the level shift is each channel's distance from its normal median"
         return checks, why
     for lags in range(min(settings.lags, settings.window_len - 1), 0, -1):
         try:
@@ -470,28 +486,50 @@ def _checks(
     return checks, ""
 
 
-def _stuck_only(
+def _level_checks(
     blocks: list[npt.NDArray[np.float32]],
     period_s: float,
     settings: TrainSettings,
     channels: Sequence[str],
 ) -> ChannelChecks | None:
-    """The ``stuck`` check alone, on each channel's level and sample-to-sample spread
-    (``ResidualModel.level``); None when no block holds two rows."""
+    """The checks of a history too short to fit predictions; None when no block holds
+    two rows.
+
+    ``stuck`` on each channel's sample-to-sample spread. On a history covering
+    ``LEVEL_MIN_SPAN_S`` or more also ``shift``: a CUSUM (allowance ``LEVEL_K``) of each
+    channel's distance from its normal median in units of its normal spread
+    (``ResidualModel.level``), on the channels whose level held over the history
+    (``steady_levels``; with none, ``stuck`` alone). A controller that moves a valve to
+    hold a disturbed process at set point leaves the valve away from its normal level for
+    as long as the disturbance lasts, which a window's error, spread over every channel,
+    hardly shows. A shorter history has not seen a day's swings (ambient temperature,
+    demand) and its level is not trusted. The limits are set on ``blocks`` themselves,
+    with the checks' margin over their highest value.
+    """
     try:
-        model = ResidualModel.level(blocks)
+        moves = ResidualModel.level(blocks)
     except ValueError:
         return None
-    return _calibrated_checks(
-        model,
+    covered_s = sum(len(b) for b in blocks) * period_s
+    kinds = _LEVEL_ONLY if covered_s >= LEVEL_MIN_SPAN_S else _STUCK_ONLY
+    checks = _calibrated_checks(
+        moves.with_noise_from(blocks),
         blocks,
         blocks,
         period_s=period_s,
         hop=settings.hop,
         settings=settings,
         channels=channels,
-        kinds=_STUCK_ONLY,
+        kinds=kinds,
+        still_unit=moves.noise,
+        k=LEVEL_K,
     )
+    if kinds == _STUCK_ONLY:
+        return checks
+    assert checks.shift_scale is not None  # calibrate_checks always measures it
+    steady = steady_levels(blocks, checks.model, checks.shift_scale)
+    shift_limit = np.where(steady, checks.shift_limit, OFF_LIMIT)
+    return replace(checks, shift_limit=shift_limit, kinds=kinds if steady.any() else _STUCK_ONLY)
 
 
 def _calibrated_checks(
@@ -504,10 +542,13 @@ def _calibrated_checks(
     settings: TrainSettings,
     channels: Sequence[str],
     kinds: tuple[str, ...] = CHECK_KINDS,
+    still_unit: npt.NDArray[np.float64] | None = None,
+    k: float = 1.0,
 ) -> ChannelChecks:
     """``model``'s checks (``kinds``) calibrated with the budget, stuck time, margin and
     limits of ``settings`` (``held_out`` sets the limits, ``normal`` the envelope and still
-    runs)."""
+    runs; ``still_unit`` the stuck check's unit and ``k`` the shift's allowance, see
+    ``calibrate_checks``)."""
     return calibrate_checks(
         model,
         held_out,
@@ -519,6 +560,8 @@ def _calibrated_checks(
         range_margin=settings.range_margin,
         limits=channel_limits(settings.limits, channels),
         kinds=kinds,
+        still_unit=still_unit,
+        k=k,
     )
 
 
