@@ -76,10 +76,17 @@ demo: setup
 quality: setup
 	$(PY) bench/quality.py --data-root ../shared/data
 
-# SIGKILLs the real daemon 20 times under load (about a minute); `make test` runs 3 kills.
+# The reliability suite, long form: SIGKILLs the real daemon 20 times under load (`make
+# test` runs 3), kills a broker, reloads broken bundles under load, ...; then prints the
+# table of what each test measured (docs/operations.md, "What has been tried").
+RELIABILITY_FIGURES := bench/out/reliability.jsonl
 .PHONY: reliability
 reliability: setup-test
-	AEWATCH_RELIABILITY_KILLS=20 $(VENV)/bin/pytest -q -s -m reliability tests/reliability
+	mkdir -p $(dir $(RELIABILITY_FIGURES)) && rm -f $(RELIABILITY_FIGURES)
+	AEWATCH_RELIABILITY_KILLS=20 AEWATCH_RELIABILITY_REPEATS=20 \
+	  AEWATCH_RELIABILITY_FIGURES=$(RELIABILITY_FIGURES) \
+	  $(VENV)/bin/pytest -q -s -m reliability tests/reliability
+	$(VENV)/bin/python -m tests.reliability.figures $(RELIABILITY_FIGURES)
 
 clean:
 	rm -rf $(VENV) $(DEMO) .mypy_cache .ruff_cache .pytest_cache

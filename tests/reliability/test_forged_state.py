@@ -30,6 +30,7 @@ from aewatch.daemon.state_key import StateKey
 
 from ..shell.conftest import Broker
 from .conftest import WINDOW_LEN
+from .figures import record
 from .inprocess import T0, TIMEOUT_S, running, simulated_rows, wait_until, write_config
 
 pytestmark = [pytest.mark.reliability, pytest.mark.broker]
@@ -110,6 +111,14 @@ def test_a_planted_firing_state_is_not_resumed(
     log = daemon_log.getvalue()
     for asset, why in (("well-1", "not signed"), ("well-2", "its signature does not verify")):
         assert log.count(f"ignoring the retained state on {PREFIX}/state/{asset}: {why}") == 1
+    record(
+        "forged retained 'firing' states (one unsigned, one signed with another key)",
+        "both ignored, counted and logged once; no phantom alert",
+        states_planted=2,
+        resumed=0,
+        alerts_published=len(watcher.alerts),
+        windows_scored=len(normal) - WINDOW_LEN + 1,
+    )
 
 
 def test_the_daemon_s_own_state_is_resumed_after_a_restart(

@@ -35,6 +35,7 @@ from aewatch.sim.simulate import simulate
 
 from ..shell.conftest import Broker
 from .conftest import WINDOW_LEN
+from .figures import record
 
 pytestmark = [pytest.mark.reliability, pytest.mark.broker]
 
@@ -220,6 +221,12 @@ def test_sigkill_at_random_moments_loses_no_reading(
         "repeated outputs": repeated,
     }
     print("reliability figures:", json.dumps(figures), "kill moments:", ", ".join(moments))
+    record(
+        f"SIGKILL at random moments ({KILLS} kills, QoS 1 readings, state_dir set)",
+        "no delivered reading lost" if not lost else f"{len(lost)} rows lost",
+        **{name.replace(" ", "_"): value for name, value in figures.items() if name != "seed"},
+        seed=str(seed),
+    )
     assert not lost, f"{len(lost)} delivered rows never scored (seed {seed}): {lost[:10]}"
     assert "replayed" in (tmp_path / "aewatch.log").read_text()
 

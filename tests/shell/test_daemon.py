@@ -447,35 +447,6 @@ def test_replay_matches_offline_scoring(broker: Broker, bench: Bench) -> None:
     assert daemon.pipeline.counts["windows"] == len(offline.window_end)
 
 
-def test_broker_restart_mid_stream(broker: Broker, bench: Bench) -> None:
-    """The daemon reconnects, resubscribes and scores on as if the broker never went away."""
-    noise, offline = bench.plant.noise, bench.plant.noise_offline
-    watcher = Peer(broker, bench.outputs)
-    publisher = Peer(broker)
-    try:
-        with _running(bench.config(broker), watcher) as daemon:
-            publisher.publish(_rows(noise, 0, 200), bench.input_template)  # raised at row 146
-            _wait_scored(daemon, 200)
-            _wait_until(lambda: len(watcher.alerts(bench.prefix)) == 1, "the alert raised")
-            windows_before = daemon.pipeline.counts["windows"]
-
-            since = len(watcher.received)
-            broker.restart()  # no persistence: sessions and retained messages are gone
-            _wait_until(lambda: "online" in watcher.statuses(bench.prefix, since), "online again")
-            _wait_until(publisher.is_ready.is_set, "the publisher to reconnect")
-            publisher.publish(_rows(noise, 200), bench.input_template)
-            _wait_scored(daemon, len(noise.timestamps))
-            _wait_until(lambda: len(watcher.alerts(bench.prefix)) == 2, "the alert resolved")
-    finally:
-        publisher.close()
-        watcher.close()
-
-    assert daemon.counts["connects"] >= 2 and daemon.counts["disconnects"] >= 1
-    assert daemon.pipeline.counts["windows"] == len(offline.window_end) > windows_before
-    assert daemon.pipeline.counts["late"] == daemon.pipeline.counts["gaps"] == 0
-    assert _published_events(watcher.alerts(bench.prefix)) == _offline_events(offline.events)
-
-
 def test_sigterm_and_restart_lose_no_reading(
     broker: Broker, bench: Bench, spawn: Callable[[Path, Path], DaemonProcess]
 ) -> None:

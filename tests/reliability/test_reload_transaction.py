@@ -22,9 +22,9 @@ import pytest
 
 from aewatch.cli import main
 
-from . import test_operate as operate
-from .conftest import Broker
-from .test_operate import (
+from ..shell import test_operate as operate
+from ..shell.conftest import Broker
+from ..shell.test_operate import (
     RELOADS_FAILED,
     WINDOWS,
     Bundles,
@@ -36,6 +36,9 @@ from .test_operate import (
     _reload_failures,
     _replace,
 )
+from .figures import record
+
+pytestmark = pytest.mark.reliability
 
 # The daemon-as-a-subprocess fixtures of test_operate, shared here.
 bundles, launch, prefix = operate.bundles, operate.launch, operate.prefix
@@ -122,9 +125,17 @@ def test_a_failed_reload_under_load_keeps_the_old_models_scoring(
     assert settled[RELOADS_FAILED] == len(BROKEN)
     assert _drops(settled) == 0
     # Aligned is not yet scored: the windows of the last rows may wait for the next flush.
-    service.wait_for("the new model to score", _more_windows(scored))
+    final = service.wait_for("the new model to score", _more_windows(scored))
     assert service.get("/healthz") == (200, "ok\n")
     assert settled["aewatch_internal_errors_total"] == 0
+    record(
+        "reload of a broken bundle under load (window 10^9, period 0, hop 0, header 100 000 deep)",
+        "each refused, counted and named in the log; the old model scored on; /healthz 200",
+        reloads_refused=int(settled[RELOADS_FAILED]),
+        readings_sent=feed.sent,
+        dropped=int(_drops(settled)),
+        windows_scored=int(final[WINDOWS]),
+    )
 
 
 def test_a_model_that_cannot_serve_on_the_device_refuses_to_start(

@@ -9,6 +9,7 @@ interpreter was shutting down, Python ended that thread inside a C++ destructor.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -18,6 +19,10 @@ import numpy as np
 import pytest
 
 from aewatch.cli import main
+
+from .figures import record
+
+pytestmark = pytest.mark.reliability
 
 # Runs the command line pinned to one CPU (the first argument picks which): the reader's
 # worker thread then only gets to run once the main thread yields, late in shutdown,
@@ -30,7 +35,8 @@ if hasattr(os, "sched_setaffinity"):
 from aewatch.cli import main
 sys.exit(main(sys.argv[2:]))
 """
-RUNS = 4  # per command; each run starts torch (about 3 s of CPU), two at a time
+# Per command; each run starts torch (about 3 s of CPU), two at a time. `make reliability`: 20.
+RUNS = int(os.environ.get("AEWATCH_RELIABILITY_REPEATS", "4"))
 
 
 def _history(path: Path, rows: int, *, seed: int = 0) -> Path:
@@ -111,3 +117,10 @@ def test_error_exits_are_clean_every_time(tmp_path: Path) -> None:
         assert "terminate called" not in done.stderr, (verb, done.stderr)
         assert (done.returncode, verb) == (2, verb), done.stderr
         assert done.stderr.startswith(f"aewatch {verb}: ") and expected[verb] in done.stderr
+    record(
+        f"train and evaluate error exits, {RUNS} times each, two at a time",
+        "each a one-line message and exit 2; no abort (exit 134)",
+        runs=len(results),
+        exit_2=sum(done.returncode == 2 for _, done in results),
+        aborts=sum(done.returncode == 134 for _, done in results),
+    )

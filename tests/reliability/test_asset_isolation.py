@@ -31,9 +31,12 @@ from aewatch.daemon.intake import MAX_TOPIC_BYTES, Intake, ReadingQueue
 from aewatch.daemon.pipeline import Pipeline
 from aewatch.model.bundle import ModelBundle
 
-from . import test_operate as operate
-from .conftest import Broker
-from .test_operate import CHANNELS, WINDOWS, Bundles, Feed, Service, _drops, _free_port
+from ..shell import test_operate as operate
+from ..shell.conftest import Broker
+from ..shell.test_operate import CHANNELS, WINDOWS, Bundles, Feed, Service, _drops, _free_port
+from .figures import record
+
+pytestmark = pytest.mark.reliability
 
 bundles = operate.bundles  # two trained well models (test_operate's fixture)
 T0 = 1_700_000_000.0
@@ -252,3 +255,12 @@ def test_a_long_named_asset_beside_healthy_ones_silences_nothing(
     text = service.log_text()
     assert text.count("refused: its alert topic would be") == 1, text[-3000:]
     assert f"({len(long_name)} bytes in UTF-8) (topic 'longname/in/" in text
+    record(
+        f"an asset named {len(long_name)} bytes long beside two healthy ones",
+        "its readings refused at intake, counted and logged once; the others lost nothing",
+        readings_sent=feed.sent,
+        refused_long_name=long_messages,
+        healthy_windows_scored=int(settled[WINDOWS]),
+        healthy_windows_expected=windows,
+        denoised_rows_published=sum(denoised.rows.values()),
+    )
