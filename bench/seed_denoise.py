@@ -20,9 +20,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from aewatch.core.scaler import RobustScaler
 from aewatch.model.fit import FitSettings, fit_network
 from aewatch.model.networks import ArchSpec
-from aewatch.model.scaler import RobustScaler
 from aewatch.model.scorer import Scorer
 
 N_SIGNALS, LENGTH, NOISE, LATENT = 200, 64, 0.3, 8

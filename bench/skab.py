@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from aewatch.evaluation import PointMetrics, nab_score, pooled_point_metrics
+from aewatch.core.evaluation import PointMetrics, nab_score, pooled_point_metrics
 from aewatch.model.dataset import Table, read_table
 from aewatch.model.fit import FitSettings
 from aewatch.model.offline import score_table

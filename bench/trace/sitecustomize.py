@@ -30,8 +30,8 @@ from typing import Any
 if os.environ.get("AEW_TRACE"):
     import numpy as np
 
-    from aewatch.daemon import align, intake, pipeline, service
-    from aewatch.model import window
+    from aewatch.core import align, window
+    from aewatch.daemon import intake, pipeline, service
 
     _samples: dict[str, list[float]] = {}
     _EVERY = 8  # sample one reading in this many

@@ -1,4 +1,4 @@
-"""Tests for aewatch.daemon.align: numpy oracles, the grid.regularize oracle, and invariants."""
+"""Tests for aewatch.core.align: numpy oracles, the grid.regularize oracle, and invariants."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from aewatch.daemon import align, decode
-from aewatch.daemon.align import Aligner, AlignOutput
-from aewatch.daemon.decode import Reading
-from aewatch.model.grid import regularize
+from aewatch.core import align, decode
+from aewatch.core.align import Aligner, AlignOutput
+from aewatch.core.decode import Reading
+from aewatch.core.grid import regularize
 
 PERIOD = 0.5
 BASE_SLOT = 3_400_000_000  # epoch-sized grid (1.7e9 s), so float rounding is as in real data

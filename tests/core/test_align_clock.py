@@ -1,4 +1,4 @@
-"""Tests for aewatch.daemon.align's clock rule: a clock stepped back or forward is followed
+"""Tests for aewatch.core.align's clock rule: a clock stepped back or forward is followed
 after a few readings and reported with its size; a lone reading far off the asset's time is
 an outlier that poisons nothing; well-behaved streams align exactly as without the rule."""
 
@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aewatch.daemon.align import CONFIRM_SLOTS, Aligner, AlignOutput
-from aewatch.daemon.decode import Reading
+from aewatch.core.align import CONFIRM_SLOTS, Aligner, AlignOutput
+from aewatch.core.decode import Reading
 from tests.core.test_align import BASE_SLOT, PERIOD, at, feed, grid_time, segments
 
 CHANNELS = ("a", "b", "c")

@@ -18,7 +18,7 @@ from aewatch.core.checks import (
     steady_levels,
 )
 from aewatch.core.residual import ResidualModel
-from aewatch.model.window import sliding_windows
+from aewatch.core.window import sliding_windows
 
 PERIOD_S = 10.0
 WINDOW = 10
@@ -277,7 +277,7 @@ def test_the_core_imports_no_torch_paho_pydantic_or_safetensors() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     loaded, core_modules = out.stdout.strip().splitlines()
     assert loaded == "[]"
-    for name in ("alerts", "checks", "detector", "threshold"):
+    for name in ("alerts", "checks", "decode", "align", "window", "messages", "detector"):
         assert f"'aewatch.core.{name}'" in core_modules
 
 

@@ -1,4 +1,4 @@
-"""Tests for aewatch.daemon.decode: every format, every reason, and no crash on any bytes."""
+"""Tests for aewatch.core.decode: every format, every reason, and no crash on any bytes."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aewatch.daemon.decode import (
+from aewatch.core.decode import (
     DECODE_REASONS,
     PAYLOAD_FORMATS,
     Decoded,

@@ -1,4 +1,4 @@
-"""Tests for aewatch.evaluation: hand-computed cases, properties and the SKAB reference fact."""
+"""aewatch.core.evaluation: hand-computed cases, properties and the SKAB reference fact."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from aewatch import evaluation
-from aewatch.evaluation import (
+from aewatch.core import evaluation
+from aewatch.core.evaluation import (
     event_metrics,
     nab_score,
     point_metrics,

@@ -1,4 +1,4 @@
-"""Tests for aewatch.model.grid: a plain-Python oracle and Hypothesis properties."""
+"""Tests for aewatch.core.grid: a plain-Python oracle and Hypothesis properties."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aewatch.model import grid
-from aewatch.model.grid import DEFAULT_MAX_GAP_PERIODS, Segment, infer_period, regularize
+from aewatch.core import grid
+from aewatch.core.grid import DEFAULT_MAX_GAP_PERIODS, Segment, infer_period, regularize
 
 T0 = 1_700_000_000.0  # epoch-sized, so float rounding is as in real data
 PROPERTY = settings(deadline=None, max_examples=60)  # 2 shared cores: keep the suite quick

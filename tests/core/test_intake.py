@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aewatch.config import Config
-from aewatch.daemon.decode import DECODE_REASONS, Decoded, Reading
+from aewatch.core.decode import DECODE_REASONS, Decoded, Reading
 from aewatch.daemon.fleet import Fleet, ServedModel
 from aewatch.daemon.intake import Intake, RateLimitedLog, ReadingQueue
 from aewatch.model.bundle import ModelBundle

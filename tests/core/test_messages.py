@@ -1,4 +1,4 @@
-"""Tests for aewatch.daemon.messages: state round trips, null for non-finite, malformed state."""
+"""Tests for aewatch.core.messages: state round trips, null for non-finite, malformed state."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aewatch.core.alerts import AlertEvent, AlertState, Finding
-from aewatch.daemon.messages import (
+from aewatch.core.messages import (
     SCHEMA_VERSION,
     OpenAlert,
     alert_message,

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from aewatch.daemon.packets import Publish, parse_publishes, pubacks, remaining_length
+from aewatch.core.packets import Publish, parse_publishes, pubacks, remaining_length
 
 
 def _varint(value: int) -> bytes:

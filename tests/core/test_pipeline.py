@@ -19,9 +19,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aewatch.core.alerts import AlertEvent
-from aewatch.daemon.decode import Reading, Row, Series
+from aewatch.core.decode import Reading, Row, Series
+from aewatch.core.messages import state_message
 from aewatch.daemon.fleet import Fleet, ServedModel
-from aewatch.daemon.messages import state_message
 from aewatch.daemon.pipeline import COUNTS, Pipeline, Scored
 from aewatch.model.bundle import ModelBundle
 from aewatch.model.dataset import Table

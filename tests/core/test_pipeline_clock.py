@@ -17,7 +17,7 @@ from itertools import pairwise
 import numpy as np
 import pytest
 
-from aewatch.daemon.decode import Item, Reading, Row, Series
+from aewatch.core.decode import Item, Reading, Row, Series
 from aewatch.daemon.pipeline import ClockStep, Pipeline
 from aewatch.model.bundle import ModelBundle
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from aewatch.core.scaler import RobustScaler
 from aewatch.model.fit import FitSettings, fit_network
 from aewatch.model.networks import ARCHITECTURES, ArchSpec
-from aewatch.model.scaler import RobustScaler
 from aewatch.model.scorer import Scorer
 
 CHANNELS, LENGTH = 3, 16

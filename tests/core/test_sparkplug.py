@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aewatch.daemon.decode import DecodeError, Reading
+from aewatch.core.decode import DecodeError, Reading
 from aewatch.daemon.sparkplug import (
     REBIRTH_METRIC,
     SparkplugDecoder,

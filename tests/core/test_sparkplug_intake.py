@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from aewatch.config import Config
-from aewatch.daemon.decode import DECODE_REASONS, Decoded, Reading, Row
+from aewatch.core.decode import DECODE_REASONS, Decoded, Reading, Row
 from aewatch.daemon.fleet import Fleet, ServedModel
 from aewatch.daemon.intake import Intake, ReadingQueue
 from aewatch.daemon.sparkplug import REBIRTH_METRIC, SPARKPLUG_REASONS

@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aewatch.model.window import Window, WindowBank, sliding_windows
+from aewatch.core.window import Window, WindowBank, sliding_windows
 
 
 def _oracle(stream: np.ndarray, length: int, hop: int) -> np.ndarray:

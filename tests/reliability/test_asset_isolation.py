@@ -24,8 +24,8 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from aewatch.config import Config
+from aewatch.core.decode import Reading
 from aewatch.daemon.asset_errors import OTHER, AssetErrors
-from aewatch.daemon.decode import Reading
 from aewatch.daemon.fleet import Fleet, ServedModel
 from aewatch.daemon.intake import MAX_TOPIC_BYTES, Intake, ReadingQueue
 from aewatch.daemon.pipeline import Pipeline

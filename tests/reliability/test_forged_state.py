@@ -23,8 +23,8 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from aewatch.core import messages
 from aewatch.core.alerts import AlertEvent
-from aewatch.daemon import messages
 from aewatch.daemon.service import Daemon
 from aewatch.daemon.state_key import StateKey
 

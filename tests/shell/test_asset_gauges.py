@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from aewatch.core.decode import Reading
 from aewatch.daemon.asset_gauges import AssetGauges
-from aewatch.daemon.decode import Reading
 from aewatch.daemon.fleet import Fleet, ServedModel
 from aewatch.daemon.pipeline import Pipeline
 from aewatch.model.bundle import ModelBundle

@@ -35,8 +35,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from aewatch.commands.replay import publish_table
 from aewatch.config import Config, load_config
+from aewatch.core import messages
 from aewatch.core.alerts import AlertEvent
-from aewatch.daemon import messages
 from aewatch.daemon.mqtt import read_retained
 from aewatch.daemon.service import Daemon
 from aewatch.model.bundle import ModelBundle

@@ -3,7 +3,7 @@
 The page marks its examples and tables with hidden comments (``<!-- input ... -->``,
 ``<!-- output KIND VARIANT -->``, ``<!-- fields KIND -->``, ``<!-- counts STAGE -->``,
 ``<!-- reasons -->``). These tests parse them and check them against what
-:mod:`aewatch.daemon.decode`, :mod:`aewatch.daemon.messages`, the intake and pipeline counts
+:mod:`aewatch.core.decode`, :mod:`aewatch.core.messages`, the intake and pipeline counts
 and the metrics endpoint really do, so a change to either side that the other does not follow
 fails here.
 """
@@ -21,9 +21,9 @@ import pytest
 from prometheus_client import generate_latest
 
 from aewatch.config import Config, InputConfig, OutputConfig
+from aewatch.core import messages
 from aewatch.core.alerts import AlertEvent, AlertState, Finding
-from aewatch.daemon import messages
-from aewatch.daemon.decode import DECODE_REASONS, PAYLOAD_FORMATS, decode
+from aewatch.core.decode import DECODE_REASONS, PAYLOAD_FORMATS, decode
 from aewatch.daemon.fleet import Fleet
 from aewatch.daemon.intake import Intake, ReadingQueue
 from aewatch.daemon.metrics import registry_for

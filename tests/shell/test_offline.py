@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 
 from aewatch.core.detector import DecisionSettings, Detector
+from aewatch.core.window import Window
 from aewatch.model.dataset import Table
 from aewatch.model.fit import FitSettings
 from aewatch.model.offline import score_table
 from aewatch.model.train import TrainSettings, train_bundle
-from aewatch.model.window import Window
 
 
 def _table(n: int, seed: int, *, fault_at: int | None = None) -> Table:

@@ -9,12 +9,12 @@ from typing import Any
 from aewatch.commands import print_json
 from aewatch.commands.read_options import add_read_options, read_options
 from aewatch.commands.score import export_for_model
-from aewatch.errors import DataError
-from aewatch.evaluation import (
+from aewatch.core.evaluation import (
     nab_score,
     pooled_event_metrics,
     pooled_point_metrics,
 )
+from aewatch.errors import DataError
 from aewatch.model.bundle import ModelBundle
 from aewatch.model.dataset import ReadOptions
 from aewatch.model.offline import score_table

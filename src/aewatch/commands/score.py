@@ -10,7 +10,7 @@ import pandas as pd
 
 from aewatch.commands.alert_text import alert_line
 from aewatch.commands.read_options import add_read_options, read_options
-from aewatch.daemon.messages import alert_message
+from aewatch.core.messages import alert_message
 from aewatch.model.bundle import ModelBundle
 from aewatch.model.dataset import Export, ReadOptions, Table, read_export
 from aewatch.model.offline import TableScores, score_table

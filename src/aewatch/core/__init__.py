@@ -1,10 +1,17 @@
-"""The pure core: decision stages on numpy arrays, with no torch, paho, pydantic or I/O.
+"""The pure core: the pipeline's stages on bytes and numpy arrays, with no torch, paho,
+pydantic or I/O.
 
-Residual model and channel checks, the threshold, the alert state machine and the detector
-that walks window errors through them (``WindowScores`` names what it reads of a scorer's
-output). ``aewatch.core`` is imported by the model and daemon shells, never the other way
-round: tests/core/test_checks.py checks that importing it loads none of those libraries,
-and tests/core/test_layout.py that it imports nothing from the rest of ``aewatch``.
+From MQTT bytes to readings (``packets``: PUBLISH parsing; ``decode``: payload formats),
+readings to rows on a time grid (``align``, ``grid``), rows to windows (``window``,
+``scaler``), and the decision stages: residual model and channel checks, the threshold,
+the alert state machine and the detector that walks window errors through them
+(``WindowScores`` names what it reads of a scorer's output); then the output messages
+(``messages``) and the evaluation metrics (``evaluation``).
+
+``aewatch.core`` is imported by the model and daemon shells, never the other way round:
+tests/core/test_checks.py checks that importing it loads none of those libraries, and
+tests/core/test_layout.py that it imports nothing from the rest of ``aewatch`` but its
+errors.
 """
 
 from aewatch.core.alerts import (

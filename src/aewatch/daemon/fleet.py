@@ -21,10 +21,10 @@ from pathlib import Path
 
 from aewatch.config import ModelConfig
 from aewatch.core.detector import DecisionSettings, Detector
+from aewatch.core.window import WindowBank
 from aewatch.errors import BundleError
 from aewatch.model.bundle import ModelBundle
 from aewatch.model.scorer import Scorer
-from aewatch.model.window import WindowBank
 
 __all__ = ["Fleet", "ServedModel", "load_fleet"]
 

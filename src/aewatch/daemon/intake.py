@@ -2,7 +2,7 @@
 
 :meth:`Intake.take` runs inside paho's ``on_message``: it maps the topic to an input and
 asset (:meth:`aewatch.config.InputConfig.match`), decodes the payload
-(:func:`~aewatch.daemon.decode.decode`) and puts the readings on a bounded
+(:func:`~aewatch.core.decode.decode`) and puts the readings on a bounded
 :class:`ReadingQueue` for the scoring worker. It never scores and never blocks: a full
 queue drops the message's readings and counts them (with a journal, the daemon instead
 decodes with :meth:`Intake.decode_many` and :meth:`Intake.offer` s the readings, holding
@@ -40,8 +40,8 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import NamedTuple
 
 from aewatch.config import Config, InputConfig, OutputConfig
+from aewatch.core.decode import DECODE_REASONS, DecodeError, Decoder, Reading, Row
 from aewatch.daemon.asset_errors import AssetErrors, shown_asset
-from aewatch.daemon.decode import DECODE_REASONS, DecodeError, Decoder, Reading, Row
 from aewatch.daemon.fleet import Fleet
 from aewatch.daemon.reading_queue import Items, ReadingQueue
 from aewatch.daemon.sparkplug import SparkplugDecoder, parse_topic

@@ -34,8 +34,8 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from aewatch import __version__
+from aewatch.core.decode import DECODE_REASONS
 from aewatch.daemon.connect_failures import CONNECT_FAILURE_REASONS, ConnectFailures
-from aewatch.daemon.decode import DECODE_REASONS
 from aewatch.daemon.sparkplug_input import SPARKPLUG_EVENTS
 from aewatch.daemon.state_key import IGNORED_REASONS
 from aewatch.daemon.status import StatusServer

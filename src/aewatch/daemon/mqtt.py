@@ -26,8 +26,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from aewatch.config import BrokerConfig
+from aewatch.core.packets import Publish, parse_publishes, pubacks
 from aewatch.daemon.connect_failures import ConnectFailures
-from aewatch.daemon.packets import Publish, parse_publishes, pubacks
 
 __all__ = ["BufferedClient", "Publish", "Will", "connect", "make_client", "read_retained"]
 
@@ -93,7 +93,7 @@ class _BufferedSocket:
 
     def take_publishes(self, *, is_v5: bool) -> list[Publish]:
         """Parse the QoS 0/1 PUBLISH packets buffered whole at the head, and consume them
-        (:func:`~aewatch.daemon.packets.parse_publishes`: it stops at the first packet it
+        (:func:`~aewatch.core.packets.parse_publishes`: it stops at the first packet it
         leaves to paho's own reader, which also reports any protocol error)."""
         found, self._position = parse_publishes(self._buffer, self._position, is_v5=is_v5)
         return found

@@ -32,10 +32,10 @@ import numpy as np
 import numpy.typing as npt
 
 from aewatch.core.alerts import RECONSTRUCTION, AlertEvent, Finding
-from aewatch.daemon.align import Aligner, AlignOutput
-from aewatch.daemon.decode import Item, Reading, Row, Series
+from aewatch.core.align import Aligner, AlignOutput
+from aewatch.core.decode import Item, Reading, Row, Series
+from aewatch.core.window import DueWindows, WindowBank
 from aewatch.daemon.fleet import Fleet, ServedModel
-from aewatch.model.window import DueWindows, WindowBank
 
 __all__ = ["COUNTS", "AssetFailure", "ClockStep", "Pipeline", "Scored"]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from collections import deque
 
-from aewatch.daemon.decode import Item
+from aewatch.core.decode import Item
 
 __all__ = ["Items", "ReadingQueue"]
 
@@ -20,7 +20,7 @@ Items = tuple[Item, ...]  # what one queue entry holds
 class ReadingQueue:
     """A bounded, thread-safe FIFO of reading batches; the bound counts readings.
 
-    >>> from aewatch.daemon.decode import Reading, Row
+    >>> from aewatch.core.decode import Reading, Row
     >>> q = ReadingQueue(max_readings=3)
     >>> r = Reading("w1", "flow", 1.0, 2.0)
     >>> q.put((r, r)), q.put((r, r)), len(q)

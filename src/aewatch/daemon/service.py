@@ -37,11 +37,11 @@ from typing import Any, NamedTuple
 import paho.mqtt.client as mqtt
 
 from aewatch.config import Config, load_config
+from aewatch.core import messages
 from aewatch.core.alerts import AlertEvent
-from aewatch.daemon import messages
+from aewatch.core.decode import Series
 from aewatch.daemon.asset_errors import AssetErrors
 from aewatch.daemon.asset_gauges import AssetGauges
-from aewatch.daemon.decode import Series
 from aewatch.daemon.fleet import Fleet, ServedModel, load_fleet
 from aewatch.daemon.intake import Decoded, Intake, Items, RateLimitedLog, ReadingQueue
 from aewatch.daemon.journal import Journal

@@ -5,7 +5,7 @@ speak: protobuf payloads on ``spBv1.0/{group}/{type}/{node}[/{device}]``. An edg
 announces itself and each of its devices with a BIRTH message (``NBIRTH``, ``DBIRTH``)
 that lists every metric with its name, data type and, usually, a numeric alias; the DATA
 messages that follow (``NDATA``, ``DDATA``) carry only the metrics that changed, by alias.
-So unlike :mod:`aewatch.daemon.decode` this decoder keeps state: per edge node, the
+So unlike :mod:`aewatch.core.decode` this decoder keeps state: per edge node, the
 aliases and data types its births declared, its birth/death sequence number ``bdSeq`` and
 the message sequence number ``seq`` (0 to 255, one more with every message of the node).
 
@@ -45,7 +45,7 @@ from typing import Any, NamedTuple
 
 from google.protobuf.message import DecodeError as ProtobufError
 
-from aewatch.daemon.decode import (
+from aewatch.core.decode import (
     DEFAULT_MAX_BYTES,
     FLOAT32_MAX,
     MS_THRESHOLD,

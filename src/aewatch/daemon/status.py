@@ -108,7 +108,8 @@ class StatusServer:
         Waits at most about ``timeout_s`` for a worker still writing to a slow client.
         """
         self._is_stopping.set()
-        self._wake_out.send(b"\0")
+        with contextlib.suppress(OSError):  # the selector thread has closed its end
+            self._wake_out.send(b"\0")
         if self._thread.ident is None:
             self._close_all()  # never started
         else:
@@ -163,7 +164,9 @@ class StatusServer:
             self._is_stopping.wait(0.1)  # not a busy loop on a listener that stays readable
 
     def _read(self, connection: socket.socket) -> None:
-        waiting = self._waiting[connection]
+        waiting = self._waiting.get(connection)
+        if waiting is None:
+            return  # dropped earlier in this round (the oldest, for one just accepted)
         try:
             chunk = connection.recv(_RECV_BYTES)
         except (BlockingIOError, InterruptedError):

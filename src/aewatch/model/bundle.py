@@ -27,6 +27,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from aewatch.core.detector import DecisionSettings, Detector
+from aewatch.core.scaler import RobustScaler
 from aewatch.core.threshold import Threshold
 from aewatch.errors import BundleError
 from aewatch.model.bundle_meta import (
@@ -40,7 +41,6 @@ from aewatch.model.bundle_meta import (
     read_header,
 )
 from aewatch.model.networks import ArchSpec, build
-from aewatch.model.scaler import RobustScaler
 from aewatch.model.scorer import SCORE_KINDS, Scorer
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "ModelBundle"]

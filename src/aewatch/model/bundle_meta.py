@@ -26,10 +26,10 @@ import numpy as np
 import numpy.typing as npt
 
 from aewatch.core.detector import DecisionSettings
+from aewatch.core.scaler import RobustScaler
 from aewatch.core.threshold import Threshold
 from aewatch.errors import BundleError
 from aewatch.model.networks import ARCHITECTURES, ArchSpec
-from aewatch.model.scaler import RobustScaler
 
 __all__ = [
     "FORMAT",

@@ -17,11 +17,11 @@ import numpy.typing as npt
 
 from aewatch.core.alerts import AlertEvent
 from aewatch.core.detector import DecisionSettings, Detector
+from aewatch.core.grid import regularize
+from aewatch.core.window import Window
 from aewatch.model.bundle import ModelBundle
 from aewatch.model.dataset import Table
-from aewatch.model.grid import regularize
 from aewatch.model.scorer import Scorer
-from aewatch.model.window import Window
 
 __all__ = ["TableScores", "score_many", "score_table"]
 

@@ -15,8 +15,8 @@ import numpy.typing as npt
 import torch
 from torch import nn
 
+from aewatch.core.scaler import RobustScaler
 from aewatch.model.networks import VariationalAutoencoder
-from aewatch.model.scaler import RobustScaler
 
 __all__ = ["SCORE_KINDS", "Scorer", "Scores", "set_inference_threads"]
 

@@ -36,17 +36,17 @@ from aewatch.core.checks import (
     steady_levels,
 )
 from aewatch.core.detector import Adaptation, DecisionSettings, decision_statistic
+from aewatch.core.grid import DEFAULT_MAX_GAP_PERIODS, infer_period, regularize
 from aewatch.core.residual import DEFAULT_LAGS, ResidualModel
+from aewatch.core.scaler import RobustScaler
 from aewatch.core.threshold import MIN_TAIL_COUNT, Threshold, min_calibration_windows
+from aewatch.core.window import sliding_windows
 from aewatch.errors import DataError
 from aewatch.model.bundle import ModelBundle
 from aewatch.model.dataset import Table
 from aewatch.model.fit import FitResult, FitSettings, auto_latent, fit_network
-from aewatch.model.grid import DEFAULT_MAX_GAP_PERIODS, infer_period, regularize
 from aewatch.model.networks import ARCHITECTURES, ArchSpec
 from aewatch.model.offline import score_table
-from aewatch.model.scaler import RobustScaler
-from aewatch.model.window import sliding_windows
 
 __all__ = [
     "MIN_CHECK_SAMPLES",

@@ -1,6 +1,6 @@
 """The demo's verdict: which labelled faults an alert caught, and which alerts caught none.
 
-Pure, and by the rule of :func:`aewatch.evaluation.event_metrics`, so the live figures and
+Pure, and by the rule of :func:`aewatch.core.evaluation.event_metrics`, so the live figures and
 ``aewatch evaluate``'s mean the same thing. A fault is a run of rows labelled 1. An alert is
 on from the window end that raised it up to, not including, the one that resolved it (to
 the end of the data when it never resolved), which is what each row's ``anomaly`` says

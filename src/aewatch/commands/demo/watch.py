@@ -20,7 +20,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from aewatch.commands.alert_text import alert_line
 from aewatch.config import OutputConfig
-from aewatch.daemon.messages import parse_time
+from aewatch.core.messages import parse_time
 from aewatch.errors import AewatchError
 
 __all__ = ["OutputWatch"]

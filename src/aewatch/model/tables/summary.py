@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from aewatch.model.grid import DEFAULT_MAX_GAP_PERIODS
+from aewatch.core.grid import DEFAULT_MAX_GAP_PERIODS
 from aewatch.model.tables.cells import Cells
 from aewatch.model.tables.files import RawFile
 from aewatch.model.tables.order import Order

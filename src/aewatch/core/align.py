@@ -1,7 +1,7 @@
 """Align one asset's readings on the model's time grid (pure core, between Reading and Window).
 
 Readings of an asset's channels arrive one at a time, a little out of order and now and
-then not at all, while a :class:`~aewatch.model.window.Window` wants complete rows on a
+then not at all, while a :class:`~aewatch.core.window.Window` wants complete rows on a
 regular grid. An :class:`Aligner` holds the slots that are not final yet and emits rows by
 these rules:
 
@@ -18,7 +18,7 @@ these rules:
 * **Forward fill.** A forced slot takes each missing channel from that channel's last
   emitted value when the channel's next reading (known, since a later slot is complete)
   is at most ``max_gap_periods`` slots after its last real one, as in
-  :func:`aewatch.model.grid.regularize`. Slots with no reading at all fill the same way.
+  :func:`aewatch.core.grid.regularize`. Slots with no reading at all fill the same way.
 * **Gap.** A forced slot that cannot be filled is given up (counted in ``dropped_slots``
   when it held readings), and empty slots up to the next waiting one are skipped. The
   next output with rows then has ``gap=True``: the caller resets its Window before them.
@@ -75,8 +75,8 @@ from typing import cast
 import numpy as np
 import numpy.typing as npt
 
-from aewatch.daemon.decode import FLOAT32_MAX, Reading
-from aewatch.model.grid import DEFAULT_MAX_GAP_PERIODS
+from aewatch.core.decode import FLOAT32_MAX, Reading
+from aewatch.core.grid import DEFAULT_MAX_GAP_PERIODS
 
 __all__ = ["CONFIRM_SLOTS", "AlignOutput", "Aligner"]
 
