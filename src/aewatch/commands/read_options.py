@@ -9,6 +9,7 @@ import argparse
 from collections.abc import Sequence
 from typing import Any
 
+from aewatch.errors import DataError
 from aewatch.model.dataset import Export
 from aewatch.model.tables.options import (
     BAD_CELL_ACTIONS,
@@ -21,8 +22,14 @@ from aewatch.model.tables.options import (
 __all__ = ["add_read_options", "read_options", "read_summary_json", "read_summary_lines"]
 
 
-def add_read_options(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
-    """Add the group ``reading the data`` to ``parser``; return it."""
+def add_read_options(
+    parser: argparse.ArgumentParser, *, asset_option: bool = True
+) -> argparse._ArgumentGroup:
+    """Add the group ``reading the data`` to ``parser``; return it.
+
+    ``asset_option`` False leaves ``--asset`` to the command (``replay`` names the asset it
+    publishes with it, and with ``--asset-column`` reads that asset's rows).
+    """
     g = parser.add_argument_group(
         "reading the data (wide or long tables, local formats; docs/data.md)"
     )
@@ -49,6 +56,19 @@ def add_read_options(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup
         metavar="NAME",
         help="a long table's value column (default: value/val/pv; implies long)",
     )
+    g.add_argument(
+        "--asset-column",
+        metavar="NAME",
+        help="a column saying which asset each row is of, when one export holds a fleet; "
+        "read only the rows of --asset (train --per-asset: one model per asset it names)",
+    )
+    if asset_option:
+        g.add_argument(
+            "--asset",
+            metavar="NAME",
+            help="with --asset-column: the asset whose rows are read",
+        )
+        parser.set_defaults(asset_needs_column=True)
     g.add_argument(
         "--sep",
         metavar="CHAR",
@@ -106,6 +126,12 @@ def read_options(args: argparse.Namespace) -> ReadOptions:
         DataError: an option's value is not valid (an unknown time zone, a separator of
             more than one character).
     """
+    column, asset = getattr(args, "asset_column", None), getattr(args, "asset", None)
+    if asset is not None and column is None and getattr(args, "asset_needs_column", False):
+        raise DataError(
+            f"--asset {asset} needs --asset-column: the column that says which asset each "
+            "row is of (a file holding one asset needs neither)"
+        )
     return ReadOptions(
         layout=args.layout,
         sep=args.sep,
@@ -118,6 +144,8 @@ def read_options(args: argparse.Namespace) -> ReadOptions:
         on_bad_cell=args.on_bad_cell,
         dedupe=args.dedupe,
         sort_rows=args.sort,
+        asset_column=column,
+        asset=asset if column is not None else None,
         show_progress=not getattr(args, "quiet", False),
     )
 

@@ -45,7 +45,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default=_DEFAULT_TEMPLATE,
         help="with {asset} and, for --per channel, {channel} (default %(default)s)",
     )
-    p.add_argument("--asset", help="asset name (default: the file's stem)")
+    p.add_argument(
+        "--asset",
+        help="asset name (default: the file's stem); with --asset-column, also the asset "
+        "whose rows are replayed",
+    )
     p.add_argument("--per", choices=("channel", "row"), default="channel")
     p.add_argument(
         "--speed",
@@ -61,7 +65,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="comma-separated channel columns, or a long table's tags, to publish (default: "
         "every numeric column, every tag)",
     )
-    add_read_options(p)
+    add_read_options(p, asset_option=False)
     p.set_defaults(func=run)
 
 

@@ -60,9 +60,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--per-asset",
         action="store_true",
         help="one model per asset: --data is a folder with one export per asset (well-3.csv "
-        "trains well-3), --out the folder that gets ASSET.aew and its report for each, the "
-        "folder a `models: - dir:` entry serves; an asset that fails is named and the others "
-        "still trained (exit 1)",
+        "trains well-3), or one export with --asset-column naming each row's asset; --out "
+        "the folder that gets ASSET.aew and its report for each, the folder a `models: - "
+        "dir:` entry serves; an asset that fails is named and the others still trained "
+        "(exit 1)",
     )
     p.add_argument("--name", help="model name in alerts and metrics (default: file stem)")
     g = p.add_argument_group("data")

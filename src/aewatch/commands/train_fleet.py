@@ -1,8 +1,11 @@
-"""``aewatch train --per-asset``: one model per asset, from a folder of exports.
+"""``aewatch train --per-asset``: one model per asset, from a folder of exports or one
+export that holds a fleet.
 
 Each CSV or Parquet file in the ``--data`` folder is one asset's normal history, named
-after the file (``well-3.csv`` is asset ``well-3``); each is trained exactly as ``aewatch
-train --data FILE`` trains it, with the same options, into ``OUT/ASSET.aew`` and its report
+after the file (``well-3.csv`` is asset ``well-3``); or, with ``--asset-column NAME``,
+``--data`` is one file and each asset that column names is one history (its rows alone,
+as ``--asset`` reads them). Each is trained exactly as ``aewatch train --data FILE``
+trains it, with the same options, into ``OUT/ASSET.aew`` and its report
 ``OUT/ASSET.aew.report/``: the folder a ``models: - dir: OUT`` entry serves. An asset that
 fails is named with its reason and the others are still trained; the summary table at
 the end shows each asset's result.
@@ -15,14 +18,16 @@ import contextlib
 import io
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from aewatch.commands.durations import rough_duration
+from aewatch.commands.read_options import read_options
 from aewatch.config import BUNDLE_SUFFIX
 from aewatch.errors import AewatchError
+from aewatch.model.tables import ReadOptions, asset_names, read_raw
 
-__all__ = ["EXPORT_SUFFIXES", "TrainedAsset", "asset_files", "run_per_asset"]
+__all__ = ["EXPORT_SUFFIXES", "TrainedAsset", "asset_files", "fleet_assets", "run_per_asset"]
 
 EXPORT_SUFFIXES = (".csv", ".parquet", ".pq")
 EXIT_SOME_FAILED = 1
@@ -70,17 +75,46 @@ def asset_files(folder: Path) -> list[tuple[str, Path]]:
     return sorted(found.items())
 
 
+def fleet_assets(path: Path, column: str, options: ReadOptions) -> list[tuple[str, Path]]:
+    """``(asset, path)`` for each asset ``column`` of the export ``path`` names, sorted.
+
+    Raises:
+        AewatchError: ``path`` is a folder, unreadable, or its column names no asset.
+    """
+    if path.is_dir():
+        raise AewatchError(
+            f"--per-asset --asset-column {column}: {path} is a folder; give the one export "
+            "that holds every asset (or leave out --asset-column for a file per asset)"
+        )
+    raw = read_raw(path, source=str(path), options=options)
+    return [(asset, path) for asset in asset_names(raw, column)]
+
+
 def run_per_asset(args: argparse.Namespace, train_one: Callable[[argparse.Namespace], int]) -> int:
-    """Train every asset of ``args.data`` (one folder) with ``train_one`` into ``args.out``.
+    """Train every asset of ``args.data`` (one folder, or one file with ``--asset-column``)
+    with ``train_one`` into ``args.out``.
 
     Returns 0 when every asset trained, 1 when some failed (each named), and raises
     :class:`AewatchError` when none could be (the reasons named).
     """
     if len(args.data) != 1:
-        raise AewatchError("--per-asset takes one --data: the folder holding one export per asset")
+        raise AewatchError(
+            "--per-asset takes one --data: the folder holding one export per asset, or with "
+            "--asset-column the one export that holds them all"
+        )
     if args.name is not None:
         raise AewatchError("--per-asset names each model after its asset; leave out --name")
-    files = asset_files(Path(args.data[0]))
+    if args.asset is not None:
+        raise AewatchError(
+            "--per-asset trains every asset --asset-column names; leave out --asset (or "
+            "--per-asset, to train that one asset)"
+        )
+    column = args.asset_column
+    files = (
+        asset_files(Path(args.data[0]))
+        if column is None
+        else fleet_assets(Path(args.data[0]), column, _file_options(args))
+    )
     out: Path = args.out
     if out.exists() and not out.is_dir():
         raise AewatchError(f"--per-asset: --out {out} is a file; give the folder to write into")
@@ -108,6 +142,12 @@ def run_per_asset(args: argparse.Namespace, train_one: Callable[[argparse.Namesp
     return 0
 
 
+def _file_options(args: argparse.Namespace) -> ReadOptions:
+    """How to read the fleet's export as a whole, to list its assets."""
+    whole = argparse.Namespace(**{**vars(args), "asset_column": None, "asset": None})
+    return replace(read_options(whole), show_progress=False)
+
+
 def summary_table(results: list[TrainedAsset]) -> list[str]:
     """One line per asset: its bundle and model, or why it failed."""
     width = max(len(r.asset) for r in results)
@@ -132,6 +172,7 @@ def _train(
             "data": [str(source)],
             "out": bundle,
             "name": asset,
+            "asset": asset if args.asset_column is not None else None,
             "per_asset": False,
             "quiet": True,
         }

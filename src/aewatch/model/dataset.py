@@ -37,6 +37,7 @@ from aewatch.model.tables import (
     ReadOptions,
     Step,
     Table,
+    asset_rows,
     listing,
     long_columns,
     read_long,
@@ -116,6 +117,8 @@ def read_export(
     pick = ChannelPick(channels, channels_fix)
     with _progress(Path(path).name, options) as step:
         raw = read_raw(Path(path), source=str(path), options=options)
+        if options.asset_column is not None and options.asset is not None:
+            raw = asset_rows(raw, options.asset_column, options.asset)
         step("times")
         time_name = _timestamp_name(raw, timestamp_column or options.timestamp_column)
         columns = long_columns(raw, time_name, options)

@@ -1,7 +1,9 @@
 """Reading historian exports, piece by piece (shell input): the options, the file's
-columns, times, cells, row order, wide and long tables and the summary of what was read.
-:mod:`aewatch.model.dataset` puts them together into a ``Table``."""
+columns, one asset's rows of a fleet's export, times, cells, row order, wide and long
+tables and the summary of what was read. :mod:`aewatch.model.dataset` puts them together
+into a ``Table``."""
 
+from aewatch.model.tables.assets import asset_names, asset_rows
 from aewatch.model.tables.cells import (
     BAD_CELL_FIX,
     Cells,
@@ -42,6 +44,8 @@ __all__ = [
     "Step",
     "Table",
     "TimeRead",
+    "asset_names",
+    "asset_rows",
     "carried_forward",
     "interpolated",
     "listing",

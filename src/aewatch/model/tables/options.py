@@ -48,7 +48,9 @@ class ReadOptions:
     not a number does: ``error``, ``drop`` its row (reading) or ``interpolate`` it in
     time. ``dedupe``: keep the ``first`` or ``last`` of rows with the same time (None:
     refuse them). ``sort_rows``: sort a wide file's rows by time (long tables are always
-    sorted).
+    sorted). ``asset_column`` names a column saying which asset each row is of (a fleet
+    in one export); ``asset`` is the one whose rows are read (the column is then no
+    channel).
 
     >>> ReadOptions(decimal=",", sep="semicolon").sep
     ';'
@@ -65,6 +67,8 @@ class ReadOptions:
     on_bad_cell: str = "error"
     dedupe: str | None = None
     sort_rows: bool = False
+    asset_column: str | None = None
+    asset: str | None = None
     show_progress: bool = True  # a bar on a terminal, once a read takes over a second
 
     def __post_init__(self) -> None:
@@ -83,6 +87,11 @@ class ReadOptions:
             )
         if self.timezone is not None:
             _check_zone(self.timezone)
+        if self.asset_column is not None and self.asset is None:
+            raise DataError(
+                f"--asset-column {self.asset_column} needs --asset: the asset whose rows "
+                "to read (or train --per-asset --asset-column NAME trains every asset it names)"
+            )
         if self.time_format is not None and not self.time_format.strip():
             raise DataError(
                 "--time-format is empty; give a strptime format such as '%d.%m.%Y %H:%M'"
