@@ -153,8 +153,35 @@ def test_a_birth_declares_the_metrics_and_gives_their_current_values() -> None:
 def test_data_by_alias_reads_with_the_births_names() -> None:
     decoder = born()
     out = decode(decoder, "spBv1.0/field/NDATA/gw1", node_data(1, flow=43.0), T0_S + 10.3)
-    assert out.readings == (Reading("gw1", "flow_kg_s", T0_S + 10.0, 43.0),)
+    assert out.readings == (
+        Reading("gw1", "flow_kg_s", T0_S + 10.0, 43.0),
+        Reading("gw1", "whp_bar", T0_S + 10.0, 12.25),  # unchanged: held from the birth
+    )
     assert not out.stale and not out.commands and not out.errors
+
+
+def test_a_metric_left_out_of_data_holds_its_last_value_until_a_gap_or_death() -> None:
+    """Report by exception: DATA carries what changed; the rest is held, not missing."""
+    decoder = born()
+    out = decode(decoder, "spBv1.0/field/NDATA/gw1", node_data(1, flow=43.0), T0_S + 10)
+    assert [(r.channel, r.value) for r in out.readings] == [("flow_kg_s", 43.0), ("whp_bar", 12.25)]
+    whp = wire_payload(wire_metric(alias=2, single=13.0), seq=2, timestamp_ms=T0_MS + 20_000)
+    out = decode(decoder, "spBv1.0/field/NDATA/gw1", whp, T0_S + 20)
+    assert out.readings == (
+        Reading("gw1", "whp_bar", T0_S + 20.0, 13.0),
+        Reading("gw1", "flow_kg_s", T0_S + 20.0, 43.0),  # the newest value held
+    )
+    # A lost message (seq 3 to 5) may have changed anything: nothing is held until a birth.
+    out = decode(decoder, "spBv1.0/field/NDATA/gw1", node_data(5, flow=44.0), T0_S + 30)
+    assert [(r.channel, r.value) for r in out.readings] == [("flow_kg_s", 44.0)]
+    decode(decoder, "spBv1.0/field/NBIRTH/gw1", node_birth(bd_seq=1), T0_S + 40)
+    will = wire_payload(wire_metric(name="bdSeq", datatype=INT64, long=1), seq=None)
+    decode(decoder, "spBv1.0/field/NDEATH/gw1", will, T0_S + 50)
+    out = decode(decoder, "spBv1.0/field/NDATA/gw1", node_data(1, flow=45.0), T0_S + 55)
+    assert out.readings == () and out.errors[0].reason == "no_birth"  # dead: nothing held
+    decode(decoder, "spBv1.0/field/NBIRTH/gw1", node_birth(bd_seq=2), T0_S + 60)
+    out = decode(decoder, "spBv1.0/field/NDATA/gw1", node_data(1, flow=45.0), T0_S + 70)
+    assert [(r.channel, r.value) for r in out.readings] == [("flow_kg_s", 45.0), ("whp_bar", 12.25)]
 
 
 def test_a_metrics_own_timestamp_beats_the_payloads_and_arrival_time_can_be_chosen() -> None:
@@ -293,7 +320,7 @@ def test_a_death_of_the_current_session_stales_the_node_until_its_next_birth() -
     assert out.errors[0].reason == "no_birth"
     decode(decoder, "spBv1.0/field/NBIRTH/gw1", node_birth(bd_seq=1), T0_S + 4)
     out = decode(decoder, "spBv1.0/field/NDATA/gw1", node_data(1), T0_S + 5)
-    assert out.errors == () and len(out.readings) == 1
+    assert out.errors == () and len(out.readings) == 2  # flow, and whp held from the birth
 
 
 def test_a_device_death_stales_that_device_alone() -> None:

@@ -132,6 +132,16 @@ def test_births_and_data_by_alias_become_rows_of_the_device_asset(intake: Intake
     assert (intake.sparkplug.events["birth"], intake.sparkplug.take_commands()) == (2, [])
 
 
+def test_data_that_reports_by_exception_still_makes_whole_rows(intake: Intake) -> None:
+    """A DDATA with the flow alone: the temperature is held, so the row is whole."""
+    born(intake)
+    queued(intake)
+    intake.take(topic("DDATA"), payload(2, {"alias": 1, "double_value": 3.5}, at_ms=T0_MS + 1000))
+    assert queued(intake) == [
+        Row("gw1/pump-1", ("flow", "temp"), T0_MS / 1000.0 + 1.0, (3.5, 40.0))
+    ]
+
+
 def test_readings_at_different_times_stay_readings(intake: Intake) -> None:
     born(intake)
     queued(intake)

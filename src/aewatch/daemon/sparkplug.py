@@ -20,6 +20,11 @@ arrival time in, and publishes the commands it hands back. Each message gives a
   types (strings, dates, data sets, templates, arrays), null values, ``bdSeq`` and the
   ``Node Control/`` and ``Device Control/`` metrics are no reading: they are skipped
   without an error, since births are full of them.
+  DATA messages report by exception (only what changed): each metric's last value (from
+  the birth, then the DATA since) is held, and a DATA message that gives readings of an
+  asset also gives its other metrics at their held values, stamped with the newest of its
+  readings' times, so an unchanged metric is neither missing nor stale. A death or a
+  ``seq`` gap drops what is held until the next birth (a lost message may have changed it).
 * ``errors``: a payload that is no Sparkplug B protobuf, a metric whose alias no birth
   declared, a value that is not finite, a timestamp that is not plausible.
 * ``stale``: assets whose data stopped being complete: an ``NDEATH`` (of the current
@@ -144,6 +149,8 @@ class _Node:
     types: dict[tuple[str | None, str], int] = field(default_factory=dict)
     devices: set[str] = field(default_factory=set)
     last_rebirth_s: float = -math.inf
+    # device (None: the node itself) -> channel -> its last value, for report by exception
+    held: dict[str | None, dict[str, float]] = field(default_factory=dict)
 
 
 class SparkplugDecoder:
@@ -268,6 +275,7 @@ class SparkplugDecoder:
             self._declare(node, None, metric)
         self._nodes[(topic.group, topic.node)] = node
         readings, errors = self._readings(topic, node, message, arrival_s)
+        node.held[None] = {reading.channel: reading.value for reading in readings}
         return SparkplugOutcome(readings, errors, born=(self.asset(topic),))
 
     def _device_birth(
@@ -281,6 +289,7 @@ class SparkplugDecoder:
         for metric in message.metrics:
             self._declare(node, topic.device, metric)
         readings, errors = self._readings(topic, node, message, arrival_s)
+        node.held[topic.device] = {reading.channel: reading.value for reading in readings}
         born = (self.asset(topic),)
         return _merged(SparkplugOutcome(readings, errors, born=born), gap)
 
@@ -295,6 +304,7 @@ class SparkplugDecoder:
         if bd_seq is not None and node.bd_seq is not None and bd_seq != node.bd_seq:
             return SparkplugOutcome()  # the will of an earlier session, sent late
         node.seq = None  # no data is trusted until the next birth
+        node.held.clear()
         return SparkplugOutcome(stale=self._node_assets(topic, node))
 
     def _device_death(
@@ -305,6 +315,7 @@ class SparkplugDecoder:
             return SparkplugOutcome()
         gap = self._sequence(topic, node, message, arrival_s)
         node.devices.discard(str(topic.device))
+        node.held.pop(topic.device, None)
         return _merged(SparkplugOutcome(stale=(self.asset(topic),)), gap)
 
     # -- data -------------------------------------------------------------------------------
@@ -315,7 +326,8 @@ class SparkplugDecoder:
             return self._unborn(topic, arrival_s)
         gap = self._sequence(topic, node, message, arrival_s)
         readings, errors = self._readings(topic, node, message, arrival_s)
-        return _merged(SparkplugOutcome(readings, errors), gap)
+        carried = self._carried(topic, node, readings, errors)
+        return _merged(SparkplugOutcome(readings + carried, errors), gap)
 
     def _readings(
         self, topic: SparkplugTopic, node: _Node, message: Any, arrival_s: float
@@ -335,6 +347,29 @@ class SparkplugDecoder:
             if found is not None:
                 readings.append(found)
         return tuple(readings), tuple(errors)
+
+    def _carried(
+        self,
+        topic: SparkplugTopic,
+        node: _Node,
+        readings: tuple[Reading, ...],
+        errors: tuple[DecodeError, ...],
+    ) -> tuple[Reading, ...]:
+        """The asset's held metrics that ``readings`` (a DATA message's) do not give, at their
+        held values and the newest of ``readings``' times; ``readings`` are held from now,
+        and a metric of ``errors`` (a bad value) is no longer held."""
+        held = node.held.setdefault(topic.device, {})
+        for error in errors:
+            if error.channel is not None:
+                held.pop(self.channels.get(error.channel, error.channel), None)
+        for reading in readings:
+            held[reading.channel] = reading.value
+        if not readings or len(held) == len(readings):
+            return ()
+        given = {reading.channel for reading in readings}
+        at = max(reading.timestamp for reading in readings)
+        asset = readings[0].asset
+        return tuple(Reading(asset, c, at, v) for c, v in held.items() if c not in given)
 
     def _reading(
         self,
@@ -404,6 +439,7 @@ class SparkplugDecoder:
         node.seq = seq
         if expected is None or seq is None or seq == expected:
             return SparkplugOutcome()
+        node.held.clear()  # a lost message may have changed any of them
         return SparkplugOutcome(
             stale=self._node_assets(topic, node), commands=self._rebirth(topic, node, arrival_s)
         )
