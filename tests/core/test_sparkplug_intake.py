@@ -246,3 +246,17 @@ def test_a_payload_that_is_no_sparkplug_is_refused_alone(intake: Intake) -> None
     intake.take(topic("DDATA"), device_data(2, 3.5, 41.0))
     assert refusals(intake) == {"decode_error:not_protobuf": 1}
     assert len(Decoded(tuple(queued(intake))).readings) == 4  # the births and the data
+
+
+def test_the_rebirth_interval_is_the_configured_one(bundle: ModelBundle) -> None:
+    """A node asked for its births is asked again only after rebirth_interval_s."""
+    slow = {**SOURCE, "sparkplug": {**SOURCE["sparkplug"], "rebirth_interval_s": 300}}
+    now = [NOW]
+    fleet = Fleet([ServedModel.from_bundle(bundle, pattern="gw1/*")])
+    source = Intake(config(slow), fleet, ReadingQueue(1000), clock=lambda: now[0])
+    asked = []
+    for step_s in (0.0, 60.0, 250.0, 301.0):  # data from a node with no birth on record
+        now[0] = NOW + step_s
+        source.take(topic("DDATA"), device_data(1, 3.0, 40.0))
+        asked.append(len(source.sparkplug.take_commands()))
+    assert asked == [1, 0, 0, 1]

@@ -345,8 +345,16 @@ class SparkplugConfig(BaseModel):
         True,
         description="Ask an edge node for its births again (an NCMD with Node Control/Rebirth, "
         "QoS 0, not retained) when its data comes before any birth (as after a start) or "
-        "skips a sequence number; at most once per node every 30 s. false: wait for the "
-        "node's next birth. Unit: flag.",
+        "skips a sequence number; at most once per node every rebirth_interval_s. false: "
+        "wait for the node's next birth. Unit: flag.",
+    )
+    rebirth_interval_s: float = Field(
+        30.0,
+        gt=0,
+        le=86_400,
+        description="Least time between two rebirth requests to one edge node: a node whose "
+        "births take longer to arrive (a slow link, many devices) is not asked again before. "
+        "Unit: seconds.",
     )
     channels: dict[str, str] = Field(
         {},

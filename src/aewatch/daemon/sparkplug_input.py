@@ -139,6 +139,7 @@ def _decoder_for(source: InputConfig) -> SparkplugDecoder:
         channels=settings.channels,
         use_payload_time=source.timestamp == "payload",
         ask_rebirth=settings.rebirth,
+        rebirth_interval_s=settings.rebirth_interval_s,
     )
 
 
