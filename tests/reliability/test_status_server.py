@@ -117,19 +117,11 @@ def test_stop_after_the_selector_thread_has_ended_is_clean() -> None:
     """stop() sets the flag, then wakes the selector; a selector that saw the flag first has
     closed its end of the wake pair already (this once ended a test run in BrokenPipeError).
     The state is made here directly: the thread ended before the wake-up is sent."""
-    server = StatusServer(
-        "127.0.0.1",
-        0,
-        CollectorRegistry(),
-        is_alive=lambda: (True, "ok"),
-        is_ready=lambda: (True, "ok"),
-    )
-    server.start()
-    server._is_stopping.set()
-    server._wake_out.send(b"\0")
-    server._thread.join(ANSWER_S)
-    assert not server._thread.is_alive()
-    server.stop()  # no BrokenPipeError
+    with _serving() as server:  # leaving it calls stop(): no BrokenPipeError
+        server._is_stopping.set()
+        server._wake_out.send(b"\0")
+        server._thread.join(ANSWER_S)
+        assert not server._thread.is_alive()
 
 
 def test_the_oldest_waiting_connection_goes_when_too_many_wait() -> None:

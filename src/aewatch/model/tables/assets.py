@@ -8,6 +8,8 @@ column out, so what is read next is that asset's export alone.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -51,16 +53,7 @@ def asset_rows(raw: RawFile, column: str, asset: str) -> RawFile:
             f"{len(names)} assets: {shown}"
         )
     kept = raw.taken(rows)
-    return RawFile(
-        kept.source,
-        kept.table.drop_columns([column]),
-        kept.lines,
-        kept.line_word,
-        sep=kept.sep,
-        decimal=kept.decimal,
-        sep_sniffed=kept.sep_sniffed,
-        decimal_detected=kept.decimal_detected,
-    )
+    return replace(kept, table=kept.table.drop_columns([column]))
 
 
 def _texts(raw: RawFile, column: str) -> pa.ChunkedArray:
