@@ -233,7 +233,7 @@ def _row(prefix: str, ts: int) -> list[tuple[str, bytes]]:
 
 def _exported(daemon: Daemon) -> dict[str, float]:
     """The journal's metrics as a scrape of ``daemon`` shows them."""
-    text = generate_latest(registry_for(daemon)).decode()
+    text = generate_latest(registry_for(daemon.metrics_snapshot)).decode()
     return _journal_samples(text)
 
 

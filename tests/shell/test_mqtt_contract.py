@@ -372,7 +372,7 @@ def test_each_count_is_exported_as_the_metric_the_page_names() -> None:
                 assert sample not in expected, f"{sample} is named for two counts"
                 counts[count] = len(expected) + 1000  # a value no other count has
                 expected[sample] = counts[count]
-    exported = generate_latest(registry_for(daemon)).decode()
+    exported = generate_latest(registry_for(daemon.metrics_snapshot)).decode()
     samples = dict(line.rsplit(" ", 1) for line in exported.splitlines() if line and line[0] != "#")
     assert {sample: float(samples.get(sample, "nan")) for sample in expected} == expected
     for name in set(re.findall(r"\baewatch_[a-z_]+", DOC)):

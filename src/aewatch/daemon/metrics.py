@@ -2,7 +2,8 @@
 
 The stages keep plain counters (``Counter`` objects owned by the thread that writes them),
 so the hot path pays one dict increment per event. :class:`DaemonCollector` turns them into
-metric families when Prometheus scrapes; histograms are :class:`Buckets`, filled a whole
+metric families when Prometheus scrapes, from one :class:`MetricsSnapshot` the daemon
+hands it (the collector knows no daemon); histograms are :class:`Buckets`, filled a whole
 batch at a time with numpy. :class:`~aewatch.daemon.status.StatusServer` (kept importable
 from here) serves ``/metrics``, ``/healthz`` (the process and its scoring worker are alive)
 and ``/readyz`` (connected to the broker with models loaded).
@@ -18,8 +19,8 @@ with or without ``state_dir``: 0 without, so a rule on them needs no second form
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -35,19 +36,20 @@ from prometheus_client.registry import Collector
 
 from aewatch import __version__
 from aewatch.core.decode import DECODE_REASONS
+from aewatch.daemon.asset_gauges import AssetGauges
 from aewatch.daemon.connect_failures import CONNECT_FAILURE_REASONS, ConnectFailures
 from aewatch.daemon.sparkplug_input import SPARKPLUG_EVENTS
 from aewatch.daemon.state_key import IGNORED_REASONS
 from aewatch.daemon.status import StatusServer
-
-if TYPE_CHECKING:
-    from aewatch.daemon.service import Daemon
 
 __all__ = [
     "BATCH_BUCKETS",
     "LATENCY_BUCKETS_S",
     "Buckets",
     "DaemonCollector",
+    "JournalFigures",
+    "MetricsSnapshot",
+    "ModelFigures",
     "StatusServer",
     "registry_for",
 ]
@@ -130,16 +132,66 @@ class Buckets:
         )
 
 
-class DaemonCollector(Collector):
-    """Reads a running :class:`~aewatch.daemon.service.Daemon`'s counters at scrape time."""
+@dataclass(frozen=True, slots=True)
+class JournalFigures:
+    """The journal's state at a scrape (``state_dir`` set)."""
 
-    def __init__(self, daemon: Daemon) -> None:
-        self.daemon = daemon
+    records: int
+    bytes: int
+    dropped: int
+
+
+@dataclass(frozen=True, slots=True)
+class ModelFigures:
+    """One loaded model at a scrape."""
+
+    name: str
+    version: str
+    pattern: str
+    threshold: float
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsSnapshot:
+    """What the metrics show, read from the daemon's parts at one scrape.
+
+    ``intake``, ``pipeline`` and ``own`` are the stages' and the service's counters (the
+    names as ``Intake.counts``, ``Pipeline.counts`` and ``Daemon.counts`` keep them);
+    the histograms and per-asset gauges are the daemon's own objects, read as they stand.
+    """
+
+    intake: Mapping[str, int]
+    pipeline: Mapping[str, int]
+    own: Mapping[str, int]
+    sparkplug_events: Mapping[str, int]
+    asset_errors: Sequence[tuple[str, str, int]]
+    assets_tracked: int
+    assets_warming: int
+    batch_windows: Buckets
+    inference_s: Buckets
+    latency_s: Buckets
+    alerts_active: int
+    is_connected: bool
+    connect_failures: ConnectFailures | None
+    queue_readings: int
+    queue_capacity: int
+    last_reload_failed: bool
+    journal: JournalFigures | None
+    models: Sequence[ModelFigures]
+    asset_gauges: AssetGauges
+    alerting_assets: frozenset[str]
+
+
+class DaemonCollector(Collector):
+    """Turns the snapshot ``snapshot()`` gives at each scrape into metric families."""
+
+    def __init__(self, snapshot: Callable[[], MetricsSnapshot]) -> None:
+        self.snapshot = snapshot
 
     def collect(self) -> Iterator[Metric]:
         """Every metric family, computed from the daemon's current counts."""
-        d = self.daemon
-        intake, pipeline, own = d.intake.counts, d.pipeline.counts, d.counts
+        d = self.snapshot()
+        intake, pipeline, own = d.intake, d.pipeline, d.own
         yield InfoMetricFamily("aewatch_build", "aewatch version.", value={"version": __version__})
         yield _counter(
             "aewatch_messages_received", "MQTT messages taken from the broker.", intake["messages"]
@@ -164,7 +216,7 @@ class DaemonCollector(Collector):
             "asset (the first 100, then 'other') and stage.",
             labels=["asset", "stage"],
         )
-        for asset, stage, errors in d.asset_errors.counts():
+        for asset, stage, errors in d.asset_errors:
             asset_errors.add_metric([asset, stage], errors)
         yield asset_errors
         decode_errors = CounterMetricFamily(
@@ -183,7 +235,7 @@ class DaemonCollector(Collector):
             labels=["event"],
         )
         for event in SPARKPLUG_EVENTS:
-            sparkplug.add_metric([event], d.intake.sparkplug.events[event])
+            sparkplug.add_metric([event], d.sparkplug_events[event])
         yield sparkplug
         readings_dropped = CounterMetricFamily(
             "aewatch_readings_dropped",
@@ -214,11 +266,11 @@ class DaemonCollector(Collector):
             "Window restarts after a gap longer than max_gap_periods.",
             pipeline["gaps"],
         )
-        yield _gauge("aewatch_assets_tracked", "Assets with a grid and window.", d.pipeline.assets)
+        yield _gauge("aewatch_assets_tracked", "Assets with a grid and window.", d.assets_tracked)
         yield _gauge(
             "aewatch_assets_warming",
             "Tracked assets still filling their first window.",
-            d.pipeline.warming,
+            d.assets_warming,
         )
         yield _counter("aewatch_windows_scored", "Windows scored.", pipeline["windows"])
         yield _counter(
@@ -244,7 +296,7 @@ class DaemonCollector(Collector):
         alerts.add_metric(["raised"], own["alerts_raised"])
         alerts.add_metric(["resolved"], own["alerts_resolved"])
         yield alerts
-        yield _gauge("aewatch_alerts_active", "Alerts raised and not resolved.", d.active_alerts())
+        yield _gauge("aewatch_alerts_active", "Alerts raised and not resolved.", d.alerts_active)
         yield _counter("aewatch_published", "Messages handed to the MQTT client.", own["published"])
         yield _counter(
             "aewatch_publish_failures", "Messages the MQTT client refused.", own["publish_failed"]
@@ -261,18 +313,18 @@ class DaemonCollector(Collector):
         yield _gauge(
             "aewatch_broker_connected",
             "1 while connected to the broker.",
-            1.0 if d.is_connected.is_set() else 0.0,
+            1.0 if d.is_connected else 0.0,
         )
         yield _counter("aewatch_broker_connects", "Successful connections.", own["connects"])
         yield _counter(
             "aewatch_broker_disconnects", "Connections lost or closed.", own["disconnects"]
         )
-        yield _connect_failures(d.client.connect_failures)
-        yield _gauge("aewatch_queue_readings", "Readings waiting for the worker.", len(d.queue))
+        yield _connect_failures(d.connect_failures)
+        yield _gauge("aewatch_queue_readings", "Readings waiting for the worker.", d.queue_readings)
         yield _gauge(
             "aewatch_queue_capacity_readings",
             "Most readings the queue holds.",
-            d.queue.max_readings,
+            d.queue_capacity,
         )
         reloads = CounterMetricFamily(
             "aewatch_reloads", "Reloads (SIGHUP), by result.", labels=["result"]
@@ -300,27 +352,28 @@ class DaemonCollector(Collector):
             "drift baseline (aewatch_asset_threshold).",
             labels=["model"],
         )
-        for model in d.fleet.models:
+        for model in d.models:
             info.add_metric([model.name, model.version, model.pattern], {})
-            threshold.add_metric([model.name], model.bundle.threshold.value)
+            threshold.add_metric([model.name], model.threshold)
         yield info
         yield threshold
-        yield from d.asset_gauges.families(d.alerting_assets())
+        yield from d.asset_gauges.families(d.alerting_assets)
 
 
-def registry_for(daemon: Daemon) -> CollectorRegistry:
-    """A registry holding only this daemon's metrics (no process defaults twice in tests)."""
+def registry_for(snapshot: Callable[[], MetricsSnapshot]) -> CollectorRegistry:
+    """A registry holding only the metrics of the daemon ``snapshot`` reads (and the
+    process's, once: no defaults twice in tests)."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(DaemonCollector(daemon))
+    registry.register(DaemonCollector(snapshot))
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)
     GCCollector(registry=registry)
     return registry
 
 
-def _journal_families(daemon: Daemon) -> Iterator[Metric]:
+def _journal_families(d: MetricsSnapshot) -> Iterator[Metric]:
     """The journal of QoS 1 readings (``state_dir``): its state now and what it went through."""
-    journal, own = daemon.journal, daemon.counts
+    journal, own = d.journal, d.own
     yield _gauge(
         "aewatch_journal_enabled",
         "1 when state_dir is set: QoS 1 readings are journaled before they are acknowledged.",
@@ -329,12 +382,12 @@ def _journal_families(daemon: Daemon) -> Iterator[Metric]:
     yield _gauge(
         "aewatch_journal_records",
         "Journal records not yet released: what a start now would replay.",
-        0 if journal is None else journal.records_kept(),
+        0 if journal is None else journal.records,
     )
     yield _gauge(
         "aewatch_journal_bytes",
         "Bytes of the journal's segments on disk.",
-        0 if journal is None else journal.bytes_kept(),
+        0 if journal is None else journal.bytes,
     )
     yield _counter(
         "aewatch_journal_replayed_messages",

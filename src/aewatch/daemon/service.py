@@ -50,6 +50,9 @@ from aewatch.daemon.metrics import (
     BATCH_BUCKETS,
     LATENCY_BUCKETS_S,
     Buckets,
+    JournalFigures,
+    MetricsSnapshot,
+    ModelFigures,
     StatusServer,
     registry_for,
 )
@@ -202,7 +205,7 @@ class Daemon:
         self.status_server = StatusServer(
             metrics.listen,
             metrics.port,
-            registry_for(self),
+            registry_for(self.metrics_snapshot),
             is_alive=self.is_alive,
             is_ready=self.is_ready,
         )
@@ -245,6 +248,37 @@ class Daemon:
             return False, f"not connected to {self.config.broker.display_url}"
         alive, why = self.is_alive()
         return alive, "ready" if alive else why
+
+    def metrics_snapshot(self) -> MetricsSnapshot:
+        """What ``/metrics`` shows now, read from the stages and the service (any thread)."""
+        journal = self.journal
+        return MetricsSnapshot(
+            intake=Counter(self.intake.counts),  # copies that read 0 for a name not yet counted
+            pipeline=Counter(self.pipeline.counts),
+            own=Counter(self.counts),
+            sparkplug_events=Counter(self.intake.sparkplug.events),
+            asset_errors=list(self.asset_errors.counts()),
+            assets_tracked=self.pipeline.assets,
+            assets_warming=self.pipeline.warming,
+            batch_windows=self.batch_windows,
+            inference_s=self.inference_s,
+            latency_s=self.latency_s,
+            alerts_active=self.active_alerts(),
+            is_connected=self.is_connected.is_set(),
+            connect_failures=self.client.connect_failures,
+            queue_readings=len(self.queue),
+            queue_capacity=self.queue.max_readings,
+            last_reload_failed=self.last_reload_failed,
+            journal=None
+            if journal is None
+            else JournalFigures(journal.records_kept(), journal.bytes_kept(), journal.dropped),
+            models=[
+                ModelFigures(m.name, m.version, m.pattern, m.bundle.threshold.value)
+                for m in self.fleet.models
+            ],
+            asset_gauges=self.asset_gauges,
+            alerting_assets=self.alerting_assets(),
+        )
 
     def active_alerts(self) -> int:
         """Alerts raised and not yet resolved."""
