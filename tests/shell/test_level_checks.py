@@ -6,6 +6,8 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from aewatch.core.detector import DecisionSettings, Detector
+from aewatch.core.window import Window
 from aewatch.model.dataset import Table
 from aewatch.model.fit import FitSettings
 from aewatch.model.offline import score_table
@@ -71,3 +73,28 @@ def test_a_history_under_a_day_watches_no_level() -> None:
     """Twenty hours have not seen a day's swings: the stuck check alone."""
     bundle = train_bundle([_table(_plant(400, 0))], _settings()).bundle
     assert bundle.decision["checks"]["kinds"] == ["stuck"]
+
+
+def test_window_by_window_streaming_raises_the_same_level_shift_as_offline() -> None:
+    """The daemon's path (a window at a time through the detector) gives offline's alerts."""
+    bundle = train_bundle([_table(_plant(600, 0))], _settings()).bundle
+    day = _plant(480, 1)
+    day[240:, VALVE] += 3.0 * 2.0 / np.sqrt(1.0 - 0.5**2)
+    table = _table(day)
+    offline = score_table(bundle, table, asset="unit")
+    window = Window(len(CHANNELS), bundle.window_len, bundle.hop)
+    scorer = bundle.scorer()
+    detector = Detector(
+        bundle.threshold, bundle.channels, DecisionSettings.from_json(bundle.decision)
+    )
+    events = []
+    for ts, row in zip(table.timestamps, table.values, strict=True):
+        due = window.push(ts, row)
+        if len(due):
+            events += detector.decide(
+                "unit", due.end_timestamps, scorer.score(due.windows), due.windows
+            ).events
+    assert [(e.alert_id, e.state, e.at, e.kind) for e in offline.events] == [
+        (e.alert_id, e.state, e.at, e.kind) for e in events
+    ]
+    assert any(e.kind == "shift" for e in events)
