@@ -277,7 +277,7 @@ def test_the_core_imports_no_torch_paho_pydantic_or_safetensors() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     loaded, core_modules = out.stdout.strip().splitlines()
     assert loaded == "[]"
-    for name in ("alerts", "checks", "decode", "align", "window", "messages", "detector"):
+    for name in ("alerts", "checks", "decode", "align", "window", "messages", "pipeline"):
         assert f"'aewatch.core.{name}'" in core_modules
 
 

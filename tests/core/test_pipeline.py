@@ -1,4 +1,4 @@
-"""Tests for aewatch.daemon.pipeline: the streaming path against offline scoring, and counts.
+"""Tests for aewatch.core.pipeline: the streaming path against offline scoring, and counts.
 
 The oracle is :func:`aewatch.model.offline.score_table`, which scores a whole table through
 the same Window, Scorer and Detector. Feeding the table's readings one at a time through
@@ -21,8 +21,8 @@ from hypothesis import strategies as st
 from aewatch.core.alerts import AlertEvent
 from aewatch.core.decode import Reading, Row, Series
 from aewatch.core.messages import state_message
+from aewatch.core.pipeline import COUNTS, Pipeline, Scored
 from aewatch.daemon.fleet import Fleet, ServedModel
-from aewatch.daemon.pipeline import COUNTS, Pipeline, Scored
 from aewatch.model.bundle import ModelBundle
 from aewatch.model.dataset import Table
 from aewatch.model.fit import FitSettings

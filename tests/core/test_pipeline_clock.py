@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from aewatch.core.decode import Item, Reading, Row, Series
-from aewatch.daemon.pipeline import ClockStep, Pipeline
+from aewatch.core.pipeline import ClockStep, Pipeline
 from aewatch.model.bundle import ModelBundle
 
 from .test_pipeline import CHANNELS, pipeline, readings, table, train

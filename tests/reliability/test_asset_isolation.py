@@ -25,10 +25,10 @@ import pytest
 
 from aewatch.config import Config
 from aewatch.core.decode import Reading
+from aewatch.core.pipeline import Pipeline
 from aewatch.daemon.asset_errors import OTHER, AssetErrors
 from aewatch.daemon.fleet import Fleet, ServedModel
 from aewatch.daemon.intake import MAX_TOPIC_BYTES, Intake, ReadingQueue
-from aewatch.daemon.pipeline import Pipeline
 from aewatch.model.bundle import ModelBundle
 
 from ..shell import test_operate as operate

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from aewatch.core.decode import Reading
+from aewatch.core.pipeline import Pipeline
 from aewatch.daemon.asset_gauges import AssetGauges
 from aewatch.daemon.fleet import Fleet, ServedModel
-from aewatch.daemon.pipeline import Pipeline
 from aewatch.model.bundle import ModelBundle
 from aewatch.model.dataset import Table
 from aewatch.model.fit import FitSettings

@@ -24,10 +24,10 @@ from aewatch.config import Config, InputConfig, OutputConfig
 from aewatch.core import messages
 from aewatch.core.alerts import AlertEvent, AlertState, Finding
 from aewatch.core.decode import DECODE_REASONS, PAYLOAD_FORMATS, decode
+from aewatch.core.pipeline import COUNTS, Pipeline
 from aewatch.daemon.fleet import Fleet
 from aewatch.daemon.intake import Intake, ReadingQueue
 from aewatch.daemon.metrics import registry_for
-from aewatch.daemon.pipeline import COUNTS, Pipeline
 from aewatch.daemon.service import Daemon
 from aewatch.daemon.state_key import StateKey
 

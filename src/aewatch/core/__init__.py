@@ -5,8 +5,10 @@ From MQTT bytes to readings (``packets``: PUBLISH parsing; ``decode``: payload f
 readings to rows on a time grid (``align``, ``grid``), rows to windows (``window``,
 ``scaler``), and the decision stages: residual model and channel checks, the threshold,
 the alert state machine and the detector that walks window errors through them
-(``WindowScores`` names what it reads of a scorer's output); then the output messages
-(``messages``) and the evaluation metrics (``evaluation``).
+(``WindowScores`` names what it reads of a scorer's output); ``pipeline`` ties them per
+asset, from readings to alert events, with Protocols for what it needs of a served model
+(``ServesWindows``, ``ModelsFor``); then the output messages (``messages``) and the
+evaluation metrics (``evaluation``).
 
 ``aewatch.core`` is imported by the model and daemon shells, never the other way round:
 tests/core/test_checks.py checks that importing it loads none of those libraries, and

@@ -20,7 +20,8 @@ from itertools import repeat
 
 from prometheus_client.core import GaugeMetricFamily
 
-from aewatch.daemon.pipeline import Scored
+from aewatch.core.pipeline import Scored
+from aewatch.daemon.fleet import ServedModel
 
 __all__ = ["AssetGauges"]
 
@@ -46,7 +47,7 @@ class AssetGauges:
         """Assets with series."""
         return len(self._newest)
 
-    def note(self, scored: Scored) -> None:
+    def note(self, scored: Scored[ServedModel]) -> None:
         """Keep the newest window of each asset in ``scored`` (one model's flush)."""
         newest = scored.bounds[1:] - 1  # each asset's windows are oldest first
         rows = zip(

@@ -40,6 +40,7 @@ from aewatch.config import Config, load_config
 from aewatch.core import messages
 from aewatch.core.alerts import AlertEvent
 from aewatch.core.decode import Series
+from aewatch.core.pipeline import Pipeline, Scored
 from aewatch.daemon.asset_errors import AssetErrors
 from aewatch.daemon.asset_gauges import AssetGauges
 from aewatch.daemon.fleet import Fleet, ServedModel, load_fleet
@@ -57,7 +58,6 @@ from aewatch.daemon.metrics import (
     registry_for,
 )
 from aewatch.daemon.mqtt import Publish, Will, connect, make_client, read_retained
-from aewatch.daemon.pipeline import Pipeline, Scored
 from aewatch.daemon.state_key import IGNORED_REASONS, StateKey, open_state_key
 from aewatch.errors import AewatchError, ConfigError
 from aewatch.model.scorer import set_inference_threads
@@ -757,7 +757,7 @@ class Daemon:
                 messages.iso(at),
             )
 
-    def _publish(self, results: list[Scored]) -> None:
+    def _publish(self, results: list[Scored[ServedModel]]) -> None:
         """Publish every event and denoised signal; a failure stays with its asset."""
         for scored in results:
             model = scored.model
@@ -801,7 +801,7 @@ class Daemon:
             payload = self.state_key.sign(payload)
         self._send(event.asset, outputs.state_topic_for(event.asset), payload, retain=True)
 
-    def _publish_denoised(self, one: Scored) -> None:
+    def _publish_denoised(self, one: Scored[ServedModel]) -> None:
         """The reconstructed signal of one asset's windows (``one`` holds one asset)."""
         assert one.denoised is not None
         model = one.model

@@ -1,5 +1,9 @@
 """Readings in, decisions out: the daemon's pure core from Reading to AlertEvent.
 
+What it needs of the models is named by Protocols (``ServesWindows``: a model's window
+shape, scorer and detector; ``ModelsFor``: which model serves an asset), so the core
+imports no torch: the daemon hands it its ``Fleet`` of ``M``.
+
 :meth:`Pipeline.ingest` places readings on each asset's time grid (:class:`Aligner`) and
 cuts the windows that became due; they wait in the pipeline. The windows of every asset
 served by one model shape live in one :class:`WindowBank`, a slot each, so the common case
@@ -24,9 +28,9 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple, TypeVar
+from typing import Generic, NamedTuple, Protocol, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -34,10 +38,74 @@ import numpy.typing as npt
 from aewatch.core.alerts import RECONSTRUCTION, AlertEvent, Finding
 from aewatch.core.align import Aligner, AlignOutput
 from aewatch.core.decode import Item, Reading, Row, Series
+from aewatch.core.detector import Detector, WindowScores
 from aewatch.core.window import DueWindows, WindowBank
-from aewatch.daemon.fleet import Fleet, ServedModel
 
-__all__ = ["COUNTS", "AssetFailure", "ClockStep", "Pipeline", "Scored"]
+__all__ = [
+    "COUNTS",
+    "AssetFailure",
+    "ClockStep",
+    "ModelsFor",
+    "Pipeline",
+    "Scored",
+    "ServesWindows",
+    "WindowShape",
+]
+
+
+class WindowShape(Protocol):
+    """What the pipeline reads of a model's bundle: its channels and time grid."""
+
+    @property
+    def channels(self) -> tuple[str, ...]: ...
+    @property
+    def window_len(self) -> int: ...
+    @property
+    def hop(self) -> int: ...
+    @property
+    def period_s(self) -> float: ...
+    @property
+    def max_gap_periods(self) -> float: ...
+
+
+class ScoredWindows(WindowScores, Protocol):
+    """A scorer's output: the window errors and, when asked, the reconstructions."""
+
+    @property
+    def reconstructions(self) -> npt.NDArray[np.float32] | None: ...
+
+    def __len__(self) -> int: ...
+
+
+class WindowScorer(Protocol):
+    """Scores windows ``(n, channels, length)`` in one forward pass."""
+
+    def score(self, windows: npt.ArrayLike, *, reconstruct: bool = True) -> ScoredWindows: ...
+
+
+class ServesWindows(Protocol):
+    """One served model as the pipeline uses it (the daemon's ``M``)."""
+
+    @property
+    def bundle(self) -> WindowShape: ...
+    @property
+    def scorer(self) -> WindowScorer: ...
+    @property
+    def detector(self) -> Detector: ...
+
+
+M = TypeVar("M", bound=ServesWindows)
+M_co = TypeVar("M_co", bound=ServesWindows, covariant=True)
+
+
+class ModelsFor(Protocol[M_co]):
+    """Which model serves an asset (the daemon's ``Fleet``)."""
+
+    @property
+    def models(self) -> Sequence[M_co]: ...
+
+    def model_for(self, asset: str) -> M_co | None: ...
+
 
 _MAX_UNKNOWN = 1000  # (asset, channel) pairs of unknown channels noted for the log
 _JITTER_SHARE = 4  # a block may land this fraction of its length off and still continue
@@ -80,7 +148,7 @@ class AssetFailure(NamedTuple):
 
 
 @dataclass(frozen=True, slots=True)
-class Scored:
+class Scored(Generic[M]):
     """One model's windows scored in one flush, grouped by asset (``n`` windows in all).
 
     The windows of ``assets[g]`` are ``bounds[g]:bounds[g + 1]``, oldest first.
@@ -94,7 +162,7 @@ class Scored:
     :meth:`per_asset` cuts it into one ``Scored`` per asset.
     """
 
-    model: ServedModel
+    model: M
     assets: tuple[str, ...]
     bounds: npt.NDArray[np.int64]
     end_timestamps: npt.NDArray[np.float64]
@@ -112,9 +180,9 @@ class Scored:
         bundle = self.model.bundle
         return min(bundle.hop, bundle.window_len)
 
-    def per_asset(self) -> list[Scored]:
+    def per_asset(self) -> list[Scored[M]]:
         """The same, one ``Scored`` of one asset per asset, in the order of :attr:`assets`."""
-        out: list[Scored] = []
+        out: list[Scored[M]] = []
         step = self.rows_per_window
         for g, asset in enumerate(self.assets):
             mine = slice(int(self.bounds[g]), int(self.bounds[g + 1]))
@@ -145,10 +213,10 @@ _Taken = tuple[float, list[float], bool]  # Aligner.take_row: grid time, row, ga
 
 
 @dataclass(slots=True)
-class _Track:
+class _Track(Generic[M]):
     """One asset's grid and its slot of windows, and the model that serves it."""
 
-    model: ServedModel
+    model: M
     aligner: Aligner
     bank: WindowBank
     slot: int
@@ -168,7 +236,7 @@ class _Waiting:
     ends: list[npt.NDArray[np.float64]] = field(default_factory=list)
 
 
-class Pipeline:
+class Pipeline(Generic[M]):
     """Per-asset alignment and windows, batched scoring and decisions for a fleet.
 
     ``max_late_s`` is how long an incomplete grid slot waits for its missing channels;
@@ -180,7 +248,7 @@ class Pipeline:
 
     def __init__(
         self,
-        fleet: Fleet,
+        fleet: ModelsFor[M],
         *,
         max_assets: int = 10_000,
         max_late_s: float = 30.0,
@@ -202,10 +270,10 @@ class Pipeline:
         self.unknown_channels: list[tuple[str, str]] = []
         self._unknown_seen: set[tuple[str, str]] = set()
         self.counts: Counter[str] = Counter({name: 0 for name in COUNTS})
-        self._tracks: dict[str, _Track] = {}
+        self._tracks: dict[str, _Track[M]] = {}
         self._banks: dict[tuple[int, int, int], WindowBank] = {}  # by channels, length, hop
-        self._waiting: dict[ServedModel, _Waiting] = {}
-        self._stale: dict[ServedModel, list[AlertEvent]] = {}  # raised since the last flush
+        self._waiting: dict[M, _Waiting] = {}
+        self._stale: dict[M, list[AlertEvent]] = {}  # raised since the last flush
         self._pending = 0
         self._warming = 0
         self.failures: list[AssetFailure] = []  # assets whose windows the last flush dropped
@@ -292,7 +360,7 @@ class Pipeline:
         counts["invalid"] += invalid
         counts["dropped_slots"] += dropped
         counts["filled"] += filled
-        rows: dict[ServedModel, list[tuple[str, _Track, _Taken]]] = {}
+        rows: dict[M, list[tuple[str, _Track[M], _Taken]]] = {}
         for asset, done in completed.items():
             track = tracks[asset]
             first = done[0]
@@ -316,7 +384,7 @@ class Pipeline:
                 self._unknown_seen.add(pair)
                 self.unknown_channels.append(pair)
 
-    def _note_silent(self, asset: str, track: _Track) -> None:
+    def _note_silent(self, asset: str, track: _Track[M]) -> None:
         """Raise ``stale`` on ``asset`` for channels that stopped while its others go on."""
         at, silent = track.aligner.silent_channels()
         new = [entry for entry in silent if entry[0] not in track.silent]
@@ -330,7 +398,7 @@ class Pipeline:
         if event is not None:
             self._stale.setdefault(track.model, []).append(event)
 
-    def _cut(self, asset: str, track: _Track, outputs: list[AlignOutput]) -> None:
+    def _cut(self, asset: str, track: _Track[M], outputs: list[AlignOutput]) -> None:
         """Extend ``asset``'s window with its new rows (restarting it at gaps)."""
         start = 0
         for i in range(1, len(outputs) + 1):
@@ -356,7 +424,7 @@ class Pipeline:
                 self._queue(track.model, [asset], [len(due)], due)
             start = i
 
-    def _cut_rows(self, model: ServedModel, taken: list[tuple[str, _Track, _Taken]]) -> None:
+    def _cut_rows(self, model: M, taken: list[tuple[str, _Track[M], _Taken]]) -> None:
         """One new row for each of many assets of ``model`` (no gap): cut them together."""
         bank = taken[0][1].bank  # every track of a model has its slot in the same bank
         n = len(taken)
@@ -375,9 +443,7 @@ class Pipeline:
             assets.append(asset)
         self._queue(model, assets, [1] * len(assets), due)
 
-    def _queue(
-        self, model: ServedModel, assets: list[str], sizes: list[int], due: DueWindows
-    ) -> None:
+    def _queue(self, model: M, assets: list[str], sizes: list[int], due: DueWindows) -> None:
         """Let ``due`` (``sizes[e]`` windows of ``assets[e]`` in turn) wait for a flush."""
         waiting = self._waiting.get(model)
         if waiting is None:
@@ -388,7 +454,7 @@ class Pipeline:
         waiting.ends.append(due.end_timestamps)
         self._pending += len(due)
 
-    def flush(self) -> list[Scored]:
+    def flush(self) -> list[Scored[M]]:
         """Score every waiting window, one forward pass per model; return the decisions.
 
         Stale alerts raised since the last flush come first, each model's in a ``Scored``
@@ -415,12 +481,12 @@ class Pipeline:
 
     def _score(
         self,
-        model: ServedModel,
+        model: M,
         assets: list[str],
         bounds: npt.NDArray[np.int64],
         ends: npt.NDArray[np.float64],
         windows: npt.NDArray[np.float32],
-    ) -> Scored:
+    ) -> Scored[M]:
         """One forward pass over ``windows`` and the decisions on them, by asset."""
         scores = model.scorer.score(windows, reconstruct=self.with_denoised)
         verdicts = model.detector.decide_many(assets, bounds, ends, scores, windows)
@@ -446,12 +512,12 @@ class Pipeline:
 
     def _score_apart(
         self,
-        model: ServedModel,
+        model: M,
         assets: list[str],
         bounds: npt.NDArray[np.int64],
         ends: npt.NDArray[np.float64],
         windows: npt.NDArray[np.float32],
-    ) -> list[Scored]:
+    ) -> list[Scored[M]]:
         """After ``model``'s batch failed: each asset on its own; note those that fail.
 
         A failure inside the decisions may have left the assets decided before it one
@@ -529,7 +595,7 @@ class Pipeline:
             findings=findings,
         )
 
-    def swap_fleet(self, fleet: Fleet) -> tuple[int, int, int]:
+    def swap_fleet(self, fleet: ModelsFor[M]) -> tuple[int, int, int]:
         """Serve every asset from ``fleet`` from now on; return (kept, restarted, dropped).
 
         Call it with nothing pending (:meth:`flush` first). An asset whose new model has
@@ -564,7 +630,7 @@ class Pipeline:
                     model.detector.adopt(asset, old.detector)
         return kept, restarted, dropped
 
-    def _track_for(self, asset: str, readings: int = 1) -> _Track | None:
+    def _track_for(self, asset: str, readings: int = 1) -> _Track[M] | None:
         """Start tracking ``asset``; None when no model serves it or the fleet is full.
 
         In that case its ``readings`` are counted under the reason.
@@ -598,14 +664,14 @@ class Pipeline:
         self._warming += 1
         return track
 
-    def _untrack(self, asset: str, track: _Track) -> None:
+    def _untrack(self, asset: str, track: _Track[M]) -> None:
         """Stop tracking ``asset``: its grid goes, its window slot is given back."""
         del self._tracks[asset]
         track.bank.close(track.slot)
         self._warming -= track.is_warming
 
 
-def _continue_block(track: _Track, block: Series) -> Series:
+def _continue_block(track: _Track[M], block: Series) -> Series:
     """``block`` moved to continue its channel's last block, when it lands near enough.
 
     A block's sample times come from its arrival (``float32_le``), which comes late by
@@ -681,7 +747,7 @@ def _by_asset(
     return order, list(by_asset), bounds
 
 
-def _events_only(model: ServedModel, events: list[AlertEvent]) -> Scored:
+def _events_only(model: M, events: list[AlertEvent]) -> Scored[M]:
     """A ``Scored`` of no windows that carries ``events``."""
     none = np.empty(0, dtype=np.float32)
     return Scored(
@@ -698,7 +764,7 @@ def _events_only(model: ServedModel, events: list[AlertEvent]) -> Scored:
     )
 
 
-def _same_windows(a: ServedModel, b: ServedModel) -> bool:
+def _same_windows(a: M, b: M) -> bool:
     """True when the two models cut the same windows from the same grid."""
     x, y = a.bundle, b.bundle
     return (x.channels, x.window_len, x.hop, x.period_s) == (
@@ -710,7 +776,7 @@ def _same_windows(a: ServedModel, b: ServedModel) -> bool:
 
 
 def _newest_rows(
-    model: ServedModel, ends: npt.NDArray[np.float64], recon: npt.NDArray[np.float32]
+    model: M, ends: npt.NDArray[np.float64], recon: npt.NDArray[np.float32]
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float32]]:
     """The reconstructed rows each window added (its newest ``hop``), with their times."""
     bundle = model.bundle
