@@ -170,6 +170,11 @@ def test_a_device_is_scored_as_offline_and_a_gap_asks_for_a_rebirth(
             assert rebirth_requests(watcher, group) == []
             edge.data(range(rows - 3, rows), skip=4)  # four messages lost on the way
             _wait_until(lambda: rebirth_requests(watcher, group), "a rebirth request")
+            # The request goes out on the first message after the gap: wait for the others.
+            _wait_until(
+                lambda: daemon.intake.counts["readings"] == rows * len(noise.channels) + 3 * 4,
+                lambda: f"every reading taken; intake {dict(daemon.intake.counts)}",
+            )
             seq_gaps = metric(daemon, "aewatch_sparkplug_events_total", event="seq_gap")
             births = metric(daemon, "aewatch_sparkplug_events_total", event="birth")
             requests = metric(daemon, "aewatch_sparkplug_events_total", event="rebirth_request")
