@@ -6,7 +6,7 @@ Feeds the messages ``aewatch run`` would get from ``assets`` assets × 8 channel
 10 ms period (one ``json_multi`` message per asset row, one ``json`` message per reading,
 or one 100-sample ``float32_le`` message per channel) through
 :meth:`~aewatch.daemon.intake.Intake.take_many` and
-:meth:`~aewatch.daemon.pipeline.Pipeline.ingest` / ``flush`` in batches as the daemon's
+:meth:`~aewatch.core.pipeline.Pipeline.ingest` / ``flush`` in batches as the daemon's
 network thread and worker see them in a flood, and prints µs of one core per reading
 (median of ``--repeats``). This isolates the core's share of ``bench/throughput/run.py``'s
 figures; ``--profile`` prints where the time goes.
@@ -25,9 +25,9 @@ from collections.abc import Callable
 import numpy as np
 
 from aewatch.config import Config
+from aewatch.core.pipeline import Pipeline
 from aewatch.daemon.fleet import Fleet, ServedModel
 from aewatch.daemon.intake import Intake, ReadingQueue
-from aewatch.daemon.pipeline import Pipeline
 from aewatch.model.dataset import Table
 from aewatch.model.fit import FitSettings
 from aewatch.model.scorer import set_inference_threads

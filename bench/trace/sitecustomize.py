@@ -30,8 +30,8 @@ from typing import Any
 if os.environ.get("AEW_TRACE"):
     import numpy as np
 
-    from aewatch.core import align, window
-    from aewatch.daemon import intake, pipeline, service
+    from aewatch.core import align, pipeline, window
+    from aewatch.daemon import intake, service
 
     _samples: dict[str, list[float]] = {}
     _EVERY = 8  # sample one reading in this many
