@@ -120,7 +120,7 @@ def run_files(paths: Sequence[Path], settings: TrainSettings) -> dict[str, Any]:
         bundle = train_bundle([train], settings).bundle
         scores = score_table(bundle, test)
         assert test.labels is not None and test.changepoints is not None
-        anomalous = scores.window_score > scores.window_cut
+        anomalous = scores.window_score > scores.window_threshold
         flags = look_ahead_flags(test, scores.window_end, anomalous, bundle.window_len)
         causal.append((test.labels, scores.anomaly))
         ahead.append((test.labels, flags))

@@ -57,6 +57,6 @@ def test_a_fresh_asset_is_judged_on_the_statistic(
     detector = Detector(Threshold(value, 0.01, len(errors), "quantile"), ("a",), seeded)
     e = np.array([error], dtype=np.float32)
     verdicts = detector.decide("x", [0.0], Scores(np.zeros((1, 1, 2), np.float32), e, e[:, None]))
-    np.testing.assert_allclose(verdicts.cuts[0], value * seed_mean, rtol=1e-6)
+    np.testing.assert_allclose(verdicts.thresholds[0], value * seed_mean, rtol=1e-6)
     if abs(float(e[0]) / seed_mean - value) > 1e-6 * value:
         assert bool(verdicts.is_anomalous[0]) == (float(e[0]) / seed_mean > value)

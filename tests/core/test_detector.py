@@ -52,11 +52,11 @@ def test_baseline_follows_slow_drift_but_not_a_fault() -> None:
     drift = np.linspace(1.0, 4.0, 3000)  # errors quadruple over a long time: plant ageing
     v = _run(_adapting(), drift, cut=2.0)
     assert not v.is_firing.any()
-    assert v.cuts[-1] > 7.0  # threshold x baseline moved with the drift
+    assert v.thresholds[-1] > 7.0  # threshold x baseline moved with the drift
     fault = np.r_[np.ones(100), np.full(500, 5.0)]  # a sudden fault that lasts
     v = _run(_adapting(), fault, cut=2.0)
     assert v.is_firing[-1]  # never learnt while firing, so it is not absorbed
-    assert v.cuts[-1] == pytest.approx(2.0)
+    assert v.thresholds[-1] == pytest.approx(2.0)
 
 
 def test_relative_drop_rebaselines_after_a_fault() -> None:
@@ -67,7 +67,7 @@ def test_relative_drop_rebaselines_after_a_fault() -> None:
     with_drop = _run(_adapting(drop=0.3, min_alert=30), errors)
     assert not with_drop.is_firing[-1]
     assert [e.state for e in with_drop.events] == ["raised", "resolved"]
-    assert with_drop.cuts[-1] == pytest.approx(2.0 * 3.0)
+    assert with_drop.thresholds[-1] == pytest.approx(2.0 * 3.0)
 
 
 def test_floor_keeps_the_threshold_from_collapsing() -> None:
@@ -75,7 +75,7 @@ def test_floor_keeps_the_threshold_from_collapsing() -> None:
     assert _run(_adapting(), quiet).is_firing[-1]
     v = _run(_adapting(floor=0.5), quiet)
     assert not v.is_firing.any()
-    assert v.cuts.min() == pytest.approx(1.0)
+    assert v.thresholds.min() == pytest.approx(1.0)
 
 
 def test_settings_round_trip() -> None:
@@ -95,7 +95,7 @@ def test_split_batches_give_the_same_verdicts() -> None:
         for i in range(0, 500, 37)
     ]
     np.testing.assert_array_equal(whole.is_firing, np.concatenate([p.is_firing for p in parts]))
-    np.testing.assert_allclose(whole.cuts, np.concatenate([p.cuts for p in parts]))
+    np.testing.assert_allclose(whole.thresholds, np.concatenate([p.thresholds for p in parts]))
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
@@ -176,7 +176,7 @@ def test_runs_of_normal_windows_decide_as_one_window_at_a_time(
         whole.is_anomalous, np.concatenate([v.is_anomalous for v in one_by_one])
     )
     np.testing.assert_allclose(whole.scores, np.concatenate([v.scores for v in one_by_one]))
-    np.testing.assert_allclose(whole.cuts, np.concatenate([v.cuts for v in one_by_one]))
+    np.testing.assert_allclose(whole.thresholds, np.concatenate([v.thresholds for v in one_by_one]))
     events = [e for v in one_by_one for e in v.events]
     assert [_fixed(e) for e in whole.events] == [_fixed(e) for e in events]
     for a, b in zip(whole.events, events, strict=True):
@@ -218,7 +218,7 @@ def test_many_assets_at_once_decide_as_each_alone() -> None:
             one = alone[asset].decide(asset, ends[g], _scores(parts[g]))
             mine = slice(bounds[g], bounds[g + 1])
             np.testing.assert_array_equal(both.is_firing[mine], one.is_firing)
-            np.testing.assert_allclose(both.cuts[mine], one.cuts)
+            np.testing.assert_allclose(both.thresholds[mine], one.thresholds)
             assert [_fixed(e) for e in both.events if e.asset == asset] == [
                 _fixed(e) for e in one.events
             ]

@@ -140,7 +140,7 @@ def outcomes(results: Iterable[Scored]) -> dict[str, Outcome]:
         outcome = joined.setdefault(asset, Outcome())
         outcome.ends.append(scored.end_timestamps)
         outcome.scores.append(scored.scores)
-        outcome.cuts.append(scored.cuts)
+        outcome.cuts.append(scored.thresholds)
         outcome.severities.append(scored.severity)
         outcome.is_firing.append(scored.is_firing)
         outcome.events += scored.events
@@ -170,7 +170,7 @@ def test_readings_one_at_a_time_match_score_table(
     offline = score_table(bundle, faulty, asset="w")
     assert flushed_once.end.tolist() == offline.window_end.tolist()
     np.testing.assert_allclose(flushed_once.score, offline.window_score, rtol=1e-5)
-    np.testing.assert_allclose(flushed_once.cut, offline.window_cut, rtol=1e-5)
+    np.testing.assert_allclose(flushed_once.cut, offline.window_threshold, rtol=1e-5)
     np.testing.assert_allclose(flushed_once.severity, offline.window_severity, rtol=1e-5)
     # Severity is the worst ratio, the window error's among them: never below score / cut.
     ratio = flushed_once.score / flushed_once.cut

@@ -83,7 +83,7 @@ def test_each_asset_shows_its_newest_window_across_flushes(bundle: ModelBundle) 
             gauges.note(scored)
             for one in scored.per_asset():
                 (asset,) = one.assets
-                last = (float(one.scores[-1]), float(one.cuts[-1]), float(one.severity[-1]))
+                last = (float(one.scores[-1]), float(one.thresholds[-1]), float(one.severity[-1]))
                 expected[asset] = ("well", *last)
         assert _shown(gauges) == expected
     assert set(expected) == {"w1", "w2", "w3"} and len(gauges) == 3

@@ -358,7 +358,7 @@ def _wait_gauges(
 
 def _newest_offline(offline: TableScores, asset: str) -> dict[tuple[str, str, str], float]:
     """What the gauges of ``asset`` should show once ``offline``'s windows are scored."""
-    newest = (offline.window_score[-1], offline.window_cut[-1], offline.window_severity[-1])
+    newest = (offline.window_score[-1], offline.window_threshold[-1], offline.window_severity[-1])
     return {
         (name, asset, "well"): float(value)
         for name, value in zip(ASSET_GAUGES, newest, strict=True)

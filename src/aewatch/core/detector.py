@@ -21,10 +21,10 @@ order and turns each error into a decision statistic:
 The statistic is compared with the calibrated ``Threshold``. Beside it, each channel's
 residual and sensor-health checks (``aewatch.core.checks``: shift, noise, stuck, range, spikes)
 watch the newest samples of every window; a window is anomalous when the window error is
-over its cut *or* any check is at its limit, and the outcome is fed to the ``AlertState``
-(hysteresis). What a caller sees is in the error's own units: ``score`` (the smoothed
-error) against ``cut`` (threshold × baseline); an alert also says which check and which
-channels (``AlertEvent.kind``, ``findings``).
+over the threshold in force *or* any check is at its limit, and the outcome is fed to the
+``AlertState`` (hysteresis). What a caller sees is in the error's own units: ``score``
+(the smoothed error) against the threshold in force (``thresholds``: threshold × baseline);
+an alert also says which check and which channels (``AlertEvent.kind``, ``findings``).
 """
 
 from __future__ import annotations
@@ -147,17 +147,18 @@ class DecisionSettings:
 class Verdicts:
     """Per-window outcome for ``k`` windows of one asset, in time order.
 
-    ``scores`` ``(k,)`` the smoothed error; ``cuts`` ``(k,)`` the threshold in the same
-    units; ``is_anomalous`` ``(k,)`` score above cut or a check at its limit; ``is_firing``
-    ``(k,)`` the asset's alert state after the window; ``severity`` ``(k,)`` the worst of
-    score / cut and each check's statistic / its limit (1 or more: anomalous); ``events``
-    the raise/resolve events those windows caused; ``outside_envelope`` how many of the
-    windows have a new reading outside the training envelope (the range check's), where
-    the calibration, and so the false-alert estimate, does not hold.
+    ``scores`` ``(k,)`` the smoothed error; ``thresholds`` ``(k,)`` the threshold in force,
+    in the same units; ``is_anomalous`` ``(k,)`` score above it or a check at its limit;
+    ``is_firing`` ``(k,)`` the asset's alert state after the window; ``severity`` ``(k,)``
+    the worst of score / threshold and each check's statistic / its limit (1 or more:
+    anomalous); ``events`` the raise/resolve events those windows caused;
+    ``outside_envelope`` how many of the windows have a new reading outside the training
+    envelope (the range check's), where the calibration, and so the false-alert estimate,
+    does not hold.
     """
 
     scores: npt.NDArray[np.float32]
-    cuts: npt.NDArray[np.float32]
+    thresholds: npt.NDArray[np.float32]
     is_anomalous: npt.NDArray[np.bool_]
     is_firing: npt.NDArray[np.bool_]
     severity: npt.NDArray[np.float32]
@@ -305,7 +306,7 @@ class Detector:
         alerts = self.alerts
         total = len(ends)
         out_scores = [0.0] * total
-        cuts = [0.0] * total
+        thresholds = [0.0] * total
         anomalous = [False] * total
         firing = [False] * total
         events: list[AlertEvent] = []
@@ -323,16 +324,16 @@ class Detector:
                     # A run of normal windows (the common case) in one step, up to the first
                     # anomalous one; that one, and a few after it, go one by one below.
                     end = min(k, i + _RUN_SPAN)
-                    scores_run, cuts_run = self._normal_run(
+                    scores_run, thresholds_run = self._normal_run(
                         state, raw_array[i:end], checked.is_over[i:end]
                     )
                     n = len(scores_run)
                     if n:
                         alerts.note_normal(asset, ends[i], n)
                         out_scores[i : i + n] = scores_run.tolist()
-                        cuts[i : i + n] = cuts_run.tolist()
+                        thresholds[i : i + n] = thresholds_run.tolist()
                         severity[i : i + n] = np.maximum(
-                            scores_run / np.maximum(cuts_run, _TINY), checked.worst[i : i + n]
+                            scores_run / np.maximum(thresholds_run, _TINY), checked.worst[i : i + n]
                         ).tolist()
                         i += n
                         if i == k:
@@ -352,11 +353,11 @@ class Detector:
                 )
                 state.smoothed = smoothed
                 baseline = max(state.baseline(), state.floor) if adapt else 1.0
-                cut = value * baseline
-                out_scores[i], cuts[i] = smoothed, cut
-                ae_ratio = smoothed / max(cut, _TINY)
+                in_force = value * baseline
+                out_scores[i], thresholds[i] = smoothed, in_force
+                ae_ratio = smoothed / max(in_force, _TINY)
                 severity[i] = window_severity = max(ae_ratio, check_ratio[i])
-                is_over = smoothed > cut
+                is_over = smoothed > in_force
                 is_anomalous = anomalous[i] = is_over or check_ratio[i] >= 1.0
                 was_firing = alerts.is_firing(asset)
                 if not (is_anomalous or was_firing):  # a normal window, kept short
@@ -387,7 +388,7 @@ class Detector:
                     is_anomalous=counts_anomalous,
                     at=ends[i],
                     score=smoothed,
-                    threshold=cut,
+                    threshold=in_force,
                     channel_errors=channel_errors,
                     severity=window_severity,
                     kind=kind,
@@ -409,7 +410,7 @@ class Detector:
                 i += 1
         return Verdicts(
             np.array(out_scores, dtype=np.float32),
-            np.array(cuts, dtype=np.float32),
+            np.array(thresholds, dtype=np.float32),
             np.array(anomalous, dtype=np.bool_),
             np.array(firing, dtype=np.bool_),
             np.array(severity, dtype=np.float32),
@@ -440,11 +441,12 @@ class Detector:
         raws: npt.NDArray[np.float64],
         is_blocked: npt.NDArray[np.bool_],
     ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-        """Smoothed scores and cuts of the leading normal windows of ``raws``, applied.
+        """Smoothed scores and thresholds in force of the leading normal windows of ``raws``,
+        applied.
 
         For an asset that does not fire: every window is first taken to be normal, which
         fixes each one's baseline; the run ends before the first window whose score then
-        meets its cut, or that a channel check flags (``is_blocked``). The run's windows
+        meets its threshold, or that a channel check flags (``is_blocked``). The run's windows
         are folded into the smoothing and the baseline as the one-by-one path would fold
         them (sums rounded differently); the caller notes them in the alert state.
         """
@@ -456,7 +458,7 @@ class Detector:
         smoothed = ewma_from(x, settings.alpha, state.smoothed)
         adapt = settings.adaptation
         if adapt is None:
-            cuts = np.full(len(x), value)
+            in_force = np.full(len(x), value)
         else:
             known = state.normals()
             normals = np.concatenate((known, smoothed))  # if all windows are normal
@@ -466,15 +468,15 @@ class Detector:
             count = stop - start
             with np.errstate(invalid="ignore", divide="ignore"):
                 baseline = np.where(count > 0, (total[stop] - total[start]) / count, 1.0)
-            cuts = value * np.maximum(baseline, state.floor)
-        over = np.flatnonzero((smoothed > cuts) | is_blocked)
+            in_force = value * np.maximum(baseline, state.floor)
+        over = np.flatnonzero((smoothed > in_force) | is_blocked)
         n = int(over[0]) if len(over) else len(x)
         if n:
             state.smoothed = float(smoothed[n - 1])
             if adapt is not None:
                 state.keep_normals(normals[: len(known) + n], adapt.depth)
                 state.dropped = False
-        return smoothed[:n], cuts[:n]
+        return smoothed[:n], in_force[:n]
 
     def _has_dropped(self, state: _AssetState, statistic: float) -> bool:
         """True when a long alert's statistic fell far below its median (a new plateau)."""

@@ -153,7 +153,7 @@ class Scored(Generic[M]):
 
     The windows of ``assets[g]`` are ``bounds[g]:bounds[g + 1]``, oldest first.
     ``end_timestamps`` ``(n,)`` float64 epoch seconds; ``scores`` (smoothed errors),
-    ``cuts`` (the thresholds in force they were held to) and ``severity`` (the worst
+    ``thresholds`` (the thresholds in force they were held to) and ``severity`` (the worst
     statistic over its limit: 1 or more is anomalous) ``(n,)`` float32; ``is_firing``
     ``(n,)`` bool, the alert state after each window; ``channel_errors`` ``(n, c)`` float32;
     ``events`` every raise and resolve, in order. ``denoised`` is None unless asked for,
@@ -167,7 +167,7 @@ class Scored(Generic[M]):
     bounds: npt.NDArray[np.int64]
     end_timestamps: npt.NDArray[np.float64]
     scores: npt.NDArray[np.float32]
-    cuts: npt.NDArray[np.float32]
+    thresholds: npt.NDArray[np.float32]
     severity: npt.NDArray[np.float32]
     is_firing: npt.NDArray[np.bool_]
     channel_errors: npt.NDArray[np.float32]
@@ -197,7 +197,7 @@ class Scored(Generic[M]):
                     np.array([0, mine.stop - mine.start], dtype=np.int64),
                     self.end_timestamps[mine],
                     self.scores[mine],
-                    self.cuts[mine],
+                    self.thresholds[mine],
                     self.severity[mine],
                     self.is_firing[mine],
                     self.channel_errors[mine],
@@ -502,7 +502,7 @@ class Pipeline(Generic[M]):
             bounds,
             ends,
             verdicts.scores,
-            verdicts.cuts,
+            verdicts.thresholds,
             verdicts.severity,
             verdicts.is_firing,
             scores.channel_errors,

@@ -53,7 +53,7 @@ class AssetGauges:
         rows = zip(
             repeat(scored.model.name),
             scored.scores[newest].tolist(),
-            scored.cuts[newest].tolist(),
+            scored.thresholds[newest].tolist(),
             scored.severity[newest].tolist(),
             strict=False,  # repeat() never ends; the three lists have one value per asset
         )

@@ -37,7 +37,7 @@ class TableScores:
     ``score``, ``threshold`` ``(n,)`` float64, NaN until the row's segment has a full
     window; ``anomaly`` ``(n,)`` int8, the alert state after hysteresis (0 before the first
     window); ``channel_errors`` ``(n, c)`` float64, NaN like ``score``. ``window_end``,
-    ``window_score``, ``window_cut``, ``window_severity`` ``(k,)`` describe every scored
+    ``window_score``, ``window_threshold``, ``window_severity`` ``(k,)`` describe every scored
     window; ``events`` the alerts raised and resolved.
     """
 
@@ -47,7 +47,7 @@ class TableScores:
     channel_errors: npt.NDArray[np.float64]
     window_end: npt.NDArray[np.float64]
     window_score: npt.NDArray[np.float32]
-    window_cut: npt.NDArray[np.float32]
+    window_threshold: npt.NDArray[np.float32]
     window_severity: npt.NDArray[np.float32]
     events: list[AlertEvent]
 
@@ -69,7 +69,7 @@ def score_table(
     window = Window(c, bundle.window_len, bundle.hop)
     ends: list[npt.NDArray[np.float64]] = [np.empty(0)]
     errors: list[npt.NDArray[np.float32]] = [np.empty(0, dtype=np.float32)]
-    cuts: list[npt.NDArray[np.float32]] = [np.empty(0, dtype=np.float32)]
+    thresholds: list[npt.NDArray[np.float32]] = [np.empty(0, dtype=np.float32)]
     severity: list[npt.NDArray[np.float32]] = [np.empty(0, dtype=np.float32)]
     firing_held = 0
     for seg in regularize(
@@ -85,7 +85,7 @@ def score_table(
         events.extend(verdicts.events)
         ends.append(due.end_timestamps)
         errors.append(verdicts.scores)
-        cuts.append(verdicts.cuts)
+        thresholds.append(verdicts.thresholds)
         severity.append(verdicts.severity)
         # Grid row of each window's end, then for every grid row the latest window so far.
         first, last = int(seg.source_index[0]), int(seg.source_index[-1])
@@ -96,7 +96,7 @@ def score_table(
         has = latest >= 0
         pick = latest[has]
         score[rows[has]] = verdicts.scores[pick]
-        threshold[rows[has]] = verdicts.cuts[pick]
+        threshold[rows[has]] = verdicts.thresholds[pick]
         channel_errors[rows[has]] = scores.channel_errors[pick]
         anomaly[rows[has]] = verdicts.is_firing[pick]
         # Rows before this segment's first window keep the state the asset already had.
@@ -110,7 +110,7 @@ def score_table(
         channel_errors,
         np.concatenate(ends),
         np.concatenate(errors),
-        np.concatenate(cuts),
+        np.concatenate(thresholds),
         np.concatenate(severity),
         events,
     )
