@@ -17,7 +17,7 @@ from aewatch.model.train import TrainSettings, train_bundle
 from aewatch.sim.cli import write_csv
 from aewatch.sim.simulate import simulate
 
-from ..shell.conftest import broker  # noqa: F401  (the fixture, for these tests too)
+from ..shell.conftest import broker, daemon_log  # noqa: F401  (the fixtures, for these tests too)
 
 WINDOW_LEN = 10  # TrainSettings' default
 

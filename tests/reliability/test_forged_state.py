@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -150,22 +148,6 @@ def test_the_daemon_s_own_state_is_resumed_after_a_restart(
     assert "resumed 1 open alerts" in daemon_log.getvalue()
     key = (tmp_path / "state" / "state-key").read_text().strip()
     assert key not in daemon_log.getvalue()
-
-
-@pytest.fixture
-def daemon_log() -> Iterator[io.StringIO]:
-    """Everything the ``aewatch`` loggers write during the test, down to DEBUG."""
-    out = io.StringIO()
-    handler = logging.StreamHandler(out)
-    logger = logging.getLogger("aewatch")
-    level = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG)
-    try:
-        yield out
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
 
 
 def _firing_state(asset: str) -> bytes:

@@ -9,6 +9,8 @@ settings (its ``Broker`` is stopped at the end of the test); ``broker_credential
 
 from __future__ import annotations
 
+import io
+import logging
 import os
 import shutil
 import signal
@@ -204,3 +206,19 @@ def _issue(
 def _openssl(*args: str) -> None:
     binary = shutil.which("openssl") or "/usr/bin/openssl"
     subprocess.run([binary, *args], check=True, capture_output=True)
+
+
+@pytest.fixture
+def daemon_log() -> Iterator[io.StringIO]:
+    """Everything the ``aewatch`` loggers write during the test, down to DEBUG."""
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    logger = logging.getLogger("aewatch")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        yield out
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)

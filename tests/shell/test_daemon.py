@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 import math
 import re
 import signal
@@ -186,22 +185,6 @@ class Bench:
 @pytest.fixture
 def bench(plant: Plant, tmp_path: Path, request: pytest.FixtureRequest) -> Bench:
     return Bench(plant, tmp_path, re.sub(r"[^A-Za-z0-9_-]+", "-", request.node.name).strip("-"))
-
-
-@pytest.fixture
-def daemon_log() -> Iterator[io.StringIO]:
-    """Everything the ``aewatch`` loggers write during the test, down to DEBUG."""
-    out = io.StringIO()
-    handler = logging.StreamHandler(out)
-    logger = logging.getLogger("aewatch")
-    level = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG)
-    try:
-        yield out
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
 
 
 # -- MQTT from the test's side ------------------------------------------------------------

@@ -25,7 +25,7 @@ from aewatch.commands.durations import rough_duration
 from aewatch.commands.read_options import read_options
 from aewatch.config import BUNDLE_SUFFIX
 from aewatch.errors import AewatchError
-from aewatch.model.tables import ReadOptions, asset_names, read_raw
+from aewatch.model.tables import ReadOptions, asset_names, fleet_raw
 
 __all__ = ["EXPORT_SUFFIXES", "TrainedAsset", "asset_files", "fleet_assets", "run_per_asset"]
 
@@ -86,7 +86,7 @@ def fleet_assets(path: Path, column: str, options: ReadOptions) -> list[tuple[st
             f"--per-asset --asset-column {column}: {path} is a folder; give the one export "
             "that holds every asset (or leave out --asset-column for a file per asset)"
         )
-    raw = read_raw(path, source=str(path), options=options)
+    raw = fleet_raw(path, source=str(path), options=options)
     return [(asset, path) for asset in asset_names(raw, column)]
 
 

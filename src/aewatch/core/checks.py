@@ -60,7 +60,7 @@ __all__ = [
 ]
 
 CHECK_KINDS: tuple[str, ...] = ("shift", "noise", "stuck", "range", "spikes")
-STEADY_BOUND = 3.0
+STEADY_BOUND = 3.0  # steady_levels: halves this many times what noise explains apart, at most
 CHECK_MARGIN = 1.5  # a limit is at least this many times the highest normal held-out value
 SHIFT, NOISE, STUCK, RANGE, SPIKES = range(5)
 _CAP = 1.5  # a CUSUM never climbs past this many limits, so it falls back soon after a fault

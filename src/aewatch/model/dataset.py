@@ -38,6 +38,7 @@ from aewatch.model.tables import (
     Step,
     Table,
     asset_rows,
+    fleet_raw,
     listing,
     long_columns,
     read_long,
@@ -116,9 +117,11 @@ def read_export(
         raise TypeError(f"channels must be a list of column names, got the string {channels!r}")
     pick = ChannelPick(channels, channels_fix)
     with _progress(Path(path).name, options) as step:
-        raw = read_raw(Path(path), source=str(path), options=options)
         if options.asset_column is not None and options.asset is not None:
-            raw = asset_rows(raw, options.asset_column, options.asset)
+            whole = fleet_raw(Path(path), source=str(path), options=options)
+            raw = asset_rows(whole, options.asset_column, options.asset)
+        else:
+            raw = read_raw(Path(path), source=str(path), options=options)
         step("times")
         time_name = _timestamp_name(raw, timestamp_column or options.timestamp_column)
         columns = long_columns(raw, time_name, options)

@@ -3,7 +3,7 @@ columns, one asset's rows of a fleet's export, times, cells, row order, wide and
 tables and the summary of what was read. :mod:`aewatch.model.dataset` puts them together
 into a ``Table``."""
 
-from aewatch.model.tables.assets import asset_names, asset_rows
+from aewatch.model.tables.assets import asset_names, asset_rows, fleet_raw
 from aewatch.model.tables.cells import (
     BAD_CELL_FIX,
     Cells,
@@ -47,6 +47,7 @@ __all__ = [
     "asset_names",
     "asset_rows",
     "carried_forward",
+    "fleet_raw",
     "interpolated",
     "listing",
     "long_columns",

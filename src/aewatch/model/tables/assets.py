@@ -3,23 +3,51 @@
 Historians often export many assets into one table (``timestamp, asset, tag, value`` or a
 wide table with an ``asset`` column). ``asset_names`` lists the assets such a column names;
 ``asset_rows`` keeps one asset's rows, each with its line in the file, and leaves the
-column out, so what is read next is that asset's export alone.
+column out, so what is read next is that asset's export alone. ``fleet_raw`` reads such a
+file once for all its assets: ``train --per-asset`` lists them, then reads each one's rows.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from aewatch.errors import DataError
-from aewatch.model.tables.files import RawFile, listing
+from aewatch.model.tables.files import RawFile, listing, read_raw
+from aewatch.model.tables.options import ReadOptions
 
-__all__ = ["asset_names", "asset_rows"]
+__all__ = ["asset_names", "asset_rows", "fleet_raw"]
 
 _SHOWN = 10  # assets named in a message, at most
+
+
+def fleet_raw(path: Path, *, source: str, options: ReadOptions) -> RawFile:
+    """:func:`read_raw` of a fleet's export, kept while the file is unchanged, so the
+    assets of one file are read from it once, not once each.
+
+    Raises:
+        DataError: as :func:`read_raw`.
+    """
+    try:
+        stat = path.stat()
+    except OSError:  # read_raw says what is wrong with the path
+        return read_raw(path, source=source, options=options)
+    stamp = (stat.st_mtime_ns, stat.st_size)
+    return _read_once(path.resolve(), stamp, source, options.sep, options.decimal)
+
+
+@functools.lru_cache(maxsize=1)
+def _read_once(
+    path: Path, stamp: tuple[int, int], source: str, sep: str | None, decimal: str | None
+) -> RawFile:
+    """The one file read last (``stamp`` tells a changed file from the one kept)."""
+    del stamp
+    return read_raw(path, source=source, options=ReadOptions(sep=sep, decimal=decimal))
 
 
 def asset_names(raw: RawFile, column: str) -> list[str]:
