@@ -23,6 +23,7 @@ from aewatch.core.window import sliding_windows
 PERIOD_S = 10.0
 WINDOW = 10
 NOISE = 0.1
+_F32 = 1e-5  # float32 predictions: what "the same" means for statistics built on them
 
 
 def _plant(rng: np.random.Generator, n: int) -> npt.NDArray[np.float64]:
@@ -233,13 +234,16 @@ def test_a_long_batch_folds_in_as_window_by_window(
         return together, np.concatenate([getattr(o, name) for o in one])
 
     together, alone = joined("ratios")
-    assert np.allclose(together, alone, atol=1e-9)
+    # The predictions are float32 (ResidualModel.expected), and a product of one window's
+    # samples may round differently from the same product in a batch (numpy 2.4 takes
+    # another kernel for one row): equal to float32's precision, not to the last bit.
+    assert np.allclose(together, alone, rtol=_F32, atol=_F32)
     # The residual's level and spread serve the findings of a shift or noise check at its
     # limit: there they must agree too.
     at_limit = (alone[:, :2].max(axis=1) >= 1.0).any(axis=1)
     for name in ("level", "spread"):
         mine, reference = joined(name)
-        assert np.allclose(mine[at_limit], reference[at_limit], atol=1e-9), name
+        assert np.allclose(mine[at_limit], reference[at_limit], rtol=_F32, atol=_F32), name
     spikes_at_limit = alone[:, CHECK_KINDS.index("spikes")].max(axis=1) >= 1.0
     for name in ("spike", "spike_expected"):
         mine, reference = joined(name)
