@@ -167,7 +167,7 @@ def main() -> None:
             run, pipeline = _prepare(fmt, bundle, args.assets, rows, args.read_spread)
             started = time.process_time()
             run()
-            placed = pipeline.counts["aligned"]
+            placed = pipeline.counts.aligned
             costs.append((time.process_time() - started) / max(placed, 1) * 1e6)
         print(
             f"{fmt:11s} {statistics.median(costs):6.2f} µs/reading "

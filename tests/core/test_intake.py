@@ -70,7 +70,7 @@ def queued(source: Intake) -> list[Reading]:
 def refusals(source: Intake) -> dict[str, int]:
     """The non-zero counts other than messages and readings."""
     skip = ("messages", "readings")
-    return {k: v for k, v in source.counts.items() if v and k not in skip}
+    return {k: v for k, v in source.counts.as_dict().items() if v and k not in skip}
 
 
 # --- ReadingQueue -----------------------------------------------------------------------
@@ -145,8 +145,16 @@ def test_take_waits_until_a_put_or_a_wake() -> None:
 
 
 def test_counts_start_at_zero_for_every_name(bundle: ModelBundle) -> None:
-    counts = intake(bundle).counts
-    expected = {"messages", "readings", "unknown_topic", "no_model", "bad_asset_name", "queue_full"}
+    counts = intake(bundle).counts.as_dict()
+    expected = {
+        "messages",
+        "readings",
+        "unknown_topic",
+        "no_model",
+        "bad_asset_name",
+        "queue_full",
+        "internal_error",
+    }
     assert set(counts) == expected | {f"decode_error:{reason}" for reason in DECODE_REASONS}
     assert not any(counts.values())
 
@@ -159,7 +167,7 @@ def test_the_topic_gives_asset_with_its_prefix_and_channel(bundle: ModelBundle) 
         Reading("well-7", "flow", T0, 1.5),
         Reading("well-9", "temp", NOW, 20.5),  # number: at the arrival clock
     ]
-    assert (source.counts["messages"], source.counts["readings"]) == (2, 2)
+    assert (source.counts.messages, source.counts.readings) == (2, 2)
     assert refusals(source) == {}
 
 
@@ -281,7 +289,7 @@ def test_a_bad_part_is_counted_and_the_rest_queued(bundle: ModelBundle) -> None:
         ("flow", 1.0),
         ("flow", 0.5),
     ]
-    assert source.counts["readings"] == 3
+    assert source.counts.readings == 3
 
 
 def test_a_full_queue_drops_the_whole_message_and_counts_its_readings(
@@ -293,7 +301,7 @@ def test_a_full_queue_drops_the_whole_message_and_counts_its_readings(
     assert len(source.queue) == 0
     source.take("mine/well-2/telemetry", b'{"ts": 1700000000, "flow": 1, "temp": 2}')
     source.take("raw/well-2/flow", b"1")
-    assert (source.counts["readings"], source.counts["queue_full"]) == (2, 4)
+    assert (source.counts.readings, source.counts.queue_full) == (2, 4)
     assert len(queued(source)) == 2
 
 

@@ -298,17 +298,7 @@ def test_a_resumed_alert_keeps_its_kind_severity_and_channels() -> None:
     assert (back.channel, back.kind, back.measured, back.ratio) == ("flow", "stale", 3.2, 2.5)
     assert math.isnan(back.expected)
     alerts = AlertState()
-    assert alerts.restore(
-        "well-7",
-        alert_id=resumed.alert_id,
-        started_at=resumed.started_at,
-        peak_score=resumed.peak_score,
-        threshold=resumed.threshold,
-        contributions=resumed.contributions,
-        kind=resumed.kind,
-        severity=resumed.severity,
-        findings=resumed.findings,
-    )
+    assert alerts.restore(resumed)
     resolved = alerts.update("well-7", is_anomalous=False, at=T0 + 900, score=0.0, threshold=1.0)
     assert resolved is not None and resolved.alert_id == raised.alert_id
     assert (resolved.kind, resolved.severity, resolved.findings) == ("stale", 2.5, (finding,))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -18,7 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aewatch.core.alerts import AlertEvent
+from aewatch.core.alerts import AlertEvent, OpenAlert
 from aewatch.core.decode import Reading, Row, Series
 from aewatch.core.messages import state_message
 from aewatch.core.pipeline import COUNTS, Pipeline, Scored
@@ -215,8 +215,8 @@ def test_assets_batched_together_match_separate_pipelines(bundle: ModelBundle) -
     interleaved = [r for row in zip(*feeds.values(), strict=True) for r in row]
     shared = pipeline(bundle)
     together = outcomes(stream(shared, interleaved))
-    assert shared.counts["batches"] == 1
-    assert shared.counts["windows"] == sum(len(o.end) for o in together.values())
+    assert shared.counts.batches == 1
+    assert shared.counts.windows == sum(len(o.end) for o in together.values())
     for asset, feed in feeds.items():
         alone = outcomes(stream(pipeline(bundle), feed))[asset]
         assert together[asset].decisions() == alone.decisions()
@@ -231,7 +231,7 @@ def test_assets_batched_together_match_separate_pipelines(bundle: ModelBundle) -
 
 def test_counts_start_at_zero_for_every_name(bundle: ModelBundle) -> None:
     pipe = pipeline(bundle)
-    assert dict(pipe.counts) == dict.fromkeys(COUNTS, 0)
+    assert pipe.counts.as_dict() == dict.fromkeys(COUNTS, 0)
     assert (pipe.assets, pipe.pending, pipe.warming) == (0, 0, 0)
     assert pipe.flush() == []
 
@@ -249,17 +249,17 @@ def test_late_unknown_channel_and_invalid_are_counted(bundle: ModelBundle) -> No
     pipe.ingest([Reading("w", "vibration", T0 + 50, 1.0)])
     pipe.ingest([Reading("w", "a", math.nan, 1.0), Reading("w", "b", T0 + 50, math.inf)])
     counts = pipe.counts
-    assert (counts["aligned"], counts["late"]) == (150, 1)
-    assert (counts["unknown_channel"], counts["invalid"]) == (1, 2)
-    assert counts["no_model"] == counts["too_many_assets"] == counts["gaps"] == 0
+    assert (counts.aligned, counts.late) == (150, 1)
+    assert (counts.unknown_channel, counts.invalid) == (1, 2)
+    assert counts.no_model == counts.too_many_assets == counts.gaps == 0
 
 
 def test_no_model_and_too_many_assets_are_counted(bundle: ModelBundle) -> None:
     pipe = pipeline(bundle, pattern="well-*", max_assets=2)
     pipe.ingest(Reading(asset, "a", T0, 1.0) for asset in ("well-1", "pump-1", "well-2"))
     pipe.ingest(Reading(asset, "a", T0, 1.0) for asset in ("well-3", "well-1", "well-3"))
-    assert (pipe.counts["no_model"], pipe.counts["too_many_assets"]) == (1, 2)
-    assert (pipe.counts["aligned"], pipe.assets) == (3, 2)
+    assert (pipe.counts.no_model, pipe.counts.too_many_assets) == (1, 2)
+    assert (pipe.counts.aligned, pipe.assets) == (3, 2)
 
 
 assets = st.sampled_from(["w1", "w2", "pump"])
@@ -276,7 +276,7 @@ def test_every_reading_ends_in_exactly_one_count(bundle: ModelBundle, feed: list
     pipe.ingest(feed)
     pipe.flush()
     fates = ("aligned", "late", "unknown_channel", "invalid", "no_model", "too_many_assets")
-    assert sum(pipe.counts[name] for name in fates) == len(feed)
+    assert sum(getattr(pipe.counts, name) for name in fates) == len(feed)
     assert pipe.assets <= 1
 
 
@@ -288,11 +288,11 @@ def test_a_long_gap_restarts_the_window(bundle: ModelBundle) -> None:
     pipe.ingest(feed[: 60 * 3])
     assert pipe.warming == 0
     pipe.ingest(feed[60 * 3 : 61 * 3])  # the first complete row after the gap
-    assert (pipe.counts["gaps"], pipe.warming) == (1, 1)
+    assert (pipe.counts.gaps, pipe.warming) == (1, 1)
     pipe.ingest(feed[61 * 3 : (60 + length - 1) * 3])
     assert pipe.warming == 1
     pipe.ingest(feed[(60 + length - 1) * 3 :])
-    assert (pipe.warming, pipe.counts["gaps"]) == (0, 1)
+    assert (pipe.warming, pipe.counts.gaps) == (0, 1)
     outcome = outcomes(pipe.flush())["w"]
     offline = score_table(bundle, rows, asset="w")
     assert outcome.end.tolist() == offline.window_end.tolist()
@@ -339,24 +339,29 @@ def test_denoised_is_left_out_unless_asked_for(hop_bundle: ModelBundle) -> None:
 
 # --- resuming an alert ------------------------------------------------------------------
 
-OPEN = {
-    "alert_id": "w@2023-11-14T22:00:00.000Z",
-    "started_at": T0 - 13_200.0,
-    "peak_score": 5.0,
-    "threshold": 1.0,
-    "contributions": {"a": 0.2, "b": 0.5, "c": 0.3},
-}
+OPEN = OpenAlert(
+    "w",
+    alert_id="w@2023-11-14T22:00:00.000Z",
+    started_at=T0 - 13_200.0,
+    peak_score=5.0,
+    threshold=1.0,
+    contributions={"a": 0.2, "b": 0.5, "c": 0.3},
+)
+
+
+def open_alert(asset: str) -> OpenAlert:
+    return replace(OPEN, asset=asset)
 
 
 def test_a_restored_alert_resolves_under_its_id_without_a_new_raise(
     bundle: ModelBundle,
 ) -> None:
     pipe = pipeline(bundle)
-    assert pipe.restore_alert("w", **OPEN)  # type: ignore[arg-type]
+    assert pipe.restore_alert(open_alert("w"))
     outcome = outcomes(stream(pipe, readings(table(100, 6))))["w"]
     (resolved,) = outcome.events
-    assert (resolved.alert_id, resolved.state) == (OPEN["alert_id"], "resolved")
-    assert (resolved.started_at, resolved.peak_score) == (OPEN["started_at"], 5.0)
+    assert (resolved.alert_id, resolved.state) == (OPEN.alert_id, "resolved")
+    assert (resolved.started_at, resolved.peak_score) == (OPEN.started_at, 5.0)
     assert resolved.contributions == (("b", 0.5), ("c", 0.3), ("a", 0.2))
     resolve_after = int(bundle.decision["resolve_after"])
     assert outcome.firing[: resolve_after - 1] == [True] * (resolve_after - 1)
@@ -367,11 +372,11 @@ def test_a_restored_alert_resolves_under_its_id_without_a_new_raise(
 
 def test_restore_is_refused_when_the_asset_has_state_or_no_model(bundle: ModelBundle) -> None:
     pipe = pipeline(bundle, pattern="w*")
-    assert not pipe.restore_alert("pump", **OPEN)  # type: ignore[arg-type]
+    assert not pipe.restore_alert(open_alert("pump"))
     stream(pipe, readings(table(40, 7)))
-    assert not pipe.restore_alert("w", **OPEN)  # type: ignore[arg-type]
-    assert pipe.restore_alert("w2", **OPEN)  # type: ignore[arg-type]
-    assert not pipe.restore_alert("w2", **OPEN)  # type: ignore[arg-type]
+    assert not pipe.restore_alert(open_alert("w"))
+    assert pipe.restore_alert(open_alert("w2"))
+    assert not pipe.restore_alert(open_alert("w2"))
 
 
 # --- rows (json_multi messages) ------------------------------------------------------------
@@ -398,7 +403,7 @@ def test_rows_decide_exactly_as_their_readings(bundle: ModelBundle, faulty: Tabl
         by_row = outcomes(results)["w"]
         assert by_row.decisions() == by_reading.decisions()
         np.testing.assert_allclose(by_row.score, by_reading.score, rtol=1e-6)
-        assert pipe.counts["aligned"] == 3 * len(faulty.timestamps)
+        assert pipe.counts.aligned == 3 * len(faulty.timestamps)
 
 
 @PROPERTY
@@ -494,7 +499,7 @@ def test_series_decide_exactly_as_their_readings(bundle: ModelBundle, faulty: Ta
         series_results += by_series.flush()
         reading_results += by_reading.flush()
     assert by_series.counts == by_reading.counts
-    assert by_series.counts["windows"] > 300 and by_series.counts["aligned"] == 3 * 400
+    assert by_series.counts.windows > 300 and by_series.counts.aligned == 3 * 400
     a, b = outcomes(series_results)["w"], outcomes(reading_results)["w"]
     assert a.decisions() == b.decisions()
     np.testing.assert_array_equal(a.score, b.score)
@@ -521,7 +526,7 @@ def test_blocks_stamped_a_slot_off_continue_their_channel(
         on_time_results += on_time.flush()
         jittered_results += jittered.flush()
     assert jittered.counts == on_time.counts
-    assert jittered.counts["late"] == jittered.counts["filled"] == jittered.counts["gaps"] == 0
+    assert jittered.counts.late == jittered.counts.filled == jittered.counts.gaps == 0
     a, b = outcomes(on_time_results)["w"], outcomes(jittered_results)["w"]
     assert a.decisions() == b.decisions()
 
@@ -545,7 +550,7 @@ def test_an_assets_channels_stamped_a_slot_apart_share_their_rounds_slots(
         on_time_results += on_time.flush()
         apart_results += apart.flush()
     assert apart.counts == on_time.counts
-    assert apart.counts["late"] == 0
+    assert apart.counts.late == 0
     a, b = outcomes(on_time_results)["w"], outcomes(apart_results)["w"]
     assert a.decisions() == b.decisions()
     np.testing.assert_array_equal(a.score, b.score)
@@ -558,7 +563,7 @@ def test_a_block_far_off_is_left_where_it_lands(bundle: ModelBundle, faulty: Tab
         late = 7.0 if i // 3 == 4 else 0.0  # the fifth round of 25-sample blocks, 7 s late
         pipe.ingest([message._replace(timestamps=message.timestamps + late)])
         pipe.flush()
-    assert pipe.counts["gaps"] + pipe.counts["filled"] + pipe.counts["late"] > 0
+    assert pipe.counts.gaps + pipe.counts.filled + pipe.counts.late > 0
 
 
 # --- swapping models (reload) ---------------------------------------------------------------
@@ -640,6 +645,6 @@ def test_windows_outside_the_training_envelope_are_counted() -> None:
     for rows in (clean, out):
         pipe = pipeline(checked)
         stream(pipe, readings(rows), flush_after=range(0, 900, 60))
-        counts.append(pipe.counts["outside_envelope"])
+        counts.append(pipe.counts.outside_envelope)
     assert counts[0] == 0
     assert counts[1] == 100  # the windows whose newest reading is one of rows 200-299

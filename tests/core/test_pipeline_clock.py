@@ -41,7 +41,7 @@ def feed_one_by_one(pipe: Pipeline, items: Sequence[Item]) -> list[Counter[str]]
     for item in items:
         pipe.ingest([item])
         pipe.flush()
-        seen.append(Counter(pipe.counts))
+        seen.append(Counter(pipe.counts.as_dict()))
     return seen
 
 
@@ -59,10 +59,10 @@ def test_a_clock_set_back_an_hour_is_followed_and_reported(bundle: ModelBundle) 
     seen = feed_one_by_one(pipe, feed)
     assert_never_down(seen)
     counts = pipe.counts
-    assert counts["aligned"] == len(feed)
-    assert counts["late"] == counts["outlier"] == 0
-    assert counts["windows"] == 2 * (200 - WINDOW_LEN + 1)  # a new window after the step
-    assert counts["gaps"] == 1
+    assert counts.aligned == len(feed)
+    assert counts.late == counts.outlier == 0
+    assert counts.windows == 2 * (200 - WINDOW_LEN + 1)  # a new window after the step
+    assert counts.gaps == 1
     # Confirmed by the first reading of the third row at the new time.
     assert pipe.clock_steps == [ClockStep("w", float(stepped[202]), -HOUR_S)]
 
@@ -73,7 +73,7 @@ def test_without_a_tolerance_the_hour_after_a_step_back_is_late(bundle: ModelBun
     stepped[200:] -= HOUR_S
     pipe = pipeline(bundle)
     feed_one_by_one(pipe, readings(replace(rows, timestamps=stepped)))
-    assert pipe.counts["late"] == 200 * len(CHANNELS)
+    assert pipe.counts.late == 200 * len(CHANNELS)
     assert pipe.clock_steps == []
 
 
@@ -92,10 +92,10 @@ def test_a_row_stamped_far_ahead_is_outliers_and_moves_nothing(
     pipe = pipeline(bundle, clock_tolerance_s=TOLERANCE_S)
     seen = feed_one_by_one(pipe, items)
     assert_never_down(seen)
-    assert pipe.counts["outlier"] == len(CHANNELS)
-    assert pipe.counts["aligned"] == 300 * len(CHANNELS)
-    assert pipe.counts["late"] == pipe.counts["gaps"] == 0
-    assert pipe.counts["windows"] == 300 - WINDOW_LEN + 1
+    assert pipe.counts.outlier == len(CHANNELS)
+    assert pipe.counts.aligned == 300 * len(CHANNELS)
+    assert pipe.counts.late == pipe.counts.gaps == 0
+    assert pipe.counts.windows == 300 - WINDOW_LEN + 1
     assert pipe.clock_steps == []
 
 
@@ -113,8 +113,8 @@ def test_a_block_far_ahead_then_the_stream_goes_on(bundle: ModelBundle) -> None:
     seen = feed_one_by_one(pipe, items)
     assert_never_down(seen)
     counts = pipe.counts
-    assert counts["outlier"] == 2
-    assert counts["aligned"] + counts["outlier"] + counts["late"] == 120 * len(CHANNELS)
+    assert counts.outlier == 2
+    assert counts.aligned + counts.outlier + counts.late == 120 * len(CHANNELS)
 
 
 def test_every_reading_is_counted_once_whatever_the_times(bundle: ModelBundle) -> None:
@@ -132,5 +132,5 @@ def test_every_reading_is_counted_once_whatever_the_times(bundle: ModelBundle) -
     pipe = pipeline(bundle, clock_tolerance_s=TOLERANCE_S)
     seen = feed_one_by_one(pipe, feed)
     assert_never_down(seen)
-    assert sum(pipe.counts[name] for name in FATES) == len(feed)
-    assert pipe.counts["unknown_channel"] == 1
+    assert sum(getattr(pipe.counts, name) for name in FATES) == len(feed)
+    assert pipe.counts.unknown_channel == 1

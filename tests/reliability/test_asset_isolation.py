@@ -101,7 +101,7 @@ def test_names_that_cannot_make_an_output_topic_are_refused_at_intake(
             intake.take(f"in/{name}/{CHANNELS[1]}", payload)  # the same name: no second line
         intake.take(f"in/{fits}/{CHANNELS[0]}", payload)
         intake.take(f"in/w1/{CHANNELS[0]}", payload)
-    assert intake.counts["bad_asset_name"] == 2 * len(names)
+    assert intake.counts.bad_asset_name == 2 * len(names)
     assert [r.asset for batch in intake.queue.take(0) for r in batch] == [fits, "w1"]
     lines = [r.getMessage() for r in caplog.records]
     assert len(lines) == len(names), lines
@@ -120,7 +120,7 @@ def test_the_denoised_topic_counts_only_when_it_is_published(bundles: Bundles) -
     for denoised, refused in ((False, 0), (True, 0), (True, 1)):
         intake = _intake(bundle, {**outputs, "denoised": denoised})
         intake.take(f"in/{name + 'w' * refused}/{CHANNELS[0]}", payload)
-        assert intake.counts["bad_asset_name"] == refused
+        assert intake.counts.bad_asset_name == refused
 
 
 # -- scored apart ---------------------------------------------------------------------------
@@ -140,7 +140,7 @@ def test_a_model_whose_scoring_fails_loses_only_its_own_assets(bundles: Bundles)
     pipeline.ingest(readings)
     scored = pipeline.flush()
     assert [s.assets for s in scored] == [("w1", "w2")]
-    assert len(scored[0].end_timestamps) == pipeline.counts["windows"] > 0
+    assert len(scored[0].end_timestamps) == pipeline.counts.windows > 0
     assert sorted(f.asset for f in pipeline.failures) == ["bad-1", "bad-2"]
     assert {f.reason for f in pipeline.failures} == {"ValueError"}
     assert pipeline.pending == 0

@@ -37,7 +37,7 @@ def test_broker_restart_mid_stream(broker: Broker, bench: Bench) -> None:  # noq
             publisher.publish(_rows(noise, 0, 200), bench.input_template)  # raised at row 146
             _wait_scored(daemon, 200)
             _wait_until(lambda: len(watcher.alerts(bench.prefix)) == 1, "the alert raised")
-            windows_before = daemon.pipeline.counts["windows"]
+            windows_before = daemon.pipeline.counts.windows
 
             since = len(watcher.received)
             broker.restart()  # no persistence: sessions and retained messages are gone
@@ -50,19 +50,19 @@ def test_broker_restart_mid_stream(broker: Broker, bench: Bench) -> None:  # noq
         publisher.close()
         watcher.close()
 
-    assert daemon.counts["connects"] >= 2 and daemon.counts["disconnects"] >= 1
-    assert daemon.pipeline.counts["windows"] == len(offline.window_end) > windows_before
-    assert daemon.pipeline.counts["late"] == daemon.pipeline.counts["gaps"] == 0
+    assert daemon.counts.connects >= 2 and daemon.counts.disconnects >= 1
+    assert daemon.pipeline.counts.windows == len(offline.window_end) > windows_before
+    assert daemon.pipeline.counts.late == daemon.pipeline.counts.gaps == 0
     assert _published_events(watcher.alerts(bench.prefix)) == _offline_events(offline.events)
     record(
         "broker killed and restarted mid-stream (no persistence)",
         "reconnected and resubscribed; every reading scored; alerts as offline",
         rows_published=len(noise.timestamps),
-        readings_received=daemon.intake.counts["readings"],
-        aligned=daemon.pipeline.counts["aligned"],
-        windows_scored=daemon.pipeline.counts["windows"],
+        readings_received=daemon.intake.counts.readings,
+        aligned=daemon.pipeline.counts.aligned,
+        windows_scored=daemon.pipeline.counts.windows,
         windows_offline=len(offline.window_end),
         alert_events=len(watcher.alerts(bench.prefix)),
         alert_events_offline=len(offline.events),
-        connects=daemon.counts["connects"],
+        connects=daemon.counts.connects,
     )

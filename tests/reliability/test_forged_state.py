@@ -89,18 +89,18 @@ def test_a_planted_firing_state_is_not_resumed(
         watcher.plant("well-1", phantom)  # "signature": null
         watcher.plant("well-2", StateKey(b"k" * 32, source="the forger").sign(phantom))
         with running(config) as daemon:
-            assert daemon.counts["resumed_alerts"] == 0
-            assert daemon.active_alerts() == 0
-            assert daemon.counts["state_ignored:unsigned"] == 1
-            assert daemon.counts["state_ignored:bad_signature"] == 1
+            assert daemon.counts.resumed_alerts == 0
+            assert daemon.outputs.active_alerts() == 0
+            assert daemon.counts.state_ignored["unsigned"] == 1
+            assert daemon.counts.state_ignored["bad_signature"] == 1
             metrics = _metrics(daemon)
             assert 'aewatch_retained_states_ignored_total{reason="unsigned"} 1.0' in metrics
             assert 'aewatch_retained_states_ignored_total{reason="bad_signature"} 1.0' in metrics
             normal = simulated_rows(60, seed=2)
             watcher.send("well-1", normal)  # a resumed phantom would be resolved by these
             wait_until(
-                lambda: daemon.pipeline.counts["windows"] == len(normal) - WINDOW_LEN + 1,
-                lambda: f"every window scored; pipeline {dict(daemon.pipeline.counts)}",
+                lambda: daemon.pipeline.counts.windows == len(normal) - WINDOW_LEN + 1,
+                lambda: f"every window scored; pipeline {daemon.pipeline.counts.as_dict()}",
             )
             time.sleep(1.0)  # an alert published would be here by now
     finally:
@@ -137,9 +137,9 @@ def test_the_daemon_s_own_state_is_resumed_after_a_restart(
         assert raised["state"] == "raised"
         watcher.plant("well-2", _firing_state("well-2"))
         with running(config) as second:
-            assert second.counts["resumed_alerts"] == 1
-            assert second.alerting_assets() == {"well-1"}
-            assert second.counts["state_ignored:unsigned"] == 1
+            assert second.counts.resumed_alerts == 1
+            assert second.outputs.alerting_assets() == {"well-1"}
+            assert second.counts.state_ignored["unsigned"] == 1
     finally:
         watcher.close()
     assert f"ignoring the retained state on {PREFIX}/state/well-2: not signed" in (

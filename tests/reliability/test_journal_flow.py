@@ -40,24 +40,24 @@ def test_a_full_queue_holds_messages_back_and_loses_none(
     with _publisher(broker) as client, running(config) as daemon:
         _send(client, "well-1", rows)
         wait_until(
-            lambda: daemon.intake.counts["readings"] == 4 * len(rows),
-            lambda: f"every reading taken; intake {dict(daemon.intake.counts)}",
+            lambda: daemon.intake.counts.readings == 4 * len(rows),
+            lambda: f"every reading taken; intake {daemon.intake.counts.as_dict()}",
         )
         wait_until(
-            lambda: daemon.pipeline.counts["windows"] == len(rows) - WINDOW_LEN + 1,
-            lambda: f"every window scored; pipeline {dict(daemon.pipeline.counts)}",
+            lambda: daemon.pipeline.counts.windows == len(rows) - WINDOW_LEN + 1,
+            lambda: f"every window scored; pipeline {daemon.pipeline.counts.as_dict()}",
         )
-    assert daemon.counts["held"] > 0  # the queue was full: messages waited for room
-    assert daemon.intake.counts["queue_full"] == 0
-    assert daemon.pipeline.counts["aligned"] == 4 * len(rows)
+    assert daemon.counts.held > 0  # the queue was full: messages waited for room
+    assert daemon.intake.counts.queue_full == 0
+    assert daemon.pipeline.counts.aligned == 4 * len(rows)
     record(
         "a burst of QoS 1 readings through a queue of 8 (MQTT 3.1.1, state_dir set)",
         "messages waited for room; none dropped, every window scored",
         readings_sent=4 * len(rows),
-        readings_taken=daemon.intake.counts["readings"],
-        times_held_back=daemon.counts["held"],
-        dropped_queue_full=daemon.intake.counts["queue_full"],
-        windows_scored=daemon.pipeline.counts["windows"],
+        readings_taken=daemon.intake.counts.readings,
+        times_held_back=daemon.counts.held,
+        dropped_queue_full=daemon.intake.counts.queue_full,
+        windows_scored=daemon.pipeline.counts.windows,
     )
 
 
@@ -90,14 +90,15 @@ def test_an_asset_gone_quiet_lets_the_journal_go(
 
 def _wait_windows(daemon: Daemon, windows: int) -> None:
     wait_until(
-        lambda: daemon.pipeline.counts["windows"] == windows,
-        lambda: f"{windows} windows scored; pipeline {dict(daemon.pipeline.counts)}",
+        lambda: daemon.pipeline.counts.windows == windows,
+        lambda: f"{windows} windows scored; pipeline {daemon.pipeline.counts.as_dict()}",
     )
 
 
 def _assets_held(daemon: Daemon) -> set[str]:
     """The assets of the journal records not yet released (the daemon's own marks)."""
-    return {asset for mark in list(daemon._marks) for asset in mark.newest}
+    assert daemon.ledger is not None
+    return daemon.ledger.marked_assets()
 
 
 def _config(

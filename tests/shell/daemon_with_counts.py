@@ -67,14 +67,11 @@ _write_lock = threading.Lock()
 def _write(daemon: Daemon, path: Path) -> None:
     """Replace ``path`` with the daemon's counts (never a half-written file)."""
     with _write_lock:
-        try:
-            counts = {
-                "intake": dict(daemon.intake.counts),
-                "pipeline": dict(daemon.pipeline.counts),
-                "daemon": dict(daemon.counts),
-            }
-        except RuntimeError:  # a counter gained a key while copied; the next report has it
-            return
+        counts = {
+            "intake": daemon.intake.counts.as_dict(),
+            "pipeline": daemon.pipeline.counts.as_dict(),
+            "daemon": daemon.counts.as_dict(),
+        }
         partial = path.with_suffix(".partial")
         partial.write_text(json.dumps(counts))
         os.replace(partial, path)

@@ -304,10 +304,10 @@ def _wait_scored(daemon: Daemon, rows: int) -> None:
     """Wait until the windows of ``rows`` consecutive rows are scored."""
     windows = rows - WINDOW_LEN + 1
     _wait_until(
-        lambda: daemon.pipeline.counts["windows"] >= windows,
+        lambda: daemon.pipeline.counts.windows >= windows,
         lambda: (
-            f"{windows} windows; pipeline {dict(daemon.pipeline.counts)}, "
-            f"intake {dict(daemon.intake.counts)}"
+            f"{windows} windows; pipeline {daemon.pipeline.counts.as_dict()}, "
+            f"intake {daemon.intake.counts.as_dict()}"
         ),
     )
 
@@ -406,7 +406,7 @@ def test_alert_end_to_end(broker: Broker, bench: Bench) -> None:
     assert (firing["state"], firing["alert_id"]) == ("firing", raised["alert_id"])
     assert (normal["state"], normal["alert_id"]) == ("normal", None)
     assert state is not None and json.loads(state) == normal
-    assert daemon.counts["alerts_raised"] == daemon.counts["alerts_resolved"] == 1
+    assert daemon.counts.alerts_raised == daemon.counts.alerts_resolved == 1
 
 
 def test_replay_matches_offline_scoring(broker: Broker, bench: Bench) -> None:
@@ -426,8 +426,8 @@ def test_replay_matches_offline_scoring(broker: Broker, bench: Bench) -> None:
     assert [a["peak_score"] for a in alerts] == pytest.approx(
         [e.peak_score for e in offline.events], rel=1e-5
     )
-    assert sent == daemon.intake.counts["readings"] == daemon.pipeline.counts["aligned"]
-    assert daemon.pipeline.counts["windows"] == len(offline.window_end)
+    assert sent == daemon.intake.counts.readings == daemon.pipeline.counts.aligned
+    assert daemon.pipeline.counts.windows == len(offline.window_end)
 
 
 def test_sigterm_and_restart_lose_no_reading(
@@ -461,7 +461,7 @@ def test_sigterm_and_restart_lose_no_reading(
         with _running(load_config(config_file, environ={}), watcher) as second:
             publisher.publish(_rows(noise, 350), template)
             _wait_until(
-                lambda: first.final["readings"] + second.intake.counts["readings"] >= total,
+                lambda: first.final["readings"] + second.intake.counts.readings >= total,
                 "every reading",
             )
         expected = ["online", "stopped", "online", "stopped"]
@@ -470,7 +470,9 @@ def test_sigterm_and_restart_lose_no_reading(
         publisher.close()
         watcher.close()
 
-    later = _flat({"intake": second.intake.counts, "pipeline": second.pipeline.counts})
+    later = _flat(
+        {"intake": second.intake.counts.as_dict(), "pipeline": second.pipeline.counts.as_dict()}
+    )
     runs = (first.final, later)
     assert runs[0]["readings"] < 300 * CHANNELS  # stopped while readings still came
     assert runs[1]["readings"] > 100 * CHANNELS  # and got those sent while it was down
@@ -492,7 +494,7 @@ def test_restart_resumes_open_alert(broker: Broker, bench: Bench) -> None:
         state = _retained(config, config.outputs.state_topic_for(ASSET))
         assert state is not None and json.loads(state)["state"] == "firing"
         with _running(config, watcher) as second:
-            assert second.counts["resumed_alerts"] == 1
+            assert second.counts.resumed_alerts == 1
             watcher.publish(_rows(noise, 200), bench.input_template)  # the fault ends at 288
             _wait_scored(second, len(noise.timestamps) - 200)
             _wait_until(lambda: len(watcher.alerts(bench.prefix)) >= 2, "the alert resolved")
@@ -503,7 +505,7 @@ def test_restart_resumes_open_alert(broker: Broker, bench: Bench) -> None:
     assert (raised["state"], resolved["state"]) == ("raised", "resolved")
     assert raised["alert_id"] == resolved["alert_id"] == first_id
     assert resolved["started_at"] == raised["started_at"]
-    assert second.counts["alerts_raised"] == 0 and second.counts["alerts_resolved"] == 1
+    assert second.counts.alerts_raised == 0 and second.counts.alerts_resolved == 1
 
 
 def test_asset_gauges_show_the_threshold_that_fires(broker: Broker, bench: Bench) -> None:
@@ -521,7 +523,7 @@ def test_asset_gauges_show_the_threshold_that_fires(broker: Broker, bench: Bench
                 offline = score_table(bundle, _rows(noise, 0, stop), asset=ASSET)
                 expected = _newest_offline(offline, ASSET)
                 seen.append(_wait_gauges(daemon, expected))
-                gauge = daemon.asset_gauges.families(daemon.alerting_assets())[-1]
+                gauge = daemon.asset_gauges.families(daemon.outputs.alerting_assets())[-1]
                 active.append({s.labels["asset"]: s.value for s in gauge.samples})
             model_ratio = daemon.fleet.models[0].bundle.threshold.value
     finally:
@@ -555,8 +557,8 @@ def test_asset_series_are_bounded_and_go_with_their_asset(broker: Broker, bench:
             for asset in ("well-1", "well-2", "well-3"):  # well-3 finds two assets tracked
                 watcher.publish(table, bench.input_template, asset=asset)
             _wait_until(
-                lambda: daemon.pipeline.counts["too_many_assets"] == rows * CHANNELS,
-                lambda: f"well-3's readings refused; pipeline {dict(daemon.pipeline.counts)}",
+                lambda: daemon.pipeline.counts.too_many_assets == rows * CHANNELS,
+                lambda: f"well-3's readings refused; pipeline {daemon.pipeline.counts.as_dict()}",
             )
             bounded = _wait_gauges(daemon, tracked)
 
@@ -614,20 +616,20 @@ def test_bad_payloads_are_counted_and_scoring_goes_on(broker: Broker, bench: Ben
             for topic, payload, _ in bad:
                 watcher.send(topic, payload)
             sent = watcher.publish(_rows(bench.plant.noise, 0, rows), bench.input_template)
-            _wait_until(lambda: daemon.intake.counts["messages"] == len(bad) + sent, "messages")
+            _wait_until(lambda: daemon.intake.counts.messages == len(bad) + sent, "messages")
             _wait_scored(daemon, rows)
     finally:
         watcher.close()
 
     expected = Counter(reason for _, _, reason in bad)
-    intake, pipeline = daemon.intake.counts, daemon.pipeline.counts
+    intake, pipeline = daemon.intake.counts.as_dict(), daemon.pipeline.counts.as_dict()
     refused = {k: n for k, n in intake.items() if n and k not in ("messages", "readings")}
     assert refused == {k: n for k, n in expected.items() if not k.startswith("pipeline:")}
     assert pipeline["unknown_channel"] == 1
     assert pipeline["aligned"] == sent == intake["readings"] - 1
     assert pipeline["late"] == pipeline["invalid"] == pipeline["no_model"] == 0
     assert pipeline["windows"] == rows - WINDOW_LEN + 1
-    assert daemon.counts["internal_error"] == 0
+    assert daemon.counts.internal_error == 0
 
 
 def test_password_from_env_connects_and_stays_secret(
@@ -651,7 +653,7 @@ def test_password_from_env_connects_and_stays_secret(
             _wait_scored(daemon, 50)
     finally:
         watcher.close()
-    assert daemon.counts["connects"] == 1
+    assert daemon.counts.connects == 1
     assert secret.password not in daemon_log.getvalue()
     assert secret.password not in repr(config) + str(config)
 
@@ -679,7 +681,7 @@ def test_wrong_password_keeps_retrying_without_crashing(
             "two more refused logins",
         )
         assert not daemon.is_connected.is_set()
-        assert daemon.counts["connects"] == 0
+        assert daemon.counts.connects == 0
     finally:
         is_drained = daemon.stop(timeout_s=5.0)
     assert is_drained
@@ -712,7 +714,7 @@ def test_tls(
         watcher.close()
     expected = _offline_events(bench.plant.noise_offline.events)
     assert _published_events(watcher.alerts(bench.prefix)) == expected
-    assert daemon.counts["connects"] == 1
+    assert daemon.counts.connects == 1
 
 
 # -- a daemon in its own process ----------------------------------------------------------

@@ -80,7 +80,7 @@ def test_the_journal_metrics_read_the_journal_and_the_daemons_counts(tmp_path: P
     for i in range(3):
         journal.append([(f"plant/w{i}/flow", b"1.5"), (f"plant/w{i}/rpm", b"1480")], arrival_s=i)
     journal.release(0)
-    daemon.counts.update(replayed=7, journal_failed=5, held=3)
+    daemon.counts.replayed, daemon.counts.journal_failed, daemon.counts.held = 7, 5, 3
     journal.dropped = 2
     try:
         exported = _exported(daemon)

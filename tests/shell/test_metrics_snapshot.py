@@ -7,7 +7,9 @@ from collections import Counter
 
 from prometheus_client import generate_latest
 
+from aewatch.core.pipeline import PipelineCounts
 from aewatch.daemon.asset_gauges import AssetGauges
+from aewatch.daemon.intake import IntakeCounts
 from aewatch.daemon.metrics import (
     BATCH_BUCKETS,
     LATENCY_BUCKETS_S,
@@ -17,15 +19,16 @@ from aewatch.daemon.metrics import (
     ModelFigures,
     registry_for,
 )
+from aewatch.daemon.service_counts import ServiceCounts
 
 
 def _snapshot(**changes: object) -> MetricsSnapshot:
     latency = Buckets(LATENCY_BUCKETS_S)
     latency.observe([0.002, 0.004, 0.3])
     fields: dict[str, object] = {
-        "intake": Counter(messages=7, readings=28, unknown_topic=1),
-        "pipeline": Counter(aligned=28, windows=19),
-        "own": Counter(alerts_raised=2, alerts_resolved=1, connects=1),
+        "intake": IntakeCounts(messages=7, readings=28, unknown_topic=1),
+        "pipeline": PipelineCounts(aligned=28, windows=19),
+        "own": ServiceCounts(alerts_raised=2, alerts_resolved=1, connects=1),
         "sparkplug_events": Counter(birth=3),
         "asset_errors": [("well-1", "publish", 4)],
         "assets_tracked": 1,

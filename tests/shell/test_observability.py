@@ -261,7 +261,7 @@ def test_prometheus_runs_every_dashboard_query_and_rule_against_a_live_daemon(
     with _running(config) as daemon, _feed(broker, model, prefix) as feed:
         assert daemon.status_server is not None
         target = f"127.0.0.1:{daemon.status_server.port}"
-        _wait_until(lambda: daemon.pipeline.counts["windows"] > 0, "the first windows scored")
+        _wait_until(lambda: daemon.pipeline.counts.windows > 0, "the first windows scored")
         with _prometheus(tmp_path / "prometheus", target) as api:
             _wait_until(lambda: _has_scraped(api), f"{SCRAPES} scrapes of a busy daemon")
             exposition = _get(f"http://{target}/metrics")

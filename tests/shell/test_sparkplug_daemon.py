@@ -160,9 +160,10 @@ def test_a_device_is_scored_as_offline_and_a_gap_asks_for_a_rebirth(
             edge.births()
             edge.data(range(1, rows))
             _wait_until(
-                lambda: daemon.pipeline.counts["windows"] == len(offline.window_end),
+                lambda: daemon.pipeline.counts.windows == len(offline.window_end),
                 lambda: (
-                    f"every window; {dict(daemon.pipeline.counts)} {dict(daemon.intake.counts)}"
+                    f"every window; {daemon.pipeline.counts.as_dict()} "
+                    f"{daemon.intake.counts.as_dict()}"
                 ),
                 timeout_s=WAIT_S,
             )
@@ -172,8 +173,8 @@ def test_a_device_is_scored_as_offline_and_a_gap_asks_for_a_rebirth(
             _wait_until(lambda: rebirth_requests(watcher, group), "a rebirth request")
             # The request goes out on the first message after the gap: wait for the others.
             _wait_until(
-                lambda: daemon.intake.counts["readings"] == rows * len(noise.channels) + 3 * 4,
-                lambda: f"every reading taken; intake {dict(daemon.intake.counts)}",
+                lambda: daemon.intake.counts.readings == rows * len(noise.channels) + 3 * 4,
+                lambda: f"every reading taken; intake {daemon.intake.counts.as_dict()}",
             )
             seq_gaps = metric(daemon, "aewatch_sparkplug_events_total", event="seq_gap")
             births = metric(daemon, "aewatch_sparkplug_events_total", event="birth")
@@ -183,10 +184,14 @@ def test_a_device_is_scored_as_offline_and_a_gap_asks_for_a_rebirth(
 
     assert _published_events(watcher.alerts(bench.prefix)) == _offline_events(offline.events)
     assert {alert["asset"] for alert in watcher.alerts(bench.prefix)} == {ASSET}
-    assert daemon.intake.counts["readings"] == rows * len(noise.channels) + 3 * 4
+    assert daemon.intake.counts.readings == rows * len(noise.channels) + 3 * 4
     assert rebirth_requests(watcher, group) == [[(REBIRTH_METRIC, True)]]
     assert (births, seq_gaps, requests) == (2, 1, 1)
-    errors = {k: v for k, v in daemon.intake.counts.items() if k.startswith("decode_error") and v}
+    errors = {
+        k: v
+        for k, v in daemon.intake.counts.as_dict().items()
+        if k.startswith("decode_error") and v
+    }
     assert errors == {}
 
 
@@ -203,20 +208,20 @@ def test_data_before_any_birth_is_counted_and_the_rebirth_it_asks_for_is_read(
             edge.seq = 17  # the node's session is older than the daemon's
             edge.data(range(0, 5))
             _wait_until(lambda: rebirth_requests(watcher, group), "a rebirth request")
-            _wait_until(lambda: daemon.intake.counts["decode_error:no_birth"] == 5, "5 no_birth")
+            _wait_until(lambda: daemon.intake.counts.decode_errors["no_birth"] == 5, "5 no_birth")
             no_birth = metric(daemon, "aewatch_decode_errors_total", reason="no_birth")
             edge.births()  # what an edge node does on Node Control/Rebirth
             edge.data(range(1, 60))
             _wait_until(
-                lambda: daemon.pipeline.counts["windows"] == 60 - test_daemon.WINDOW_LEN + 1,
-                lambda: f"the windows of 60 rows; {dict(daemon.pipeline.counts)}",
+                lambda: daemon.pipeline.counts.windows == 60 - test_daemon.WINDOW_LEN + 1,
+                lambda: f"the windows of 60 rows; {daemon.pipeline.counts.as_dict()}",
                 timeout_s=WAIT_S,
             )
     finally:
         edge.peer.close()
     assert no_birth == 5
     assert rebirth_requests(watcher, group) == [[(REBIRTH_METRIC, True)]]  # once per 30 s
-    assert daemon.intake.counts["readings"] == 60 * len(noise.channels)
+    assert daemon.intake.counts.readings == 60 * len(noise.channels)
 
 
 def test_a_replayed_journal_without_births_asks_for_a_rebirth_once_connected(
@@ -242,6 +247,6 @@ def test_a_replayed_journal_without_births_asks_for_a_rebirth_once_connected(
             _wait_until(lambda: rebirth_requests(watcher, group), "a rebirth request")
     finally:
         edge.peer.close()
-    assert daemon.counts["replayed"] == 1
-    assert daemon.intake.counts["decode_error:no_birth"] == 1
+    assert daemon.counts.replayed == 1
+    assert daemon.intake.counts.decode_errors["no_birth"] == 1
     assert rebirth_requests(watcher, group) == [[(REBIRTH_METRIC, True)]]

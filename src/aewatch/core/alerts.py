@@ -12,7 +12,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-__all__ = ["RECONSTRUCTION", "AlertEvent", "AlertState", "Finding", "alert_id", "iso_ms"]
+__all__ = [
+    "RECONSTRUCTION",
+    "AlertEvent",
+    "AlertState",
+    "Finding",
+    "OpenAlert",
+    "alert_id",
+    "iso_ms",
+]
 
 RAISED = "raised"
 RESOLVED = "resolved"
@@ -79,6 +87,22 @@ class _Track:
     peak_findings: tuple[Finding, ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class OpenAlert:
+    """An alert an earlier process raised and did not resolve (its retained state says
+    so): what :meth:`AlertState.restore` resumes."""
+
+    asset: str
+    alert_id: str
+    started_at: float
+    peak_score: float
+    threshold: float
+    contributions: Mapping[str, float]
+    kind: str = RECONSTRUCTION
+    severity: float | None = None
+    findings: tuple[Finding, ...] = ()
+
+
 class AlertState:
     """Hysteresis over per-window decisions, per asset.
 
@@ -124,51 +148,38 @@ class AlertState:
         if track is not None:
             self._tracks[asset] = track
 
-    def restore(
-        self,
-        asset: str,
-        *,
-        alert_id: str,
-        started_at: float,
-        peak_score: float,
-        threshold: float,
-        contributions: Mapping[str, float],
-        kind: str = RECONSTRUCTION,
-        severity: float | None = None,
-        findings: tuple[Finding, ...] = (),
-    ) -> bool:
-        """Resume an alert that an earlier process raised on ``asset`` and did not resolve.
+    def restore(self, alert: OpenAlert) -> bool:
+        """Resume an alert that an earlier process raised on its asset and did not resolve.
 
         The restored alert keeps its id, start and peak (with its kind, severity and
         findings), so the next anomalous window raises nothing and the next normal run
         resolves it under the same id. Does nothing and
-        returns False when ``asset`` already has state of its own (this process saw it).
+        returns False when the asset already has state of its own (this process saw it).
 
         >>> s = AlertState()
-        >>> s.restore("w1", alert_id="w1@x", started_at=1.0, peak_score=5.0, threshold=1.0,
-        ...           contributions={"flow": 1.0})
+        >>> s.restore(OpenAlert("w1", "w1@x", started_at=1.0, peak_score=5.0, threshold=1.0,
+        ...           contributions={"flow": 1.0}))
         True
         >>> s.update("w1", is_anomalous=True, at=9.0, score=2.0, threshold=1.0) is None
         True
         >>> s.update("w1", is_anomalous=False, at=10.0, score=0.1, threshold=1.0).alert_id
         'w1@x'
         """
-        if asset in self._tracks:
+        if alert.asset in self._tracks:
             return False
-        self._tracks[asset] = _Track(
+        severity, peak, threshold = alert.severity, alert.peak_score, alert.threshold
+        self._tracks[alert.asset] = _Track(
             is_firing=True,
-            alert_id=alert_id,
-            started_at=started_at,
-            peak_score=peak_score,
+            alert_id=alert.alert_id,
+            started_at=alert.started_at,
+            peak_score=peak,
             peak_threshold=threshold,
-            peak_channels=dict(contributions),
+            peak_channels=dict(alert.contributions),
             peak_severity=(
-                severity
-                if severity is not None
-                else (peak_score / threshold if threshold > 0 else peak_score)
+                severity if severity is not None else (peak / threshold if threshold > 0 else peak)
             ),
-            peak_kind=kind,
-            peak_findings=findings,
+            peak_kind=alert.kind,
+            peak_findings=alert.findings,
         )
         return True
 

@@ -20,14 +20,13 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from aewatch.core.alerts import RECONSTRUCTION, AlertEvent, Finding
+from aewatch.core.alerts import RECONSTRUCTION, AlertEvent, Finding, OpenAlert
 from aewatch.core.alerts import iso_ms as iso  # messages write times as alerts and logs do
 
 __all__ = [
@@ -52,21 +51,6 @@ STATUS_STOPPED = "stopped"
 STATUS_OFFLINE = "offline"
 _FIRING = "firing"
 _NORMAL = "normal"
-
-
-@dataclass(frozen=True, slots=True)
-class OpenAlert:
-    """An alert a retained state message says is still firing."""
-
-    asset: str
-    alert_id: str
-    started_at: float
-    peak_score: float
-    threshold: float
-    contributions: dict[str, float]
-    kind: str = RECONSTRUCTION
-    severity: float | None = None
-    findings: tuple[Finding, ...] = ()
 
 
 def parse_time(text: str) -> float:

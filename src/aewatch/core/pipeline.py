@@ -27,15 +27,14 @@ scored windows ``windows``; forward passes ``batches``. Clock steps wait in
 from __future__ import annotations
 
 import math
-from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from typing import Generic, NamedTuple, Protocol, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
-from aewatch.core.alerts import RECONSTRUCTION, AlertEvent, Finding
+from aewatch.core.alerts import AlertEvent, OpenAlert
 from aewatch.core.align import Aligner, AlignOutput
 from aewatch.core.decode import Item, Reading, Row, Series
 from aewatch.core.detector import Detector, WindowScores
@@ -47,6 +46,7 @@ __all__ = [
     "ClockStep",
     "ModelsFor",
     "Pipeline",
+    "PipelineCounts",
     "Scored",
     "ServesWindows",
     "WindowShape",
@@ -110,21 +110,37 @@ class ModelsFor(Protocol[M_co]):
 _MAX_UNKNOWN = 1000  # (asset, channel) pairs of unknown channels noted for the log
 _JITTER_SHARE = 4  # a block may land this fraction of its length off and still continue
 
-COUNTS = (
-    "aligned",
-    "late",
-    "outlier",
-    "unknown_channel",
-    "invalid",
-    "no_model",
-    "too_many_assets",
-    "dropped_slots",
-    "filled",
-    "gaps",
-    "windows",
-    "batches",
-    "outside_envelope",
-)
+
+@dataclass(slots=True)
+class PipelineCounts:
+    """Where every reading ended and what the pipeline did, since it started (see the
+    module's docstring for each name). One writer, the scoring worker; a reader in another
+    thread takes :meth:`copy`."""
+
+    aligned: int = 0
+    late: int = 0
+    outlier: int = 0
+    unknown_channel: int = 0
+    invalid: int = 0
+    no_model: int = 0
+    too_many_assets: int = 0
+    dropped_slots: int = 0
+    filled: int = 0
+    gaps: int = 0
+    windows: int = 0
+    batches: int = 0
+    outside_envelope: int = 0
+
+    def copy(self) -> PipelineCounts:
+        """A copy that later counting does not change."""
+        return replace(self)
+
+    def as_dict(self) -> dict[str, int]:
+        """Name -> count, the names as docs/mqtt.md lists them."""
+        return {name: getattr(self, name) for name in COUNTS}
+
+
+COUNTS: tuple[str, ...] = tuple(f.name for f in fields(PipelineCounts))
 
 
 class ClockStep(NamedTuple):
@@ -269,7 +285,7 @@ class Pipeline(Generic[M]):
         # first; the shell takes them. At most _MAX_UNKNOWN pairs are ever noted.
         self.unknown_channels: list[tuple[str, str]] = []
         self._unknown_seen: set[tuple[str, str]] = set()
-        self.counts: Counter[str] = Counter({name: 0 for name in COUNTS})
+        self.counts = PipelineCounts()
         self._tracks: dict[str, _Track[M]] = {}
         self._banks: dict[tuple[int, int, int], WindowBank] = {}  # by channels, length, hop
         self._waiting: dict[M, _Waiting] = {}
@@ -353,13 +369,13 @@ class Pipeline(Generic[M]):
                     if track.silent:
                         track.silent = frozenset()
             aligned += count - refused
-        counts["aligned"] += aligned
-        counts["late"] += late
-        counts["outlier"] += outlier
-        counts["unknown_channel"] += unknown
-        counts["invalid"] += invalid
-        counts["dropped_slots"] += dropped
-        counts["filled"] += filled
+        counts.aligned += aligned
+        counts.late += late
+        counts.outlier += outlier
+        counts.unknown_channel += unknown
+        counts.invalid += invalid
+        counts.dropped_slots += dropped
+        counts.filled += filled
         rows: dict[M, list[tuple[str, _Track[M], _Taken]]] = {}
         for asset, done in completed.items():
             track = tracks[asset]
@@ -407,7 +423,7 @@ class Pipeline(Generic[M]):
             run = outputs[start:i]
             if run[0].gap:
                 track.bank.reset(track.slot)
-                self.counts["gaps"] += 1
+                self.counts.gaps += 1
                 if not track.is_warming:
                     track.is_warming = True
                     self._warming += 1
@@ -490,9 +506,9 @@ class Pipeline(Generic[M]):
         """One forward pass over ``windows`` and the decisions on them, by asset."""
         scores = model.scorer.score(windows, reconstruct=self.with_denoised)
         verdicts = model.detector.decide_many(assets, bounds, ends, scores, windows)
-        self.counts["windows"] += len(scores)
-        self.counts["batches"] += 1
-        self.counts["outside_envelope"] += verdicts.outside_envelope
+        self.counts.windows += len(scores)
+        self.counts.batches += 1
+        self.counts.outside_envelope += verdicts.outside_envelope
         denoised = None
         if scores.reconstructions is not None:
             denoised = _newest_rows(model, ends, scores.reconstructions)
@@ -563,37 +579,13 @@ class Pipeline(Generic[M]):
         aligner = track.aligner
         return aligner.max_gap_periods * aligner.period_s + aligner.max_late_s
 
-    def restore_alert(
-        self,
-        asset: str,
-        *,
-        alert_id: str,
-        started_at: float,
-        peak_score: float,
-        threshold: float,
-        contributions: dict[str, float],
-        kind: str = RECONSTRUCTION,
-        severity: float | None = None,
-        findings: tuple[Finding, ...] = (),
-    ) -> bool:
-        """Resume an alert a previous process left open on ``asset``; False if not applied.
+    def restore_alert(self, alert: OpenAlert) -> bool:
+        """Resume an alert a previous process left open on its asset; False if not applied.
 
         Not applied when no model serves the asset or the asset already has state here.
         """
-        model = self.fleet.model_for(asset)
-        if model is None:
-            return False
-        return model.detector.alerts.restore(
-            asset,
-            alert_id=alert_id,
-            started_at=started_at,
-            peak_score=peak_score,
-            threshold=threshold,
-            contributions=contributions,
-            kind=kind,
-            severity=severity,
-            findings=findings,
-        )
+        model = self.fleet.model_for(alert.asset)
+        return model is not None and model.detector.alerts.restore(alert)
 
     def swap_fleet(self, fleet: ModelsFor[M]) -> tuple[int, int, int]:
         """Serve every asset from ``fleet`` from now on; return (kept, restarted, dropped).
@@ -637,10 +629,10 @@ class Pipeline(Generic[M]):
         """
         model = self.fleet.model_for(asset)
         if model is None:
-            self.counts["no_model"] += readings
+            self.counts.no_model += readings
             return None
         if len(self._tracks) >= self.max_assets:
-            self.counts["too_many_assets"] += readings
+            self.counts.too_many_assets += readings
             return None
         bundle = model.bundle
         max_gap = self.max_gap_periods or bundle.max_gap_periods

@@ -37,6 +37,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, fields, replace
 from typing import NamedTuple
 
 from aewatch.config import Config, InputConfig, OutputConfig
@@ -51,6 +52,7 @@ __all__ = [
     "MAX_TOPIC_BYTES",
     "Decoded",
     "Intake",
+    "IntakeCounts",
     "Items",
     "RateLimitedLog",
     "ReadingQueue",
@@ -109,6 +111,31 @@ class RateLimitedLog:
         self.logger.warning(message + suffix, *args)
 
 
+@dataclass(slots=True)
+class IntakeCounts:
+    """What the network thread took and refused, since the start (the module's docstring
+    says what each counts). One writer, paho's network thread; a reader in another thread
+    takes :meth:`copy`."""
+
+    messages: int = 0
+    readings: int = 0
+    unknown_topic: int = 0
+    no_model: int = 0
+    bad_asset_name: int = 0
+    queue_full: int = 0
+    internal_error: int = 0
+    decode_errors: dict[str, int] = field(default_factory=lambda: dict.fromkeys(DECODE_REASONS, 0))
+
+    def copy(self) -> IntakeCounts:
+        """A copy that later counting does not change."""
+        return replace(self, decode_errors=dict(self.decode_errors))
+
+    def as_dict(self) -> dict[str, int]:
+        """Name -> count, the names as docs/mqtt.md lists them (``decode_error:REASON``)."""
+        flat = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "decode_errors"}
+        return flat | {f"decode_error:{r}": n for r, n in self.decode_errors.items()}
+
+
 class Intake:
     """Topic routing and payload decoding for the network thread; feeds a ReadingQueue."""
 
@@ -126,18 +153,7 @@ class Intake:
         self.queue = queue
         self.clock = clock
         self.errors = errors or AssetErrors(log)
-        self.counts: Counter[str] = Counter(
-            {
-                "messages": 0,
-                "readings": 0,
-                "unknown_topic": 0,
-                "no_model": 0,
-                "bad_asset_name": 0,
-                "queue_full": 0,
-            }
-        )
-        for reason in DECODE_REASONS:
-            self.counts[f"decode_error:{reason}"] = 0
+        self.counts = IntakeCounts()
         self._routes: dict[str, _Route | None] = {}
         self._routes_from: tuple[Config, Fleet] | None = None  # what the cached routes used
         self._decoders: dict[tuple[int, int], Decoder] = {}  # by input and model
@@ -179,7 +195,7 @@ class Intake:
             try:
                 found = self._decode(topic, payload, arrival_s)
             except Exception:  # a bug must not lose the other messages of the read
-                self.counts["internal_error"] += 1
+                self.counts.internal_error += 1
                 log.exception("internal error on a message of %s", topic)
                 continue
             if found is not None:
@@ -196,33 +212,33 @@ class Intake:
             lot = tuple(itertools.chain.from_iterable(message.items for message in decoded))
             count = sum(message.readings for message in decoded)
             if self.queue.put(lot, count):
-                self.counts["readings"] += count
+                self.counts.readings += count
                 return len(decoded)
         queued = 0
         for message in decoded:
             if not self.queue.put(message.items, message.readings):
                 break
-            self.counts["readings"] += message.readings
+            self.counts.readings += message.readings
             queued += 1
         return queued
 
     def _decode(self, topic: str, payload: bytes, arrival_s: float) -> tuple[Items, int] | None:
         """The message's good items and their readings (None when none); counts refusals."""
         counts = self.counts
-        counts["messages"] += 1
+        counts.messages += 1
         route = self._route(topic)
         if route is None:
-            counts["unknown_topic"] += 1
+            counts.unknown_topic += 1
             self._log.warning("unknown_topic", "message on %s matches no input; ignored", topic)
             return None
         if isinstance(route, str):
-            counts["bad_asset_name"] += 1
+            counts.bad_asset_name += 1
             return None
         if isinstance(route, SparkplugDecoder):
             return self._decode_sparkplug(route, topic, payload, arrival_s)
         asset, channel, decoder = route
         if decoder is None:
-            counts["no_model"] += 1
+            counts.no_model += 1
             self._log.warning(
                 "no_model",
                 "asset %s (topic %s) matches no model; add one under models",
@@ -236,7 +252,7 @@ class Intake:
             self._refused(asset, topic, err)
             return None
         except Exception as err:  # a bug in decoding one asset's payload: the others go on
-            counts["internal_error"] += 1
+            counts.internal_error += 1
             self.errors.note(asset, "decode", type(err).__name__, f"{err} (topic {topic})")
             return None
         for part_error in decoded.errors:
@@ -253,7 +269,7 @@ class Intake:
         parts = parse_topic(topic)
         if parts is None:
             if not topic.startswith(_STATE_TOPIC):
-                self.counts["unknown_topic"] += 1
+                self.counts.unknown_topic += 1
                 self._log.warning(
                     "unknown_topic",
                     "message on %s is no Sparkplug B edge-node topic; ignored",
@@ -267,7 +283,7 @@ class Intake:
             self._refused(asset, topic, err)
             return None
         except Exception as err:  # a bug in one node's message: the others go on
-            self.counts["internal_error"] += 1
+            self.counts.internal_error += 1
             self.errors.note(asset, "decode", type(err).__name__, f"{err} (topic {topic})")
             return None
         if outcome is None:
@@ -297,14 +313,16 @@ class Intake:
             self._sparkplug_assets[asset] = reason
         if not reason:
             return False
-        self.counts[reason] += 1
-        if reason == "no_model":
-            self._log.warning(
-                "no_model",
-                "asset %s (topic %s) matches no model; add one under models",
-                asset,
-                topic,
-            )
+        if reason == "bad_asset_name":
+            self.counts.bad_asset_name += 1
+            return True
+        self.counts.no_model += 1
+        self._log.warning(
+            "no_model",
+            "asset %s (topic %s) matches no model; add one under models",
+            asset,
+            topic,
+        )
         return True
 
     def put(self, decoded: Sequence[Decoded]) -> None:
@@ -318,9 +336,9 @@ class Intake:
         """Queue one message's readings, or count them dropped when the queue is full."""
         topic, count = message.topic, message.readings
         if self.queue.put(message.items, count):
-            self.counts["readings"] += count
+            self.counts.readings += count
             return
-        self.counts["queue_full"] += count
+        self.counts.queue_full += count
         self._log.warning(
             "queue_full",
             "reading queue full (%d readings); dropped %d readings of %s: the scoring "
@@ -331,7 +349,7 @@ class Intake:
         )
 
     def _refused(self, asset: str, topic: str, err: DecodeError) -> None:
-        self.counts[f"decode_error:{err.reason}"] += 1
+        self.counts.decode_errors[err.reason] += 1
         self.errors.count(asset, "decode")
         self._log.warning(f"decode:{err.reason}", "bad payload on %s: %s", topic, err)
 

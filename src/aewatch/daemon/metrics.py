@@ -36,8 +36,11 @@ from prometheus_client.registry import Collector
 
 from aewatch import __version__
 from aewatch.core.decode import DECODE_REASONS
+from aewatch.core.pipeline import PipelineCounts
 from aewatch.daemon.asset_gauges import AssetGauges
 from aewatch.daemon.connect_failures import CONNECT_FAILURE_REASONS, ConnectFailures
+from aewatch.daemon.intake import IntakeCounts
+from aewatch.daemon.service_counts import ServiceCounts
 from aewatch.daemon.sparkplug_input import SPARKPLUG_EVENTS
 from aewatch.daemon.state_key import IGNORED_REASONS
 from aewatch.daemon.status import StatusServer
@@ -155,14 +158,14 @@ class ModelFigures:
 class MetricsSnapshot:
     """What the metrics show, read from the daemon's parts at one scrape.
 
-    ``intake``, ``pipeline`` and ``own`` are the stages' and the service's counters (the
-    names as ``Intake.counts``, ``Pipeline.counts`` and ``Daemon.counts`` keep them);
+    ``intake``, ``pipeline`` and ``own`` are copies of the stages' and the service's
+    counters (``Intake.counts``, ``Pipeline.counts`` and ``Daemon.counts``);
     the histograms and per-asset gauges are the daemon's own objects, read as they stand.
     """
 
-    intake: Mapping[str, int]
-    pipeline: Mapping[str, int]
-    own: Mapping[str, int]
+    intake: IntakeCounts
+    pipeline: PipelineCounts
+    own: ServiceCounts
     sparkplug_events: Mapping[str, int]
     asset_errors: Sequence[tuple[str, str, int]]
     assets_tracked: int
@@ -194,21 +197,21 @@ class DaemonCollector(Collector):
         intake, pipeline, own = d.intake, d.pipeline, d.own
         yield InfoMetricFamily("aewatch_build", "aewatch version.", value={"version": __version__})
         yield _counter(
-            "aewatch_messages_received", "MQTT messages taken from the broker.", intake["messages"]
+            "aewatch_messages_received", "MQTT messages taken from the broker.", intake.messages
         )
         yield _counter(
             "aewatch_readings_received",
             "Readings decoded and queued for the scoring worker.",
-            intake["readings"],
+            intake.readings,
         )
         messages_dropped = CounterMetricFamily(
             "aewatch_messages_dropped",
             "Messages dropped whole before decoding, by reason.",
             labels=["reason"],
         )
-        messages_dropped.add_metric(["unknown_topic"], intake["unknown_topic"])
-        messages_dropped.add_metric(["no_model"], intake["no_model"])
-        messages_dropped.add_metric(["bad_asset_name"], intake["bad_asset_name"])
+        messages_dropped.add_metric(["unknown_topic"], intake.unknown_topic)
+        messages_dropped.add_metric(["no_model"], intake.no_model)
+        messages_dropped.add_metric(["bad_asset_name"], intake.bad_asset_name)
         yield messages_dropped
         asset_errors = CounterMetricFamily(
             "aewatch_asset_errors",
@@ -225,7 +228,7 @@ class DaemonCollector(Collector):
             labels=["reason"],
         )
         for reason in DECODE_REASONS:
-            decode_errors.add_metric([reason], intake[f"decode_error:{reason}"])
+            decode_errors.add_metric([reason], intake.decode_errors[reason])
         yield decode_errors
         sparkplug = CounterMetricFamily(
             "aewatch_sparkplug_events",
@@ -244,27 +247,27 @@ class DaemonCollector(Collector):
         )
         for reason, stage in _READING_DROPS.items():
             counts = intake if stage == "intake" else pipeline
-            readings_dropped.add_metric([reason], counts[reason])
+            readings_dropped.add_metric([reason], getattr(counts, reason))
         yield readings_dropped
         yield _counter(
             "aewatch_readings_aligned",
             "Readings placed on their asset's time grid.",
-            pipeline["aligned"],
+            pipeline.aligned,
         )
         yield _counter(
             "aewatch_slots_dropped",
             "Grid slots given up because a channel stayed missing too long.",
-            pipeline["dropped_slots"],
+            pipeline.dropped_slots,
         )
         yield _counter(
             "aewatch_values_filled",
             "Missing channel values forward-filled on the grid.",
-            pipeline["filled"],
+            pipeline.filled,
         )
         yield _counter(
             "aewatch_window_restarts",
             "Window restarts after a gap longer than max_gap_periods.",
-            pipeline["gaps"],
+            pipeline.gaps,
         )
         yield _gauge("aewatch_assets_tracked", "Assets with a grid and window.", d.assets_tracked)
         yield _gauge(
@@ -272,14 +275,14 @@ class DaemonCollector(Collector):
             "Tracked assets still filling their first window.",
             d.assets_warming,
         )
-        yield _counter("aewatch_windows_scored", "Windows scored.", pipeline["windows"])
+        yield _counter("aewatch_windows_scored", "Windows scored.", pipeline.windows)
         yield _counter(
-            "aewatch_batches", "Forward passes (one per model and flush).", pipeline["batches"]
+            "aewatch_batches", "Forward passes (one per model and flush).", pipeline.batches
         )
         yield _counter(
             "aewatch_windows_outside_envelope",
             "Windows scored with a new reading outside the training envelope.",
-            pipeline["outside_envelope"],
+            pipeline.outside_envelope,
         )
         yield d.batch_windows.family("aewatch_batch_size_windows", "Windows per forward pass.")
         yield d.inference_s.family(
@@ -293,13 +296,13 @@ class DaemonCollector(Collector):
         alerts = CounterMetricFamily(
             "aewatch_alerts", "Alert events published, by state.", labels=["state"]
         )
-        alerts.add_metric(["raised"], own["alerts_raised"])
-        alerts.add_metric(["resolved"], own["alerts_resolved"])
+        alerts.add_metric(["raised"], own.alerts_raised)
+        alerts.add_metric(["resolved"], own.alerts_resolved)
         yield alerts
         yield _gauge("aewatch_alerts_active", "Alerts raised and not resolved.", d.alerts_active)
-        yield _counter("aewatch_published", "Messages handed to the MQTT client.", own["published"])
+        yield _counter("aewatch_published", "Messages handed to the MQTT client.", own.published)
         yield _counter(
-            "aewatch_publish_failures", "Messages the MQTT client refused.", own["publish_failed"]
+            "aewatch_publish_failures", "Messages the MQTT client refused.", own.publish_failed
         )
         ignored = CounterMetricFamily(
             "aewatch_retained_states_ignored",
@@ -308,17 +311,15 @@ class DaemonCollector(Collector):
             labels=["reason"],
         )
         for reason in IGNORED_REASONS:
-            ignored.add_metric([reason], own[f"state_ignored:{reason}"])
+            ignored.add_metric([reason], own.state_ignored[reason])
         yield ignored
         yield _gauge(
             "aewatch_broker_connected",
             "1 while connected to the broker.",
             1.0 if d.is_connected else 0.0,
         )
-        yield _counter("aewatch_broker_connects", "Successful connections.", own["connects"])
-        yield _counter(
-            "aewatch_broker_disconnects", "Connections lost or closed.", own["disconnects"]
-        )
+        yield _counter("aewatch_broker_connects", "Successful connections.", own.connects)
+        yield _counter("aewatch_broker_disconnects", "Connections lost or closed.", own.disconnects)
         yield _connect_failures(d.connect_failures)
         yield _gauge("aewatch_queue_readings", "Readings waiting for the worker.", d.queue_readings)
         yield _gauge(
@@ -329,8 +330,8 @@ class DaemonCollector(Collector):
         reloads = CounterMetricFamily(
             "aewatch_reloads", "Reloads (SIGHUP), by result.", labels=["result"]
         )
-        reloads.add_metric(["ok"], own["reloads_ok"])
-        reloads.add_metric(["failed"], own["reloads_failed"])
+        reloads.add_metric(["ok"], own.reloads_ok)
+        reloads.add_metric(["failed"], own.reloads_failed)
         yield reloads
         yield _gauge(
             "aewatch_config_last_reload_successful",
@@ -340,7 +341,7 @@ class DaemonCollector(Collector):
         yield _counter(
             "aewatch_internal_errors",
             "Bugs caught and survived (please report).",
-            own["internal_error"] + intake["internal_error"],
+            own.internal_error + intake.internal_error,
         )
         yield from _journal_families(d)
         info = InfoMetricFamily(
@@ -392,13 +393,13 @@ def _journal_families(d: MetricsSnapshot) -> Iterator[Metric]:
     yield _counter(
         "aewatch_journal_replayed_messages",
         "MQTT messages replayed from the journal at start (taken before, not yet done with).",
-        own["replayed"],
+        own.replayed,
     )
     yield _counter(
         "aewatch_journal_failed_messages",
         "QoS 1 messages acknowledged without a journal record because writing it failed: a "
         "crash before they are scored loses them.",
-        own["journal_failed"],
+        own.journal_failed,
     )
     yield _counter(
         "aewatch_journal_dropped_records",
@@ -408,7 +409,7 @@ def _journal_families(d: MetricsSnapshot) -> Iterator[Metric]:
     yield _counter(
         "aewatch_messages_held",
         "QoS 1 messages that found the reading queue full and waited, unacknowledged, for room.",
-        own["held"],
+        own.held,
     )
 
 

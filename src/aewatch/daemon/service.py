@@ -18,7 +18,13 @@ waiting windows within a deadline, publish ``stopped``, disconnect.
 With ``state_dir`` set, a QoS 1 message is acknowledged only once its readings are queued
 and written to the :class:`~aewatch.daemon.journal.Journal` (what a full queue has no room
 for waits, unacknowledged, so the broker holds the rest back), and the worker releases a
-record once its readings are done with; a start replays what was not released.
+record once its readings are done with; a start replays what was not released
+(:class:`~aewatch.daemon.ledger.Ledger` keeps that account).
+
+The parts it wires: :class:`Intake` (network thread), :class:`Pipeline` (worker),
+:class:`~aewatch.daemon.outputs.Outputs` (alerts, states and signals onto MQTT),
+:func:`~aewatch.daemon.resume.resume_alerts` (at start), the metrics it reads into one
+:class:`~aewatch.daemon.metrics.MetricsSnapshot` per scrape.
 """
 
 from __future__ import annotations
@@ -26,26 +32,23 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
-import math
 import threading
 import time
-from collections import Counter, deque
-from collections.abc import Iterable, Sequence
+from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import paho.mqtt.client as mqtt
 
 from aewatch.config import Config, load_config
 from aewatch.core import messages
-from aewatch.core.alerts import AlertEvent
-from aewatch.core.decode import Series
-from aewatch.core.pipeline import Pipeline, Scored
+from aewatch.core.pipeline import Pipeline
 from aewatch.daemon.asset_errors import AssetErrors
 from aewatch.daemon.asset_gauges import AssetGauges
 from aewatch.daemon.fleet import Fleet, ServedModel, load_fleet
-from aewatch.daemon.intake import Decoded, Intake, Items, RateLimitedLog, ReadingQueue
-from aewatch.daemon.journal import Journal
+from aewatch.daemon.intake import Intake, RateLimitedLog, ReadingQueue
+from aewatch.daemon.ledger import Ledger, open_journal
 from aewatch.daemon.liveness import ScoringLiveness
 from aewatch.daemon.metrics import (
     BATCH_BUCKETS,
@@ -57,9 +60,12 @@ from aewatch.daemon.metrics import (
     StatusServer,
     registry_for,
 )
-from aewatch.daemon.mqtt import Publish, Will, connect, make_client, read_retained
-from aewatch.daemon.state_key import IGNORED_REASONS, StateKey, open_state_key
-from aewatch.errors import AewatchError, ConfigError
+from aewatch.daemon.mqtt import BufferedClient, Publish, Will, connect, make_client
+from aewatch.daemon.outputs import Outputs
+from aewatch.daemon.resume import resume_alerts
+from aewatch.daemon.service_counts import ServiceCounts
+from aewatch.daemon.state_key import open_state_key
+from aewatch.errors import AewatchError
 from aewatch.model.scorer import set_inference_threads
 
 __all__ = ["Daemon"]
@@ -69,35 +75,16 @@ log = logging.getLogger("aewatch.daemon")
 _IDLE_WAIT_S = 0.5
 _STALL_S = 60.0  # /healthz fails when the worker has not come round its loop for this long
 _RELOAD_WAIT_S = 60.0
-# An asset with no reading for this long (wall clock) lets its journal records go although
-# its next window would still need them: a live reading after such a silence starts the
-# window afresh anyway, and one asset gone quiet must not hold every record behind it.
-# Its own gap limit counts when longer.
-_SILENT_S = 120.0
-
-
-class _Held(NamedTuple):
-    """A QoS 1 or 2 message decoded but not yet queued, nor acknowledged: no room."""
-
-    publish: Publish
-    message: Decoded
-    arrival_s: float
-
-
-class _Mark(NamedTuple):
-    """A journal record whose readings are queued: its seq, its arrival time (wall clock)
-    and each asset's newest reading time in it."""
-
-    seq: int
-    arrival_s: float
-    newest: dict[str, float]
 
 
 class Daemon:
     """One running service for ``config``; :meth:`start`, then :meth:`stop`.
 
     ``fleet`` defaults to loading the configured bundles (raising ``BundleError`` when
-    one is unusable, before anything connects).
+    one is unusable, before anything connects). ``client`` defaults to one made from
+    ``config.broker`` (:func:`~aewatch.daemon.mqtt.make_client`) with the Last Will
+    ``offline`` on the status topic and manual acknowledgements, which the at-least-once
+    path needs; a client handed in must be made that way too, and is not yet connected.
     """
 
     def __init__(
@@ -105,6 +92,7 @@ class Daemon:
         config: Config,
         *,
         fleet: Fleet | None = None,
+        client: BufferedClient | None = None,
         device: str = "cpu",
         config_path: Path | None = None,
     ) -> None:
@@ -126,25 +114,11 @@ class Daemon:
             with_denoised=config.outputs.denoised,
             clock_tolerance_s=limits.clock_tolerance_s,
         )
-        self.counts: Counter[str] = Counter(
-            {
-                "alerts_raised": 0,
-                "alerts_resolved": 0,
-                "published": 0,
-                "publish_failed": 0,
-                "connects": 0,
-                "disconnects": 0,
-                "resumed_alerts": 0,
-                "reloads_ok": 0,
-                "reloads_failed": 0,
-                "internal_error": 0,
-            }
-        )
+        self.counts = ServiceCounts()
         self.batch_windows = Buckets(BATCH_BUCKETS)
         self.inference_s = Buckets(LATENCY_BUCKETS_S)
         self.latency_s = Buckets(LATENCY_BUCKETS_S)
         self.asset_gauges = AssetGauges()  # each tracked asset's newest decision
-        self._active: dict[str, str] = {}  # asset -> open alert id, kept by the worker
         self._beat = time.monotonic()  # the worker's last round
         self.liveness = ScoringLiveness()  # readings in, windows scored: told by the worker
         self._reload: tuple[Config, Fleet] | None = None
@@ -159,7 +133,7 @@ class Daemon:
         self._worker = threading.Thread(target=self._work, name="aewatch-worker", daemon=True)
         self._log = RateLimitedLog(log)
         outputs = config.outputs
-        self.client = make_client(
+        self.client = client or make_client(
             config.broker,
             will=Will(outputs.status_topic_name, messages.STATUS_OFFLINE, qos=1),
             manual_ack=True,
@@ -171,24 +145,23 @@ class Daemon:
         self.client.on_publishes = self._on_publishes
         # At-least-once (state_dir set): every QoS 1 message queued is journaled before it
         # is acknowledged; a record is released once its readings are done with.
-        self.journal = _open_journal(config.state_dir)
+        self.journal = open_journal(config.state_dir)
         # Signs the retained states; a start resumes only states it signed (read at start).
         self.state_key = open_state_key(config.outputs.state_key, config.state_dir)
-        for reason in IGNORED_REASONS:
-            self.counts[f"state_ignored:{reason}"] = 0
-        # Journal records queued, oldest first; each asset's newest. Both change under the
-        # intake lock only.
-        self._marks: deque[_Mark] = deque()
-        self._last_mark: dict[str, _Mark] = {}
-        # QoS 1 messages a full queue had no room for, in order: unacknowledged, so the
-        # broker holds the rest back (its in-flight limit), and queued once there is room.
-        self._held: deque[_Held] = deque()
-        self._sent: list[mqtt.MQTTMessageInfo] = []  # outputs not yet seen acknowledged
-        # Records done with in the pipeline, waiting for the broker to take the outputs.
-        self._releasing: deque[tuple[int, list[mqtt.MQTTMessageInfo]]] = deque()
-        self.counts["journal_failed"] = 0
-        self.counts["replayed"] = 0
-        self.counts["held"] = 0
+        self.outputs = Outputs(
+            self.client,
+            outputs,
+            counts=self.counts,
+            asset_errors=self.asset_errors,
+            asset_gauges=self.asset_gauges,
+            state_key=self.state_key,
+            track_sent=self.journal is not None,
+        )
+        self.ledger = (
+            None
+            if self.journal is None
+            else Ledger(self.journal, self.intake, self.counts, self._intake_lock)
+        )
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -212,15 +185,17 @@ class Daemon:
         self.status_server.start()
         log.info("metrics on http://%s:%d/metrics", metrics.listen, self.status_server.port)
         set_inference_threads(self.config.limits.inference_threads)
-        self._resume_alerts()
+        resume_alerts(
+            self.config, self.state_key, self.pipeline, outputs=self.outputs, counts=self.counts
+        )
         if self.journal is None:
             log.warning(
                 "no state_dir: QoS 1 readings are acknowledged on receipt, so a crash loses "
                 "those not yet scored; set state_dir to a folder only this daemon writes"
             )
         self._worker.start()
-        if self.journal is not None:
-            self._replay(self.journal)
+        if self.ledger is not None:
+            self.ledger.replay(self._worker.is_alive)
         connect(self.client, broker)
 
     def is_alive(self) -> tuple[bool, str]:
@@ -253,9 +228,9 @@ class Daemon:
         """What ``/metrics`` shows now, read from the stages and the service (any thread)."""
         journal = self.journal
         return MetricsSnapshot(
-            intake=Counter(self.intake.counts),  # copies that read 0 for a name not yet counted
-            pipeline=Counter(self.pipeline.counts),
-            own=Counter(self.counts),
+            intake=self.intake.counts.copy(),
+            pipeline=self.pipeline.counts.copy(),
+            own=self.counts.copy(),
             sparkplug_events=Counter(self.intake.sparkplug.events),
             asset_errors=list(self.asset_errors.counts()),
             assets_tracked=self.pipeline.assets,
@@ -263,7 +238,7 @@ class Daemon:
             batch_windows=self.batch_windows,
             inference_s=self.inference_s,
             latency_s=self.latency_s,
-            alerts_active=self.active_alerts(),
+            alerts_active=self.outputs.active_alerts(),
             is_connected=self.is_connected.is_set(),
             connect_failures=self.client.connect_failures,
             queue_readings=len(self.queue),
@@ -277,16 +252,8 @@ class Daemon:
                 for m in self.fleet.models
             ],
             asset_gauges=self.asset_gauges,
-            alerting_assets=self.alerting_assets(),
+            alerting_assets=self.outputs.alerting_assets(),
         )
-
-    def active_alerts(self) -> int:
-        """Alerts raised and not yet resolved."""
-        return len(self._active)
-
-    def alerting_assets(self) -> frozenset[str]:
-        """The assets with an alert raised and not yet resolved (a copy: any thread)."""
-        return frozenset(self._active.copy())  # copy() holds the GIL throughout
 
     def reload(self, timeout_s: float = _RELOAD_WAIT_S) -> bool:
         """Re-read the config file and every bundle; swap them in whole, or keep the old.
@@ -302,7 +269,7 @@ class Daemon:
         """
         if self.config_path is None:
             log.error("reload: this daemon was not started from a config file")
-            self.counts["reloads_failed"] += 1
+            self.counts.reloads_failed += 1
             self.last_reload_failed = True
             return False
         try:
@@ -311,12 +278,12 @@ class Daemon:
                 config.models, device=self.device, batch_size=config.limits.batch_size
             )
         except AewatchError as err:
-            self.counts["reloads_failed"] += 1
+            self.counts.reloads_failed += 1
             self.last_reload_failed = True
             log.error("reload failed, still serving the old configuration and models: %s", err)
             return False
         except Exception:  # a bug must not end the service; the old models keep serving
-            self.counts["reloads_failed"] += 1
+            self.counts.reloads_failed += 1
             self.last_reload_failed = True
             log.exception("reload failed unexpectedly, still serving the old configuration")
             return False
@@ -331,7 +298,7 @@ class Daemon:
         self._reload = (config, fleet)
         self.queue.wake()
         if not self._reloaded.wait(timeout_s):
-            self.counts["reloads_failed"] += 1
+            self.counts.reloads_failed += 1
             self.last_reload_failed = True
             log.error("reload: the worker did not take the new models within %.0f s", timeout_s)
             return False
@@ -360,11 +327,11 @@ class Daemon:
                 retain=True,
             )
             _wait(info, max(0.1, deadline - time.monotonic()))
-        if self.journal is not None and drained:
+        if self.ledger is not None and drained:
             # The worker's last pass may have found outputs not yet acknowledged; the broker
             # has taken them by the time it took the status behind them: release what is
             # done, so the next start replays only what the next windows need.
-            self._settle(self.journal, len(self._marks))
+            self.ledger.settle(self.ledger.marked, self.pipeline, self.outputs)
         self.client.disconnect()
         self.client.loop_stop()
         if self.journal is not None:
@@ -383,7 +350,7 @@ class Daemon:
         if reason.is_failure:
             self._log.warning("connect", "broker refused the connection: %s", reason)
             return
-        self.counts["connects"] += 1
+        self.counts.connects += 1
         qos = self.config.broker.qos
         client.subscribe([(source.subscription, int(qos)) for source in self.config.inputs])
         client.publish(
@@ -405,9 +372,10 @@ class Daemon:
         self.is_connected.clear()
         with self._intake_lock:
             # Not acknowledged: the broker's session sends them again after the reconnect.
-            self._held.clear()
+            if self.ledger is not None:
+                self.ledger.forget_held()
         if was_connected:
-            self.counts["disconnects"] += 1
+            self.counts.disconnects += 1
         if not self._is_closing:
             self._log.warning("disconnect", "lost the broker (%s); reconnecting", reason)
 
@@ -420,13 +388,13 @@ class Daemon:
         with self._intake_lock:
             if self._is_closing:
                 return  # not acknowledged: the broker delivers it again to the next session
-            if self.journal is not None:
-                done = self._take_journaled([publish])
+            if self.ledger is not None:
+                done = self.ledger.take([publish])
             else:
                 try:
                     self.intake.take(publish.topic, publish.payload)
                 except Exception:  # a bug must not kill the network thread; count and go on
-                    self.intake.counts["internal_error"] += 1
+                    self.intake.counts.internal_error += 1
                     log.exception("internal error on a message of %s", message.topic)
                 done = [publish]
         self._ack(done)
@@ -437,8 +405,8 @@ class Daemon:
         with self._intake_lock:
             if self._is_closing:
                 return  # not acknowledged: the broker delivers them again to the next session
-            if self.journal is not None:
-                found = self._take_journaled(found)
+            if self.ledger is not None:
+                found = self.ledger.take(found)
             else:
                 self.intake.take_many([(publish.topic, publish.payload) for publish in found])
         self._ack(found)
@@ -459,110 +427,6 @@ class Daemon:
             for topic, payload in self.intake.sparkplug.take_commands():
                 self.client.publish(topic, payload, qos=0, retain=False)
 
-    def _take_journaled(self, found: Sequence[Publish]) -> list[Publish]:
-        """Queue and journal ``found``; the messages to acknowledge now (intake lock held).
-
-        QoS 0 readings are queued, or dropped when full, as without a journal. A QoS 1 or 2
-        message's readings go behind any held ones: once queued, its record is written
-        and it is acknowledged; with no room it is held, unacknowledged (the worker queues
-        it later). A message with no reading to queue (refused and counted) is done.
-        """
-        arrival_s = self.intake.clock()
-        pairs = [(publish.topic, publish.payload) for publish in found]
-        decoded = self.intake.decode_many(pairs, arrival_s=arrival_s)
-        done: list[Publish] = []
-        best_effort: list[Decoded] = []
-        held = self._held
-        before = len(held)
-        taken = {message.position: message for message in decoded}
-        for index, publish in enumerate(found):
-            message = taken.get(index)
-            if message is None:
-                done.append(publish)
-            elif publish.qos == 0:
-                best_effort.append(message)
-            else:
-                held.append(_Held(publish, message, arrival_s))
-        self.intake.put(best_effort)
-        if not before:  # else they wait their turn: the worker queues them as it makes room
-            done += self._admit_held()
-        if len(held) > before:
-            self.counts["held"] += len(held) - before
-            self._log.warning(
-                "held",
-                "reading queue full (%d readings): %d QoS 1 messages wait unacknowledged "
-                "for room, and the broker keeps the rest; the scoring worker is behind, "
-                "raise limits.queue_size or add CPU",
-                self.queue.max_readings,
-                len(held),
-            )
-        return done
-
-    def _admit_held(self) -> list[Publish]:
-        """Queue held messages in order while they fit and journal them; those to
-        acknowledge (intake lock held)."""
-        held = self._held
-        queued = self.intake.offer([one.message for one in held])
-        admitted = [held.popleft() for _ in range(queued)]
-        for arrival_s, group in itertools.groupby(admitted, key=lambda one: one.arrival_s):
-            ones = list(group)
-            self._journal([one.publish for one in ones], [one.message for one in ones], arrival_s)
-        return [one.publish for one in admitted]
-
-    def _journal(
-        self, found: Sequence[Publish], decoded: Sequence[Decoded], arrival_s: float
-    ) -> None:
-        """Write the record of messages whose readings were just queued (intake lock held).
-
-        A failed write (a full disk) is counted and logged, and the messages are still
-        acknowledged: scoring goes on, without the crash guarantee for them.
-        """
-        assert self.journal is not None
-        try:
-            seq = self.journal.append(
-                [(publish.topic, publish.payload) for publish in found], arrival_s=arrival_s
-            )
-        except OSError as err:
-            self.counts["journal_failed"] += len(found)
-            self._log.warning(
-                "journal",
-                "could not write the journal in %s (%s); scoring goes on, but a crash now "
-                "loses the readings not yet scored; free space or fix state_dir",
-                self.journal.folder,
-                err.strerror or err,
-            )
-            return
-        self._add_mark(_Mark(seq, arrival_s, _newest_by_asset(m.items for m in decoded)))
-
-    def _add_mark(self, mark: _Mark) -> None:
-        """Note a record queued (intake lock held)."""
-        self._marks.append(mark)
-        for asset in mark.newest:
-            self._last_mark[asset] = mark
-
-    def _replay(self, journal: Journal) -> None:
-        """Queue every journaled record again, oldest first, before connecting."""
-        records = 0
-        for record in journal.replay():
-            decoded = self.intake.decode_many(record.messages, arrival_s=record.arrival_s)
-            newest = _newest_by_asset(message.items for message in decoded)
-            while decoded and self._worker.is_alive():
-                decoded = decoded[self.intake.offer(decoded) :]
-                if decoded:
-                    time.sleep(0.01)  # the worker drains the queue
-            with self._intake_lock:
-                self._add_mark(_Mark(record.seq, record.arrival_s, newest))
-            records += 1
-            self.counts["replayed"] += len(record.messages)
-        if records:
-            log.info(
-                "replayed %d messages (%d records) from the journal in %s: taken before the "
-                "last stop and not yet done with",
-                self.counts["replayed"],
-                records,
-                journal.folder,
-            )
-
     # -- scoring worker ---------------------------------------------------------------
 
     def _work(self) -> None:
@@ -576,11 +440,12 @@ class Daemon:
             else:
                 timeout = max(0.0, oldest + max_wait_s - time.monotonic())
             is_stopping = self._stop_worker.is_set()
-            marked = len(self._marks)  # their readings are queued or taken already
+            ledger = self.ledger
+            marked = 0 if ledger is None else ledger.marked  # queued or taken already
             items = self.queue.take(0 if is_stopping or self._reload else timeout)
             try:
-                if self._held:
-                    self._admit_room()
+                if ledger is not None and ledger.has_held:
+                    self._admit_room(ledger)
                 if items:
                     self.liveness.took(time.monotonic())
                     self.pipeline.ingest(itertools.chain.from_iterable(items))
@@ -602,10 +467,10 @@ class Daemon:
                     oldest = None
                 if self._reload is not None and not self.pipeline.pending:
                     self._take_reload(*self._reload)
-                if self.journal is not None and not self.pipeline.pending:
-                    self._settle(self.journal, marked)
+                if ledger is not None and not self.pipeline.pending:
+                    ledger.settle(marked, self.pipeline, self.outputs)
             except Exception:  # a bug in one batch must not stop scoring for good
-                self.counts["internal_error"] += 1
+                self.counts.internal_error += 1
                 self.liveness.failed(time.monotonic())
                 log.exception("internal error in the scoring worker; batch skipped")
                 oldest = None
@@ -625,56 +490,13 @@ class Daemon:
         for scored in results:  # one per model
             self.latency_s.observe(now - scored.end_timestamps)
         self.batch_windows.observe([len(scored.end_timestamps) for scored in results])
-        self._publish(results)
+        self.outputs.publish(results)
 
-    def _admit_room(self) -> None:
+    def _admit_room(self, ledger: Ledger) -> None:
         """Queue the held messages the worker just made room for, and acknowledge them."""
         with self._intake_lock:
-            done = [] if self._is_closing else self._admit_held()
+            done = [] if self._is_closing else ledger.admit_held()
         self._ack(done)
-
-    def _settle(self, journal: Journal, marked: int) -> None:
-        """Release the journal records done with (worker thread, no window waiting).
-
-        A record is done with once each of its assets is done with it
-        (:meth:`_is_done`) and the broker has acknowledged every output published until
-        then. Only the first ``marked`` marks are looked at: their readings were taken
-        from the queue by now.
-        """
-        seq = None
-        now_s = self.intake.clock()
-        oldest = journal.oldest_seq  # marks before it were dropped past the journal's bound
-        with self._intake_lock:
-            marks = self._marks
-            while marked and marks and (marks[0].seq < oldest or self._is_done(marks[0], now_s)):
-                mark = marks.popleft()
-                marked -= 1
-                seq = mark.seq
-                for asset in mark.newest:
-                    if self._last_mark.get(asset) is mark:
-                        del self._last_mark[asset]
-        sent = [info for info in self._sent if not info.is_published()]
-        if seq is not None:
-            self._releasing.append((seq, sent))
-            sent = []
-        self._sent = sent
-        while self._releasing and all(info.is_published() for info in self._releasing[0][1]):
-            journal.release(self._releasing.popleft()[0])
-
-    def _is_done(self, mark: _Mark, now_s: float) -> bool:
-        """Whether every asset of ``mark`` is done with its readings (intake lock held).
-
-        An asset is when they lie before every window still to come
-        (:meth:`Pipeline.settled_s`), or when its newest record came longer ago than
-        ``_SILENT_S`` or its gap limit (:meth:`Pipeline.gap_s`).
-        """
-        for asset, at in mark.newest.items():
-            if at <= self.pipeline.settled_s(asset):
-                continue
-            silent_for_s = now_s - self._last_mark[asset].arrival_s
-            if silent_for_s <= max(_SILENT_S, self.pipeline.gap_s(asset)):
-                return False
-        return True
 
     def _take_reload(self, config: Config, fleet: Fleet) -> None:
         """Swap in a reload, or count it failed; either way the caller of reload() wakes."""
@@ -682,7 +504,7 @@ class Daemon:
             self._swap(config, fleet)
             self._reload_ok = True
         except Exception:
-            self.counts["reloads_failed"] += 1
+            self.counts.reloads_failed += 1
             self.last_reload_failed = True
             log.exception(
                 "reload failed while swapping models; every asset is back on its old model"
@@ -714,6 +536,7 @@ class Daemon:
         self.queue.max_readings = limits.queue_size
         set_inference_threads(limits.inference_threads)
         self.intake.config, self.intake.fleet = config, fleet
+        self.outputs.config = config.outputs
         self.config, self.fleet = config, fleet
         new_inputs = {source.subscription for source in config.inputs}
         if self.is_connected.is_set():
@@ -721,7 +544,7 @@ class Daemon:
                 self.client.unsubscribe(topic)
             for topic in new_inputs - old_inputs:
                 self.client.subscribe(topic, qos=int(config.broker.qos))
-        self.counts["reloads_ok"] += 1
+        self.counts.reloads_ok += 1
         self.last_reload_failed = False
         log.info(
             "reloaded: models %s; assets kept %d, restarted %d, dropped %d",
@@ -761,181 +584,6 @@ class Daemon:
                 abs(step_s),
                 messages.iso(at),
             )
-
-    def _publish(self, results: list[Scored[ServedModel]]) -> None:
-        """Publish every event and denoised signal; a failure stays with its asset."""
-        for scored in results:
-            model = scored.model
-            self.asset_gauges.note(scored)
-            for event in scored.events:
-                try:
-                    self._publish_event(model, event)
-                except Exception as err:  # one asset's outputs must not skip the others'
-                    self.asset_errors.note(event.asset, "publish", type(err).__name__, str(err))
-            if scored.denoised is not None:
-                for one in scored.per_asset():
-                    try:
-                        self._publish_denoised(one)
-                    except Exception as err:
-                        reason = type(err).__name__
-                        self.asset_errors.note(one.assets[0], "publish", reason, str(err))
-
-    def _publish_event(self, model: ServedModel, event: AlertEvent) -> None:
-        outputs = self.config.outputs
-        self.counts[f"alerts_{event.state}"] += 1
-        if event.state == "raised":
-            self._active[event.asset] = event.alert_id
-        else:
-            self._active.pop(event.asset, None)
-        alert = messages.alert_message(event, model=model.name, model_version=model.version)
-        state = messages.state_message(event, model=model.name, model_version=model.version)
-        log.info(
-            "alert %s %s: %s on %s, severity %.3g (window error %.4g over %.4g)",
-            event.state,
-            event.alert_id,
-            event.kind,
-            ", ".join(f.channel for f in event.findings)
-            or (event.contributions[0][0] if event.contributions else "-"),
-            event.severity,
-            event.peak_score,
-            event.threshold,
-        )
-        self._send(event.asset, outputs.alert_topic_for(event.asset), messages.encode(alert))
-        payload = messages.encode(state)
-        if self.state_key is not None:
-            payload = self.state_key.sign(payload)
-        self._send(event.asset, outputs.state_topic_for(event.asset), payload, retain=True)
-
-    def _publish_denoised(self, one: Scored[ServedModel]) -> None:
-        """The reconstructed signal of one asset's windows (``one`` holds one asset)."""
-        assert one.denoised is not None
-        model = one.model
-        (asset,), (times, values) = one.assets, one.denoised
-        body = messages.denoised_message(
-            asset,
-            model=model.name,
-            model_version=model.version,
-            channels=model.bundle.channels,
-            timestamps=times,
-            values=values,
-        )
-        self._send(asset, self.config.outputs.denoised_topic_for(asset), messages.encode(body))
-
-    def _send(self, asset: str, topic: str, payload: bytes, *, retain: bool = False) -> None:
-        info = self.client.publish(topic, payload, qos=self.config.outputs.qos, retain=retain)
-        if info.rc in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
-            self.counts["published"] += 1  # queued by paho; sent when connected
-            if self.journal is not None:
-                self._sent.append(info)  # its readings' records wait for the broker's ack
-        else:
-            self.counts["publish_failed"] += 1
-            self.asset_errors.count(asset, "publish")
-            self._log.warning(
-                "publish", "could not publish on %s: %s", topic, mqtt.error_string(info.rc)
-            )
-
-    # -- resume -------------------------------------------------------------------------
-
-    def _resume_alerts(self) -> None:
-        """Read the retained states back; resume every alert still firing that this daemon's
-        key signed (any other is ignored, counted and logged)."""
-        key = self.state_key
-        if key is None:
-            log.warning(
-                "no state key: retained alert states cannot be told from ones another client "
-                "planted, so none is resumed, and alerts left open by an earlier run are "
-                "raised again under new ids; set state_dir, or outputs.state_key"
-            )
-            return
-        broker = self.config.broker
-        state_filter = self.config.outputs.state_topic_for("+")
-        retained = read_retained(broker, state_filter, client_id=f"{broker.client_id}-resume")
-        if retained is None:
-            log.warning(
-                "could not read retained alert states from %s; alerts left open by an earlier "
-                "run will be raised again under new ids",
-                broker.display_url,
-            )
-            return
-        for topic, payload in retained.items():
-            open_alert = self._believed_state(key, topic, payload)
-            if open_alert is None:
-                continue
-            if self.pipeline.restore_alert(
-                open_alert.asset,
-                alert_id=open_alert.alert_id,
-                started_at=open_alert.started_at,
-                peak_score=open_alert.peak_score,
-                threshold=open_alert.threshold,
-                contributions=open_alert.contributions,
-                kind=open_alert.kind,
-                severity=open_alert.severity,
-                findings=open_alert.findings,
-            ):
-                self.counts["resumed_alerts"] += 1
-                self._active[open_alert.asset] = open_alert.alert_id
-        if self.counts["resumed_alerts"]:
-            log.info("resumed %d open alerts", self.counts["resumed_alerts"])
-
-    def _believed_state(
-        self, key: StateKey, topic: str, payload: bytes
-    ) -> messages.OpenAlert | None:
-        """The open alert of a retained state signed with ``key``; None when the asset is
-        normal or the state is not believed (counted and logged, once per topic)."""
-        refusal = key.refusal(payload)
-        if refusal is not None:
-            self.counts[f"state_ignored:{refusal}"] += 1
-            log.warning(
-                "ignoring the retained state on %s: %s with this daemon's state key (%s), so "
-                "another client may have put it there; if it is yours from before the key "
-                "changed, it is replaced at the asset's next alert event",
-                topic,
-                "not signed" if refusal == "unsigned" else "its signature does not verify",
-                key.source,
-            )
-            return None
-        try:
-            return messages.parse_state(payload)
-        except ValueError as err:
-            self.counts["state_ignored:unreadable"] += 1
-            log.warning("ignoring the retained state on %s: %s", topic, err)
-            return None
-
-
-def _open_journal(state_dir: Path | None) -> Journal | None:
-    """The journal in ``state_dir``, or None without one.
-
-    Raises:
-        ConfigError: the folder cannot be made or read.
-    """
-    if state_dir is None:
-        return None
-    folder = state_dir / "journal"
-    try:
-        state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # it holds the state key too
-        return Journal(folder)
-    except OSError as err:
-        raise ConfigError(
-            f"state_dir = {state_dir}: cannot use {folder} for the journal "
-            f"({err.strerror or err}); make it writable by the daemon's user, or set "
-            "state_dir to a folder it may write"
-        ) from err
-
-
-def _newest_by_asset(
-    queued: Iterable[Items], newest: dict[str, float] | None = None
-) -> dict[str, float]:
-    """Each asset's newest reading time among ``queued`` (added to ``newest``)."""
-    found: dict[str, float] = {} if newest is None else newest
-    for items in queued:
-        for item in items:
-            if isinstance(item, Series):
-                at = float(item.timestamps.max(initial=-math.inf))
-            else:
-                at = item.timestamp
-            if at > found.get(item.asset, -math.inf):
-                found[item.asset] = at
-    return found
 
 
 def _name(model: ServedModel | None) -> str | None:
