@@ -4,8 +4,9 @@ the shell tests' real mosquitto)."""
 
 from __future__ import annotations
 
+import functools
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ import yaml
 from aewatch.config import load_config
 from aewatch.daemon.service import Daemon
 from aewatch.sim.simulate import parse_faults, simulate
+from tests import polling
 
 from ..shell.conftest import Broker
 
@@ -85,13 +87,4 @@ def simulated_rows(n: int, *, seed: int, faults: str = "") -> Rows:
     ]
 
 
-def wait_until(
-    condition: Callable[[], object], what: str | Callable[[], str], timeout_s: float = TIMEOUT_S
-) -> None:
-    """Poll ``condition`` until true; fail naming ``what`` after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            text = what if isinstance(what, str) else what()
-            raise AssertionError(f"gave up after {timeout_s:.0f} s waiting for {text}")
-        time.sleep(0.05)
+wait_until = functools.partial(polling.wait_until, timeout_s=TIMEOUT_S)

@@ -5,12 +5,12 @@ connects whatever the certificate, with a warning."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import socket
 import threading
-import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +23,7 @@ from aewatch.config import BrokerConfig, load_config
 from aewatch.daemon.connect_failures import CONNECT_FAILURE_REASONS, ConnectFailures
 from aewatch.daemon.mqtt import BufferedClient, connect, make_client
 from aewatch.daemon.service import Daemon
+from tests.polling import wait_until
 from tests.shell.conftest import Broker, Certificates, Credentials, StartBroker
 from tests.shell.test_secret_redaction import _tiny_bundle
 
@@ -247,8 +248,4 @@ def test_back_off_logs_first_on_change_and_then_at_growing_intervals() -> None:
     assert failures.counts["timeout"] == 1
 
 
-def _wait_until(condition: Callable[[], object], what: str) -> None:
-    deadline = time.monotonic() + WAIT_S
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
+_wait_until = functools.partial(wait_until, timeout_s=WAIT_S)

@@ -7,6 +7,7 @@ what the daemon publishes to ``score_table``, the offline path over the same cor
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import math
@@ -45,6 +46,7 @@ from aewatch.model.offline import TableScores, score_table
 from aewatch.model.train import TrainSettings, train_bundle
 from aewatch.sim.cli import write_csv
 from aewatch.sim.simulate import parse_faults, simulate
+from tests.polling import wait_until
 
 from .conftest import Broker, Certificates, Credentials, StartBroker
 
@@ -288,16 +290,7 @@ def _running(config: Config, watcher: Peer, *, config_path: Path | None = None) 
     assert daemon.stop(), "the daemon did not drain within its stop timeout"
 
 
-def _wait_until(
-    condition: Callable[[], object], what: str | Callable[[], str], timeout_s: float = TIMEOUT_S
-) -> None:
-    """Poll ``condition`` until true; fail naming ``what`` (text, or made at the failure)."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            text = what if isinstance(what, str) else what()
-            raise AssertionError(f"gave up after {timeout_s:.0f} s waiting for {text}")
-        time.sleep(0.02)
+_wait_until = functools.partial(wait_until, timeout_s=TIMEOUT_S, every_s=0.02)
 
 
 def _wait_scored(daemon: Daemon, rows: int) -> None:

@@ -9,15 +9,15 @@ raises instead of killing the process.
 
 from __future__ import annotations
 
+import functools
 import json
 import signal
 import socket
 import subprocess
 import sys
 import threading
-import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,7 @@ from aewatch.model.fit import FitSettings
 from aewatch.model.train import TrainSettings, train_bundle
 from aewatch.sim.cli import write_csv
 from aewatch.sim.simulate import simulate
+from tests.polling import wait_until
 
 from .conftest import Broker
 
@@ -280,9 +281,4 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _wait_until(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + WAIT_S
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up after {WAIT_S:.0f} s waiting for {what}")
-        time.sleep(0.1)
+_wait_until = functools.partial(wait_until, timeout_s=WAIT_S, every_s=0.1)

@@ -17,6 +17,7 @@ the condition with its final comparison removed, must return series.
 from __future__ import annotations
 
 import csv
+import functools
 import itertools
 import json
 import math
@@ -30,7 +31,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +46,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from aewatch.cli import main
 from aewatch.config import Config, load_config
 from aewatch.daemon.service import Daemon
+from tests.polling import wait_until
 
 from .conftest import Broker
 
@@ -686,12 +688,7 @@ def _get(url: str, *, timeout_s: float = 10.0) -> str:
         return str(response.read().decode())
 
 
-def _wait_until(condition: Callable[[], object], what: str, timeout_s: float = WAIT_S) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up after {timeout_s:.0f} s waiting for {what}")
-        time.sleep(0.2)
+_wait_until = functools.partial(wait_until, timeout_s=WAIT_S, every_s=0.2)
 
 
 def _free_port() -> int:

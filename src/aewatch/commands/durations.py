@@ -13,7 +13,7 @@ import re
 
 from aewatch.errors import AewatchError
 
-__all__ = ["duration_text", "parse_samples", "rough_duration", "samples_text", "window_and_hop"]
+__all__ = ["duration_text", "parse_samples", "samples_text", "window_and_hop"]
 
 # A duration must land this close (relative) to a whole number of samples.
 WHOLE_TOLERANCE = 0.01
@@ -120,22 +120,6 @@ def duration_text(seconds: float) -> str:
     if seconds >= 1.0:
         return f"{seconds:.4g} s"
     return f"{seconds * 1000.0:.4g} ms"
-
-
-def rough_duration(seconds: float) -> str:
-    """``seconds`` rounded for a reader: seconds under 90 s, minutes under 90 min, hours
-    under two days, else days.
-
-    >>> [rough_duration(s) for s in (60.0, 600.0, 45_310.0, 400_000.0)]
-    ['60 s', '10 min', '12.6 h', '4.6 d']
-    """
-    if seconds < 90.0:
-        return f"{seconds:.0f} s"
-    if seconds < 90.0 * 60.0:
-        return f"{seconds / 60.0:.0f} min"
-    if seconds < 48.0 * 3600.0:
-        return f"{seconds / 3600.0:.1f} h"
-    return f"{seconds / 86_400.0:.1f} d"
 
 
 def _split(text: str, option: str) -> tuple[str, str | None]:

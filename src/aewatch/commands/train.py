@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from aewatch.commands import parse_channels, parse_fpr, parse_limits, report_dir_for
-from aewatch.commands.durations import rough_duration, samples_text, window_and_hop
+from aewatch.commands.durations import samples_text, window_and_hop
 from aewatch.commands.read_options import (
     add_read_options,
     read_options,
@@ -26,6 +26,7 @@ from aewatch.model.fit import FitSettings
 from aewatch.model.networks import ARCHITECTURES
 from aewatch.model.scorer import SCORE_KINDS
 from aewatch.model.train import FalseAlertEstimate, TrainSettings, sample_period, train_bundle
+from aewatch.readable import duration
 from aewatch.report import false_alert_budget, write_training_report
 
 __all__ = ["register"]
@@ -337,8 +338,7 @@ def checks_line(checks: dict[str, Any] | None, channels: tuple[str, ...], period
     kinds = checks.get("kinds", ["shift"])
     if kinds == ["stuck"]:
         return (
-            f"checks   stuck only (after {rough_duration(stuck_s)} or more) on "
-            f"{len(channels)} channels"
+            f"checks   stuck only (after {duration(stuck_s)} or more) on {len(channels)} channels"
         )
     if kinds == ["shift", "stuck"]:
         steady = [
@@ -346,7 +346,7 @@ def checks_line(checks: dict[str, Any] | None, channels: tuple[str, ...], period
         ]
         return (
             f"checks   level shift on {len(steady)} of {len(channels)} channels (those whose "
-            f"level held over the history), stuck (after {rough_duration(stuck_s)} or more) "
+            f"level held over the history), stuck (after {duration(stuck_s)} or more) "
             f"on {len(channels)} channels"
         )
     noise = ", ".join(
@@ -355,7 +355,7 @@ def checks_line(checks: dict[str, Any] | None, channels: tuple[str, ...], period
     )
     spikes = ", spikes" if checks.get("spike_limit") is not None else ""
     return (
-        f"checks   shift, noise, stuck (after {rough_duration(stuck_s)} or more), range{spikes} on "
+        f"checks   shift, noise, stuck (after {duration(stuck_s)} or more), range{spikes} on "
         f"{len(channels)} channels; residual noise levels: {noise}"
     )
 

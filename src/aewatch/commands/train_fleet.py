@@ -21,11 +21,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from aewatch.commands.durations import rough_duration
 from aewatch.commands.read_options import read_options
 from aewatch.config import BUNDLE_SUFFIX
 from aewatch.errors import AewatchError
 from aewatch.model.tables import ReadOptions, asset_names, fleet_raw
+from aewatch.readable import duration
 
 __all__ = ["EXPORT_SUFFIXES", "TrainedAsset", "asset_files", "fleet_assets", "run_per_asset"]
 
@@ -124,9 +124,7 @@ def run_per_asset(args: argparse.Namespace, train_one: Callable[[argparse.Namesp
     for n, (asset, source) in enumerate(files, start=1):
         result = _train(args, asset, source, out / f"{asset}{BUNDLE_SUFFIX}", train_one)
         status = "ok" if result.error is None else f"FAILED: {result.error}"
-        print(
-            f"[{n}/{len(files)}] {asset}: {status} ({rough_duration(result.seconds)})", flush=True
-        )
+        print(f"[{n}/{len(files)}] {asset}: {status} ({duration(result.seconds)})", flush=True)
         results.append(result)
     print("\n".join(summary_table(results)))
     failed = [r for r in results if r.error is not None]

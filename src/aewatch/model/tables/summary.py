@@ -22,6 +22,7 @@ from aewatch.model.tables.cells import Cells
 from aewatch.model.tables.files import RawFile
 from aewatch.model.tables.order import Order
 from aewatch.model.tables.times import TimeRead
+from aewatch.readable import duration
 
 __all__ = [
     "GAP_STEPS",
@@ -145,14 +146,14 @@ class ReadSummary:
         text = f"{start:%Y-%m-%d %H:%M:%S} to {end_text} UTC"
         if span.step_s <= 0:
             return text
-        text += f", step {_duration(span.step_s)}"
+        text += f", step {duration(span.step_s)}"
         if not span.gaps:
             return f"{text}, no gaps"
         assert span.longest_gap_from_s is not None
         since = pd.Timestamp(span.longest_gap_from_s, unit="s")
         return (
             f"{text}, {span.gaps} gap{'s' if span.gaps > 1 else ''} over {GAP_STEPS} steps "
-            f"(longest {_duration(span.longest_gap_s)} from {since:%Y-%m-%d %H:%M:%S})"
+            f"(longest {duration(span.longest_gap_s)} from {since:%Y-%m-%d %H:%M:%S})"
         )
 
     def _cells(self, column: ColumnCells) -> str:
@@ -280,16 +281,3 @@ def _how(raw: RawFile, times: TimeRead) -> str:
 
 def _iso(seconds: float) -> str:
     return pd.Timestamp(seconds, unit="s", tz="UTC").isoformat().replace("+00:00", "Z")
-
-
-def _duration(seconds: float) -> str:
-    """``seconds`` for a reader: ``500 ms``, ``10 s``, ``15 min``, ``2.5 h``, ``3.1 d``."""
-    if seconds < 1.0:
-        return f"{seconds * 1000:.3g} ms"
-    if seconds < 90.0:
-        return f"{seconds:.3g} s"
-    if seconds < 90.0 * 60.0:
-        return f"{seconds / 60.0:.3g} min"
-    if seconds < 48.0 * 3600.0:
-        return f"{seconds / 3600.0:.3g} h"
-    return f"{seconds / 86_400.0:.3g} d"
