@@ -8,6 +8,7 @@ the events and the commands waiting to be published.
 from __future__ import annotations
 
 import logging
+from dataclasses import fields
 from typing import Any
 
 import numpy as np
@@ -18,7 +19,7 @@ from aewatch.core.decode import DECODE_REASONS, Decoded, Reading, Row
 from aewatch.daemon.fleet import Fleet, ServedModel
 from aewatch.daemon.intake import Intake, ReadingQueue
 from aewatch.daemon.sparkplug import REBIRTH_METRIC, SPARKPLUG_REASONS
-from aewatch.daemon.sparkplug_input import SPARKPLUG_EVENTS
+from aewatch.daemon.sparkplug_input import SPARKPLUG_EVENTS, SparkplugEvents
 from aewatch.daemon.sparkplug_schema import Payload
 from aewatch.model.bundle import ModelBundle
 from aewatch.model.dataset import Table
@@ -119,7 +120,8 @@ def test_every_sparkplug_reason_is_a_decode_reason_and_events_start_at_zero(
     intake: Intake,
 ) -> None:
     assert set(SPARKPLUG_REASONS) <= set(DECODE_REASONS)
-    assert dict(intake.sparkplug.events) == dict.fromkeys(SPARKPLUG_EVENTS, 0)
+    assert intake.sparkplug.events == SparkplugEvents()
+    assert tuple(f.name for f in fields(SparkplugEvents)) == SPARKPLUG_EVENTS
 
 
 def test_births_and_data_by_alias_become_rows_of_the_device_asset(intake: Intake) -> None:
@@ -131,7 +133,7 @@ def test_births_and_data_by_alias_become_rows_of_the_device_asset(intake: Intake
     ]
     assert (intake.counts.messages, intake.counts.readings) == (3, 4)
     assert refusals(intake) == {}
-    assert (intake.sparkplug.events["birth"], intake.sparkplug.take_commands()) == (2, [])
+    assert (intake.sparkplug.events.birth, intake.sparkplug.take_commands()) == (2, [])
 
 
 def test_data_that_reports_by_exception_still_makes_whole_rows(intake: Intake) -> None:
@@ -170,7 +172,7 @@ def test_data_before_a_birth_is_counted_and_asks_for_a_rebirth_once(intake: Inta
     assert command_topic == f"spBv1.0/{GROUP}/NCMD/gw1"
     request = Payload.FromString(body)
     assert [(m.name, m.boolean_value) for m in request.metrics] == [(REBIRTH_METRIC, True)]
-    assert intake.sparkplug.events["rebirth_request"] == 1
+    assert intake.sparkplug.events.rebirth_request == 1
     assert intake.sparkplug.take_commands() == []
 
 
@@ -182,7 +184,7 @@ def test_a_sequence_gap_stales_the_node_and_asks_for_a_rebirth(
         intake.take(topic("DDATA"), device_data(5, 3.5, 41.0))  # 2, 3, 4 lost
         commands = intake.sparkplug.take_commands()
     assert len(queued(intake)) == 2  # the DBIRTH's row and the DDATA's: still read
-    assert intake.sparkplug.events["seq_gap"] == 1
+    assert intake.sparkplug.events.seq_gap == 1
     assert [c[0] for c in commands] == [f"spBv1.0/{GROUP}/NCMD/gw1"]
     gap = [r.getMessage() for r in caplog.records if "skipped a sequence number" in r.message]
     assert gap == [
@@ -204,7 +206,7 @@ def test_deaths_are_events_and_rebirth_false_asks_nothing(bundle: ModelBundle) -
         topic("NDEATH", None), payload(None, {"name": "bdSeq", "datatype": 4, "long_value": 0})
     )
     intake.take(topic("DDATA"), device_data(3, 1.0, 2.0))  # after the death: no birth
-    assert intake.sparkplug.events["death"] == 2
+    assert intake.sparkplug.events.death == 2
     assert refusals(intake) == {"decode_error:no_birth": 1}
     assert intake.sparkplug.take_commands() == []
 

@@ -3,8 +3,6 @@ scrapes as the daemon's would."""
 
 from __future__ import annotations
 
-from collections import Counter
-
 from prometheus_client import generate_latest
 
 from aewatch.core.pipeline import PipelineCounts
@@ -20,6 +18,7 @@ from aewatch.daemon.metrics import (
     registry_for,
 )
 from aewatch.daemon.service_counts import ServiceCounts
+from aewatch.daemon.sparkplug_input import SparkplugEvents
 
 
 def _snapshot(**changes: object) -> MetricsSnapshot:
@@ -29,7 +28,7 @@ def _snapshot(**changes: object) -> MetricsSnapshot:
         "intake": IntakeCounts(messages=7, readings=28, unknown_topic=1),
         "pipeline": PipelineCounts(aligned=28, windows=19),
         "own": ServiceCounts(alerts_raised=2, alerts_resolved=1, connects=1),
-        "sparkplug_events": Counter(birth=3),
+        "sparkplug_events": SparkplugEvents(birth=3),
         "asset_errors": [("well-1", "publish", 4)],
         "assets_tracked": 1,
         "assets_warming": 0,

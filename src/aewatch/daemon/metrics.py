@@ -1,7 +1,8 @@
 """Prometheus metrics and the health endpoints (shell).
 
-The stages keep plain counters (``Counter`` objects owned by the thread that writes them),
-so the hot path pays one dict increment per event. :class:`DaemonCollector` turns them into
+The stages keep plain counters (typed fields of ``PipelineCounts``, ``IntakeCounts``,
+``ServiceCounts`` and ``SparkplugEvents``, each field written by one thread), so the hot
+path pays one attribute increment per event. :class:`DaemonCollector` turns them into
 metric families when Prometheus scrapes, from one :class:`MetricsSnapshot` the daemon
 hands it (the collector knows no daemon); histograms are :class:`Buckets`, filled a whole
 batch at a time with numpy. :class:`~aewatch.daemon.status.StatusServer` (kept importable
@@ -19,7 +20,7 @@ with or without ``state_dir``: 0 without, so a rule on them needs no second form
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,7 +42,7 @@ from aewatch.daemon.asset_gauges import AssetGauges
 from aewatch.daemon.connect_failures import CONNECT_FAILURE_REASONS, ConnectFailures
 from aewatch.daemon.intake import IntakeCounts
 from aewatch.daemon.service_counts import ServiceCounts
-from aewatch.daemon.sparkplug_input import SPARKPLUG_EVENTS
+from aewatch.daemon.sparkplug_input import SPARKPLUG_EVENTS, SparkplugEvents
 from aewatch.daemon.state_key import IGNORED_REASONS
 from aewatch.daemon.status import StatusServer
 
@@ -166,7 +167,7 @@ class MetricsSnapshot:
     intake: IntakeCounts
     pipeline: PipelineCounts
     own: ServiceCounts
-    sparkplug_events: Mapping[str, int]
+    sparkplug_events: SparkplugEvents
     asset_errors: Sequence[tuple[str, str, int]]
     assets_tracked: int
     assets_warming: int
@@ -238,7 +239,7 @@ class DaemonCollector(Collector):
             labels=["event"],
         )
         for event in SPARKPLUG_EVENTS:
-            sparkplug.add_metric([event], d.sparkplug_events[event])
+            sparkplug.add_metric([event], getattr(d.sparkplug_events, event))
         yield sparkplug
         readings_dropped = CounterMetricFamily(
             "aewatch_readings_dropped",

@@ -34,7 +34,6 @@ import itertools
 import logging
 import threading
 import time
-from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -231,7 +230,7 @@ class Daemon:
             intake=self.intake.counts.copy(),
             pipeline=self.pipeline.counts.copy(),
             own=self.counts.copy(),
-            sparkplug_events=Counter(self.intake.sparkplug.events),
+            sparkplug_events=self.intake.sparkplug.events.copy(),
             asset_errors=list(self.asset_errors.counts()),
             assets_tracked=self.pipeline.assets,
             assets_warming=self.pipeline.warming,

@@ -23,14 +23,32 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import Counter, deque
+from collections import deque
+from dataclasses import dataclass, replace
 
 from aewatch.config import Config, InputConfig
 from aewatch.daemon.sparkplug import SparkplugDecoder, SparkplugOutcome, SparkplugTopic
 
-__all__ = ["MAX_COMMANDS", "SPARKPLUG_EVENTS", "SparkplugInputs"]
+__all__ = ["MAX_COMMANDS", "SPARKPLUG_EVENTS", "SparkplugEvents", "SparkplugInputs"]
 
 SPARKPLUG_EVENTS = ("birth", "death", "seq_gap", "rebirth_request")
+
+
+@dataclass(slots=True)
+class SparkplugEvents:
+    """Sparkplug B events since the start, by kind (:data:`SPARKPLUG_EVENTS`). One writer,
+    paho's network thread; a reader in another thread takes :meth:`copy`."""
+
+    birth: int = 0
+    death: int = 0
+    seq_gap: int = 0
+    rebirth_request: int = 0
+
+    def copy(self) -> SparkplugEvents:
+        """A copy that later counting does not change."""
+        return replace(self)
+
+
 MAX_COMMANDS = 1_000  # rebirth requests waiting for a connection
 _ASSETS_SHOWN = 10  # assets named in one log line; the rest counted
 
@@ -55,7 +73,7 @@ class SparkplugInputs:
     """
 
     def __init__(self) -> None:
-        self.events: Counter[str] = Counter(dict.fromkeys(SPARKPLUG_EVENTS, 0))
+        self.events = SparkplugEvents()
         self._decoders: list[tuple[InputConfig, SparkplugDecoder]] = []
         self._commands: deque[tuple[str, bytes]] = deque(maxlen=MAX_COMMANDS)
         self._lock = threading.Lock()  # commands are taken on another thread
@@ -94,17 +112,17 @@ class SparkplugInputs:
         ``asset``, and keep its commands for :meth:`take_commands`."""
         node = f"edge node {topic.node} (group {topic.group})"
         if outcome.born:
-            self.events["birth"] += 1
+            self.events.birth += 1
             log.info("Sparkplug %s from %s: asset %s is read from now on", topic.kind, node, asset)
         if outcome.stale:
             stale = _named(outcome.stale)
             if topic.kind.endswith("DEATH"):
-                self.events["death"] += 1
+                self.events.death += 1
                 log.info(
                     "Sparkplug %s from %s: %s stale until its next birth", topic.kind, node, stale
                 )
             else:
-                self.events["seq_gap"] += 1
+                self.events.seq_gap += 1
                 log.info(
                     "Sparkplug %s skipped a sequence number (at its %s): messages were lost; "
                     "%s stale until its next birth",
@@ -124,7 +142,7 @@ class SparkplugInputs:
             commands = list(self._commands)
             self._commands.clear()
         for topic, _ in commands:
-            self.events["rebirth_request"] += 1
+            self.events.rebirth_request += 1
             log.info("Sparkplug: asking for a rebirth on %s", topic)
         return commands
 
