@@ -16,6 +16,7 @@ __all__ = [
     "RECONSTRUCTION",
     "AlertEvent",
     "AlertState",
+    "AlertTrack",
     "Finding",
     "OpenAlert",
     "alert_id",
@@ -71,7 +72,12 @@ class AlertEvent:
 
 
 @dataclass(slots=True)
-class _Track:
+class AlertTrack:
+    """One asset's hysteresis: its current runs of anomalous and normal windows, its open
+    alert (id, start) and the peak the alert reports. :class:`AlertState` folds windows
+    into it; its owner (the asset's state in a :class:`~aewatch.core.detector.Detector`,
+    or an :class:`AlertState` of its own) keeps it."""
+
     anomalous_run: int = 0
     normal_run: int = 0
     run_started_at: float = 0.0
@@ -85,6 +91,25 @@ class _Track:
     peak_severity: float = float("-inf")
     peak_kind: str = RECONSTRUCTION
     peak_findings: tuple[Finding, ...] = ()
+
+    @classmethod
+    def resumed(cls, alert: OpenAlert) -> AlertTrack:
+        """The track of an alert an earlier process left open: its id, start and peak (with
+        its kind, severity and findings) kept, so the next normal run resolves it."""
+        severity, peak, threshold = alert.severity, alert.peak_score, alert.threshold
+        return cls(
+            is_firing=True,
+            alert_id=alert.alert_id,
+            started_at=alert.started_at,
+            peak_score=peak,
+            peak_threshold=threshold,
+            peak_channels=dict(alert.contributions),
+            peak_severity=(
+                severity if severity is not None else (peak / threshold if threshold > 0 else peak)
+            ),
+            peak_kind=alert.kind,
+            peak_findings=alert.findings,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +131,12 @@ class OpenAlert:
 class AlertState:
     """Hysteresis over per-window decisions, per asset.
 
+    ``raise_after`` and ``resolve_after`` are the rules; an asset's runs and open alert are
+    an :class:`AlertTrack`. :meth:`fold` and :meth:`fold_normal` work on a track its owner
+    keeps (a :class:`~aewatch.core.detector.Detector` keeps each asset's with the rest of
+    that asset's state); :meth:`update`, :meth:`note_normal` and :meth:`restore` on the
+    tracks this object keeps by asset name (offline tools and tests).
+
     >>> s = AlertState(raise_after=2, resolve_after=2)
     >>> [e and e.state for e in (
     ...     s.update("w1", is_anomalous=True, at=1.0, score=5.0, threshold=1.0),
@@ -122,31 +153,16 @@ class AlertState:
             )
         self.raise_after = raise_after
         self.resolve_after = resolve_after
-        self._tracks: dict[str, _Track] = {}
+        self._tracks: dict[str, AlertTrack] = {}
 
     def is_firing(self, asset: str) -> bool:
         """True while ``asset`` has a raised, unresolved alert."""
         track = self._tracks.get(asset)
         return track is not None and track.is_firing
 
-    def peak_severity(self, asset: str) -> float:
-        """The highest severity of ``asset``'s open alert or anomalous run (-inf: none)."""
-        track = self._tracks.get(asset)
-        return float("-inf") if track is None else track.peak_severity
-
     def firing(self) -> dict[str, str]:
         """Active alerts: asset → alert id."""
         return {a: t.alert_id for a, t in self._tracks.items() if t.is_firing}
-
-    def forget(self, asset: str) -> None:
-        """Drop an asset's state (it left the fleet)."""
-        self._tracks.pop(asset, None)
-
-    def adopt(self, asset: str, previous: AlertState) -> None:
-        """Move ``asset``'s state (open alert, runs, peak) over from ``previous``."""
-        track = previous._tracks.pop(asset, None)
-        if track is not None:
-            self._tracks[asset] = track
 
     def restore(self, alert: OpenAlert) -> bool:
         """Resume an alert that an earlier process raised on its asset and did not resolve.
@@ -167,20 +183,7 @@ class AlertState:
         """
         if alert.asset in self._tracks:
             return False
-        severity, peak, threshold = alert.severity, alert.peak_score, alert.threshold
-        self._tracks[alert.asset] = _Track(
-            is_firing=True,
-            alert_id=alert.alert_id,
-            started_at=alert.started_at,
-            peak_score=peak,
-            peak_threshold=threshold,
-            peak_channels=dict(alert.contributions),
-            peak_severity=(
-                severity if severity is not None else (peak / threshold if threshold > 0 else peak)
-            ),
-            peak_kind=alert.kind,
-            peak_findings=alert.findings,
-        )
+        self._tracks[alert.asset] = AlertTrack.resumed(alert)
         return True
 
     def note_normal(self, asset: str, at: float, count: int = 1) -> None:
@@ -192,11 +195,16 @@ class AlertState:
         """
         track = self._tracks.get(asset)
         if track is None:
-            track = self._tracks[asset] = _Track()
-        elif track.is_firing:
+            track = self._tracks[asset] = AlertTrack()
+        self.fold_normal(track, asset, at, count)
+
+    def fold_normal(self, track: AlertTrack, asset: str, at: float, count: int = 1) -> None:
+        """:meth:`note_normal` on ``asset``'s ``track``, wherever its owner keeps it."""
+        if track.is_firing:
             if count != 1:
                 raise ValueError(f"{asset} fires: note its normal windows one at a time")
-            self.update(
+            self.fold(
+                track,
                 asset,
                 is_anomalous=False,
                 at=at,
@@ -230,9 +238,37 @@ class AlertState:
         ``severity`` ranks the windows of an alert (default ``score / threshold``): the
         worst one's score, channels, ``kind`` and ``findings`` are what the alert reports.
         """
+        return self.fold(
+            self._tracks.setdefault(asset, AlertTrack()),
+            asset,
+            is_anomalous=is_anomalous,
+            at=at,
+            score=score,
+            threshold=threshold,
+            channel_errors=channel_errors,
+            severity=severity,
+            kind=kind,
+            findings=findings,
+        )
+
+    def fold(
+        self,
+        track: AlertTrack,
+        asset: str,
+        *,
+        is_anomalous: bool,
+        at: float,
+        score: float,
+        threshold: float,
+        channel_errors: Mapping[str, float] | None = None,
+        severity: float | None = None,
+        kind: str = RECONSTRUCTION,
+        findings: tuple[Finding, ...] = (),
+    ) -> AlertEvent | None:
+        """:meth:`update` on ``asset``'s ``track``, wherever its owner keeps it (changed in
+        place: a resolve starts it afresh, keeping the normal run that resolved it)."""
         if severity is None:
             severity = score / threshold if threshold > 0 else score
-        track = self._tracks.setdefault(asset, _Track())
         if is_anomalous:
             if track.anomalous_run == 0:
                 track.run_started_at = at
@@ -257,9 +293,7 @@ class AlertState:
             return _event(asset, track, RAISED, at, None)
         if track.is_firing and track.normal_run >= self.resolve_after:
             event = _event(asset, track, RESOLVED, at, track.normal_started_at)
-            self._tracks[asset] = _Track(
-                normal_run=track.normal_run, normal_started_at=track.normal_started_at
-            )
+            _start_afresh(track)
             return event
         if not track.is_firing and not is_anomalous:
             _clear_peak(track)
@@ -285,14 +319,23 @@ def iso_ms(timestamp: float) -> str:
     return text.replace("+00:00", "Z")
 
 
-def _clear_peak(track: _Track) -> None:
+def _start_afresh(track: AlertTrack) -> None:
+    """``track`` as a new one, but for the normal run it is in (the one that resolved it)."""
+    fresh = AlertTrack(normal_run=track.normal_run, normal_started_at=track.normal_started_at)
+    for name in AlertTrack.__slots__:
+        setattr(track, name, getattr(fresh, name))
+
+
+def _clear_peak(track: AlertTrack) -> None:
     track.peak_score = track.peak_severity = float("-inf")
     track.peak_channels = {}
     track.peak_kind = RECONSTRUCTION
     track.peak_findings = ()
 
 
-def _event(asset: str, track: _Track, state: str, at: float, ended_at: float | None) -> AlertEvent:
+def _event(
+    asset: str, track: AlertTrack, state: str, at: float, ended_at: float | None
+) -> AlertEvent:
     total = sum(track.peak_channels.values())
     shares = sorted(
         ((ch, (err / total if total > 0 else 0.0)) for ch, err in track.peak_channels.items()),

@@ -40,7 +40,14 @@ from typing import Any, Protocol, Self
 import numpy as np
 import numpy.typing as npt
 
-from aewatch.core.alerts import RECONSTRUCTION, AlertEvent, AlertState, Finding
+from aewatch.core.alerts import (
+    RECONSTRUCTION,
+    AlertEvent,
+    AlertState,
+    AlertTrack,
+    Finding,
+    OpenAlert,
+)
 from aewatch.core.checks import (
     CHECK_KINDS,
     RANGE,
@@ -175,7 +182,10 @@ _RUN_SPAN = 1024  # windows a run looks ahead at once
 
 @dataclass(slots=True)
 class _AssetState:
-    """One asset's smoothing, drift baseline and alert statistics.
+    """Everything a detector knows of one asset: its smoothing, drift baseline, in-alert
+    statistics and alert (``alert``: the hysteresis, the open alert and its peak). Its
+    channel checks' statistics are its row of the :class:`ChannelMonitor`'s arrays, so
+    the checks of many assets run together.
 
     The baseline's normal values live in a ring of doubles (8 bytes each, not a deque of
     float objects at 32): with 10 000 assets and depth 100 that is 8 MB, not 32. The
@@ -192,6 +202,7 @@ class _AssetState:
     alert_windows: int = 0
     dropped: bool = False  # the current normal run counted a relative drop as normal
     floor: float = 0.0
+    alert: AlertTrack = field(default_factory=AlertTrack)
 
     def baseline(self) -> float:
         return self.normal_sum / self.normal_count if self.normal_count else 1.0
@@ -268,6 +279,7 @@ class Detector:
         self.threshold = threshold
         self.channels = channels
         self.settings = settings
+        # The hysteresis rules; each asset's alert is kept in its own state (_AssetState).
         self.alerts = AlertState(settings.raise_after, settings.resolve_after)
         self.monitor = None if settings.checks is None else ChannelMonitor(settings.checks)
         self._states: dict[str, _AssetState] = {}
@@ -320,7 +332,7 @@ class Detector:
             state = self._state(asset)
             next_run = i  # the first window a run of normal windows may be tried from
             while i < k:
-                if i >= next_run and k - i >= _RUN_MIN and not alerts.is_firing(asset):
+                if i >= next_run and k - i >= _RUN_MIN and not state.alert.is_firing:
                     # A run of normal windows (the common case) in one step, up to the first
                     # anomalous one; that one, and a few after it, go one by one below.
                     end = min(k, i + _RUN_SPAN)
@@ -329,7 +341,7 @@ class Detector:
                     )
                     n = len(scores_run)
                     if n:
-                        alerts.note_normal(asset, ends[i], n)
+                        alerts.fold_normal(state.alert, asset, ends[i], n)
                         out_scores[i : i + n] = scores_run.tolist()
                         thresholds[i : i + n] = thresholds_run.tolist()
                         severity[i : i + n] = np.maximum(
@@ -359,9 +371,9 @@ class Detector:
                 severity[i] = window_severity = max(ae_ratio, check_ratio[i])
                 is_over = smoothed > in_force
                 is_anomalous = anomalous[i] = is_over or check_ratio[i] >= 1.0
-                was_firing = alerts.is_firing(asset)
+                was_firing = state.alert.is_firing
                 if not (is_anomalous or was_firing):  # a normal window, kept short
-                    alerts.note_normal(asset, ends[i])
+                    alerts.fold_normal(state.alert, asset, ends[i])
                     if adapt is not None:
                         state.learn(smoothed, adapt.depth)
                         state.dropped = False
@@ -375,15 +387,14 @@ class Detector:
                 channel_errors = None
                 kind = RECONSTRUCTION
                 findings: tuple[Finding, ...] = ()
-                if (counts_anomalous or was_firing) and window_severity > alerts.peak_severity(
-                    asset
-                ):
+                if (counts_anomalous or was_firing) and window_severity > state.alert.peak_severity:
                     if finite_errors is None:
                         finite_errors = np.nan_to_num(scores.channel_errors, nan=cap, posinf=cap)
                     row = finite_errors[i].tolist()
                     channel_errors = dict(zip(self.channels, row, strict=True))
                     kind, findings = checked.findings(i, ae_ratio, finite_errors[i], self.channels)
-                event = alerts.update(
+                event = alerts.fold(
+                    state.alert,
                     asset,
                     is_anomalous=counts_anomalous,
                     at=ends[i],
@@ -396,7 +407,7 @@ class Detector:
                 )
                 if event is not None:
                     events.append(event)
-                is_firing = firing[i] = alerts.is_firing(asset)
+                is_firing = firing[i] = state.alert.is_firing
                 if adapt is not None:
                     self._adapt(
                         state,
@@ -537,8 +548,10 @@ class Detector:
         event = None
         # A channel gone silent has waited out its gap already: raise at once, whatever
         # raise_after asks of windows.
+        track = self._state(asset).alert
         for _ in range(self.alerts.raise_after):
-            event = self.alerts.update(
+            event = self.alerts.fold(
+                track,
                 asset,
                 is_anomalous=True,
                 at=at,
@@ -548,7 +561,7 @@ class Detector:
                 kind=STALE,
                 findings=tuple(findings),
             )
-            if event is not None or self.alerts.is_firing(asset):
+            if event is not None or track.is_firing:
                 break
         return event
 
@@ -563,7 +576,6 @@ class Detector:
         state = previous._states.pop(asset, None)
         if state is not None:
             self._states[asset] = state
-        self.alerts.adopt(asset, previous.alerts)
         if self.monitor is not None and previous.monitor is not None:
             self.monitor.adopt(asset, previous.monitor)
         elif previous.monitor is not None:
@@ -571,10 +583,26 @@ class Detector:
 
     def forget(self, asset: str) -> None:
         """Drop everything known about ``asset``."""
-        self.alerts.forget(asset)
         self._states.pop(asset, None)
         if self.monitor is not None:
             self.monitor.forget(asset)
+
+    def is_firing(self, asset: str) -> bool:
+        """True while ``asset`` has a raised, unresolved alert."""
+        state = self._states.get(asset)
+        return state is not None and state.alert.is_firing
+
+    def firing(self) -> dict[str, str]:
+        """Active alerts: asset → alert id."""
+        return {a: s.alert.alert_id for a, s in self._states.items() if s.alert.is_firing}
+
+    def restore(self, alert: OpenAlert) -> bool:
+        """Resume an alert an earlier process left open on its asset (:meth:`AlertState.restore`);
+        False, doing nothing, when the asset already has state here."""
+        if alert.asset in self._states:
+            return False
+        self._state(alert.asset).alert = AlertTrack.resumed(alert)
+        return True
 
     def _state(self, asset: str) -> _AssetState:
         state = self._states.get(asset)

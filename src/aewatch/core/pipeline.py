@@ -230,7 +230,13 @@ _Taken = tuple[float, list[float], bool]  # Aligner.take_row: grid time, row, ga
 
 @dataclass(slots=True)
 class _Track(Generic[M]):
-    """One asset's grid and its slot of windows, and the model that serves it."""
+    """One asset's grid and its slot of windows, and the model that serves it.
+
+    What the asset's windows decided is the model's detector's, in one object per asset
+    (its smoothing, drift baseline, alert and, as a row of the checks' arrays, its channel
+    statistics); a reload moves that object to the new model's detector
+    (:meth:`Detector.adopt`), so a track and that object are the whole asset.
+    """
 
     model: M
     aligner: Aligner
@@ -585,7 +591,7 @@ class Pipeline(Generic[M]):
         Not applied when no model serves the asset or the asset already has state here.
         """
         model = self.fleet.model_for(alert.asset)
-        return model is not None and model.detector.alerts.restore(alert)
+        return model is not None and model.detector.restore(alert)
 
     def swap_fleet(self, fleet: ModelsFor[M]) -> tuple[int, int, int]:
         """Serve every asset from ``fleet`` from now on; return (kept, restarted, dropped).
@@ -616,7 +622,7 @@ class Pipeline(Generic[M]):
             self._track_for(asset)
             restarted += 1
         for old in old_models:  # open alerts resumed at start on assets not seen yet
-            for asset in old.detector.alerts.firing():
+            for asset in old.detector.firing():
                 model = fleet.model_for(asset)
                 if model is not None:
                     model.detector.adopt(asset, old.detector)
