@@ -32,7 +32,8 @@ from aewatch.daemon.service_counts import ServiceCounts
 from aewatch.model.bundle import ModelBundle
 from aewatch.model.fit import FitSettings
 from aewatch.model.train import TrainSettings, train_bundle
-from tests.shell.test_outputs import RecordingClient, _scored, _table
+from tests.shell.test_asset_gauges import _table
+from tests.shell.test_outputs import RecordingClient, _scored
 
 T0 = 1_700_000_000.0
 ROWS = 80
@@ -56,7 +57,7 @@ class Clock:
 
 @pytest.fixture(scope="module")
 def bundle() -> ModelBundle:
-    """test_outputs' model: channels a, b, c; window 10, hop 1, period 1 s."""
+    """test_asset_gauges' model: channels a, b, c; window 10, hop 1, period 1 s."""
     settings = TrainSettings(fit=FitSettings(show_progress=False))
     return train_bundle([_table(2000, 0)], settings).bundle
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 
-import numpy as np
 import paho.mqtt.client as mqtt
 import pytest
 
@@ -27,12 +26,10 @@ from aewatch.daemon.service import Daemon
 from aewatch.daemon.service_counts import ServiceCounts
 from aewatch.daemon.state_key import StateKey
 from aewatch.model.bundle import ModelBundle
-from aewatch.model.dataset import Table
 from aewatch.model.fit import FitSettings
 from aewatch.model.train import TrainSettings, train_bundle
+from tests.shell.test_asset_gauges import CHANNELS, _table
 
-T0 = 1_700_000_000.0
-CHANNELS = ("a", "b", "c")
 KEY = StateKey(b"k" * 32, source="a test")
 
 
@@ -59,14 +56,6 @@ class RecordingClient:
     def ack_all(self) -> None:
         for info in self.infos:
             info._set_as_published()  # what paho's network thread does on PUBACK
-
-
-def _table(n: int, seed: int) -> Table:
-    rng = np.random.default_rng(seed)
-    t = T0 + np.arange(n, dtype=np.float64)
-    base = np.sin(t / 30.0)
-    values = np.column_stack([base, 0.5 * base + 1.0, -base]) + 0.05 * rng.standard_normal((n, 3))
-    return Table("x.csv", t, values, CHANNELS, None, None, np.arange(n) + 2)
 
 
 @pytest.fixture(scope="module")

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from typing import Generic, NamedTuple, Protocol, TypeVar
 
 import numpy as np
@@ -36,6 +36,7 @@ import numpy.typing as npt
 
 from aewatch.core.alerts import AlertEvent, OpenAlert
 from aewatch.core.align import Aligner, AlignOutput
+from aewatch.core.counts import Counts
 from aewatch.core.decode import Item, Reading, Row, Series
 from aewatch.core.detector import Detector, WindowScores
 from aewatch.core.window import DueWindows, WindowBank
@@ -112,10 +113,9 @@ _JITTER_SHARE = 4  # a block may land this fraction of its length off and still 
 
 
 @dataclass(slots=True)
-class PipelineCounts:
+class PipelineCounts(Counts):
     """Where every reading ended and what the pipeline did, since it started (see the
-    module's docstring for each name). One writer, the scoring worker; a reader in another
-    thread takes :meth:`copy`."""
+    module's docstring for each name). One writer, the scoring worker."""
 
     aligned: int = 0
     late: int = 0
@@ -130,14 +130,6 @@ class PipelineCounts:
     windows: int = 0
     batches: int = 0
     outside_envelope: int = 0
-
-    def copy(self) -> PipelineCounts:
-        """A copy that later counting does not change."""
-        return replace(self)
-
-    def as_dict(self) -> dict[str, int]:
-        """Name -> count, the names as docs/mqtt.md lists them."""
-        return {name: getattr(self, name) for name in COUNTS}
 
 
 COUNTS: tuple[str, ...] = tuple(f.name for f in fields(PipelineCounts))

@@ -37,10 +37,11 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from aewatch.config import Config, InputConfig, OutputConfig
+from aewatch.core.counts import Counts
 from aewatch.core.decode import DECODE_REASONS, DecodeError, Decoder, Reading, Row
 from aewatch.daemon.asset_errors import AssetErrors, shown_asset
 from aewatch.daemon.fleet import Fleet
@@ -112,10 +113,9 @@ class RateLimitedLog:
 
 
 @dataclass(slots=True)
-class IntakeCounts:
+class IntakeCounts(Counts):
     """What the network thread took and refused, since the start (the module's docstring
-    says what each counts). One writer, paho's network thread; a reader in another thread
-    takes :meth:`copy`."""
+    says what each counts). One writer, paho's network thread."""
 
     messages: int = 0
     readings: int = 0
@@ -124,16 +124,10 @@ class IntakeCounts:
     bad_asset_name: int = 0
     queue_full: int = 0
     internal_error: int = 0
-    decode_errors: dict[str, int] = field(default_factory=lambda: dict.fromkeys(DECODE_REASONS, 0))
-
-    def copy(self) -> IntakeCounts:
-        """A copy that later counting does not change."""
-        return replace(self, decode_errors=dict(self.decode_errors))
-
-    def as_dict(self) -> dict[str, int]:
-        """Name -> count, the names as docs/mqtt.md lists them (``decode_error:REASON``)."""
-        flat = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "decode_errors"}
-        return flat | {f"decode_error:{r}": n for r, n in self.decode_errors.items()}
+    decode_errors: dict[str, int] = field(
+        default_factory=lambda: dict.fromkeys(DECODE_REASONS, 0),
+        metadata={"flat": "decode_error"},
+    )
 
 
 class Intake:

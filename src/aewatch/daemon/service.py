@@ -131,10 +131,9 @@ class Daemon:
         self._stop_worker = threading.Event()
         self._worker = threading.Thread(target=self._work, name="aewatch-worker", daemon=True)
         self._log = RateLimitedLog(log)
-        outputs = config.outputs
         self.client = client or make_client(
             config.broker,
-            will=Will(outputs.status_topic_name, messages.STATUS_OFFLINE, qos=1),
+            will=Will(config.outputs.status_topic_name, messages.STATUS_OFFLINE, qos=1),
             manual_ack=True,
         )
         self.client.max_queued_messages_set(limits.queue_size)
@@ -149,7 +148,7 @@ class Daemon:
         self.state_key = open_state_key(config.outputs.state_key, config.state_dir)
         self.outputs = Outputs(
             self.client,
-            outputs,
+            config.outputs,
             counts=self.counts,
             asset_errors=self.asset_errors,
             asset_gauges=self.asset_gauges,

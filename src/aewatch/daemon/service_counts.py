@@ -2,21 +2,22 @@
 sessions, reloads, retained states and the journal.
 
 :class:`ServiceCounts` is written by the daemon's threads (each field by one of them) and
-read by ``/metrics`` through :meth:`ServiceCounts.copy`; :mod:`aewatch.daemon.metrics`
+read by ``/metrics`` through ``copy()``; :mod:`aewatch.daemon.metrics`
 says which metric each becomes.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field
 
+from aewatch.core.counts import Counts
 from aewatch.daemon.state_key import IGNORED_REASONS
 
 __all__ = ["ServiceCounts"]
 
 
 @dataclass(slots=True)
-class ServiceCounts:
+class ServiceCounts(Counts):
     """The service's own counters since it started.
 
     ``alerts_raised``, ``alerts_resolved``: alert events published. ``published``,
@@ -42,13 +43,7 @@ class ServiceCounts:
     journal_failed: int = 0
     replayed: int = 0
     held: int = 0
-    state_ignored: dict[str, int] = field(default_factory=lambda: dict.fromkeys(IGNORED_REASONS, 0))
-
-    def copy(self) -> ServiceCounts:
-        """A copy that later counting does not change."""
-        return replace(self, state_ignored=dict(self.state_ignored))
-
-    def as_dict(self) -> dict[str, int]:
-        """Name -> count, a retained state ignored as ``state_ignored:REASON``."""
-        flat = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "state_ignored"}
-        return flat | {f"state_ignored:{r}": n for r, n in self.state_ignored.items()}
+    state_ignored: dict[str, int] = field(
+        default_factory=lambda: dict.fromkeys(IGNORED_REASONS, 0),
+        metadata={"flat": "state_ignored"},
+    )

@@ -24,9 +24,10 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from aewatch.config import Config, InputConfig
+from aewatch.core.counts import Counts
 from aewatch.daemon.sparkplug import SparkplugDecoder, SparkplugOutcome, SparkplugTopic
 
 __all__ = ["MAX_COMMANDS", "SPARKPLUG_EVENTS", "SparkplugEvents", "SparkplugInputs"]
@@ -35,18 +36,14 @@ SPARKPLUG_EVENTS = ("birth", "death", "seq_gap", "rebirth_request")
 
 
 @dataclass(slots=True)
-class SparkplugEvents:
+class SparkplugEvents(Counts):
     """Sparkplug B events since the start, by kind (:data:`SPARKPLUG_EVENTS`). One writer,
-    paho's network thread; a reader in another thread takes :meth:`copy`."""
+    paho's network thread."""
 
     birth: int = 0
     death: int = 0
     seq_gap: int = 0
     rebirth_request: int = 0
-
-    def copy(self) -> SparkplugEvents:
-        """A copy that later counting does not change."""
-        return replace(self)
 
 
 MAX_COMMANDS = 1_000  # rebirth requests waiting for a connection
