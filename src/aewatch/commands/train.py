@@ -25,7 +25,13 @@ from aewatch.model.detectability import Detectability, detectability
 from aewatch.model.fit import FitSettings
 from aewatch.model.networks import ARCHITECTURES
 from aewatch.model.scorer import SCORE_KINDS
-from aewatch.model.train import FalseAlertEstimate, TrainSettings, sample_period, train_bundle
+from aewatch.model.train import (
+    SHIFT_K_CANDIDATES,
+    FalseAlertEstimate,
+    TrainSettings,
+    sample_period,
+    train_bundle,
+)
 from aewatch.readable import duration
 from aewatch.report import false_alert_budget, write_training_report
 
@@ -289,6 +295,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="samples of the past each channel is predicted from, at most window - 1 "
         "(default %(default)s)",
     )
+    k.add_argument(
+        "--shift-k",
+        type=float,
+        default=None,
+        metavar="NOISE_LEVELS",
+        help="the shift check's CUSUM allowance: a residual under this many noise levels "
+        "does not add up; smaller reaches slower, smaller drifts (default: chosen from the "
+        f"data among {', '.join(f'{c:g}' for c in SHIFT_K_CANDIDATES)} by faults injected "
+        "into the held-out history, within the false-alert budget)",
+    )
     p.add_argument(
         "--no-detectability",
         dest="detectability",
@@ -405,6 +421,7 @@ def run(args: argparse.Namespace) -> int:
         range_margin=args.range_margin,
         limits=parse_limits(args.limits),
         lags=args.lags,
+        shift_k=args.shift_k,
         fit=FitSettings(
             epochs=args.epochs,
             batch_size=args.batch_size,
@@ -486,6 +503,8 @@ def run(args: argparse.Namespace) -> int:
     elif outcome.checks_note:  # some checks are off: say why
         line += f": {outcome.checks_note}"
     print(line)
+    if outcome.selection is not None:
+        print(f"chosen   {outcome.selection.line()}")
     if caught is not None:
         print("\n".join(detectability_lines(caught)))
     print(f"report   {index}")

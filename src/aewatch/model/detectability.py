@@ -39,15 +39,20 @@ __all__ = [
     "GRACE_S",
     "LEAD_S",
     "PLACEMENTS",
+    "SELECTION_SIZES",
     "SPAN_S",
+    "Caught",
     "Detectability",
     "DetectabilityRow",
     "Trial",
+    "caught",
     "detectability",
     "noise_levels",
 ]
 
 DEFAULT_SIZES: tuple[float, ...] = (1.0, 2.0, 3.0, 5.0, 8.0)  # noise levels
+# The sizes ``caught`` compares models on: early-warning faults, a few noise levels.
+SELECTION_SIZES: tuple[float, ...] = (2.0, 4.0)
 SPAN_S = 1800.0  # each fault lasts half an hour (the simulator's last 5-30 min)
 LEAD_S = 900.0  # normal history scored before each fault, so windows and statistics are warm
 GRACE_S = 300.0  # an alert on up to 5 min after the fault's end still counts for it
@@ -84,7 +89,7 @@ def detectability(
     noise, source = noise_levels(bundle, held_out_rows)
     shape = _Shape.of(bundle, span_s)
     spots, note = _quiet_spots(
-        bundle, held_out_rows, shape, seed=seed, wanted=placements, device=device
+        [bundle], held_out_rows, shape, seed=seed, wanted=placements, device=device
     )
     table = Detectability((), ladder, len(spots), shape.span_s, GRACE_S, source, seed, note)
     if not spots:
@@ -109,6 +114,76 @@ def detectability(
         for s in searches
     )
     return _timed(replace(table, rows=rows, note=note), started)
+
+
+@dataclass(frozen=True, slots=True)
+class Caught:
+    """How many of a fixed set of injected faults one model raised, and how soon.
+
+    ``raised`` of ``tried`` trials (one fault of one kind and size on one channel at one
+    placement); ``delay_s`` is the median over the trials that raised any of their
+    median delays (``None``: none raised).
+    """
+
+    raised: int
+    tried: int
+    delay_s: float | None
+
+    @property
+    def share(self) -> float:
+        return self.raised / self.tried if self.tried else 0.0
+
+
+def caught(
+    bundles: Sequence[ModelBundle],
+    held_out_rows: Sequence[npt.NDArray[np.floating]],
+    *,
+    sizes: Sequence[float] = SELECTION_SIZES,
+    placements: int = PLACEMENTS,
+    seed: int = 0,
+    span_s: float = SPAN_S,
+    device: str = "cpu",
+) -> tuple[list[Caught], str]:
+    """The same injected faults scored by each of ``bundles`` (variants of one model:
+    same channels, grid and noise levels), for a side-by-side comparison.
+
+    Every kind of ``SIZED_KINDS`` on every channel, at each of ``sizes`` noise levels
+    (``stuck`` once, it has no size), at the same placements: stretches of
+    ``held_out_rows`` that none of the bundles raises an alert on unaided. Returns one
+    ``Caught`` per bundle, in order, and a note when there were fewer placements than
+    ``placements`` (no placement at all: every ``Caught`` has ``tried == 0``).
+    """
+    first_bundle = bundles[0]
+    noise, _ = noise_levels(first_bundle, held_out_rows)
+    shape = _Shape.of(first_bundle, span_s)
+    spots, note = _quiet_spots(
+        bundles, held_out_rows, shape, seed=seed, wanted=placements, device=device
+    )
+    rounds = [
+        [
+            _Search(kind, column, (size,) if kind != "stuck" else (None,))
+            for column in range(len(first_bundle.channels))
+            for kind in SIZED_KINDS
+            if kind != "stuck" or i == 0
+        ]
+        for i, size in enumerate(sizes)
+    ]
+    results = []
+    for bundle in bundles:
+        trials: list[Trial] = []
+        for searches in rounds if spots else []:
+            fresh = [_Search(s.kind, s.column, s.ladder) for s in searches]
+            _round(bundle, fresh, spots, shape, noise=noise, seed=seed, device=device)
+            trials += [t for s in fresh for t in s.trials]
+        delays = [t.delay_s for t in trials if t.delay_s is not None]
+        results.append(
+            Caught(
+                sum(t.raised for t in trials),
+                sum(t.placements for t in trials),
+                statistics.median(delays) if delays else None,
+            )
+        )
+    return results, note
 
 
 def noise_levels(
@@ -278,7 +353,7 @@ def _faulty(
 
 
 def _quiet_spots(
-    bundle: ModelBundle,
+    bundles: Sequence[ModelBundle],
     blocks: Sequence[npt.NDArray[np.floating]],
     shape: _Shape,
     *,
@@ -287,7 +362,8 @@ def _quiet_spots(
     device: str,
 ) -> tuple[list[npt.NDArray[np.float64]], str]:
     """Up to ``wanted`` stretches of ``shape.rows`` held-out rows, none overlapping, whose
-    clean copies raise no alert when the fault would be on; and a note if fewer."""
+    clean copies raise no alert under any of ``bundles`` when the fault would be on; and a
+    note if fewer."""
     tiles = [
         np.asarray(block[a : a + shape.rows], dtype=np.float64)
         for block in blocks
@@ -305,8 +381,13 @@ def _quiet_spots(
     ]
     candidates = [tiles[i] for i in order]
     first, last = shape.fault_times()
-    events = score_many(bundle, candidates, device=device)
-    quiet = [c for c, e in zip(candidates, events, strict=True) if _delay(e, first, last) is None]
+    is_quiet = [True] * len(candidates)
+    for bundle in bundles:
+        events = score_many(bundle, candidates, device=device)
+        is_quiet = [
+            q and _delay(e, first, last) is None for q, e in zip(is_quiet, events, strict=True)
+        ]
+    quiet = [c for c, q in zip(candidates, is_quiet, strict=True) if q]
     spots = quiet[:wanted]
     if len(spots) == wanted:
         return spots, ""

@@ -18,6 +18,7 @@ import hashlib
 import importlib.metadata
 import math
 import platform
+import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
@@ -44,12 +45,16 @@ from aewatch.core.window import sliding_windows
 from aewatch.errors import DataError
 from aewatch.model.bundle import ModelBundle
 from aewatch.model.dataset import Table
+from aewatch.model.detectability import caught
 from aewatch.model.fit import FitResult, FitSettings, auto_latent, fit_network
 from aewatch.model.networks import ARCHITECTURES, ArchSpec
 from aewatch.model.offline import score_table
+from aewatch.model.selection import Candidate, Selection, choose
 
 __all__ = [
     "MIN_CHECK_SAMPLES",
+    "SHIFT_K",
+    "SHIFT_K_CANDIDATES",
     "FalseAlertEstimate",
     "TrainOutcome",
     "TrainSettings",
@@ -75,6 +80,10 @@ LEVEL_MIN_SPAN_S = 86_400.0  # a level is trusted from a history covering a day 
 # checks' k = 1 is in noise about a prediction): a process wanders about a spread from its
 # median for hours; a level held two to three spreads away is raised.
 LEVEL_K = 1.5
+# The residual shift check's allowance in noise levels where training does not choose
+# (a short history, --shift-k given), and the candidates it chooses among, default first.
+SHIFT_K = 1.0
+SHIFT_K_CANDIDATES = (SHIFT_K, 0.5)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +116,9 @@ class TrainSettings:
     # Physical limits (channel, low, high) that replace the envelope; None keeps that side.
     limits: tuple[tuple[str, float | None, float | None], ...] = ()
     lags: int = DEFAULT_LAGS  # samples of the past each channel is predicted from
+    # The shift check's CUSUM allowance in noise levels; None: chosen from the data among
+    # SHIFT_K_CANDIDATES by injected faults (aewatch.model.selection).
+    shift_k: float | None = None
     name: str = "model"
     fit: FitSettings = field(default_factory=FitSettings)
 
@@ -119,6 +131,8 @@ class TrainSettings:
             )
         if not 0.0 < self.variance <= 1.0:
             raise ValueError(f"variance must be in (0, 1], got {self.variance}")
+        if self.shift_k is not None and not 0.0 < self.shift_k <= 5.0:
+            raise ValueError(f"shift allowance must be in (0, 5] noise levels, got {self.shift_k}")
 
 
 @dataclass(frozen=True)
@@ -136,6 +150,7 @@ class TrainOutcome:
     # first: what calibrated the threshold and the checks.
     held_out_rows: tuple[npt.NDArray[np.float32], ...] = ()
     false_alerts: FalseAlertEstimate | None = None  # measured on held-out normal data
+    selection: Selection | None = None  # how the shift allowance was chosen, when it was
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,18 +210,27 @@ def train_bundle(tables: Sequence[Table], settings: TrainSettings) -> TrainOutco
         score_kind=settings.score_kind,
     )
     scores = bundle.scorer(device=settings.fit.device).score(windows["calibration"])
-    threshold, decision, checks_note = _calibrate(
-        scores.errors, fit_rows + val_rows, cal_rows, period, settings, channels=bundle.channels
-    )
     counts = {f"{name}_windows": len(w) for name, w in windows.items()}
     counts["rows"] = sum(len(t.timestamps) for t in tables)
-    bundle = replace(
-        bundle,
-        threshold=threshold,
-        decision=decision.to_json(),
-        provenance=_provenance(tables, settings, counts, fit),
+    train_rows = fit_rows + val_rows
+    can_choose = (
+        settings.shift_k is None
+        and settings.checks
+        and sum(len(r) for r in cal_rows) >= MIN_CHECK_SAMPLES
     )
-    estimate = held_out_false_alerts(bundle, fit_rows + val_rows, cal_rows, settings)
+    ks = SHIFT_K_CANDIDATES if can_choose else (settings.shift_k or SHIFT_K,)
+    variants = [
+        _calibrated_variant(
+            bundle, scores.errors, train_rows, cal_rows, replace(settings, shift_k=k)
+        )
+        for k in ks
+    ]
+    selection = _select(variants, cal_rows, settings) if can_choose else None
+    chosen = next(v for v in variants if selection is None or v.k == selection.shift_k)
+    provenance = _provenance(tables, replace(settings, shift_k=chosen.k), counts, fit)
+    if selection is not None:
+        provenance["selection"] = selection.to_json()
+    bundle = replace(chosen.bundle, provenance=provenance)
     pick = np.linspace(0, len(scores) - 1, num=min(4, len(scores))).astype(int)
     assert scores.reconstructions is not None  # scored with them
     return TrainOutcome(
@@ -216,10 +240,65 @@ def train_bundle(tables: Sequence[Table], settings: TrainSettings) -> TrainOutco
         windows["calibration"][pick],
         scores.reconstructions[pick],
         counts,
-        checks_note,
+        chosen.checks_note,
         tuple(cal_rows),
-        estimate,
+        chosen.false_alerts,
+        selection,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class _Variant:
+    """The fitted model calibrated with one shift allowance ``k``."""
+
+    k: float
+    bundle: ModelBundle
+    checks_note: str
+    false_alerts: FalseAlertEstimate | None
+
+
+def _calibrated_variant(
+    bundle: ModelBundle,
+    errors: npt.NDArray[np.float32],
+    train_rows: list[npt.NDArray[np.float32]],
+    cal_rows: list[npt.NDArray[np.float32]],
+    settings: TrainSettings,
+) -> _Variant:
+    """``bundle`` with its threshold and checks calibrated for ``settings`` (whose
+    ``shift_k`` is set), and its false alerts on held-out data counted."""
+    threshold, decision, checks_note = _calibrate(
+        errors, train_rows, cal_rows, bundle.period_s, settings, channels=bundle.channels
+    )
+    calibrated = replace(bundle, threshold=threshold, decision=decision.to_json())
+    estimate = held_out_false_alerts(calibrated, train_rows, cal_rows, settings)
+    assert settings.shift_k is not None
+    return _Variant(settings.shift_k, calibrated, checks_note, estimate)
+
+
+def _select(
+    variants: list[_Variant], cal_rows: list[npt.NDArray[np.float32]], settings: TrainSettings
+) -> Selection:
+    """Measure each variant on the same injected faults and choose (see ``selection``)."""
+    started = time.perf_counter()
+    measured, _ = caught(
+        [v.bundle for v in variants],
+        cal_rows,
+        seed=settings.fit.seed,
+        device=settings.fit.device,
+    )
+    candidates = tuple(
+        Candidate(
+            v.k,
+            m.raised,
+            m.tried,
+            m.delay_s,
+            None if v.false_alerts is None else v.false_alerts.alerts,
+            0.0 if v.false_alerts is None else v.false_alerts.days,
+        )
+        for v, m in zip(variants, measured, strict=True)
+    )
+    k, reason = choose(candidates)
+    return Selection(candidates, k, reason, time.perf_counter() - started)
 
 
 def normal_windows(
@@ -272,6 +351,7 @@ def recalibrated_checks(
         hop=checks.hop,
         settings=settings,
         channels=channels,
+        k=checks.k,
     )
 
 
@@ -482,6 +562,7 @@ def _checks(
         hop=settings.hop,
         settings=settings,
         channels=channels,
+        k=SHIFT_K if settings.shift_k is None else settings.shift_k,
     )
     return checks, ""
 
