@@ -90,6 +90,30 @@ def test_caught_compares_models_on_the_same_faults(trained: TrainOutcome) -> Non
     assert without.raised < same.raised  # the checks catch what the window error misses
 
 
+def test_caught_measures_fewer_placements_or_none_within_its_time_budget(
+    trained: TrainOutcome,
+) -> None:
+    bundle, rows = trained.bundle, list(trained.held_out_rows)
+    (full,), _ = caught([bundle], rows)
+    (none,), note = caught([bundle], rows, time_budget_s=1e-6)
+    assert none.tried == 0 and none.raised == 0
+    assert "time budget" in note and "none measured" in note
+    assert full.tried > 0
+
+
+def test_no_time_to_choose_keeps_the_default(tmp_path: Path) -> None:
+    table = _table(tmp_path)
+    skipped = train_bundle([table], TrainSettings(select_budget_s=0.0))
+    assert skipped.selection is None
+    assert skipped.bundle.decision["checks"]["k"] == SHIFT_K
+    rushed = train_bundle([table], TrainSettings(select_budget_s=1e-6))
+    assert rushed.selection is not None and rushed.selection.shift_k == SHIFT_K
+    assert "nothing measured" in rushed.selection.reason
+    assert all(c.tried == 0 for c in rushed.selection.candidates)
+    with pytest.raises(ValueError, match="time budget"):
+        TrainSettings(select_budget_s=-1.0)
+
+
 def test_a_given_allowance_is_used_as_given(tmp_path: Path) -> None:
     outcome = train_bundle([_table(tmp_path)], TrainSettings(shift_k=0.5))
     assert outcome.selection is None

@@ -305,6 +305,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         f"data among {', '.join(f'{c:g}' for c in SHIFT_K_CANDIDATES)} by faults injected "
         "into the held-out history, within the false-alert budget)",
     )
+    k.add_argument(
+        "--select-budget",
+        type=float,
+        default=_D.select_budget_s,
+        metavar="SECONDS",
+        help="time to spend choosing --shift-k from the data: fewer injected faults when "
+        "more would not fit, 0 keeps the default (default %(default)g s; a week of 10 s "
+        "data with 6 channels takes about 12 s)",
+    )
     p.add_argument(
         "--no-detectability",
         dest="detectability",
@@ -422,6 +431,7 @@ def run(args: argparse.Namespace) -> int:
         limits=parse_limits(args.limits),
         lags=args.lags,
         shift_k=args.shift_k,
+        select_budget_s=args.select_budget,
         fit=FitSettings(
             epochs=args.epochs,
             batch_size=args.batch_size,

@@ -143,6 +143,7 @@ def caught(
     seed: int = 0,
     span_s: float = SPAN_S,
     device: str = "cpu",
+    time_budget_s: float = math.inf,
 ) -> tuple[list[Caught], str]:
     """The same injected faults scored by each of ``bundles`` (variants of one model:
     same channels, grid and noise levels), for a side-by-side comparison.
@@ -152,7 +153,12 @@ def caught(
     ``held_out_rows`` that none of the bundles raises an alert on unaided. Returns one
     ``Caught`` per bundle, in order, and a note when there were fewer placements than
     ``placements`` (no placement at all: every ``Caught`` has ``tried == 0``).
+
+    What finding the placements took tells how long the faults will take; when that is
+    over ``time_budget_s``, fewer placements are used, and none (nothing measured) when
+    even two would not fit.
     """
+    started = time.perf_counter()
     first_bundle = bundles[0]
     noise, _ = noise_levels(first_bundle, held_out_rows)
     shape = _Shape.of(first_bundle, span_s)
@@ -168,6 +174,22 @@ def caught(
         ]
         for i, size in enumerate(sizes)
     ]
+    scored = len(bundles) * min(
+        _tile_count(held_out_rows, shape), placements * _CANDIDATES_PER_PLACEMENT
+    )
+    if spots and scored:
+        per_copy = (time.perf_counter() - started) / scored
+        per_placement = per_copy * len(bundles) * sum(len(r) for r in rounds)
+        left = time_budget_s - (time.perf_counter() - started)
+        if per_placement * len(spots) > left:
+            fits = max(int(left / per_placement), 0) if per_placement > 0 else 0
+            spent = (
+                f"{len(spots)} placements would take about {per_placement * len(spots):.0f} s "
+                f"and the time budget leaves {max(left, 0.0):.0f} s"
+            )
+            spots = spots[:fits] if fits >= 2 else []
+            used = f"{len(spots)} used" if spots else "none measured"
+            note = f"{note}; {spent}: {used}" if note else f"{spent}: {used}"
     results = []
     for bundle in bundles:
         trials: list[Trial] = []
@@ -184,6 +206,11 @@ def caught(
             )
         )
     return results, note
+
+
+def _tile_count(blocks: Sequence[npt.NDArray[np.floating]], shape: _Shape) -> int:
+    """How many stretches of ``shape.rows`` the held-out ``blocks`` cut into."""
+    return sum(len(b) // shape.rows for b in blocks)
 
 
 def noise_levels(

@@ -119,6 +119,7 @@ class TrainSettings:
     # The shift check's CUSUM allowance in noise levels; None: chosen from the data among
     # SHIFT_K_CANDIDATES by injected faults (aewatch.model.selection).
     shift_k: float | None = None
+    select_budget_s: float = 120.0  # time to choose settings from the data; 0: defaults
     name: str = "model"
     fit: FitSettings = field(default_factory=FitSettings)
 
@@ -133,6 +134,8 @@ class TrainSettings:
             raise ValueError(f"variance must be in (0, 1], got {self.variance}")
         if self.shift_k is not None and not 0.0 < self.shift_k <= 5.0:
             raise ValueError(f"shift allowance must be in (0, 5] noise levels, got {self.shift_k}")
+        if not self.select_budget_s >= 0.0:
+            raise ValueError(f"selection time budget must be >= 0 s, got {self.select_budget_s}")
 
 
 @dataclass(frozen=True)
@@ -216,6 +219,7 @@ def train_bundle(tables: Sequence[Table], settings: TrainSettings) -> TrainOutco
     can_choose = (
         settings.shift_k is None
         and settings.checks
+        and settings.select_budget_s > 0
         and sum(len(r) for r in cal_rows) >= MIN_CHECK_SAMPLES
     )
     ks = SHIFT_K_CANDIDATES if can_choose else (settings.shift_k or SHIFT_K,)
@@ -280,11 +284,12 @@ def _select(
 ) -> Selection:
     """Measure each variant on the same injected faults and choose (see ``selection``)."""
     started = time.perf_counter()
-    measured, _ = caught(
+    measured, note = caught(
         [v.bundle for v in variants],
         cal_rows,
         seed=settings.fit.seed,
         device=settings.fit.device,
+        time_budget_s=settings.select_budget_s,
     )
     candidates = tuple(
         Candidate(
@@ -298,6 +303,8 @@ def _select(
         for v, m in zip(variants, measured, strict=True)
     )
     k, reason = choose(candidates)
+    if candidates[0].tried == 0 and note:
+        reason = f"the default: nothing measured ({note})"
     return Selection(candidates, k, reason, time.perf_counter() - started)
 
 
