@@ -193,6 +193,29 @@ def test_predictions_from_windows_match_the_rows(checks: ChannelChecks) -> None:
     assert np.allclose(rows[WINDOW - 1 :] - expected, residual[WINDOW - 1 - lags :], atol=1e-4)
 
 
+def _hovering(rows: npt.NDArray[np.float64], checks: ChannelChecks, start: int, end: int) -> None:
+    """Channel 0 at its envelope's upper edge over ``[start, end)``: a noise level above
+    it and a noise level below it by turns, every 20 samples."""
+    turns = np.where((np.arange(end - start) // 20) % 2 == 0, 1.0, -1.0)
+    rows[start:end, 0] = checks.high[0] + turns * checks.model.noise[0]
+
+
+def test_a_reading_that_hovers_at_the_envelope_edge_stays_outside_until_back_in(
+    checks: ChannelChecks,
+) -> None:
+    rows = _plant(np.random.default_rng(8), 3000)
+    _hovering(rows, checks, 2000, 2400)
+    rows[2400:, 0] = (checks.low[0] + checks.high[0]) / 2.0  # well back inside
+    monitor = ChannelMonitor(checks)
+    windows = sliding_windows(rows.astype(np.float32), WINDOW, 1)
+    ratios = monitor.observe(np.full(len(windows), monitor.slot("a")), windows).ratios
+    in_range = ratios[:, CHECK_KINDS.index("range"), 0]
+    ends = np.arange(len(windows)) + WINDOW - 1  # the row each window ends on
+    assert (in_range[(ends >= 2000) & (ends < 2400)] >= 1.0).all()  # one excursion, held
+    assert (in_range[ends >= 2400] < 1.0).all()
+    assert (in_range[ends < 2000] < 1.0).all()
+
+
 def test_assets_keep_their_own_statistics(checks: ChannelChecks) -> None:
     """Windows of two assets interleaved give what each gives alone."""
     a, b = _plant(np.random.default_rng(9), 600), _plant(np.random.default_rng(10), 600)
@@ -211,7 +234,7 @@ def test_assets_keep_their_own_statistics(checks: ChannelChecks) -> None:
     assert np.allclose(rt[0::2], ra) and np.allclose(rt[1::2], rb)
 
 
-@pytest.mark.parametrize("fault", [None, "step", "spikes"])
+@pytest.mark.parametrize("fault", [None, "step", "spikes", "edge"])
 def test_a_long_batch_folds_in_as_window_by_window(
     checks: ChannelChecks, fault: str | None
 ) -> None:
@@ -221,6 +244,8 @@ def test_a_long_batch_folds_in_as_window_by_window(
         rows[500:, 2] += 4.0 * checks.model.noise[2]
     if fault == "spikes":  # two spikes fold in along time, the third reaches the limit
         _spiked(rows, [400, 450, 600], 20.0 * NOISE * 2.0)
+    if fault == "edge":  # held outside its envelope across the two batches
+        _hovering(rows, checks, 250, 400)
     windows = sliding_windows(rows.astype(np.float32), WINDOW, 1)
     batch, single = ChannelMonitor(checks), ChannelMonitor(checks)
     cut = 300  # two batches: the second continues from the first's statistics

@@ -19,7 +19,10 @@ means "at the limit"):
     twice the longest still run of the normal history, so quantised channels keep quiet.
 ``range``
     The reading left the training envelope ``[low, high]`` (the normal history's
-    0.1 %-99.9 % range widened by a margin, or physical limits given by the user).
+    0.1 %-99.9 % range widened by a margin, or physical limits given by the user). It is
+    held outside until it is back inside by ``_RANGE_BAND`` noise levels or a tenth of
+    the envelope's half-width, whichever is more (at most half of it), so a reading that
+    hovers at an edge raises one alert, not one per crossing.
 ``spikes``
     Isolated spikes: a sample that stands out from *both* its neighbours, on the same
     side, by at least ``spike_level`` times the channel's normal sample-to-sample spread
@@ -65,6 +68,8 @@ CHECK_MARGIN = 1.5  # a limit is at least this many times the highest normal hel
 SHIFT, NOISE, STUCK, RANGE, SPIKES = range(5)
 _CAP = 1.5  # a CUSUM never climbs past this many limits, so it falls back soon after a fault
 _RELEASE = 0.5  # a check at its limit stays there until its statistic falls below this
+_RANGE_BAND = 3.0  # noise levels back inside its envelope that release a channel's range
+_RANGE_HALF_SHARE = 0.1  # or this share of the envelope's half-width, whichever is more
 _LEVEL_HALFLIFE = 20.0  # samples; the smoothed residual an alert reports
 _LEVEL_ALPHA = 1.0 - math.pow(0.5, 1.0 / _LEVEL_HALFLIFE)
 _STUCK_TOLERANCE = 0.05  # of the channel's noise level: a move smaller than this is no move
@@ -250,6 +255,10 @@ class ChannelMonitor:
         # latched, the latest spike and the mean of its neighbours
         self._state = np.zeros((0, _STATE_ROWS, c))
         self._still = np.zeros((0, c))
+        self._outside = np.zeros((0, c))  # 1 where a channel is held outside its envelope
+        half = np.maximum((checks.high - checks.low) / 2.0, 1e-12)
+        inside = np.maximum(_RANGE_BAND * checks.model.noise / half, _RANGE_HALF_SHARE)
+        self._range_release = np.maximum(1.0 - inside, _RELEASE)
         self._off = [i for i, kind in enumerate(CHECK_KINDS) if kind not in checks.kinds]
 
     def slot(self, asset: str) -> int:
@@ -257,6 +266,7 @@ class ChannelMonitor:
         found = self._slots.get(asset)
         if found is not None:
             return found
+        c = self.checks.model.channels
         if self._free:
             row = self._free.pop()
         else:
@@ -264,11 +274,13 @@ class ChannelMonitor:
             grow = max(1, row)
             self._state = np.concatenate((self._state, np.zeros((grow, *self._state.shape[1:]))))
             self._still = np.concatenate((self._still, np.zeros((grow, self._still.shape[1]))))
+            self._outside = np.concatenate((self._outside, np.zeros((grow, c))))
             self._free.extend(range(row + grow - 1, row, -1))
         self._state[row] = 0.0
         self._state[row, 4] = 1.0
         self._state[row, 11:13] = np.nan
         self._still[row] = 0.0
+        self._outside[row] = 0.0
         self._slots[asset] = row
         return row
 
@@ -284,11 +296,12 @@ class ChannelMonitor:
         if row is None or previous is self:
             return
         state, still = previous._state[row].copy(), previous._still[row].copy()
+        outside = previous._outside[row].copy()
         previous.forget(asset)
         if state.shape != self._state.shape[1:]:
             return
         mine = self.slot(asset)
-        self._state[mine], self._still[mine] = state, still
+        self._state[mine], self._still[mine], self._outside[mine] = state, still, outside
 
     def observe(
         self, slots: Sequence[int] | npt.NDArray[np.int64], windows: npt.NDArray[np.floating]
@@ -342,6 +355,9 @@ class ChannelMonitor:
         ordered = rows[order]
         starts = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1])))
         counts = np.diff(np.append(starts, n))
+        samples.ratios[:, RANGE] = self._held_outside(
+            samples.ratios[:, RANGE], order, ordered, starts
+        )
         is_long = counts >= _ALONG_TIME
         leftovers: list[tuple[int, npt.NDArray[np.int64]]] = []
         for m in np.unique(counts[is_long]).tolist():
@@ -368,6 +384,39 @@ class ChannelMonitor:
             samples.latest_spike[:, 0],
             samples.latest_spike[:, 1],
         )
+
+    def _held_outside(
+        self,
+        ratio: npt.NDArray[np.float64],
+        order: npt.NDArray[np.int64],
+        ordered: npt.NDArray[np.int64],
+        starts: npt.NDArray[np.int64],
+    ) -> npt.NDArray[np.float64]:
+        """The range ratios ``(n, c)`` with hysteresis: a channel that left its envelope
+        (ratio 1 or more) stays at the limit until it is back inside by the band the
+        module docstring gives (ratio ``self._range_release`` or less), so a reading
+        that hovers at the edge raises one alert, not one per crossing. ``order`` sorts the windows
+        by asset, in time order within each (``ordered``: their slots); ``starts`` are where
+        each asset's run begins in that order. Updates each asset's held flags."""
+        r = ratio[order]
+        n = len(r)
+        ends = np.append(starts[1:], n) - 1
+        slots = ordered[starts]
+        # The latest window at or before each that was outside (hi) or back inside (lo),
+        # as 2 * index + 2; each asset's run opens with what it carried in, at
+        # 2 * start + 1 (the winner) and 2 * start + 0.5, above any earlier asset's.
+        position = 2.0 * np.arange(n, dtype=np.float64)[:, None] + 2.0
+        hi = np.where(r >= 1.0, position, -1.0)
+        lo = np.where(r <= self._range_release, position, -1.0)
+        carried = self._outside[slots] > 0  # (assets, c)
+        base = 2.0 * starts[:, None].astype(np.float64)
+        hi[starts] = np.maximum(hi[starts], np.where(carried, base + 1.0, base + 0.5))
+        lo[starts] = np.maximum(lo[starts], np.where(carried, base + 0.5, base + 1.0))
+        held = np.maximum.accumulate(hi, axis=0) > np.maximum.accumulate(lo, axis=0)
+        self._outside[slots] = held[ends]
+        out = np.empty_like(ratio)
+        out[order] = np.where(held, np.maximum(r, 1.0), r)
+        return out
 
     def _fold_turn(
         self, at: npt.NDArray[np.int64], turn: npt.NDArray[np.int64], samples: _Samples
