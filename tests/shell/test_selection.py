@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -15,7 +13,7 @@ from aewatch.model.bundle import ModelBundle
 from aewatch.model.calibrate import recalibrate_bundle
 from aewatch.model.dataset import Table, read_tables
 from aewatch.model.detectability import caught
-from aewatch.model.selection import MARGIN, Candidate, choose
+from aewatch.model.selection import MARGIN, Candidate, Selection, choose
 from aewatch.model.train import (
     SHIFT_K,
     SHIFT_K_CANDIDATES,
@@ -135,17 +133,27 @@ def test_recalibration_keeps_the_chosen_allowance(tmp_path: Path) -> None:
     assert again.decision["checks"]["shift_limit"] != bundle.decision["checks"]["shift_limit"]
 
 
-def test_train_prints_and_reports_the_choice(tmp_path: Path) -> None:
+def test_train_prints_and_reports_the_choice(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     history, model = tmp_path / "history.csv", tmp_path / "well.aew"
     write_csv(simulate("well", hours=HOURS, period_s=PERIOD_S, seed=SEED), history)
-    printed = io.StringIO()
-    with contextlib.redirect_stdout(printed):
-        argv = ["train", "--data", str(history), "--out", str(model), "--quiet"]
-        assert main([*argv, "--no-detectability"]) == 0
-    chosen = next(line for line in printed.getvalue().splitlines() if line.startswith("chosen"))
+    assert main(["train", "--data", str(history), "--out", str(model), "--quiet"]) == 0
+    trained = capsys.readouterr().out
+    chosen = next(line for line in trained.splitlines() if line.startswith("chosen"))
     k = ModelBundle.load(model).decision["checks"]["k"]
     assert chosen.startswith(f"chosen   shift k {k:g} (")
     summary = json.loads((tmp_path / "well.aew.report" / "summary.json").read_text())
     assert summary["provenance"]["selection"]["shift_k"] == k
     html = (tmp_path / "well.aew.report" / "index.html").read_text()
     assert "Settings chosen from the data" in html
+    assert main(["report", str(model)]) == 0  # prints the choice again, from the bundle
+    assert chosen in capsys.readouterr().out.splitlines()
+
+
+def test_a_selection_survives_json(trained: TrainOutcome) -> None:
+    selection = trained.selection
+    assert selection is not None
+    again = Selection.from_json(json.loads(json.dumps(selection.to_json())))
+    assert again.candidates == selection.candidates
+    assert (again.shift_k, again.reason) == (selection.shift_k, selection.reason)

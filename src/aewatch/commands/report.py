@@ -20,6 +20,7 @@ from aewatch.errors import AewatchError, DataError
 from aewatch.model.bundle import ModelBundle
 from aewatch.model.dataset import read_tables
 from aewatch.model.detectability import Detectability, detectability
+from aewatch.model.selection import Selection
 from aewatch.model.train import TrainSettings, held_out_blocks
 
 __all__ = ["register", "run"]
@@ -87,6 +88,9 @@ def run(args: argparse.Namespace) -> int:
     )
     if table.note:
         print(f"note: {table.note}")
+    chosen = ModelBundle.load(args.model).provenance.get("selection")
+    if chosen:
+        print(f"chosen   {Selection.from_json(chosen).line()}")
     return 0
 
 

@@ -51,7 +51,7 @@ class Candidate:
             "tried": self.tried,
             "median_delay_s": self.delay_s,
             "held_out_false_alerts": self.false_alerts,
-            "held_out_days": round(self.days, 4),
+            "held_out_days": self.days,
         }
 
 
@@ -63,6 +63,26 @@ class Selection:
     shift_k: float
     reason: str
     seconds: float = 0.0
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> Selection:
+        """The selection a bundle's provenance keeps (``to_json``'s form)."""
+        return cls(
+            tuple(
+                Candidate(
+                    float(c["shift_k"]),
+                    int(c["raised"]),
+                    int(c["tried"]),
+                    None if c["median_delay_s"] is None else float(c["median_delay_s"]),
+                    None if c["held_out_false_alerts"] is None else int(c["held_out_false_alerts"]),
+                    float(c["held_out_days"]),
+                )
+                for c in obj["candidates"]
+            ),
+            float(obj["shift_k"]),
+            str(obj["reason"]),
+            float(obj.get("seconds", 0.0)),
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -100,7 +120,9 @@ def choose(candidates: Sequence[Candidate]) -> tuple[float, str]:
     if default.false_alerts is None:
         return default.shift_k, "the default: too little held-out history to count false alerts"
     best = default
-    why = f"the default: none raised {MARGIN:.0%} more of the faults with no more false alerts"
+    why = (
+        f"the default: none raised {MARGIN * 100:g} % more of the faults with no more false alerts"
+    )
     for other in others:
         if other.false_alerts is None or other.false_alerts > default.false_alerts:
             continue
