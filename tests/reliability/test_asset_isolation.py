@@ -15,7 +15,6 @@ import logging
 import os
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -164,15 +163,7 @@ class Denoised:
     _client: mqtt.Client = field(init=False)
 
     def __post_init__(self) -> None:
-        subscribed = threading.Event()
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-        client.on_connect = lambda c, *_: c.subscribe(self.topic, qos=1)
-        client.on_subscribe = lambda *_: subscribed.set()
-        client.on_message = self._take
-        client.connect("127.0.0.1", self.broker.port)
-        client.loop_start()
-        self._client = client
-        assert subscribed.wait(operate.WAIT_S)
+        self._client = operate.subscribed_client(self.broker, self.topic, self._take)
 
     def _take(self, _c: mqtt.Client, _u: object, message: mqtt.MQTTMessage) -> None:
         body = json.loads(message.payload)

@@ -285,15 +285,9 @@ class Watch:
     _client: mqtt.Client = field(init=False)
 
     def __post_init__(self) -> None:
-        subscribed = threading.Event()
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-        client.on_connect = lambda c, *_: c.subscribe(self.topic, qos=1)
-        client.on_subscribe = lambda *_: subscribed.set()
-        client.on_message = lambda _c, _u, msg: self.got.append(msg.payload.decode())
-        client.connect("127.0.0.1", self.broker.port)
-        client.loop_start()
-        self._client = client
-        assert subscribed.wait(WAIT_S), f"subscription to {self.topic} not acknowledged"
+        self._client = subscribed_client(
+            self.broker, self.topic, lambda _c, _u, msg: self.got.append(msg.payload.decode())
+        )
 
     def wait_for(self, payload: str) -> None:
         _poll(f"{payload!r} on {self.topic} (got {self.got})", lambda: payload in self.got)
@@ -301,6 +295,24 @@ class Watch:
     def close(self) -> None:
         self._client.loop_stop()
         self._client.disconnect()
+
+
+def subscribed_client(
+    broker: Broker,
+    topic: str,
+    on_message: Callable[[mqtt.Client, object, mqtt.MQTTMessage], None],
+) -> mqtt.Client:
+    """A client subscribed to ``topic`` (QoS 1) on ``broker``, its loop running, once the
+    broker acknowledged the subscription; ``on_message`` takes each message."""
+    subscribed = threading.Event()
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    client.on_connect = lambda c, *_: c.subscribe(topic, qos=1)
+    client.on_subscribe = lambda *_: subscribed.set()
+    client.on_message = on_message
+    client.connect("127.0.0.1", broker.port)
+    client.loop_start()
+    assert subscribed.wait(WAIT_S), f"subscription to {topic} not acknowledged"
+    return client
 
 
 def _connected_client(broker: Broker) -> mqtt.Client:
