@@ -27,7 +27,14 @@ from aewatch.errors import AewatchError
 from aewatch.model.tables import ReadOptions, asset_names, fleet_raw
 from aewatch.readable import duration
 
-__all__ = ["EXPORT_SUFFIXES", "TrainedAsset", "asset_files", "fleet_assets", "run_per_asset"]
+__all__ = [
+    "EXPORT_SUFFIXES",
+    "TrainedAsset",
+    "asset_files",
+    "fleet_assets",
+    "run_per_asset",
+    "summary_of",
+]
 
 EXPORT_SUFFIXES = (".csv", ".parquet", ".pq")
 EXIT_SOME_FAILED = 1
@@ -185,9 +192,23 @@ def _train(
     seconds = time.perf_counter() - started
     if code != 0:
         return TrainedAsset(asset, source, bundle, seconds, f"train exited with {code}")
-    model_line = next(
-        (line for line in printed.getvalue().splitlines() if line.startswith("model ")), ""
-    )
-    return TrainedAsset(
-        asset, source, bundle, seconds, summary=model_line.removeprefix("model").strip()
-    )
+    return TrainedAsset(asset, source, bundle, seconds, summary=summary_of(printed.getvalue()))
+
+
+def summary_of(printed: str) -> str:
+    """An asset's line of the fleet summary, from what ``aewatch train`` printed for it:
+    its model line, and the shift allowance when training chose it from the data.
+
+    >>> summary_of("model    a.aew  (pca, latent 2)\\nchosen   shift k 0.5 (raised 9 more)\\n")
+    'a.aew  (pca, latent 2); shift k 0.5 chosen'
+    >>> summary_of("model    a.aew  (pca, latent 2)\\n")
+    'a.aew  (pca, latent 2)'
+    """
+    lines = printed.splitlines()
+    model = next((line for line in lines if line.startswith("model ")), "")
+    summary = model.removeprefix("model").strip()
+    chosen = next((line for line in lines if line.startswith("chosen ")), "")
+    if chosen:
+        setting = chosen.removeprefix("chosen").strip().split(" (", 1)[0]
+        summary = f"{summary}; {setting} chosen"
+    return summary
