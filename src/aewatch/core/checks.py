@@ -398,10 +398,12 @@ class ChannelMonitor:
         that hovers at the edge raises one alert, not one per crossing. ``order`` sorts the windows
         by asset, in time order within each (``ordered``: their slots); ``starts`` are where
         each asset's run begins in that order. Updates each asset's held flags."""
+        slots = ordered[starts]
+        if not (ratio >= 1.0).any() and not self._outside[slots].any():
+            return ratio  # nothing outside, nothing held: the common case, unchanged
         r = ratio[order]
         n = len(r)
         ends = np.append(starts[1:], n) - 1
-        slots = ordered[starts]
         # The latest window at or before each that was outside (hi) or back inside (lo),
         # as 2 * index + 2; each asset's run opens with what it carried in, at
         # 2 * start + 1 (the winner) and 2 * start + 0.5, above any earlier asset's.
