@@ -68,7 +68,8 @@ def run(args: argparse.Namespace) -> int:
         raise AewatchError(
             f"--device {args.device}: no CUDA device is available here; use --device cpu"
         )
-    table = _measured(args) if args.data else _stored(args.model)
+    bundle = ModelBundle.load(args.model) if args.data else None
+    table = _stored(args.model) if bundle is None else _measured(args, bundle)
     if args.json:
         print_json(table.to_json())
         return 0
@@ -88,15 +89,15 @@ def run(args: argparse.Namespace) -> int:
     )
     if table.note:
         print(f"note: {table.note}")
-    chosen = ModelBundle.load(args.model).provenance.get("selection")
+    chosen = (bundle or ModelBundle.load(args.model)).provenance.get("selection")
     if chosen:
         print(f"chosen   {Selection.from_json(chosen).line()}")
     return 0
 
 
-def _measured(args: argparse.Namespace) -> Detectability:
-    """The table measured on the held-out part of ``args.data``."""
-    bundle = ModelBundle.load(args.model)
+def _measured(args: argparse.Namespace, bundle: ModelBundle) -> Detectability:
+    """The table of ``bundle`` (``args.model``) measured on the held-out part of
+    ``args.data``."""
     tables = read_tables(
         args.data,
         channels=list(bundle.channels),

@@ -88,7 +88,7 @@ def detectability(
     ladder = tuple(sorted(float(s) for s in sizes))
     noise, source = noise_levels(bundle, held_out_rows)
     shape = _Shape.of(bundle, span_s)
-    spots, note = _quiet_spots(
+    spots, note, _ = _quiet_spots(
         [bundle], held_out_rows, shape, seed=seed, wanted=placements, device=device
     )
     table = Detectability((), ladder, len(spots), shape.span_s, GRACE_S, source, seed, note)
@@ -162,24 +162,24 @@ def caught(
     first_bundle = bundles[0]
     noise, _ = noise_levels(first_bundle, held_out_rows)
     shape = _Shape.of(first_bundle, span_s)
-    spots, note = _quiet_spots(
+    spots, note, scored = _quiet_spots(
         bundles, held_out_rows, shape, seed=seed, wanted=placements, device=device
     )
-    rounds = [
-        [
+    columns = range(len(first_bundle.channels))
+
+    def searches(i: int, size: float) -> list[_Search]:
+        """Round ``i``: every kind at ``size`` on every channel (``stuck``, sizeless, once)."""
+        return [
             _Search(kind, column, (size,) if kind != "stuck" else (None,))
-            for column in range(len(first_bundle.channels))
+            for column in columns
             for kind in SIZED_KINDS
             if kind != "stuck" or i == 0
         ]
-        for i, size in enumerate(sizes)
-    ]
-    scored = len(bundles) * min(
-        _tile_count(held_out_rows, shape), placements * _CANDIDATES_PER_PLACEMENT
-    )
+
     if spots and scored:
         per_copy = (time.perf_counter() - started) / scored
-        per_placement = per_copy * len(bundles) * sum(len(r) for r in rounds)
+        copies = sum(len(searches(i, size)) for i, size in enumerate(sizes))
+        per_placement = per_copy * len(bundles) * copies
         left = time_budget_s - (time.perf_counter() - started)
         if per_placement * len(spots) > left:
             fits = max(int(left / per_placement), 0) if per_placement > 0 else 0
@@ -193,8 +193,8 @@ def caught(
     results = []
     for bundle in bundles:
         trials: list[Trial] = []
-        for searches in rounds if spots else []:
-            fresh = [_Search(s.kind, s.column, s.ladder) for s in searches]
+        for i, size in enumerate(sizes if spots else ()):
+            fresh = searches(i, size)
             _round(bundle, fresh, spots, shape, noise=noise, seed=seed, device=device)
             trials += [t for s in fresh for t in s.trials]
         delays = [t.delay_s for t in trials if t.delay_s is not None]
@@ -206,11 +206,6 @@ def caught(
             )
         )
     return results, note
-
-
-def _tile_count(blocks: Sequence[npt.NDArray[np.floating]], shape: _Shape) -> int:
-    """How many stretches of ``shape.rows`` the held-out ``blocks`` cut into."""
-    return sum(len(b) // shape.rows for b in blocks)
 
 
 def noise_levels(
@@ -387,10 +382,10 @@ def _quiet_spots(
     seed: int,
     wanted: int,
     device: str,
-) -> tuple[list[npt.NDArray[np.float64]], str]:
+) -> tuple[list[npt.NDArray[np.float64]], str, int]:
     """Up to ``wanted`` stretches of ``shape.rows`` held-out rows, none overlapping, whose
-    clean copies raise no alert under any of ``bundles`` when the fault would be on; and a
-    note if fewer."""
+    clean copies raise no alert under any of ``bundles`` when the fault would be on; a
+    note if fewer; and how many clean copies were scored to find them."""
     tiles = [
         np.asarray(block[a : a + shape.rows], dtype=np.float64)
         for block in blocks
@@ -398,10 +393,12 @@ def _quiet_spots(
     ]
     if not tiles:
         longest = max((len(b) for b in blocks), default=0)
-        return [], (
+        return (
+            [],
             f"the held-out history's longest unbroken stretch is {longest} samples and a "
             f"placement needs {shape.rows} ({shape.rows * shape.period_s / 60.0:g} min); "
-            "train on a longer history"
+            "train on a longer history",
+            0,
         )
     order = np.random.default_rng(seed).permutation(len(tiles))[
         : wanted * _CANDIDATES_PER_PLACEMENT
@@ -416,11 +413,14 @@ def _quiet_spots(
         ]
     quiet = [c for c, q in zip(candidates, is_quiet, strict=True) if q]
     spots = quiet[:wanted]
+    scored = len(candidates) * len(bundles)
     if len(spots) == wanted:
-        return spots, ""
-    return spots, (
+        return spots, "", scored
+    return (
+        spots,
         f"{len(spots)} quiet placements, not {wanted}: of {len(candidates)} stretches of the "
-        f"held-out history, {len(candidates) - len(quiet)} raise an alert unaided"
+        f"held-out history, {len(candidates) - len(quiet)} raise an alert unaided",
+        scored,
     )
 
 

@@ -126,7 +126,7 @@ def choose(candidates: Sequence[Candidate]) -> tuple[float, str]:
     for other in others:
         if other.false_alerts is None or other.false_alerts > default.false_alerts:
             continue
-        if other.share >= max(best.share, default.share + MARGIN) and other.share > best.share:
+        if other.share >= default.share + MARGIN and other.share > best.share:
             best = other
             why = (
                 f"raised {other.raised - default.raised} more of {other.tried} injected "
