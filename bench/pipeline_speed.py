@@ -1,6 +1,7 @@
 """CPU cost per reading of the daemon's core, without MQTT: decode, align, window, score, decide.
 
     .venv/bin/python bench/pipeline_speed.py [--assets 1000] [--rows 40] [--read-spread S]
+                                             [--flush-windows N]
 
 Feeds the messages ``aewatch run`` would get from ``assets`` assets × 8 channels at a
 10 ms period (one ``json_multi`` message per asset row, one ``json`` message per reading,
@@ -8,8 +9,11 @@ or one 100-sample ``float32_le`` message per channel) through
 :meth:`~aewatch.daemon.intake.Intake.take_many` and
 :meth:`~aewatch.core.pipeline.Pipeline.ingest` / ``flush`` in batches as the daemon's
 network thread and worker see them in a flood, and prints µs of one core per reading
-(median of ``--repeats``). This isolates the core's share of ``bench/throughput/run.py``'s
-figures; ``--profile`` prints where the time goes.
+(median of ``--repeats``). ``--flush-windows`` sets how many windows wait before a flush:
+the daemon's ``batch_size`` (256) by default; a daemon under load flushes what piled up
+while it scored, tens of thousands of windows (``aewatch_batch_size_windows``). This
+isolates the core's share of ``bench/throughput/run.py``'s figures; ``--profile`` prints
+where the time goes.
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ PERIOD_S = 0.01
 T0 = 1_700_000_000.0
 NETWORK_BATCH = 700  # messages per socket read in a flood (64 KiB of ~90-byte messages)
 FLOAT32_BATCH = 150  # float32_le messages per read (64 KiB of ~420-byte messages)
-FLUSH_WINDOWS = 256  # the daemon's default batch_size
+FLUSH_WINDOWS = 256  # the daemon's default batch_size (--flush-windows)
 
 
 def _process(n: int, seed: int) -> np.ndarray:
@@ -118,7 +122,13 @@ def _messages(fmt: str, assets: int, rows: int, spread_s: float = 0.0) -> list[B
 
 
 def _prepare(
-    fmt: str, bundle: object, assets: int, rows: int, spread_s: float = 0.0
+    fmt: str,
+    bundle: object,
+    assets: int,
+    rows: int,
+    *,
+    spread_s: float = 0.0,
+    flush_windows: int = FLUSH_WINDOWS,
 ) -> tuple[Callable[[], None], Pipeline]:
     """The run over a fresh intake and pipeline, and that pipeline."""
     config = _config(fmt)
@@ -136,7 +146,7 @@ def _prepare(
             intake.take_many(batch)
             for items in queue.take(timeout_s=0):
                 pipeline.ingest(items)
-            if pipeline.pending >= FLUSH_WINDOWS:
+            if pipeline.pending >= flush_windows:
                 pipeline.flush()
         pipeline.flush()
 
@@ -156,6 +166,13 @@ def main() -> None:
         metavar="S",
         help="float32_le: a round's socket reads arrive over S seconds (default 0: at once)",
     )
+    parser.add_argument(
+        "--flush-windows",
+        type=int,
+        default=FLUSH_WINDOWS,
+        metavar="N",
+        help=f"flush when N windows wait (default {FLUSH_WINDOWS}, the daemon's batch_size)",
+    )
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
     bundle = _bundle()
@@ -164,7 +181,14 @@ def main() -> None:
         costs = []
         placed = 0
         for _ in range(args.repeats):
-            run, pipeline = _prepare(fmt, bundle, args.assets, rows, args.read_spread)
+            run, pipeline = _prepare(
+                fmt,
+                bundle,
+                args.assets,
+                rows,
+                spread_s=args.read_spread,
+                flush_windows=args.flush_windows,
+            )
             started = time.process_time()
             run()
             placed = pipeline.counts.aligned
@@ -175,7 +199,14 @@ def main() -> None:
         )
         if args.profile:
             profiler = cProfile.Profile()
-            run, _ = _prepare(fmt, bundle, args.assets, rows, args.read_spread)
+            run, _ = _prepare(
+                fmt,
+                bundle,
+                args.assets,
+                rows,
+                spread_s=args.read_spread,
+                flush_windows=args.flush_windows,
+            )
             profiler.runcall(run)
             pstats.Stats(profiler).sort_stats("tottime").print_stats(14)
 

@@ -9,6 +9,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
+from aewatch.core import checks as checks_module
 from aewatch.core.checks import (
     CHECK_KINDS,
     ChannelChecks,
@@ -275,6 +276,43 @@ def test_a_long_batch_folds_in_as_window_by_window(
         assert np.allclose(mine[spikes_at_limit], reference[spikes_at_limit], equal_nan=True)
     worst = np.concatenate((first.worst(), second.worst()))
     assert (worst >= 1.0).any() == (fault is not None)
+
+
+@pytest.mark.parametrize("layout", ["grouped", "interleaved"])
+def test_a_large_call_observed_in_slices_gives_what_one_pass_gives(
+    checks: ChannelChecks, layout: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A call of more than CHUNK_WINDOWS windows (a daemon's flush under load) goes in
+    slices; each asset's statistics carry across them, a fault's alert included."""
+    runs = [_plant(np.random.default_rng(20 + i), 300) for i in range(3)]
+    runs[1][150:, 2] += 4.0 * checks.model.noise[2]  # a step that reaches its limit
+    _spiked(runs[2], [100, 140, 180], 20.0 * NOISE * 2.0)
+    per_asset = [sliding_windows(r.astype(np.float32), WINDOW, 1) for r in runs]
+
+    def observed(chunk: int) -> object:
+        monkeypatch.setattr(checks_module, "CHUNK_WINDOWS", chunk)
+        monitor = ChannelMonitor(checks)
+        slots = [monitor.slot(name) for name in "abc"]
+        if layout == "grouped":  # as a detector hands them over: each asset's together
+            rows = np.repeat(slots, [len(w) for w in per_asset])
+            windows = np.concatenate(per_asset)
+        else:
+            rows = np.tile(slots, len(per_asset[0]))
+            windows = np.stack(per_asset, axis=1).reshape(-1, *per_asset[0].shape[1:])
+        return monitor.observe(rows, windows)
+
+    whole, sliced = observed(10**6), observed(64)
+    assert (whole.worst() >= 1.0).any()
+    for name in ("ratios", "measured", "expected"):
+        assert np.allclose(getattr(sliced, name), getattr(whole, name), rtol=_F32, atol=_F32)
+    # level and spread serve a shift or noise check at its limit, spikes the spikes check
+    # (a window folded in along time leaves them unset): compared there.
+    at_limit = (whole.ratios[:, :2].max(axis=1) >= 1.0).any(axis=1)
+    spikes_at_limit = whole.ratios[:, CHECK_KINDS.index("spikes")].max(axis=1) >= 1.0
+    assert at_limit.any() and spikes_at_limit.any()
+    for name, where in (("level", at_limit), ("spread", at_limit), ("spike", spikes_at_limit)):
+        mine, reference = getattr(sliced, name)[where], getattr(whole, name)[where]
+        assert np.allclose(mine, reference, rtol=_F32, atol=_F32, equal_nan=True), name
 
 
 def test_checks_survive_json(checks: ChannelChecks) -> None:
