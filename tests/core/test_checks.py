@@ -95,6 +95,24 @@ def test_a_two_noise_step_is_raised_as_a_shift_on_its_channel(checks: ChannelChe
     assert (kind, channel) == ("shift", 2)
 
 
+def test_a_shift_partly_undone_stays_raised_until_the_channel_is_back(
+    checks: ChannelChecks,
+) -> None:
+    """A 4-noise step that settles at 0.8 noise levels (under the allowance, so the CUSUM
+    falls back) is one shift held to the end, released once the channel is back."""
+    rows = _plant(np.random.default_rng(5), 1500)
+    noise = checks.model.noise[2]
+    rows[300:600, 2] += 4.0 * noise
+    rows[600:1200, 2] += 0.8 * noise
+    monitor = ChannelMonitor(checks)
+    windows = sliding_windows(rows.astype(np.float32), WINDOW, 1)
+    shift = monitor.observe(np.full(len(windows), monitor.slot("a")), windows).ratios[:, 0, 2]
+    on = np.flatnonzero(shift >= 1.0) + WINDOW - 1  # the rows whose window is at the limit
+    assert 300 <= on[0] < 330
+    assert len(on) == on[-1] - on[0] + 1  # no gap: one alert, not two
+    assert 1200 <= on[-1] < 1300
+
+
 def test_a_frozen_transmitter_is_raised_as_stuck(checks: ChannelChecks) -> None:
     rows = _plant(np.random.default_rng(4), 4000)
     rows[2000:, 2] = rows[1999, 2]

@@ -9,6 +9,11 @@ means "at the limit"):
     prediction) in noise levels: a step or drift of one to three noise levels builds up
     within minutes, while single noisy samples fade (each sample adds ``z - k``; a sample
     counts at most ``clip`` noise levels, so one wild spike cannot raise it alone).
+    Once at its limit it is held until the sum has fallen to half of it *and* the
+    residual, smoothed over ``_LEVEL_HALFLIFE`` samples, is back within ``_SHIFT_HOLD``
+    noise levels of 0, so a fault that is only partly undone (a step that settles at a
+    noise level) stays one alert instead of resolving and raising again, and a resolved
+    shift means the channel reads as predicted again.
 ``noise``
     A CUSUM of the squared residual about its recent level, against 1 + ``k_spread``: the
     channel got noisier (a failing transmitter, a bad earth) or started to oscillate. A
@@ -68,6 +73,7 @@ CHECK_MARGIN = 1.5  # a limit is at least this many times the highest normal hel
 SHIFT, NOISE, STUCK, RANGE, SPIKES = range(5)
 _CAP = 1.5  # a CUSUM never climbs past this many limits, so it falls back soon after a fault
 _RELEASE = 0.5  # a check at its limit stays there until its statistic falls below this
+_SHIFT_HOLD = 0.5  # noise levels: a shift at its limit also waits for the smoothed residual
 _RANGE_BAND = 3.0  # noise levels back inside its envelope that release a channel's range
 _RANGE_HALF_SHARE = 0.1  # or this share of the envelope's half-width, whichever is more
 _LEVEL_HALFLIFE = 20.0  # samples; the smoothed residual an alert reports
@@ -474,7 +480,14 @@ class ChannelMonitor:
             s[:, 4] += alpha * (square - s[:, 4])
             run = np.where(samples.is_still[turn, i], run + 1.0, 0.0)
             shift = np.maximum(
-                shift, _latched(s, np.maximum(s[:, 0], s[:, 1]) / checks.shift_limit, 5, (0, 1))
+                shift,
+                _latched(
+                    s,
+                    np.maximum(s[:, 0], s[:, 1]) / checks.shift_limit,
+                    5,
+                    (0, 1),
+                    hold=np.abs(s[:, 3]) >= _SHIFT_HOLD,
+                ),
             )
             noise = np.maximum(noise, _latched(s, s[:, 2] / checks.noise_limit, 6, (2,)))
             stuck = np.maximum(stuck, run / checks.stuck_after)
@@ -732,13 +745,20 @@ def _mean_shift(s: npt.NDArray[np.float64], checks: ChannelChecks) -> npt.NDArra
 
 
 def _latched(
-    s: npt.NDArray[np.float64], ratio: npt.NDArray[np.float64], flag: int, sums: tuple[int, ...]
+    s: npt.NDArray[np.float64],
+    ratio: npt.NDArray[np.float64],
+    flag: int,
+    sums: tuple[int, ...],
+    hold: npt.NDArray[np.bool_] | None = None,
 ) -> npt.NDArray[np.float64]:
     """``ratio`` as the check reports it: at least 1 from reaching 1 until it falls below
-    ``_RELEASE``; then the CUSUM ``sums`` start again from 0, so a fault that ended does
-    not raise again from a statistic still near its limit. Updates ``s`` in place."""
+    ``_RELEASE`` (and, where ``hold`` is given, is False); then the CUSUM ``sums`` start
+    again from 0, so a fault that ended does not raise again from a statistic still near
+    its limit. Updates ``s`` in place."""
     latched = np.where(ratio >= 1.0, 1.0, s[:, flag])
     released = (latched > 0) & (ratio < _RELEASE)
+    if hold is not None:
+        released &= ~hold
     if released.any():
         latched[released] = 0.0
         for row in sums:
