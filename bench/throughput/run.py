@@ -35,7 +35,11 @@ c. ``float32``: ``float32_le`` messages of 100 samples, stamped on arrival, so t
    another over ``FLOAT32_RAMP_S``, until aewatch keeps up with no queue drop, then
    ``FLOAT32_HALVINGS`` tries above it (1.1× while kept up, else halfway to the lowest rate
    it did not keep up with) (readings dropped as late because of arrival-time
-   jitter are counted and shown, not held against it);
+   jitter are counted and shown, not held against it). Where that search starts depends
+   on how much the overloaded first try processed, so two runs of the same code can
+   report rates a fifth apart; to compare two versions, ``--float32-at RATE ...`` tries
+   the given rates instead, each ``--repeats`` times, and the lines show each try kept
+   up or not and its CPU per sample;
 d. ``latency``: at half the sustained rate of (a), QoS 0, rows at the sensors' pace,
    every asset at its own phase in the 10 ms period, payload time = wall clock at send;
    p50/p99 interpolated in aewatch's ``aewatch_decision_latency_seconds`` buckets (and
@@ -63,7 +67,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -353,8 +357,9 @@ def _is_on_time(run: Run) -> bool:
     return run.extra["lag_s"] < max(0.5, 0.1 * run.extra["publish_s"])
 
 
-def float32_case(bench: Bench) -> None:
-    """Pace float32_le messages at the target, then lower until aewatch keeps up.
+def float32_case(bench: Bench, at: Sequence[float] = ()) -> None:
+    """Pace float32_le messages at the target, then lower until aewatch keeps up (or, with
+    ``at``, at each of those rates in samples/s, no search).
 
     Each attempt gets a fresh broker and daemon: a paced run it cannot keep up with is
     given up early, and what it left queued must not spill into the next. Readings dropped
@@ -370,6 +375,11 @@ def float32_case(bench: Bench) -> None:
                 noop, mode="float32_flood", payload="float32_le", assets=500, duration_s=2.0
             )
             bench.record(bench.measure(noop, plan, case="float32", repeat=repeat, per_message=100))
+    if at:  # fixed rates, each repeat in turn: comparable between versions
+        for repeat in range(sizes.repeats):
+            for fixed in at:
+                _float32_attempt(bench, fixed, repeat=repeat)
+        return
     for repeat in range(sizes.repeats):
         rate = float(TARGETS["float32_samples_per_s"])
         kept, failed, falls, halvings = 0.0, math.inf, 0, 0
@@ -731,6 +741,14 @@ def main() -> int:
     parser.add_argument(
         "--latency-load", type=float, help="readings/s of case latency (default: half of (a))"
     )
+    parser.add_argument(
+        "--float32-at",
+        type=float,
+        nargs="+",
+        default=(),
+        metavar="RATE",
+        help="case float32: try these samples/s, each --repeats times, instead of searching",
+    )
     args = parser.parse_args()
     sizes = QUICK if args.quick else FULL
     if args.repeats:
@@ -788,7 +806,7 @@ def main() -> int:
             rows=sizes.multi_rows,
             kinds=("aewatch", "noop", "proto"),
         ),
-        "float32": lambda: float32_case(bench),
+        "float32": lambda: float32_case(bench, args.float32_at),
         "latency": lambda: latency_case(bench, args.latency_load),
         "memory": lambda: memory_case(bench),
     }
