@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import functools
 import json
 import pstats
 import statistics
@@ -178,17 +179,19 @@ def main() -> None:
     bundle = _bundle()
     for fmt in args.formats:
         rows = args.rows * 100 if fmt == "float32_le" else args.rows
+        prepare = functools.partial(
+            _prepare,
+            fmt,
+            bundle,
+            args.assets,
+            rows,
+            spread_s=args.read_spread,
+            flush_windows=args.flush_windows,
+        )
         costs = []
         placed = 0
         for _ in range(args.repeats):
-            run, pipeline = _prepare(
-                fmt,
-                bundle,
-                args.assets,
-                rows,
-                spread_s=args.read_spread,
-                flush_windows=args.flush_windows,
-            )
+            run, pipeline = prepare()
             started = time.process_time()
             run()
             placed = pipeline.counts.aligned
@@ -199,14 +202,7 @@ def main() -> None:
         )
         if args.profile:
             profiler = cProfile.Profile()
-            run, _ = _prepare(
-                fmt,
-                bundle,
-                args.assets,
-                rows,
-                spread_s=args.read_spread,
-                flush_windows=args.flush_windows,
-            )
+            run, _ = prepare()
             profiler.runcall(run)
             pstats.Stats(profiler).sort_stats("tottime").print_stats(14)
 
