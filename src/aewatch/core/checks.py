@@ -486,7 +486,7 @@ class ChannelMonitor:
                     np.maximum(s[:, 0], s[:, 1]) / checks.shift_limit,
                     5,
                     (0, 1),
-                    hold=np.abs(s[:, 3]) >= _SHIFT_HOLD,
+                    level=s[:, 3],
                 ),
             )
             noise = np.maximum(noise, _latched(s, s[:, 2] / checks.noise_limit, 6, (2,)))
@@ -749,16 +749,16 @@ def _latched(
     ratio: npt.NDArray[np.float64],
     flag: int,
     sums: tuple[int, ...],
-    hold: npt.NDArray[np.bool_] | None = None,
+    level: npt.NDArray[np.float64] | None = None,
 ) -> npt.NDArray[np.float64]:
     """``ratio`` as the check reports it: at least 1 from reaching 1 until it falls below
-    ``_RELEASE`` (and, where ``hold`` is given, is False); then the CUSUM ``sums`` start
-    again from 0, so a fault that ended does not raise again from a statistic still near
-    its limit. Updates ``s`` in place."""
+    ``_RELEASE`` (and, where the smoothed residual ``level`` is given, it is back within
+    ``_SHIFT_HOLD``); then the CUSUM ``sums`` start again from 0, so a fault that ended
+    does not raise again from a statistic still near its limit. Updates ``s`` in place."""
     latched = np.where(ratio >= 1.0, 1.0, s[:, flag])
     released = (latched > 0) & (ratio < _RELEASE)
-    if hold is not None:
-        released &= ~hold
+    if level is not None and released.any():
+        released &= np.abs(level) < _SHIFT_HOLD
     if released.any():
         latched[released] = 0.0
         for row in sums:
