@@ -71,7 +71,7 @@ def _first_flag(
     """
     monitor = ChannelMonitor(checks)
     windows = sliding_windows(rows.astype(np.float32), WINDOW, 1)
-    observed = monitor.observe(np.full(len(windows), monitor.slot("a")), windows)
+    observed = monitor.observe(np.full(len(windows), monitor.open()), windows)
     if channel is not None:
         observed.ratios[:, :, np.arange(rows.shape[1]) != channel] = 0.0
     over = np.flatnonzero(observed.worst() >= 1.0)
@@ -106,7 +106,7 @@ def test_a_shift_partly_undone_stays_raised_until_the_channel_is_back(
     rows[600:1200, 2] += 0.8 * noise
     monitor = ChannelMonitor(checks)
     windows = sliding_windows(rows.astype(np.float32), WINDOW, 1)
-    shift = monitor.observe(np.full(len(windows), monitor.slot("a")), windows).ratios[:, 0, 2]
+    shift = monitor.observe(np.full(len(windows), monitor.open()), windows).ratios[:, 0, 2]
     on = np.flatnonzero(shift >= 1.0) + WINDOW - 1  # the rows whose window is at the limit
     assert 300 <= on[0] < 330
     assert len(on) == on[-1] - on[0] + 1  # no gap: one alert, not two
@@ -150,7 +150,7 @@ def test_repeated_spikes_are_raised_as_spikes_with_the_spike_measured(
     _spiked(rows, [2000, 2030, 2060], size)
     monitor = ChannelMonitor(checks)
     windows = sliding_windows(rows.astype(np.float32), WINDOW, 1)
-    observed = monitor.observe(np.full(len(windows), monitor.slot("a")), windows)
+    observed = monitor.observe(np.full(len(windows), monitor.open()), windows)
     spikes = observed.ratios[:, CHECK_KINDS.index("spikes")]  # (windows, channels)
     over = np.flatnonzero(spikes.max(axis=1) >= 1.0)
     # Judged when the sample after the third spike arrives, on channel 1 alone.
@@ -171,7 +171,7 @@ def test_one_spike_a_step_or_a_ramp_is_not_a_spike(checks: ChannelChecks) -> Non
     rows[3010:, 1] += size
     monitor = ChannelMonitor(checks)
     windows = sliding_windows(rows.astype(np.float32), WINDOW, 1)
-    observed = monitor.observe(np.full(len(windows), monitor.slot("a")), windows)
+    observed = monitor.observe(np.full(len(windows), monitor.open()), windows)
     assert observed.ratios[:, CHECK_KINDS.index("spikes")].max() < 0.6
 
 
@@ -195,7 +195,7 @@ def test_a_bundle_from_before_the_spike_check_looks_for_none(checks: ChannelChec
     _spiked(rows, list(range(1000, 1100, 10)), 20.0 * NOISE * 2.0)
     monitor = ChannelMonitor(loaded)
     windows = sliding_windows(rows.astype(np.float32), WINDOW, 1)
-    observed = monitor.observe(np.full(len(windows), monitor.slot("a")), windows)
+    observed = monitor.observe(np.full(len(windows), monitor.open()), windows)
     assert observed.ratios[:, CHECK_KINDS.index("spikes")].max() == 0.0
     half = checks.to_json()
     del half["spike_limit"]
@@ -227,7 +227,7 @@ def test_a_reading_that_hovers_at_the_envelope_edge_stays_outside_until_back_in(
     rows[2400:, 0] = (checks.low[0] + checks.high[0]) / 2.0  # well back inside
     monitor = ChannelMonitor(checks)
     windows = sliding_windows(rows.astype(np.float32), WINDOW, 1)
-    ratios = monitor.observe(np.full(len(windows), monitor.slot("a")), windows).ratios
+    ratios = monitor.observe(np.full(len(windows), monitor.open()), windows).ratios
     in_range = ratios[:, CHECK_KINDS.index("range"), 0]
     ends = np.arange(len(windows)) + WINDOW - 1  # the row each window ends on
     assert (in_range[(ends >= 2000) & (ends < 2400)] >= 1.0).all()  # one excursion, held
@@ -242,12 +242,12 @@ def test_assets_keep_their_own_statistics(checks: ChannelChecks) -> None:
     wa = sliding_windows(a.astype(np.float32), WINDOW, 1)
     wb = sliding_windows(b.astype(np.float32), WINDOW, 1)
     alone = [ChannelMonitor(checks) for _ in range(2)]
-    alone[0].slot("a")
+    alone[0].open()
     ra = alone[0].observe(np.zeros(len(wa), np.int64), wa).ratios
-    alone[1].slot("b")
+    alone[1].open()
     rb = alone[1].observe(np.zeros(len(wb), np.int64), wb).ratios
     together = ChannelMonitor(checks)
-    slots = np.array([together.slot("a"), together.slot("b")] * len(wa))
+    slots = np.array([together.open(), together.open()] * len(wa))
     mixed = np.stack((wa, wb), axis=1).reshape(-1, *wa.shape[1:])
     rt = together.observe(slots, mixed).ratios
     assert np.allclose(rt[0::2], ra) and np.allclose(rt[1::2], rb)
@@ -268,9 +268,10 @@ def test_a_long_batch_folds_in_as_window_by_window(
     windows = sliding_windows(rows.astype(np.float32), WINDOW, 1)
     batch, single = ChannelMonitor(checks), ChannelMonitor(checks)
     cut = 300  # two batches: the second continues from the first's statistics
-    first = batch.observe(np.full(cut, batch.slot("a")), windows[:cut])
-    second = batch.observe(np.full(len(windows) - cut, batch.slot("a")), windows[cut:])
-    slot = single.slot("a")
+    row = batch.open()
+    first = batch.observe(np.full(cut, row), windows[:cut])
+    second = batch.observe(np.full(len(windows) - cut, row), windows[cut:])
+    slot = single.open()
     one = [single.observe(np.array([slot]), windows[i : i + 1]) for i in range(len(windows))]
 
     def joined(name: str) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
@@ -310,7 +311,7 @@ def test_a_large_call_observed_in_slices_gives_what_one_pass_gives(
     def observed(chunk: int) -> object:
         monkeypatch.setattr(checks_module, "CHUNK_WINDOWS", chunk)
         monitor = ChannelMonitor(checks)
-        slots = [monitor.slot(name) for name in "abc"]
+        slots = [monitor.open() for _ in "abc"]
         if layout == "grouped":  # as a detector hands them over: each asset's together
             rows = np.repeat(slots, [len(w) for w in per_asset])
             windows = np.concatenate(per_asset)

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aewatch.core.alerts import AlertEvent
-from aewatch.core.detector import Adaptation, DecisionSettings, Detector, _AssetState
+from aewatch.core.detector import Adaptation, AssetState, DecisionSettings, Detector
 from aewatch.core.threshold import Threshold
 from aewatch.model.scorer import Scores
 
@@ -116,7 +116,7 @@ def test_a_non_finite_window_error_alerts_once_and_does_not_blind_the_asset(bad:
 @given(st.lists(st.floats(0.0, 1e6), min_size=1, max_size=2500))
 def test_the_running_alert_median_is_numpys(statistics: list[float]) -> None:
     """The in-alert median kept sorted as statistics come equals np.median of the span."""
-    state = _AssetState()
+    state = AssetState()
     for i, value in enumerate(statistics):
         state.note_alert(value)
         if i % 97 == 0 or i == len(statistics) - 1:

@@ -379,6 +379,26 @@ def test_restore_is_refused_when_the_asset_has_state_or_no_model(bundle: ModelBu
     assert not pipe.restore_alert(open_alert("w2"))
 
 
+def test_a_restored_alert_survives_a_reload_before_its_asset_is_seen(
+    bundle: ModelBundle,
+) -> None:
+    """An alert resumed at start waits with its asset's model; a reload before the asset's
+    first reading hands it to the new model, which resolves it under its id."""
+    pipe = pipeline(bundle)
+    assert pipe.restore_alert(open_alert("w"))
+    fleet = Fleet([ServedModel.from_bundle(bundle, name="reloaded", pattern="w*")])
+    assert pipe.swap_fleet(fleet) == (0, 0, 0)
+    results = stream(pipe, readings(table(100, 6)))
+    assert {scored.model.name for scored in results} == {"reloaded"}
+    (resolved,) = outcomes(results)["w"].events
+    assert (resolved.alert_id, resolved.state) == (OPEN.alert_id, "resolved")
+    assert pipe.restore_alert(open_alert("w2"))
+    assert not pipe.restore_alert(open_alert("w2"))  # it waits for w2 already
+    pipe.swap_fleet(Fleet([ServedModel.from_bundle(bundle, name="pumps", pattern="pump")]))
+    pipe.swap_fleet(fleet)  # no model served w2 in between: its resumed alert was dropped
+    assert pipe.restore_alert(open_alert("w2"))
+
+
 # --- rows (json_multi messages) ------------------------------------------------------------
 
 

@@ -250,11 +250,15 @@ class Observation:
 
 
 class ChannelMonitor:
-    """The checks' statistics for every asset a model serves, one row per asset."""
+    """The checks' statistics for every asset a model serves, one row per asset.
+
+    A row belongs to its asset's :class:`~aewatch.core.detector.AssetState` (its ``row``):
+    the monitor keeps the rows side by side so that the checks of many assets run in one
+    set of array operations, and knows no asset names.
+    """
 
     def __init__(self, checks: ChannelChecks) -> None:
         self.checks = checks
-        self._slots: dict[str, int] = {}
         self._free: list[int] = []
         c = checks.model.channels
         # shift up, shift down, noise, level, square, shift latched, noise latched, samples
@@ -268,11 +272,8 @@ class ChannelMonitor:
         self._range_release = np.maximum(1.0 - inside, _RELEASE)
         self._off = [i for i, kind in enumerate(CHECK_KINDS) if kind not in checks.kinds]
 
-    def slot(self, asset: str) -> int:
-        """The row of ``asset``'s statistics (a fresh one starts from zero)."""
-        found = self._slots.get(asset)
-        if found is not None:
-            return found
+    def open(self) -> int:
+        """A fresh row of statistics (from zero) for one asset; :meth:`close` gives it back."""
         c = self.checks.model.channels
         if self._free:
             row = self._free.pop()
@@ -288,27 +289,24 @@ class ChannelMonitor:
         self._state[row, 11:13] = np.nan
         self._still[row] = 0.0
         self._outside[row] = 0.0
-        self._slots[asset] = row
         return row
 
-    def forget(self, asset: str) -> None:
-        """Drop ``asset``'s statistics."""
-        row = self._slots.pop(asset, None)
-        if row is not None:
-            self._free.append(row)
+    def close(self, row: int) -> None:
+        """Give ``row`` back (its asset is gone or moved to another monitor)."""
+        self._free.append(row)
 
-    def adopt(self, asset: str, previous: ChannelMonitor) -> None:
-        """Carry ``asset``'s statistics over from ``previous`` when the channels agree."""
-        row = previous._slots.get(asset)
-        if row is None or previous is self:
-            return
+    def adopt(self, row: int, previous: ChannelMonitor) -> int:
+        """A row of this monitor holding ``previous``'s ``row`` (closed there), or a fresh
+        one when the channels differ."""
+        if previous is self:
+            return row
         state, still = previous._state[row].copy(), previous._still[row].copy()
         outside = previous._outside[row].copy()
-        previous.forget(asset)
-        if state.shape != self._state.shape[1:]:
-            return
-        mine = self.slot(asset)
-        self._state[mine], self._still[mine], self._outside[mine] = state, still, outside
+        previous.close(row)
+        mine = self.open()
+        if state.shape == self._state.shape[1:]:
+            self._state[mine], self._still[mine], self._outside[mine] = state, still, outside
+        return mine
 
     def observe(
         self, slots: Sequence[int] | npt.NDArray[np.int64], windows: npt.NDArray[np.floating]

@@ -61,6 +61,7 @@ from aewatch.core.threshold import Threshold
 
 __all__ = [
     "Adaptation",
+    "AssetState",
     "DecisionSettings",
     "Detector",
     "Verdicts",
@@ -181,17 +182,23 @@ _RUN_SPAN = 1024  # windows a run looks ahead at once
 
 
 @dataclass(slots=True)
-class _AssetState:
+class AssetState:
     """Everything a detector knows of one asset: its smoothing, drift baseline, in-alert
     statistics and alert (``alert``: the hysteresis, the open alert and its peak). Its
-    channel checks' statistics are its row of the :class:`ChannelMonitor`'s arrays, so
-    the checks of many assets run together.
+    channel checks' statistics are row ``row`` of the model's :class:`ChannelMonitor`
+    arrays (-1: the model has no checks), so the checks of many assets run together.
+
+    The daemon's pipeline keeps one in each asset's track, beside its grid and window
+    (:meth:`Detector.new_state`, :meth:`Detector.adopt` on a reload); offline scoring
+    keeps them by name in the detector (:meth:`Detector.decide`).
 
     The baseline's normal values live in a ring of doubles (8 bytes each, not a deque of
     float objects at 32): with 10 000 assets and depth 100 that is 8 MB, not 32. The
     in-alert statistics exist only once the asset has fired.
     """
 
+    asset: str = ""
+    row: int = -1
     smoothed: float | None = None
     normal: array[float] = field(default_factory=lambda: array("d"))
     normal_count: int = 0
@@ -279,10 +286,10 @@ class Detector:
         self.threshold = threshold
         self.channels = channels
         self.settings = settings
-        # The hysteresis rules; each asset's alert is kept in its own state (_AssetState).
+        # The hysteresis rules; each asset's alert is kept in its own state (AssetState).
         self.alerts = AlertState(settings.raise_after, settings.resolve_after)
         self.monitor = None if settings.checks is None else ChannelMonitor(settings.checks)
-        self._states: dict[str, _AssetState] = {}
+        self._named: dict[str, AssetState] = {}  # decide()'s states, by asset
 
     def decide(
         self,
@@ -291,7 +298,11 @@ class Detector:
         scores: WindowScores,
         windows: npt.NDArray[np.floating] | None = None,
     ) -> Verdicts:
-        """Walk ``asset``'s windows (time order) through smoothing, threshold and hysteresis."""
+        """Walk ``asset``'s windows (time order) through smoothing, threshold and hysteresis.
+
+        The detector keeps ``asset``'s state by name from one call to the next (offline
+        scoring, a self-check); the daemon keeps each asset's own (:meth:`decide_states`).
+        """
         return self.decide_many([asset], [0, len(scores.errors)], end_timestamps, scores, windows)
 
     def decide_many(
@@ -309,6 +320,19 @@ class Detector:
         raw windows the scores came from: the channel checks watch their newest samples
         (without them only the window error decides).
         """
+        states = [self._state(asset) for asset in assets]
+        return self.decide_states(states, bounds, end_timestamps, scores, windows)
+
+    def decide_states(
+        self,
+        states: Sequence[AssetState],
+        bounds: Sequence[int] | npt.NDArray[np.int64],
+        end_timestamps: npt.ArrayLike,
+        scores: WindowScores,
+        windows: npt.NDArray[np.floating] | None = None,
+    ) -> Verdicts:
+        """:meth:`decide_many` on states the caller keeps (:meth:`new_state`): the windows
+        of ``states[g]``'s asset are ``bounds[g]:bounds[g + 1]``."""
         ends = np.asarray(end_timestamps, dtype=np.float64).tolist()
         raw_array = np.asarray(scores.errors, dtype=np.float64)
         raws = raw_array.tolist()
@@ -324,12 +348,12 @@ class Detector:
         events: list[AlertEvent] = []
         cap = _NON_FINITE_FACTOR * max(value, _TINY)
         finite_errors: npt.NDArray[np.float32] | None = None
-        checked = self._check(assets, bounds, windows, total)
+        checked = self._check(states, bounds, windows, total)
         check_ratio = checked.worst.tolist()
         severity = list(check_ratio)
-        for group, asset in enumerate(assets):
+        for group, state in enumerate(states):
             i, k = int(bounds[group]), int(bounds[group + 1])
-            state = self._state(asset)
+            asset = state.asset
             next_run = i  # the first window a run of normal windows may be tried from
             while i < k:
                 if i >= next_run and k - i >= _RUN_MIN and not state.alert.is_firing:
@@ -431,24 +455,24 @@ class Detector:
 
     def _check(
         self,
-        assets: Sequence[str],
+        states: Sequence[AssetState],
         bounds: Sequence[int] | npt.NDArray[np.int64],
         windows: npt.NDArray[np.floating] | None,
         total: int,
     ) -> _Checked:
-        """Run the channel checks over the windows of ``assets`` (none: nothing over)."""
+        """Run the channel checks over the windows of ``states`` (none: nothing over)."""
         monitor = self.monitor
         if monitor is None or windows is None or total == 0:
             return _Checked(None, np.zeros(total), np.zeros(total, dtype=np.bool_))
         sizes = np.diff(np.asarray(bounds, dtype=np.int64)).astype(np.int64)
-        slots = np.repeat(np.array([monitor.slot(a) for a in assets], dtype=np.int64), sizes)
+        slots = np.repeat(np.array([s.row for s in states], dtype=np.int64), sizes)
         observed = monitor.observe(slots, windows)
         worst = observed.worst()
         return _Checked(observed, worst, worst >= 1.0, monitor.checks)
 
     def _normal_run(
         self,
-        state: _AssetState,
+        state: AssetState,
         raws: npt.NDArray[np.float64],
         is_blocked: npt.NDArray[np.bool_],
     ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
@@ -489,7 +513,7 @@ class Detector:
                 state.dropped = False
         return smoothed[:n], in_force[:n]
 
-    def _has_dropped(self, state: _AssetState, statistic: float) -> bool:
+    def _has_dropped(self, state: AssetState, statistic: float) -> bool:
         """True when a long alert's statistic fell far below its median (a new plateau)."""
         adapt = self.settings.adaptation
         if adapt is None or adapt.drop <= 0 or state.alert_windows < adapt.min_alert:
@@ -503,7 +527,7 @@ class Detector:
 
     @staticmethod
     def _adapt(
-        state: _AssetState,
+        state: AssetState,
         adapt: Adaptation,
         smoothed: float,
         baseline: float,
@@ -530,9 +554,13 @@ class Detector:
         state.dropped = False
 
     def mark_stale(
-        self, asset: str, at: float, silent: Sequence[tuple[str, float, float]], silent_s: float
+        self,
+        state: AssetState,
+        at: float,
+        silent: Sequence[tuple[str, float, float]],
+        silent_s: float,
     ) -> AlertEvent | None:
-        """An anomalous moment for ``asset``: the ``silent`` channels stopped reporting.
+        """An anomalous moment for ``state``'s asset: the ``silent`` channels stopped reporting.
 
         ``silent`` holds ``(channel, time of its last reading, that reading)``; ``silent_s``
         is how long a channel may go without a reading before the asset's rows are given
@@ -548,11 +576,11 @@ class Detector:
         event = None
         # A channel gone silent has waited out its gap already: raise at once, whatever
         # raise_after asks of windows.
-        track = self._state(asset).alert
+        track = state.alert
         for _ in range(self.alerts.raise_after):
             event = self.alerts.fold(
                 track,
-                asset,
+                state.asset,
                 is_anomalous=True,
                 at=at,
                 score=math.nan,
@@ -565,51 +593,46 @@ class Detector:
                 break
         return event
 
-    def adopt(self, asset: str, previous: Detector) -> None:
-        """Take over ``asset``'s smoothing, baseline and alert state from ``previous``.
+    def new_state(self, asset: str) -> AssetState:
+        """A fresh state for ``asset``: its baseline seeded from calibration, a row of checks."""
+        adapt = self.settings.adaptation
+        state = _seeded_state(adapt) if adapt else AssetState()
+        state.asset = asset
+        if self.monitor is not None:
+            state.row = self.monitor.open()
+        return state
 
-        Used when a reload replaces the model serving ``asset``: an open alert stays open
-        under its id and the drift baseline carries over. ``previous`` forgets the asset.
-        """
+    def resumed_state(self, alert: OpenAlert) -> AssetState:
+        """A fresh state whose alert is one an earlier process left open (as
+        :meth:`AlertState.restore` resumes it)."""
+        state = self.new_state(alert.asset)
+        state.alert = AlertTrack.resumed(alert)
+        return state
+
+    def adopt(self, state: AssetState, previous: Detector) -> None:
+        """Serve ``state`` from now on, ``previous`` having served it (a reload replaced the
+        model): its smoothing, baseline and alert carry over as they are, so an open alert
+        stays open under its id; its checks' row moves over when the channels agree and
+        starts afresh otherwise."""
         if previous is self:
             return
-        state = previous._states.pop(asset, None)
-        if state is not None:
-            self._states[asset] = state
-        if self.monitor is not None and previous.monitor is not None:
-            self.monitor.adopt(asset, previous.monitor)
-        elif previous.monitor is not None:
-            previous.monitor.forget(asset)
+        if previous.monitor is not None and state.row >= 0:
+            if self.monitor is not None:
+                state.row = self.monitor.adopt(state.row, previous.monitor)
+                return
+            previous.monitor.close(state.row)
+        state.row = self.monitor.open() if self.monitor is not None else -1
 
-    def forget(self, asset: str) -> None:
-        """Drop everything known about ``asset``."""
-        self._states.pop(asset, None)
-        if self.monitor is not None:
-            self.monitor.forget(asset)
+    def release(self, state: AssetState) -> None:
+        """Give back what ``state`` holds here (its checks' row): its asset is gone."""
+        if self.monitor is not None and state.row >= 0:
+            self.monitor.close(state.row)
+        state.row = -1
 
-    def is_firing(self, asset: str) -> bool:
-        """True while ``asset`` has a raised, unresolved alert."""
-        state = self._states.get(asset)
-        return state is not None and state.alert.is_firing
-
-    def firing(self) -> dict[str, str]:
-        """Active alerts: asset → alert id."""
-        return {a: s.alert.alert_id for a, s in self._states.items() if s.alert.is_firing}
-
-    def restore(self, alert: OpenAlert) -> bool:
-        """Resume an alert an earlier process left open on its asset (:meth:`AlertState.restore`);
-        False, doing nothing, when the asset already has state here."""
-        if alert.asset in self._states:
-            return False
-        self._state(alert.asset).alert = AlertTrack.resumed(alert)
-        return True
-
-    def _state(self, asset: str) -> _AssetState:
-        state = self._states.get(asset)
+    def _state(self, asset: str) -> AssetState:
+        state = self._named.get(asset)
         if state is None:
-            adapt = self.settings.adaptation
-            state = _seeded_state(adapt) if adapt else _AssetState()
-            self._states[asset] = state
+            state = self._named[asset] = self.new_state(asset)
         return state
 
 
@@ -703,8 +726,8 @@ def _finding(
     return Finding(channel, kind, measured, expected, levels, ratio)
 
 
-def _seeded_state(adapt: Adaptation) -> _AssetState:
-    state = _AssetState()
+def _seeded_state(adapt: Adaptation) -> AssetState:
+    state = AssetState()
     for value in adapt.seed[-adapt.depth :]:
         state.learn(value, adapt.depth)
     state.floor = adapt.floor * state.baseline() if adapt.seed else 0.0

@@ -27,7 +27,7 @@ scored windows ``windows``; forward passes ``batches``. Clock steps wait in
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field, fields
 from typing import Generic, NamedTuple, Protocol, TypeVar
 
@@ -38,7 +38,7 @@ from aewatch.core.alerts import AlertEvent, OpenAlert
 from aewatch.core.align import Aligner, AlignOutput
 from aewatch.core.counts import Counts
 from aewatch.core.decode import Item, Reading, Row, Series
-from aewatch.core.detector import Detector, WindowScores
+from aewatch.core.detector import AssetState, Detector, WindowScores
 from aewatch.core.window import DueWindows, WindowBank
 
 __all__ = [
@@ -101,9 +101,6 @@ M_co = TypeVar("M_co", bound=ServesWindows, covariant=True)
 
 class ModelsFor(Protocol[M_co]):
     """Which model serves an asset (the daemon's ``Fleet``)."""
-
-    @property
-    def models(self) -> Sequence[M_co]: ...
 
     def model_for(self, asset: str) -> M_co | None: ...
 
@@ -217,34 +214,37 @@ class Scored(Generic[M]):
 
 
 _Item = TypeVar("_Item", bound=np.generic)
+_Key = TypeVar("_Key", bound=Hashable)
 _Taken = tuple[float, list[float], bool]  # Aligner.take_row: grid time, row, gap
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class _Track(Generic[M]):
-    """One asset's grid and its slot of windows, and the model that serves it.
+    """Everything the pipeline knows of one asset: the model that serves it, its grid, its
+    slot of windows and what its windows decided (``state``: smoothing, drift baseline,
+    alert and the row of its channel checks' statistics).
 
-    What the asset's windows decided is the model's detector's, in one object per asset
-    (its smoothing, drift baseline, alert and, as a row of the checks' arrays, its channel
-    statistics); a reload moves that object to the new model's detector
-    (:meth:`Detector.adopt`), so a track and that object are the whole asset.
+    A reload hands ``state`` to the new model's detector (:meth:`Detector.adopt`); a track
+    compares by identity, so due windows are grouped by track.
     """
 
+    asset: str
     model: M
     aligner: Aligner
     bank: WindowBank
     slot: int
+    state: AssetState
     is_warming: bool = True
     block_ends: dict[str, int] | None = None  # channel -> grid slot its last block ended on
     silent: frozenset[str] = frozenset()  # channels marked stale since the last row
 
 
 @dataclass(slots=True)
-class _Waiting:
+class _Waiting(Generic[M]):
     """Due windows of one model in the order they were cut: ``sizes[e]`` windows of
-    ``assets[e]`` per entry ``e``."""
+    ``tracks[e]`` per entry ``e``."""
 
-    assets: list[str] = field(default_factory=list)
+    tracks: list[_Track[M]] = field(default_factory=list)
     sizes: list[int] = field(default_factory=list)
     windows: list[npt.NDArray[np.float32]] = field(default_factory=list)
     ends: list[npt.NDArray[np.float64]] = field(default_factory=list)
@@ -286,7 +286,9 @@ class Pipeline(Generic[M]):
         self.counts = PipelineCounts()
         self._tracks: dict[str, _Track[M]] = {}
         self._banks: dict[tuple[int, int, int], WindowBank] = {}  # by channels, length, hop
-        self._waiting: dict[M, _Waiting] = {}
+        self._waiting: dict[M, _Waiting[M]] = {}
+        # Alerts an earlier process left open on assets not tracked yet, with their model.
+        self._resumed: dict[str, tuple[M, AssetState]] = {}
         self._stale: dict[M, list[AlertEvent]] = {}  # raised since the last flush
         self._pending = 0
         self._warming = 0
@@ -360,7 +362,7 @@ class Pipeline(Generic[M]):
                 invalid += out.invalid
                 dropped += out.dropped_slots
                 if out.dropped_slots:
-                    self._note_silent(item.asset, track)
+                    self._note_silent(track)
                 if len(out.timestamps):
                     filled += out.filled
                     completed.setdefault(item.asset, []).append(out)
@@ -374,14 +376,14 @@ class Pipeline(Generic[M]):
         counts.invalid += invalid
         counts.dropped_slots += dropped
         counts.filled += filled
-        rows: dict[M, list[tuple[str, _Track[M], _Taken]]] = {}
+        rows: dict[M, list[tuple[_Track[M], _Taken]]] = {}
         for asset, done in completed.items():
             track = tracks[asset]
             first = done[0]
             if len(done) == 1 and isinstance(first, tuple) and not first[2]:
-                rows.setdefault(track.model, []).append((asset, track, first))
+                rows.setdefault(track.model, []).append((track, first))
             else:
-                self._cut(asset, track, [_as_output(out) for out in done])
+                self._cut(track, [_as_output(out) for out in done])
         for model, model_rows in rows.items():
             self._cut_rows(model, model_rows)
 
@@ -398,8 +400,8 @@ class Pipeline(Generic[M]):
                 self._unknown_seen.add(pair)
                 self.unknown_channels.append(pair)
 
-    def _note_silent(self, asset: str, track: _Track[M]) -> None:
-        """Raise ``stale`` on ``asset`` for channels that stopped while its others go on."""
+    def _note_silent(self, track: _Track[M]) -> None:
+        """Raise ``stale`` on the asset for channels that stopped while its others go on."""
         at, silent = track.aligner.silent_channels()
         new = [entry for entry in silent if entry[0] not in track.silent]
         if not new:
@@ -407,13 +409,13 @@ class Pipeline(Generic[M]):
         track.silent = track.silent.union(name for name, _, _ in new)
         aligner = track.aligner
         event = track.model.detector.mark_stale(
-            asset, at, silent, aligner.max_pending_slots * aligner.period_s
+            track.state, at, silent, aligner.max_pending_slots * aligner.period_s
         )
         if event is not None:
             self._stale.setdefault(track.model, []).append(event)
 
-    def _cut(self, asset: str, track: _Track[M], outputs: list[AlignOutput]) -> None:
-        """Extend ``asset``'s window with its new rows (restarting it at gaps)."""
+    def _cut(self, track: _Track[M], outputs: list[AlignOutput]) -> None:
+        """Extend the asset's window with its new rows (restarting it at gaps)."""
         start = 0
         for i in range(1, len(outputs) + 1):
             if i < len(outputs) and not outputs[i].gap:
@@ -435,34 +437,34 @@ class Pipeline(Generic[M]):
                 if track.is_warming:
                     track.is_warming = False
                     self._warming -= 1
-                self._queue(track.model, [asset], [len(due)], due)
+                self._queue(track.model, [track], [len(due)], due)
             start = i
 
-    def _cut_rows(self, model: M, taken: list[tuple[str, _Track[M], _Taken]]) -> None:
+    def _cut_rows(self, model: M, taken: list[tuple[_Track[M], _Taken]]) -> None:
         """One new row for each of many assets of ``model`` (no gap): cut them together."""
-        bank = taken[0][1].bank  # every track of a model has its slot in the same bank
+        bank = taken[0][0].bank  # every track of a model has its slot in the same bank
         n = len(taken)
-        slots = np.fromiter((track.slot for _, track, _ in taken), dtype=np.int64, count=n)
-        times = np.fromiter((row[0] for _, _, row in taken), dtype=np.float64, count=n)
-        values = np.array([row[1] for _, _, row in taken], dtype=np.float32)
+        slots = np.fromiter((track.slot for track, _ in taken), dtype=np.int64, count=n)
+        times = np.fromiter((row[0] for _, row in taken), dtype=np.float64, count=n)
+        values = np.array([row[1] for _, row in taken], dtype=np.float32)
         picked, due = bank.extend_rows(slots, times, values)
         if not len(picked):
             return
-        assets = []
+        cut = []
         for i in picked.tolist():
-            asset, track, _ = taken[i]
+            track = taken[i][0]
             if track.is_warming:
                 track.is_warming = False
                 self._warming -= 1
-            assets.append(asset)
-        self._queue(model, assets, [1] * len(assets), due)
+            cut.append(track)
+        self._queue(model, cut, [1] * len(cut), due)
 
-    def _queue(self, model: M, assets: list[str], sizes: list[int], due: DueWindows) -> None:
-        """Let ``due`` (``sizes[e]`` windows of ``assets[e]`` in turn) wait for a flush."""
+    def _queue(self, model: M, tracks: list[_Track[M]], sizes: list[int], due: DueWindows) -> None:
+        """Let ``due`` (``sizes[e]`` windows of ``tracks[e]`` in turn) wait for a flush."""
         waiting = self._waiting.get(model)
         if waiting is None:
             waiting = self._waiting[model] = _Waiting()
-        waiting.assets += assets
+        waiting.tracks += tracks
         waiting.sizes += sizes
         waiting.windows.append(due.windows)
         waiting.ends.append(due.end_timestamps)
@@ -482,13 +484,13 @@ class Pipeline(Generic[M]):
         for model, waiting in self._waiting.items():
             windows = _joined(waiting.windows)
             ends = _joined(waiting.ends)
-            order, assets, bounds = _by_asset(waiting.assets, waiting.sizes)
+            order, tracks, bounds = _by_asset(waiting.tracks, waiting.sizes)
             if order is not None:
                 windows, ends = windows[order], ends[order]
             try:
-                results.append(self._score(model, assets, bounds, ends, windows))
+                results.append(self._score(model, tracks, bounds, ends, windows))
             except Exception:  # one asset's windows must not sink the whole batch
-                results += self._score_apart(model, assets, bounds, ends, windows)
+                results += self._score_apart(model, tracks, bounds, ends, windows)
         self._waiting.clear()
         self._pending = 0
         return results
@@ -496,14 +498,15 @@ class Pipeline(Generic[M]):
     def _score(
         self,
         model: M,
-        assets: list[str],
+        tracks: list[_Track[M]],
         bounds: npt.NDArray[np.int64],
         ends: npt.NDArray[np.float64],
         windows: npt.NDArray[np.float32],
     ) -> Scored[M]:
         """One forward pass over ``windows`` and the decisions on them, by asset."""
         scores = model.scorer.score(windows, reconstruct=self.with_denoised)
-        verdicts = model.detector.decide_many(assets, bounds, ends, scores, windows)
+        states = [track.state for track in tracks]
+        verdicts = model.detector.decide_states(states, bounds, ends, scores, windows)
         self.counts.windows += len(scores)
         self.counts.batches += 1
         self.counts.outside_envelope += verdicts.outside_envelope
@@ -512,7 +515,7 @@ class Pipeline(Generic[M]):
             denoised = _newest_rows(model, ends, scores.reconstructions)
         return Scored(
             model,
-            tuple(assets),
+            tuple(track.asset for track in tracks),
             bounds,
             ends,
             verdicts.scores,
@@ -527,7 +530,7 @@ class Pipeline(Generic[M]):
     def _score_apart(
         self,
         model: M,
-        assets: list[str],
+        tracks: list[_Track[M]],
         bounds: npt.NDArray[np.int64],
         ends: npt.NDArray[np.float64],
         windows: npt.NDArray[np.float32],
@@ -538,13 +541,13 @@ class Pipeline(Generic[M]):
         step on: they see these windows a second time, which beats losing every asset.
         """
         out = []
-        for g, asset in enumerate(assets):
+        for g, track in enumerate(tracks):
             mine = slice(int(bounds[g]), int(bounds[g + 1]))
             one = np.array([0, mine.stop - mine.start], dtype=np.int64)
             try:
-                out.append(self._score(model, [asset], one, ends[mine], windows[mine]))
+                out.append(self._score(model, [track], one, ends[mine], windows[mine]))
             except Exception as err:
-                self.failures.append(AssetFailure(asset, type(err).__name__, str(err)))
+                self.failures.append(AssetFailure(track.asset, type(err).__name__, str(err)))
         return out
 
     def settled_s(self, asset: str) -> float:
@@ -581,9 +584,14 @@ class Pipeline(Generic[M]):
         """Resume an alert a previous process left open on its asset; False if not applied.
 
         Not applied when no model serves the asset or the asset already has state here.
+        The asset's track, when its readings come, starts from it.
         """
-        model = self.fleet.model_for(alert.asset)
-        return model is not None and model.detector.restore(alert)
+        asset = alert.asset
+        model = self.fleet.model_for(asset)
+        if model is None or asset in self._tracks or asset in self._resumed:
+            return False
+        self._resumed[asset] = (model, model.detector.resumed_state(alert))
+        return True
 
     def swap_fleet(self, fleet: ModelsFor[M]) -> tuple[int, int, int]:
         """Serve every asset from ``fleet`` from now on; return (kept, restarted, dropped).
@@ -591,39 +599,46 @@ class Pipeline(Generic[M]):
         Call it with nothing pending (:meth:`flush` first). An asset whose new model has
         the same channels, window, hop and period keeps its grid and window (no reading
         is lost); otherwise both restart. Alert state and the drift baseline move to the
-        new model's detector either way, so an open alert stays open under its id. An
-        asset no model serves any more is dropped.
+        new model's detector either way (:meth:`Detector.adopt`), so an open alert stays
+        open under its id. An asset no model serves any more is dropped.
         """
         if self._pending:
             raise RuntimeError("swap_fleet needs an empty batch; call flush() first")
-        old_models = self.fleet.models
         self.fleet = fleet
         kept = restarted = dropped = 0
         for asset, track in list(self._tracks.items()):
             model = fleet.model_for(asset)
             if model is None:
-                self._untrack(asset, track)
+                track.model.detector.release(track.state)
+                self._untrack(track)
                 dropped += 1
                 continue
-            model.detector.adopt(asset, track.model.detector)
+            model.detector.adopt(track.state, track.model.detector)
             if _same_windows(model, track.model):
                 track.model = model  # the same shape: the same bank and slot
                 kept += 1
                 continue
-            self._untrack(asset, track)
-            self._track_for(asset)
+            self._untrack(track)
+            self._track_for(asset, state=track.state)
             restarted += 1
-        for old in old_models:  # open alerts resumed at start on assets not seen yet
-            for asset in old.detector.firing():
-                model = fleet.model_for(asset)
-                if model is not None:
-                    model.detector.adopt(asset, old.detector)
+        for asset, (old, state) in list(self._resumed.items()):  # resumed, not seen yet
+            model = fleet.model_for(asset)
+            if model is None:
+                old.detector.release(state)
+                del self._resumed[asset]
+            else:
+                model.detector.adopt(state, old.detector)
+                self._resumed[asset] = (model, state)
         return kept, restarted, dropped
 
-    def _track_for(self, asset: str, readings: int = 1) -> _Track[M] | None:
+    def _track_for(
+        self, asset: str, readings: int = 1, state: AssetState | None = None
+    ) -> _Track[M] | None:
         """Start tracking ``asset``; None when no model serves it or the fleet is full.
 
-        In that case its ``readings`` are counted under the reason.
+        In that case its ``readings`` are counted under the reason. Its decisions go on
+        from ``state`` (held by its model's detector), else from an alert resumed at start,
+        else afresh.
         """
         model = self.fleet.model_for(asset)
         if model is None:
@@ -638,7 +653,11 @@ class Pipeline(Generic[M]):
         bank = self._banks.get(shape)
         if bank is None:
             bank = self._banks[shape] = WindowBank(*shape)
+        if state is None:
+            resumed = self._resumed.pop(asset, None)
+            state = model.detector.new_state(asset) if resumed is None else resumed[1]
         track = _Track(
+            asset,
             model,
             Aligner(
                 bundle.channels,
@@ -649,14 +668,16 @@ class Pipeline(Generic[M]):
             ),
             bank,
             bank.open(),
+            state,
         )
         self._tracks[asset] = track
         self._warming += 1
         return track
 
-    def _untrack(self, asset: str, track: _Track[M]) -> None:
-        """Stop tracking ``asset``: its grid goes, its window slot is given back."""
-        del self._tracks[asset]
+    def _untrack(self, track: _Track[M]) -> None:
+        """Stop tracking the asset: its grid goes, its window slot is given back (its state
+        is the caller's to release or to hand on)."""
+        del self._tracks[track.asset]
         track.bank.close(track.slot)
         self._warming -= track.is_warming
 
@@ -713,8 +734,8 @@ def _joined(parts: list[npt.NDArray[_Item]]) -> npt.NDArray[_Item]:
 
 
 def _by_asset(
-    entries: list[str], sizes: list[int]
-) -> tuple[npt.NDArray[np.int64] | None, list[str], npt.NDArray[np.int64]]:
+    entries: list[_Key], sizes: list[int]
+) -> tuple[npt.NDArray[np.int64] | None, list[_Key], npt.NDArray[np.int64]]:
     """Group waiting windows by asset, keeping each asset's in time order.
 
     ``sizes[e]`` windows of ``entries[e]`` in turn. Returns the order to take the windows
@@ -725,7 +746,7 @@ def _by_asset(
     np.cumsum(sizes, out=starts[1:])
     if len(set(entries)) == len(entries):
         return None, entries, starts
-    by_asset: dict[str, list[int]] = {}
+    by_asset: dict[_Key, list[int]] = {}
     for e, asset in enumerate(entries):
         by_asset.setdefault(asset, []).append(e)
     order = np.concatenate(
