@@ -145,7 +145,9 @@ def run_files(paths: Sequence[Path], settings: TrainSettings) -> dict[str, Any]:
     }
 
 
-def _settings(overrides: list[str]) -> TrainSettings:
+def train_settings(overrides: list[str]) -> TrainSettings:
+    """The shipped defaults (no progress bar) with ``KEY=VALUE`` overrides of TrainSettings
+    or FitSettings fields (JSON values)."""
     base = TrainSettings(fit=FitSettings(show_progress=False))
     fit_fields = {f.name for f in dataclasses.fields(FitSettings)}
     top: dict[str, Any] = {}
@@ -176,7 +178,7 @@ def main() -> None:
     parser.add_argument("--per-file", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    settings = _settings(args.set)
+    settings = train_settings(args.set)
     result = run(args.data, settings)
     label = "aewatch defaults" if not args.set else "aewatch " + " ".join(args.set)
     print("| algorithm | F1 | FAR, % | MAR, % |\n|---|---|---|---|")

@@ -390,7 +390,9 @@ def test_alert_end_to_end(broker: Broker, bench: Bench) -> None:
         assert alert["started_at"] == messages.iso(expected[0].started_at)
         assert alert["model"] == "well"
         assert alert["model_version"] == daemon.fleet.models[0].version
-        assert alert["peak_score"] > alert["threshold"] > 0
+        assert alert["severity"] >= 1.0 and alert["threshold"] > 0
+        if alert["kind"] == "reconstruction":  # else a channel check raised it
+            assert alert["peak_score"] > alert["threshold"]
         shares = [c["share"] for c in alert["contributions"]]
         assert shares == sorted(shares, reverse=True)
         assert sum(shares) == pytest.approx(1.0, abs=1e-5)

@@ -244,8 +244,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         type=float,
         default=_D.adapt_floor,
         metavar="RATIO",
-        help="the drift baseline never falls below RATIO x its starting level, so a "
-        "quiet spell (a stuck sensor) cannot shrink the threshold (default %(default)s)",
+        help="the drift baseline never falls below RATIO x its starting level (the "
+        "calibration's), so a quiet spell cannot shrink the threshold below the calibrated "
+        "one; below 1 lets it (default %(default)s)",
     )
     k = p.add_argument_group(
         "channel checks (each channel's residual and health, beside the window error)"

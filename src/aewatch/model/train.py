@@ -108,7 +108,7 @@ class TrainSettings:
     adapt_depth: int = 100  # windows of normal scores in the drift baseline; 0: off
     rebaseline_drop: float = 0.3  # re-baseline after a fault (see detector); 0: off
     rebaseline_min_alert: int = 30  # windows an alert must last before a drop counts
-    adapt_floor: float = 0.5  # the baseline never falls below this × its starting level
+    adapt_floor: float = 1.0  # the baseline never falls below this × its starting level
     checks: bool = True  # per-channel residual and sensor-health checks beside the window error
     false_alerts_per_day: float = 0.5  # the checks' share of false alerts, per asset and day
     stuck_s: float = 60.0  # a channel that has not moved for this long is stuck
