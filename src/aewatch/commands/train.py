@@ -118,13 +118,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     m.add_argument(
         "--latent",
         type=int,
-        help="code size (default: components holding --variance of the variance)",
-    )
-    m.add_argument(
-        "--variance",
-        type=float,
-        default=_D.variance,
-        help="variance share that sets the default code size (default %(default)s)",
+        help="code size (default: the principal components of the training windows whose "
+        "variance is above the sensors' noise, at most 64)",
     )
     m.add_argument(
         "--hidden",
@@ -411,7 +406,6 @@ def run(args: argparse.Namespace) -> int:
         window_len=window_len,
         hop=hop,
         latent=args.latent,
-        variance=args.variance,
         score_kind=args.score_kind,
         fpr=args.fpr,
         hidden=tuple(int(h) for h in args.hidden.split(",")) if args.hidden else None,

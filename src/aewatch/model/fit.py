@@ -56,16 +56,21 @@ class FitResult:
     best_epoch: int = 0
 
 
-def auto_latent(windows: npt.NDArray[np.float32], variance: float, *, cap: int = 64) -> int:
-    """Smallest number of principal components holding ``variance`` of the windows' variance.
+def auto_latent(windows: npt.NDArray[np.float32], *, cap: int = 64) -> int:
+    """Principal components of the windows whose variance is above the sensors' noise.
 
-    ``windows`` are scaled ``(n, channels, length)``; the result is in ``[1, min(cap, D)]``.
+    The noise level is half the variance of sample-to-sample differences, averaged over
+    the channels (the white part of a reading; a smooth process adds little to it). A
+    component with more variance than that carries process behaviour the model should
+    reproduce; the rest is noise, left to the window error. ``windows`` are scaled
+    ``(n, channels, length)``; the result is in ``[1, min(cap, D)]``.
     """
-    x = windows.reshape(len(windows), -1).astype(np.float64)
+    w = windows.astype(np.float64)
+    noise = float(np.mean(np.diff(w, axis=2).var(axis=(0, 2)))) / 2.0
+    x = w.reshape(len(w), -1)
     x = x - x.mean(axis=0)
-    eig = np.clip(np.linalg.eigvalsh(x.T @ x), 0.0, None)[::-1]
-    share = np.cumsum(eig) / max(float(eig.sum()), 1e-12)
-    k = int(np.searchsorted(share, variance)) + 1
+    spread = np.linalg.eigvalsh(x.T @ x) / max(len(x), 1)
+    k = int(np.count_nonzero(spread > noise))
     return max(1, min(k, cap, int(x.shape[1])))
 
 

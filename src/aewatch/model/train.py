@@ -93,8 +93,7 @@ class TrainSettings:
     arch: str = "pca"
     window_len: int = 10
     hop: int = 1
-    latent: int | None = None  # None: components holding `variance` of the variance
-    variance: float = 0.8
+    latent: int | None = None  # None: the principal components above the sensors' noise
     hidden: tuple[int, ...] | None = None  # None: one layer of about half the window size
     score_kind: str = "mse"
     fpr: float = 1e-4  # target false-alarm rate per window
@@ -130,8 +129,6 @@ class TrainSettings:
             raise ValueError(
                 f"window length must be >= 2 and hop >= 1, got {self.window_len}, {self.hop}"
             )
-        if not 0.0 < self.variance <= 1.0:
-            raise ValueError(f"variance must be in (0, 1], got {self.variance}")
         if self.shift_k is not None and not 0.0 < self.shift_k <= 5.0:
             raise ValueError(f"shift allowance must be in (0, 5] noise levels, got {self.shift_k}")
         if not self.select_budget_s >= 0.0:
@@ -749,7 +746,7 @@ def _windows(
 
 def _arch_spec(scaled_fit: npt.NDArray[np.float32], settings: TrainSettings) -> ArchSpec:
     _, channels, length = scaled_fit.shape
-    latent = settings.latent or auto_latent(scaled_fit, settings.variance)
+    latent = settings.latent or auto_latent(scaled_fit)
     hidden = settings.hidden
     if hidden is None:
         hidden = (
