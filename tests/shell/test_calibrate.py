@@ -69,7 +69,11 @@ def test_whole_training_history_gives_nearly_the_same_threshold(
     new = _calibrate(plant, tmp_path / "new.aew", "--data", str(plant["history"]))
     out = capsys.readouterr().out
     assert new.threshold.fpr == FPR
-    assert new.threshold.value == pytest.approx(old.threshold.value, rel=0.1)
+    # The whole history holds the rows the network fitted, and its 2871 windows are read
+    # by their quantile where training fitted 711 with chi2: within 15 % (10.4 → 9.06 with
+    # the 13 components the noise rule keeps here; 2.875 → 2.929 with the 2 of the 80 %
+    # variance rule it replaced).
+    assert new.threshold.value == pytest.approx(old.threshold.value, rel=0.15)
     assert f"{old.threshold.value:.4g} → {new.threshold.value:.4g}" in out
     assert "false alerts/day" in out
     assert f"from {plant['model']}: version {old.version} → {new.version}" in out

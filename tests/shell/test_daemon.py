@@ -396,7 +396,10 @@ def test_alert_end_to_end(broker: Broker, bench: Bench) -> None:
         shares = [c["share"] for c in alert["contributions"]]
         assert shares == sorted(shares, reverse=True)
         assert sum(shares) == pytest.approx(1.0, abs=1e-5)
-        assert alert["contributions"][0]["channel"] == "vibration_mm_s"
+        if alert["kind"] == "reconstruction":
+            assert alert["contributions"][0]["channel"] == "vibration_mm_s"
+        else:  # the check names the channel; the window error may be normal at the peak
+            assert alert["channels"][0]["channel"] == "vibration_mm_s"
     firing, normal = (json.loads(m.payload) for m in watcher.on(f"aewatch/state/{ASSET}"))
     assert (firing["state"], firing["alert_id"]) == ("firing", raised["alert_id"])
     assert (normal["state"], normal["alert_id"]) == ("normal", None)

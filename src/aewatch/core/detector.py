@@ -662,17 +662,19 @@ class _Checked:
         channel_errors: npt.NDArray[np.float32],
         channels: tuple[str, ...],
     ) -> tuple[str, tuple[Finding, ...]]:
-        """The kind of window ``i``'s worst statistic and the channels that look wrong.
+        """What window ``i``'s alert is and the channels that look wrong.
 
-        With checks at their limit: those channels, worst first. Raised by the window error
-        alone: the channels with the largest share of it.
+        With checks at their limit, the worst check names it and its channels are listed,
+        worst first, each in its own units: a check says what a channel does wrong, so it
+        names the alert even when the window error is further over its cut. Raised by the
+        window error alone: the channels with the largest share of it.
         """
         observed, checks = self.observed, self.checks
         if observed is None or checks is None:
             return RECONSTRUCTION, ()
         ratios = observed.ratios[i]  # (kinds, c)
         by_channel = ratios.max(axis=0)
-        if ae_ratio >= float(by_channel.max()) or by_channel.max() < 1.0:
+        if by_channel.max() < 1.0:
             kind = RECONSTRUCTION
             picked = np.argsort(-channel_errors, kind="stable")[:_MAX_FINDINGS]
             picked = picked[channel_errors[picked] > 0] if ae_ratio > 0 else picked[:0]
