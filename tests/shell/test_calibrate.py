@@ -46,7 +46,7 @@ def _calibrate(plant: dict[str, Path], out: Path, *extra: str) -> ModelBundle:
 
 
 def test_training_calibration_rows_give_training_threshold_exactly(
-    plant: dict[str, Path], tmp_path: Path
+    plant: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # Training calibrates on the newest quarter of the rows; recalibrating on just those
     # rows must reproduce its threshold and drift-baseline seed to the last bit.
@@ -59,6 +59,7 @@ def test_training_calibration_rows_give_training_threshold_exactly(
     assert new.threshold == old.threshold
     assert new.decision == old.decision
     assert new.version != old.version  # the provenance records the recalibration
+    assert "warning" not in capsys.readouterr().out  # the network did not fit these rows
 
 
 def test_whole_training_history_gives_nearly_the_same_threshold(
@@ -76,6 +77,9 @@ def test_whole_training_history_gives_nearly_the_same_threshold(
     assert new.threshold.value == pytest.approx(old.threshold.value, rel=0.15)
     assert f"{old.threshold.value:.4g} → {new.threshold.value:.4g}" in out
     assert "false alerts/day" in out
+    fitted = round(HOURS * 3600 // PERIOD_S * 0.75)  # the rows training fitted the network on
+    assert f"warning   {fitted} of {HOURS * 3600 // PERIOD_S} rows lie in the part" in out
+    assert "Calibrate on normal history from after 2026-01-02 11:59:00 UTC" in out  # 36 h in
     assert f"from {plant['model']}: version {old.version} → {new.version}" in out
     windows = HOURS * 3600 // PERIOD_S - old.window_len + 1
     assert f"→ {windows} normal windows" in out

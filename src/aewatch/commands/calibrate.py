@@ -12,10 +12,12 @@ from aewatch.commands import parse_fpr
 from aewatch.commands.read_options import add_read_options, read_options, read_summary_lines
 from aewatch.commands.score import export_for_model
 from aewatch.core.detector import DecisionSettings
+from aewatch.core.messages import parse_time
 from aewatch.core.threshold import MIN_TAIL_COUNT
 from aewatch.errors import AewatchError
 from aewatch.model.bundle import ModelBundle
 from aewatch.model.calibrate import Recalibration, recalibrate_bundle
+from aewatch.model.dataset import Table
 from aewatch.report import false_alert_budget
 
 __all__ = ["register", "run"]
@@ -78,7 +80,60 @@ def run(args: argparse.Namespace) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     result.bundle.save(args.out)
     _print_summary(result, args.model, args.out)
+    warning = fitted_rows_warning(bundle, tables)
+    if warning:
+        print(warning)
     return 0
+
+
+def fitted_span(bundle: ModelBundle) -> tuple[float, float] | None:
+    """When the rows the network was fitted on start and (about) end, in epoch seconds.
+
+    Training fits on the oldest part of its history (all but the calibration and, for the
+    networks, validation shares); the training files' first and last times and row counts
+    in the bundle's provenance place that part's end, reading each file's rows as evenly
+    spread over its span. None: the bundle does not record its history.
+    """
+    files = bundle.provenance.get("data") or []
+    settings = bundle.provenance.get("settings") or {}
+    try:
+        spans = [(parse_time(f["first"]), parse_time(f["last"]), int(f["rows"])) for f in files]
+        held = float(settings["calibration_fraction"])
+        if settings.get("arch") != "pca":
+            held += float(settings["val_fraction"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    total = sum(rows for _, _, rows in spans)
+    if not spans or total < 1:
+        return None
+    fitted = round(total * (1.0 - held))  # rows, oldest first, as training splits them
+    for first, last, rows in spans:
+        if fitted <= rows:
+            end = first + (last - first) * max(fitted - 1, 0) / max(rows - 1, 1)
+            return spans[0][0], end
+        fitted -= rows
+    return spans[0][0], spans[-1][1]
+
+
+def fitted_rows_warning(bundle: ModelBundle, tables: list[Table]) -> str | None:
+    """A warning when the history to calibrate on holds rows the network was fitted on:
+    its window errors there are lower than on data it has not seen, so the threshold
+    would come out low and alerts more often than the target says."""
+    span = fitted_span(bundle)
+    if span is None:
+        return None
+    first, end = span
+    inside = sum(int(((t.timestamps >= first) & (t.timestamps <= end)).sum()) for t in tables)
+    rows = sum(len(t.timestamps) for t in tables)
+    if inside == 0:
+        return None
+    after = datetime.fromtimestamp(end, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return (
+        f"warning   {inside} of {rows} rows lie in the part of the training history the "
+        f"network was fitted on (up to about {after}): its window errors there are lower "
+        "than on data it has not seen, so this threshold is low and alerts will come more "
+        f"often than the target says. Calibrate on normal history from after {after}"
+    )
 
 
 def _print_summary(result: Recalibration, source: Path, target: Path) -> None:
