@@ -7,9 +7,10 @@ detector with hysteresis).
 
 1-2. Simulated well and pump: per seed s, a healthy week (``simulate --hours 168
      --period 10 --seed s``) to train on, then the day right after it with one fault of
-     each kind (``--faults all --seed s+1000``). A fault is raised when an alert is on at
-     some time in [fault start, fault end + 5 min]; false alerts are on during no such
-     span. Also per fault kind: that table is what detector work aims at.
+     each kind (``--faults all --seed s+1000``). A fault is raised when an alert raised
+     inside some fault's [start, end + 5 min] is on at some time in its own; a false alert
+     is one raised inside none of them. Also per fault kind: that table is what detector
+     work aims at.
 3.   SKAB, upstream protocol, causal, through ``bench/skab.py``'s functions.
 4.   Tennessee Eastman (Braatz): train on d00, detection rate on rows 161-960 of each
      fault file, false rate on d00_te and on rows 1-160 of the fault files.

@@ -40,9 +40,11 @@ _RULES = (
     "placements) is *raised* when an alert is on at some time in [start, end + 5 min]; an "
     "alert is on from the window end that raised it to the one that resolved it (to the "
     "day's end if never). The *delay* is the first such alert's raise time minus the fault "
-    "start. An alert raised before the start and still on at it counts, with delay 0 "
-    '(column "on already"); one that resolved before the start does not. A *false alert* '
-    "is on during no [start, end + 5 min]. The median delay is over the raised faults.",
+    "start. An alert raised inside an earlier fault's [start, end + 5 min] and still on at "
+    'the start counts, with delay 0 (column "on already"); one that resolved before the '
+    "start does not. A *false alert* is one raised inside no fault's [start, end + 5 min]; "
+    "it counts for no fault, even one that starts while it is still on. The median delay "
+    "is over the raised faults.",
     "**SKAB.** `bench/skab.py`'s protocol and pooled point metrics, causal.",
     "**TEP.** Each file scored on its own. Detection = share of rows 161-960 whose alert "
     "state is on; false rate = that share over all of d00_te, and over rows 1-160 of the "

@@ -9,8 +9,9 @@ With one channel there is nothing to predict it from but its own past, so a step
 or gain error on a channel that makes set-point moves looks like a set-point move: those
 kinds are reported per kind but not judged. What a lone channel must still show, and the
 targets judge: spikes, a stuck transmitter, more noise, an oscillation, and few false
-alerts. Same rules as cases 1-2 (``quality_sim``): raised when an alert is on in [start,
-end + 5 min], false when on during no such span.
+alerts. Same rules as cases 1-2 (``quality_sim``): an alert raised inside no fault's
+[start, end + 5 min] is false and counts for no fault; a fault is raised when one of the
+others is on in its own.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from quality_sim import (
     catch,
     kind_table,
     per_kind,
+    split_alerts,
 )
 
 from aewatch.model.dataset import Table
@@ -118,17 +120,16 @@ def _channel_day(
     )
     bundle = train_bundle([_one_channel(history, column, "history")], settings).bundle
     scores = score_table(bundle, _one_channel(day, column, "day"), asset=channel)
-    alerts = alerts_of(scores.events)
     t0 = float(day.timestamps[0])
+    spans = [(t0 + f.start_s, t0 + f.end_s + GRACE_S) for f in day.faults]
+    alerts, false = split_alerts(alerts_of(scores.events), spans)
     catches = [
         catch(
             alerts, seed, kind=f.kind, channel=channel, start_s=t0 + f.start_s, end_s=t0 + f.end_s
         )
         for f in day.faults
     ]
-    spans = [(c.start_s, c.end_s + GRACE_S) for c in catches]
-    false = [a.raised_s for a in alerts if not any(a.is_on_during(*s) for s in spans)]
-    return catches, false
+    return catches, [a.raised_s for a in false]
 
 
 def _one_channel(stream: SimulatedStream, column: int, source: str) -> Table:
