@@ -482,8 +482,9 @@ def run(args: argparse.Namespace) -> int:
         "data_read": read_summary_json(exports),
     }
     index = write_training_report(outcome, report_dir_for(args.out), summary)
+    chosen = "" if args.latent else " above the sensors' noise"
     print(
-        f"model    {args.out}  ({bundle.arch.kind}, latent {bundle.arch.latent}, "
+        f"model    {args.out}  ({bundle.arch.kind}, latent {bundle.arch.latent}{chosen}, "
         f"window {samples_text(bundle.window_len, bundle.period_s)}, "
         f"hop {samples_text(bundle.hop, bundle.period_s)}, {len(bundle.channels)} channels, "
         f"period {bundle.period_s:g} s)"
