@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from skab import train_settings
+from skab import add_settings_argument, train_settings
 
 from aewatch.core.alerts import AlertEvent
 from aewatch.model.dataset import Table, read_table
@@ -119,13 +119,7 @@ def _epoch_s(text: str) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nab", type=Path, required=True, help="a clone of numenta/NAB")
-    parser.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a TrainSettings/FitSettings field (JSON value)",
-    )
+    add_settings_argument(parser)
     args = parser.parse_args()
     torch.set_num_threads(1)
     settings = train_settings(args.set)

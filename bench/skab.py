@@ -145,6 +145,17 @@ def run_files(paths: Sequence[Path], settings: TrainSettings) -> dict[str, Any]:
     }
 
 
+def add_settings_argument(parser: argparse.ArgumentParser) -> None:
+    """``--set KEY=VALUE`` (repeatable), read by :func:`train_settings`."""
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a TrainSettings/FitSettings field (JSON value)",
+    )
+
+
 def train_settings(overrides: list[str]) -> TrainSettings:
     """The shipped defaults (no progress bar) with ``KEY=VALUE`` overrides of TrainSettings
     or FitSettings fields (JSON values)."""
@@ -168,13 +179,7 @@ def _row(name: str, m: PointMetrics) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, required=True, help="the SKAB data folder")
-    parser.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a TrainSettings/FitSettings field (JSON value)",
-    )
+    add_settings_argument(parser)
     parser.add_argument("--per-file", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(1)
