@@ -29,9 +29,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from quality_sim import alerts_of
 from skab import add_settings_argument, train_settings
 
-from aewatch.core.alerts import AlertEvent
 from aewatch.model.dataset import Table, read_table
 from aewatch.model.offline import score_table
 from aewatch.model.tables.options import ReadOptions
@@ -78,12 +78,12 @@ def run_file(path: Path, spans: list[tuple[float, float]], settings: TrainSettin
     cut = min(math.floor(PROBATION * n), first_window)
     bundle = train_bundle([_head(table, cut)], settings).bundle
     events = score_table(bundle, table).events
-    alerts = [a for a in _alerts(events) if a[0] > table.timestamps[cut - 1]]
-    caught = sum(any(_is_on(a, span) for a in alerts) for span in spans)
+    alerts = [a for a in alerts_of(events) if a.raised_s > table.timestamps[cut - 1]]
+    caught = sum(any(a.is_on_during(*span) for a in alerts) for span in spans)
     false_by_kind: dict[str, int] = {}
     for alert in alerts:
-        if not any(_is_on(alert, span) for span in spans):
-            false_by_kind[alert[2]] = false_by_kind.get(alert[2], 0) + 1
+        if not any(alert.is_on_during(*span) for span in spans):
+            false_by_kind[alert.kind] = false_by_kind.get(alert.kind, 0) + 1
     days = float(table.timestamps[-1] - table.timestamps[cut]) / 86_400.0
     return FileResult(path.name, bundle.period_s, cut, caught, len(spans), false_by_kind, days)
 
@@ -97,19 +97,6 @@ def _head(table: Table, rows: int) -> Table:
         lines=table.lines[:rows],
         labels=labels,
     )
-
-
-def _alerts(events: list[AlertEvent]) -> list[tuple[float, float, str]]:
-    """(raised at, resolved at or inf, kind) of each alert, in the order raised."""
-    resolved = {e.alert_id: e.at for e in events if e.state == "resolved"}
-    return [
-        (e.at, resolved.get(e.alert_id, math.inf), e.kind) for e in events if e.state == "raised"
-    ]
-
-
-def _is_on(alert: tuple[float, float, str], span: tuple[float, float]) -> bool:
-    raised_s, resolved_s, _ = alert
-    return raised_s <= span[1] and resolved_s > span[0]
 
 
 def _epoch_s(text: str) -> float:

@@ -52,6 +52,7 @@ class Alert:
 
     raised_s: float
     resolved_s: float | None  # None: still on when the day ends
+    kind: str = ""  # what raised it (AlertEvent.kind)
 
     def is_on_during(self, first_s: float, last_s: float) -> bool:
         """Whether the alert is on at some time in ``[first_s, last_s]``."""
@@ -162,11 +163,14 @@ def stream_table(stream: SimulatedStream, source: str) -> Table:
 
 def alerts_of(events: Iterable[AlertEvent]) -> list[Alert]:
     """Pair each raised event with its resolve, by alert id, in the order raised."""
-    raised: dict[str, float] = {}
+    raised: dict[str, AlertEvent] = {}
     resolved: dict[str, float] = {}
     for event in events:
-        (raised if event.state == "raised" else resolved)[event.alert_id] = event.at
-    return [Alert(at, resolved.get(alert_id)) for alert_id, at in raised.items()]
+        if event.state == "raised":
+            raised[event.alert_id] = event
+        else:
+            resolved[event.alert_id] = event.at
+    return [Alert(e.at, resolved.get(alert_id), e.kind) for alert_id, e in raised.items()]
 
 
 def split_alerts(
