@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import struct
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -115,3 +116,25 @@ def _rewrite(source: Path, target: Path, header: dict) -> None:
     blob = json.dumps(header).encode()
     blob += b" " * (-len(blob) % 8)
     target.write_bytes(struct.pack("<Q", len(blob)) + blob + raw[8 + n :])
+
+
+def test_provenance_records_the_rows_the_model_was_fitted_on() -> None:
+    # Labelled rows are left out of training, so the fitted part (the oldest three quarters
+    # of the normal rows) ends later than three quarters of the file's rows would say.
+    table = _table()
+    labels = np.zeros(len(table.timestamps), dtype=np.int8)
+    labels[100:200] = 1
+    labelled = Table(table.source, table.timestamps, table.values, table.channels, labels,
+                     None, table.lines)  # fmt: skip
+    settings = TrainSettings(window_len=8, fpr=0.05)
+    provenance = train_bundle([labelled], settings).bundle.provenance
+    last = 200 + round(500 * 0.75) - 100 - 1  # the 375th normal row
+    assert provenance["fitted"] == {
+        "first": "2023-11-14T22:13:20Z",
+        "last": _iso(table.timestamps[last]),
+        "rows": 375,
+    }
+
+
+def _iso(epoch_s: float) -> str:
+    return datetime.fromtimestamp(epoch_s, UTC).isoformat().replace("+00:00", "Z")

@@ -80,9 +80,30 @@ def test_whole_training_history_gives_nearly_the_same_threshold(
     fitted = round(HOURS * 3600 // PERIOD_S * 0.75)  # the rows training fitted the network on
     assert f"warning   {fitted} of {HOURS * 3600 // PERIOD_S} rows lie in the part" in out
     assert "Calibrate on normal history from after 2026-01-02 11:59:00 UTC" in out  # 36 h in
+    assert "fitted on (up to 2026-01-02 11:59:00 UTC)" in out  # exact: the bundle records it
+    assert old.provenance["fitted"] == {
+        "first": "2026-01-01T00:00:00Z",
+        "last": "2026-01-02T11:59:00Z",
+        "rows": fitted,
+    }
     assert f"from {plant['model']}: version {old.version} → {new.version}" in out
     windows = HOURS * 3600 // PERIOD_S - old.window_len + 1
     assert f"→ {windows} normal windows" in out
+
+
+def test_a_bundle_without_the_fitted_record_gets_an_estimate(
+    plant: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Bundles trained before training recorded the fitted rows' span: the time comes from
+    # the training file's span and row count, and the warning says it is an estimate.
+    old = ModelBundle.load(plant["model"])
+    provenance = {k: v for k, v in old.provenance.items() if k != "fitted"}
+    older = tmp_path / "older.aew"
+    replace(old, provenance=provenance).save(older)
+    capsys.readouterr()
+    _ok("calibrate", "--model", str(older), "--out", str(tmp_path / "new.aew"),
+        "--data", str(plant["history"]))  # fmt: skip
+    assert "fitted on (up to about 2026-01-02 11:59:00 UTC)" in capsys.readouterr().out
 
 
 def test_lower_fpr_gives_a_higher_threshold(plant: dict[str, Path], tmp_path: Path) -> None:

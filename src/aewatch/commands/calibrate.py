@@ -86,43 +86,48 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def fitted_span(bundle: ModelBundle) -> tuple[float, float] | None:
-    """When the rows the network was fitted on start and (about) end, in epoch seconds.
+def fitted_span(bundle: ModelBundle) -> tuple[float, float, bool] | None:
+    """When the rows the model was fitted on start and end, in epoch seconds, and whether
+    that end is exact.
 
-    Training fits on the oldest part of its history (all but the calibration and, for the
-    networks, validation shares); the training files' first and last times and row counts
-    in the bundle's provenance place that part's end, reading each file's rows as evenly
-    spread over its span. None: the bundle does not record its history.
+    Training fits the network and the checks' predictor on the oldest part of its history
+    (all but the calibration share) and records that part's first and last grid time in
+    the bundle's provenance (``fitted``). Bundles from before that record get an estimate
+    from the training files' first and last times and row counts, reading each file's rows
+    as evenly spread over its span. None: the bundle does not record its history.
     """
+    fitted = bundle.provenance.get("fitted") or {}
+    try:
+        return parse_time(fitted["first"]), parse_time(fitted["last"]), True
+    except (KeyError, TypeError, ValueError):
+        pass  # an older bundle: estimate it
     files = bundle.provenance.get("data") or []
     settings = bundle.provenance.get("settings") or {}
     try:
         spans = [(parse_time(f["first"]), parse_time(f["last"]), int(f["rows"])) for f in files]
         held = float(settings["calibration_fraction"])
-        if settings.get("arch") != "pca":
-            held += float(settings["val_fraction"])
     except (KeyError, TypeError, ValueError):
         return None
     total = sum(rows for _, _, rows in spans)
     if not spans or total < 1:
         return None
-    fitted = round(total * (1.0 - held))  # rows, oldest first, as training splits them
+    rows_fitted = round(total * (1.0 - held))  # rows, oldest first, as training splits them
     for first, last, rows in spans:
-        if fitted <= rows:
-            end = first + (last - first) * max(fitted - 1, 0) / max(rows - 1, 1)
-            return spans[0][0], end
-        fitted -= rows
-    return spans[0][0], spans[-1][1]
+        if rows_fitted <= rows:
+            end = first + (last - first) * max(rows_fitted - 1, 0) / max(rows - 1, 1)
+            return spans[0][0], end, False
+        rows_fitted -= rows
+    return spans[0][0], spans[-1][1], False
 
 
 def fitted_rows_warning(bundle: ModelBundle, tables: list[Table]) -> str | None:
-    """A warning when the history to calibrate on holds rows the network was fitted on:
-    its window errors there are lower than on data it has not seen, so the threshold
-    would come out low and alerts more often than the target says."""
+    """A warning when the history to calibrate on holds rows the model was fitted on:
+    its window errors and residuals there are lower than on data it has not seen, so the
+    threshold would come out low and alerts more often than the target says."""
     span = fitted_span(bundle)
     if span is None:
         return None
-    first, end = span
+    first, end, is_exact = span
     inside = sum(int(((t.timestamps >= first) & (t.timestamps <= end)).sum()) for t in tables)
     rows = sum(len(t.timestamps) for t in tables)
     if inside == 0:
@@ -130,9 +135,10 @@ def fitted_rows_warning(bundle: ModelBundle, tables: list[Table]) -> str | None:
     after = datetime.fromtimestamp(end, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     return (
         f"warning   {inside} of {rows} rows lie in the part of the training history the "
-        f"network was fitted on (up to about {after}): its window errors there are lower "
-        "than on data it has not seen, so this threshold is low and alerts will come more "
-        f"often than the target says. Calibrate on normal history from after {after}"
+        f"model was fitted on (up to {'' if is_exact else 'about '}{after}): its window "
+        "errors there are lower than on data it has not seen, so this threshold is low and "
+        f"alerts will come more often than the target says. Calibrate on normal history "
+        f"from after {after}"
     )
 
 

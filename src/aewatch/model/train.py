@@ -179,7 +179,7 @@ def train_bundle(tables: Sequence[Table], settings: TrainSettings) -> TrainOutco
     """
     channel_limits(settings.limits, tables[0].channels)  # refuse a limit on no channel
     period = settings.period_s or _infer_period(tables)
-    blocks = _normal_blocks(tables, period, settings.max_gap_periods)
+    blocks, times = _normal_grid(tables, period, settings.max_gap_periods)
     fit_rows, val_rows, cal_rows = _split(blocks, settings)
     parts = {"fit": fit_rows, "validation": val_rows, "calibration": cal_rows}
     channels = len(tables[0].channels)
@@ -229,6 +229,7 @@ def train_bundle(tables: Sequence[Table], settings: TrainSettings) -> TrainOutco
     selection = _select(variants, cal_rows, settings) if can_choose else None
     chosen = next(v for v in variants if selection is None or v.k == selection.shift_k)
     provenance = _provenance(tables, replace(settings, shift_k=chosen.k), counts, fit)
+    provenance["fitted"] = _fitted_span(times, settings)
     if selection is not None:
         provenance["selection"] = selection.to_json()
     bundle = replace(chosen.bundle, provenance=provenance)
@@ -694,24 +695,45 @@ def _normal_blocks(
     tables: Sequence[Table], period: float, max_gap: float
 ) -> list[npt.NDArray[np.float32]]:
     """Contiguous grid blocks ``(m, channels)`` of normal rows, oldest first."""
+    return _normal_grid(tables, period, max_gap)[0]
+
+
+def _normal_grid(
+    tables: Sequence[Table], period: float, max_gap: float
+) -> tuple[list[npt.NDArray[np.float32]], list[npt.NDArray[np.float64]]]:
+    """:func:`_normal_blocks` and each block's grid times ``(m,)`` (epoch seconds)."""
     blocks: list[npt.NDArray[np.float32]] = []
+    times: list[npt.NDArray[np.float64]] = []
     for table in tables:
         for seg in regularize(
             table.timestamps, table.values, period_s=period, max_gap_periods=max_gap
         ):
             if table.labels is None:
                 blocks.append(seg.values)
+                times.append(seg.timestamps)
                 continue
             is_normal = table.labels[seg.source_index] == 0
-            blocks.extend(_runs(seg.values, is_normal))
-    return blocks
+            for a, b in _runs(is_normal):
+                blocks.append(seg.values[a:b])
+                times.append(seg.timestamps[a:b])
+    return blocks, times
 
 
-def _runs(
-    values: npt.NDArray[np.float32], keep: npt.NDArray[np.bool_]
-) -> list[npt.NDArray[np.float32]]:
+def _runs(keep: npt.NDArray[np.bool_]) -> list[tuple[int, int]]:
+    """``[start, stop)`` of each run of True in ``keep``."""
     edges = np.flatnonzero(np.diff(np.concatenate([[0], keep.astype(np.int8), [0]])))
-    return [values[a:b] for a, b in zip(edges[::2], edges[1::2], strict=True)]
+    return [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2], strict=True)]
+
+
+def _fitted_span(times: list[npt.NDArray[np.float64]], settings: TrainSettings) -> dict[str, Any]:
+    """The first and last grid time of the rows the network and the checks' predictor
+    were fitted on (all but the calibration share, as :func:`_split` cuts it), and how
+    many rows that is: what ``aewatch calibrate`` warns about."""
+    every = np.concatenate(times)
+    rows = round(len(every) * (1.0 - settings.calibration_fraction))
+    if rows < 1:
+        return {"rows": 0}
+    return {"first": _iso(every[0]), "last": _iso(every[rows - 1]), "rows": rows}
 
 
 def _split(
