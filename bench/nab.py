@@ -4,11 +4,12 @@ Per file (7, one channel each, 19 labelled anomaly windows in all): ``aewatch``'
 training recipe (``train_bundle``, shipped defaults) fits on the rows before the earlier
 of NAB's probationary period (the first 15 % of the file) and the first labelled window;
 ``score_table`` (the daemon's path: grid, windows, scorer, detector with hysteresis)
-scores the whole file. A window is *caught* when an alert is on at some time inside it
-(raised before its end, resolved after its start); a *false alert* is one raised after
-the training rows that is on inside no window. NAB's windows are wide (a tenth of the
-file's length, centred on each failure), so a caught window says the failure was seen
-near it, not how early.
+scores the whole file. The tally is the simulated days' (``quality_sim.split_alerts``):
+a *false alert* is one raised after the training rows and outside every window, and it
+counts for no window even when it is still on as one starts; a window is *caught* when an
+alert raised inside some window is on at some time inside it. NAB's windows are wide (a
+tenth of the file's length, centred on each failure), so a caught window says the failure
+was seen near it, not how early.
 
 The data is not shipped: give the folder of a clone of github.com/numenta/NAB (it holds
 ``data/realKnownCause/*.csv`` and ``labels/combined_windows.json``).
@@ -29,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from quality_sim import alerts_of
+from quality_sim import alerts_of, split_alerts
 from skab import add_settings_argument, train_settings
 
 from aewatch.model.dataset import Table, read_table
@@ -79,11 +80,11 @@ def run_file(path: Path, spans: list[tuple[float, float]], settings: TrainSettin
     bundle = train_bundle([_head(table, cut)], settings).bundle
     events = score_table(bundle, table).events
     alerts = [a for a in alerts_of(events) if a.raised_s > table.timestamps[cut - 1]]
-    caught = sum(any(a.is_on_during(*span) for a in alerts) for span in spans)
+    inside, outside = split_alerts(alerts, spans)
+    caught = sum(any(a.is_on_during(*span) for a in inside) for span in spans)
     false_by_kind: dict[str, int] = {}
-    for alert in alerts:
-        if not any(alert.is_on_during(*span) for span in spans):
-            false_by_kind[alert.kind] = false_by_kind.get(alert.kind, 0) + 1
+    for alert in outside:
+        false_by_kind[alert.kind] = false_by_kind.get(alert.kind, 0) + 1
     days = float(table.timestamps[-1] - table.timestamps[cut]) / 86_400.0
     return FileResult(path.name, bundle.period_s, cut, caught, len(spans), false_by_kind, days)
 
