@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from dataclasses import replace
 
 import numpy as np
 import numpy.typing as npt
@@ -12,6 +13,7 @@ import pytest
 from aewatch.core import checks as checks_module
 from aewatch.core.checks import (
     CHECK_KINDS,
+    MOVE_CHANNELS,
     ChannelChecks,
     ChannelMonitor,
     calibrate_checks,
@@ -341,6 +343,81 @@ def test_checks_survive_json(checks: ChannelChecks) -> None:
     broken["stuck_after"] = [0.0] * 3
     with pytest.raises(ValueError, match="stuck_after"):
         ChannelChecks.from_json(broken)
+    moving = calibrate_checks(checks.model, [], [np.zeros((4, 3))], period_s=PERIOD_S, hop=1,
+                              false_alerts_per_day=0.5, stuck_s=60.0, range_margin=0.25,
+                              moves=MOVE_CHANNELS)  # fmt: skip
+    assert ChannelChecks.from_json(moving.to_json()).moves == MOVE_CHANNELS
+    older = checks.to_json()
+    del older["moves"]  # a bundle from before the process-move rule counts every sample
+    assert ChannelChecks.from_json(older).moves == 0
+    with pytest.raises(ValueError, match="moves"):
+        ChannelChecks.from_json({**checks.to_json(), "moves": -1})
+
+
+def _moving_plant(rng: np.random.Generator, n: int) -> npt.NDArray[np.float64]:
+    """Four channels following one set-point that jumps by about 20 noise levels every 500
+    samples, each through its own lag shorter than a sample (a pump's speed, current, head
+    and flow). A jump comes at any moment inside a sample, so in the sample after it every
+    channel has moved part of the way, by a share the predictor cannot know: the
+    channels' residuals are large together for that sample.
+    """
+    sub = 10  # simulated steps per sample
+    levels = rng.normal(50.0, 20.0 * NOISE, n // 500 + 2)
+    at = np.arange(n * sub) + rng.integers(0, sub)
+    setpoint = levels[at // (500 * sub)]
+    channels = []
+    for tau, gain in ((3.0, 1.0), (4.0, 2.0), (2.0, 0.5), (1.0, -1.0)):  # in steps
+        smooth = np.empty_like(setpoint)
+        value, share = setpoint[0], 1.0 - np.exp(-1.0 / tau)
+        for i, target in enumerate(setpoint):
+            value += share * (target - value)
+            smooth[i] = value
+        channels.append(gain * smooth[::sub])
+    clean = np.column_stack(channels)
+    return clean + rng.normal(0.0, NOISE, clean.shape)
+
+
+def test_set_point_moves_do_not_set_the_shift_limits() -> None:
+    """Calibrated with the process-move rule, the samples right after each move count at
+    most a noise level, so the moves no longer set the shift limits: every limit is lower,
+    and a day of such moves still raises nothing."""
+    rows = _moving_plant(np.random.default_rng(11), 40_000)
+    model = ResidualModel.fit([rows[:20_000]], lags=6).with_noise_from([rows[20_000:]])
+    every, gated = (
+        calibrate_checks(
+            model,
+            [rows[20_000:]],
+            [rows],
+            period_s=PERIOD_S,
+            hop=1,
+            false_alerts_per_day=0.5,
+            stuck_s=60.0,
+            range_margin=0.25,
+            moves=moves,
+        )
+        for moves in (0, MOVE_CHANNELS)
+    )
+    assert (gated.shift_limit < every.shift_limit).all()
+    assert gated.shift_limit.max() < 0.75 * every.shift_limit.max()
+    assert _first_flag(gated, _moving_plant(np.random.default_rng(12), 8640))[0] is None
+
+
+def test_channels_departing_together_count_as_a_process_move() -> None:
+    """Three samples in which every channel reads 6 noise levels off (a move the
+    predictions did not see coming) raise a shift when each sample counts, and nothing
+    when the rule caps them; one channel departing alone is counted either way."""
+    rng = np.random.default_rng(21)
+    rows = rng.normal(0.0, NOISE, (40_000, 3))
+    every = calibrate_checks(ResidualModel.level([rows]), [rows[20_000:]], [rows],
+                             period_s=PERIOD_S, hop=1, false_alerts_per_day=0.5, stuck_s=60.0,
+                             range_margin=0.25, kinds=("shift",))  # fmt: skip
+    capped = replace(every, moves=MOVE_CHANNELS)
+    together, alone = rng.normal(0.0, NOISE, (2, 3000, 3))
+    together[2000:2003] += 6.0 * every.model.noise
+    alone[2000:2003, 1] += 6.0 * every.model.noise[1]
+    assert _first_flag(every, together)[1] == "shift"
+    assert _first_flag(capped, together)[0] is None
+    assert _first_flag(every, alone)[1:] == _first_flag(capped, alone)[1:] == ("shift", 1)
 
 
 def test_cusum_limit_grows_with_the_run_length() -> None:

@@ -13,7 +13,12 @@ means "at the limit"):
     residual, smoothed over ``_LEVEL_HALFLIFE`` samples, is back within ``_SHIFT_HOLD``
     noise levels of 0, so a fault that is only partly undone (a step that settles at a
     noise level) stays one alert instead of resolving and raising again, and a resolved
-    shift means the channel reads as predicted again.
+    shift means the channel reads as predicted again. A sample in which ``moves`` channels
+    or more depart by over ``MOVE_LEVEL`` noise levels at once counts at most ``MOVE_CAP``
+    in these sums: that is a set-point move the predictor cannot time (speed, current,
+    head and flow of a pump jump together), not a sensor fault, which shows on its own
+    channel. Without this, those few samples of every move set the limits, and the shift
+    check would need a step several times larger to reach them.
 ``noise``
     A CUSUM of the squared residual about its recent level, against 1 + ``k_spread``: the
     channel got noisier (a failing transmitter, a bad earth) or started to oscillate. A
@@ -60,6 +65,7 @@ from aewatch.core.residual import ResidualModel, robust_sd
 __all__ = [
     "CHECK_KINDS",
     "CHECK_MARGIN",
+    "MOVE_CHANNELS",
     "ChannelChecks",
     "ChannelMonitor",
     "Observation",
@@ -70,6 +76,9 @@ __all__ = [
 CHECK_KINDS: tuple[str, ...] = ("shift", "noise", "stuck", "range", "spikes")
 STEADY_BOUND = 3.0  # steady_levels: halves this many times what noise explains apart, at most
 CHECK_MARGIN = 1.5  # a limit is at least this many times the highest normal held-out value
+MOVE_CHANNELS = 3  # channels departing together that make a sample a process move
+MOVE_LEVEL = 3.0  # noise levels: a channel "departs" by more than this
+MOVE_CAP = 1.0  # noise levels: what a process move's sample adds to the shift sums at most
 SHIFT, NOISE, STUCK, RANGE, SPIKES = range(5)
 _CAP = 1.5  # a CUSUM never climbs past this many limits, so it falls back soon after a fault
 _RELEASE = 0.5  # a check at its limit stays there until its statistic falls below this
@@ -103,7 +112,8 @@ class ChannelChecks:
     spread of a sample about the mean of its neighbours, in its units; ``spike_limit``
     ``(c,)`` the limit of the decaying spike count, ``spike_halflife`` its half-life in
     samples. Without ``spike_unit`` (a bundle from before the check) spikes are not
-    looked for.
+    looked for. ``moves``: how many channels departing together make a sample a process
+    move for the shift sums (module docstring; 0: none, as in bundles from before it).
     """
 
     model: ResidualModel
@@ -123,6 +133,7 @@ class ChannelChecks:
     spike_level: float = SPIKE_LEVEL
     spike_halflife: float = 180.0
     kinds: tuple[str, ...] = CHECK_KINDS  # the checks that run; the others report 0
+    moves: int = 0
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON for the bundle's metadata."""
@@ -139,6 +150,7 @@ class ChannelChecks:
             "spike_level": self.spike_level,
             "spike_halflife": self.spike_halflife,
             "kinds": list(self.kinds),
+            "moves": self.moves,
         }
 
     @classmethod
@@ -178,6 +190,9 @@ class ChannelChecks:
             or any(k not in CHECK_KINDS for k in kinds)
         ):
             raise ValueError(f"checks: kinds must be a non-empty list of {', '.join(CHECK_KINDS)}")
+        moves = obj.get("moves", 0)
+        if not isinstance(moves, int) or isinstance(moves, bool) or moves < 0:
+            raise ValueError(f"checks: moves must be a whole number >= 0, got {moves!r}")
         return cls(
             model,
             hop=hop,
@@ -190,6 +205,7 @@ class ChannelChecks:
             spike_level=spike_level,
             spike_halflife=spike_halflife,
             kinds=tuple(str(k) for k in kinds),
+            moves=moves,
             **arrays,
         )
 
@@ -370,9 +386,10 @@ class ChannelMonitor:
         np.nan_to_num(z, copy=False, nan=0.0)
         np.clip(z, -checks.clip, checks.clip, out=z)
         is_spike = _spike_samples(spike_seq, checks)
+        shift_z = _without_moves(z, checks.moves)
         samples = _Samples(
             z=z,
-            shift_z=z if checks.shift_scale is None else z / checks.shift_scale,
+            shift_z=shift_z if checks.shift_scale is None else shift_z / checks.shift_scale,
             is_still=np.abs(np.diff(recent, axis=1)) <= checks.stuck_tolerance,
             is_spike=is_spike,
             spike_seq=spike_seq,
@@ -560,7 +577,7 @@ class ChannelMonitor:
         # Time-major (m * h, k, c), so each asset's samples follow each other down axis 0.
         z = samples.z[mine].reshape(k, m * h, c).transpose(1, 0, 2)
         shift_z = z
-        if checks.shift_scale is not None:
+        if checks.shift_scale is not None or checks.moves:
             shift_z = samples.shift_z[mine].reshape(k, m * h, c).transpose(1, 0, 2)
         level = ewma_from(z, _LEVEL_ALPHA, s[:, 3].copy())
         level_before = np.concatenate((s[None, :, 3], level[:-1]))
@@ -672,6 +689,23 @@ def _recent(windows: npt.NDArray[np.floating], h: int) -> npt.NDArray[np.float64
     if first < 0:
         seq = np.concatenate((np.full((n, -first, c), np.nan), seq), axis=1)
     return seq
+
+
+def _without_moves(z: npt.NDArray[np.float64], moves: int) -> npt.NDArray[np.float64]:
+    """The residuals ``z`` ``(..., c)`` (noise levels) as the shift sums count them: in a
+    sample where ``moves`` channels or more depart by over ``MOVE_LEVEL`` at once, each
+    at most ``MOVE_CAP`` either way. ``z`` itself where ``moves`` is 0 or no sample is one.
+
+    >>> z = np.array([[4.0, -5.0, 3.5, 0.5], [4.0, 0.0, 0.0, 0.0]])
+    >>> _without_moves(z, 3).tolist()
+    [[1.0, -1.0, 1.0, 0.5], [4.0, 0.0, 0.0, 0.0]]
+    """
+    if moves < 1:
+        return z
+    is_move = (np.abs(z) > MOVE_LEVEL).sum(axis=-1) >= moves
+    if not is_move.any():
+        return z
+    return np.where(is_move[..., None], np.clip(z, -MOVE_CAP, MOVE_CAP), z)
 
 
 def _spike_samples(seq: npt.NDArray[np.float64], checks: ChannelChecks) -> npt.NDArray[np.bool_]:
@@ -808,6 +842,7 @@ def calibrate_checks(
     clip: float = 6.0,
     kinds: tuple[str, ...] = CHECK_KINDS,
     still_unit: npt.NDArray[np.float64] | None = None,
+    moves: int = 0,
 ) -> ChannelChecks:
     """Limits for ``model``'s checks from normal data the network did not train on.
 
@@ -822,7 +857,9 @@ def calibrate_checks(
     side keeps the envelope's). ``still_unit`` ``(c,)`` is the unit of the stuck check's
     tolerance where it is not the model's noise level (a channel's sample-to-sample
     spread where the residual is its distance from its median). Only ``kinds`` run: the
-    limits of the others are set where nothing reaches them.
+    limits of the others are set where nothing reaches them. ``moves`` (0: none) makes a
+    sample where that many channels depart together count at most ``MOVE_CAP`` in the
+    shift sums, here as in the monitor (module docstring).
     """
     c = model.channels
     samples_per_day = 86_400.0 / period_s
@@ -835,8 +872,9 @@ def calibrate_checks(
     shift_scale = _long_run_scale(z, c)
     shift_seen, noise_seen = np.zeros(c), np.zeros(c)
     for r in z:
-        shift_seen = np.maximum(shift_seen, _lindley_max(r / shift_scale - k))
-        shift_seen = np.maximum(shift_seen, _lindley_max(-r / shift_scale - k))
+        shift_r = _without_moves(r, moves) / shift_scale
+        shift_seen = np.maximum(shift_seen, _lindley_max(shift_r - k))
+        shift_seen = np.maximum(shift_seen, _lindley_max(-shift_r - k))
         square = np.minimum(_spread_steps(r), _SQUARE_CLIP)
         noise_seen = np.maximum(noise_seen, _lindley_max(square - 1.0 - k_spread))
     rows = np.concatenate([np.asarray(b, dtype=np.float64) for b in normal])
@@ -872,6 +910,7 @@ def calibrate_checks(
         spike_limit=np.maximum(_MIN_SPIKE_LIMIT, margin * spike_seen) if is_on["spikes"] else None,
         spike_halflife=spike_halflife,
         kinds=tuple(kind for kind in CHECK_KINDS if is_on[kind]),
+        moves=moves,
     )
 
 

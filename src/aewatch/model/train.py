@@ -31,6 +31,7 @@ import numpy.typing as npt
 from aewatch.core.checks import (
     CHECK_KINDS,
     CHECK_MARGIN,
+    MOVE_CHANNELS,
     OFF_LIMIT,
     ChannelChecks,
     calibrate_checks,
@@ -357,6 +358,7 @@ def recalibrated_checks(
         settings=settings,
         channels=channels,
         k=checks.k,
+        moves=checks.moves,
     )
 
 
@@ -568,6 +570,7 @@ def _checks(
         settings=settings,
         channels=channels,
         k=SHIFT_K if settings.shift_k is None else settings.shift_k,
+        moves=MOVE_CHANNELS,
     )
     return checks, ""
 
@@ -630,11 +633,12 @@ def _calibrated_checks(
     kinds: tuple[str, ...] = CHECK_KINDS,
     still_unit: npt.NDArray[np.float64] | None = None,
     k: float = 1.0,
+    moves: int = 0,
 ) -> ChannelChecks:
     """``model``'s checks (``kinds``) calibrated with the budget, stuck time, margin and
     limits of ``settings`` (``held_out`` sets the limits, ``normal`` the envelope and still
-    runs; ``still_unit`` the stuck check's unit and ``k`` the shift's allowance, see
-    ``calibrate_checks``)."""
+    runs; ``still_unit`` the stuck check's unit, ``k`` the shift's allowance and ``moves``
+    what makes a sample a process move, see ``calibrate_checks``)."""
     return calibrate_checks(
         model,
         held_out,
@@ -648,6 +652,7 @@ def _calibrated_checks(
         kinds=kinds,
         still_unit=still_unit,
         k=k,
+        moves=moves,
     )
 
 
