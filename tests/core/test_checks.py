@@ -41,7 +41,10 @@ def _plant(rng: np.random.Generator, n: int) -> npt.NDArray[np.float64]:
 
 
 def _calibrated(
-    model: ResidualModel, rows: npt.NDArray[np.float64], kinds: tuple[str, ...] = CHECK_KINDS
+    model: ResidualModel,
+    rows: npt.NDArray[np.float64],
+    kinds: tuple[str, ...] = CHECK_KINDS,
+    moves: int = 0,
 ) -> ChannelChecks:
     """``model``'s checks calibrated on the newer half of ``rows`` (40 000 of them)."""
     return calibrate_checks(
@@ -54,6 +57,7 @@ def _calibrated(
         stuck_s=60.0,
         range_margin=0.25,
         kinds=kinds,
+        moves=moves,
     )
 
 
@@ -343,9 +347,7 @@ def test_checks_survive_json(checks: ChannelChecks) -> None:
     broken["stuck_after"] = [0.0] * 3
     with pytest.raises(ValueError, match="stuck_after"):
         ChannelChecks.from_json(broken)
-    moving = calibrate_checks(checks.model, [], [np.zeros((4, 3))], period_s=PERIOD_S, hop=1,
-                              false_alerts_per_day=0.5, stuck_s=60.0, range_margin=0.25,
-                              moves=MOVE_CHANNELS)  # fmt: skip
+    moving = replace(checks, moves=MOVE_CHANNELS)
     assert ChannelChecks.from_json(moving.to_json()).moves == MOVE_CHANNELS
     older = checks.to_json()
     del older["moves"]  # a bundle from before the process-move rule counts every sample
@@ -383,20 +385,7 @@ def test_set_point_moves_do_not_set_the_shift_limits() -> None:
     and a day of such moves still raises nothing."""
     rows = _moving_plant(np.random.default_rng(11), 40_000)
     model = ResidualModel.fit([rows[:20_000]], lags=6).with_noise_from([rows[20_000:]])
-    every, gated = (
-        calibrate_checks(
-            model,
-            [rows[20_000:]],
-            [rows],
-            period_s=PERIOD_S,
-            hop=1,
-            false_alerts_per_day=0.5,
-            stuck_s=60.0,
-            range_margin=0.25,
-            moves=moves,
-        )
-        for moves in (0, MOVE_CHANNELS)
-    )
+    every, gated = (_calibrated(model, rows, moves=moves) for moves in (0, MOVE_CHANNELS))
     assert (gated.shift_limit < every.shift_limit).all()
     assert gated.shift_limit.max() < 0.75 * every.shift_limit.max()
     assert _first_flag(gated, _moving_plant(np.random.default_rng(12), 8640))[0] is None
@@ -408,9 +397,7 @@ def test_channels_departing_together_count_as_a_process_move() -> None:
     when the rule caps them; one channel departing alone is counted either way."""
     rng = np.random.default_rng(21)
     rows = rng.normal(0.0, NOISE, (40_000, 3))
-    every = calibrate_checks(ResidualModel.level([rows]), [rows[20_000:]], [rows],
-                             period_s=PERIOD_S, hop=1, false_alerts_per_day=0.5, stuck_s=60.0,
-                             range_margin=0.25, kinds=("shift",))  # fmt: skip
+    every = _calibrated(ResidualModel.level([rows]), rows, kinds=("shift",))
     capped = replace(every, moves=MOVE_CHANNELS)
     together, alone = rng.normal(0.0, NOISE, (2, 3000, 3))
     together[2000:2003] += 6.0 * every.model.noise
