@@ -14,6 +14,7 @@ from aewatch.core import checks as checks_module
 from aewatch.core.checks import (
     CHECK_KINDS,
     MOVE_CHANNELS,
+    SPREAD_MOVE_CHANNELS,
     ChannelChecks,
     ChannelMonitor,
     calibrate_checks,
@@ -347,13 +348,18 @@ def test_checks_survive_json(checks: ChannelChecks) -> None:
     broken["stuck_after"] = [0.0] * 3
     with pytest.raises(ValueError, match="stuck_after"):
         ChannelChecks.from_json(broken)
-    moving = replace(checks, moves=MOVE_CHANNELS)
-    assert ChannelChecks.from_json(moving.to_json()).moves == MOVE_CHANNELS
+    moving = replace(checks, moves=MOVE_CHANNELS, spread_moves=SPREAD_MOVE_CHANNELS)
+    again = ChannelChecks.from_json(moving.to_json())
+    assert (again.moves, again.spread_moves) == (MOVE_CHANNELS, SPREAD_MOVE_CHANNELS)
     older = checks.to_json()
-    del older["moves"]  # a bundle from before the process-move rule counts every sample
-    assert ChannelChecks.from_json(older).moves == 0
-    with pytest.raises(ValueError, match="moves"):
-        ChannelChecks.from_json({**checks.to_json(), "moves": -1})
+    del older["moves"], older["spread_moves"]  # from before the process-move rule
+    assert (ChannelChecks.from_json(older).moves, ChannelChecks.from_json(older).spread_moves) == (
+        0,
+        0,
+    )
+    for name in ("moves", "spread_moves"):
+        with pytest.raises(ValueError, match=name):
+            ChannelChecks.from_json({**checks.to_json(), name: -1})
 
 
 def _moving_plant(rng: np.random.Generator, n: int) -> npt.NDArray[np.float64]:
@@ -405,6 +411,23 @@ def test_channels_departing_together_count_as_a_process_move() -> None:
     assert _first_flag(every, together)[1] == "shift"
     assert _first_flag(capped, together)[0] is None
     assert _first_flag(every, alone)[1:] == _first_flag(capped, alone)[1:] == ("shift", 1)
+
+
+def test_two_channels_departing_together_do_not_count_as_noise() -> None:
+    """Two channels 6 noise levels off for three samples, four times within minutes (a
+    move the predictions did not see coming, and its echoes) raise noise when each sample
+    counts, and nothing when the noise check caps them; one channel alone still does."""
+    rng = np.random.default_rng(22)
+    rows = rng.normal(0.0, NOISE, (40_000, 3))
+    every = _calibrated(ResidualModel.level([rows]), rows, kinds=("noise",))
+    capped = replace(every, spread_moves=SPREAD_MOVE_CHANNELS)
+    together, alone = rng.normal(0.0, NOISE, (2, 3000, 3))
+    for start in (2000, 2010, 2020, 2030):
+        together[start : start + 3, :2] += 6.0 * every.model.noise[:2]
+        alone[start : start + 3, 1] += 6.0 * every.model.noise[1]
+    assert _first_flag(every, together)[1] == "noise"
+    assert _first_flag(capped, together)[0] is None
+    assert _first_flag(every, alone)[1:] == _first_flag(capped, alone)[1:] == ("noise", 1)
 
 
 def test_cusum_limit_grows_with_the_run_length() -> None:

@@ -22,7 +22,11 @@ means "at the limit"):
 ``noise``
     A CUSUM of the squared residual about its recent level, against 1 + ``k_spread``: the
     channel got noisier (a failing transmitter, a bad earth) or started to oscillate. A
-    residual that is offset but no wider (a prediction lagging a ramp) does not count.
+    residual that is offset but no wider (a prediction lagging a ramp) does not count, and
+    neither do the samples of a set-point move: where ``spread_moves`` channels or more
+    depart by over ``MOVE_LEVEL`` at once, each counts at most ``MOVE_CAP`` here (two are
+    enough: a sensor gets noisier on its own, while the shift sums still count a slow
+    process change that moves two channels).
 ``stuck``
     The reading has not moved by more than ``stuck_tolerance`` for ``stuck_after``
     samples: a frozen or flatlined transmitter. The limit is at least the stated time and
@@ -66,6 +70,7 @@ __all__ = [
     "CHECK_KINDS",
     "CHECK_MARGIN",
     "MOVE_CHANNELS",
+    "SPREAD_MOVE_CHANNELS",
     "ChannelChecks",
     "ChannelMonitor",
     "Observation",
@@ -77,6 +82,7 @@ CHECK_KINDS: tuple[str, ...] = ("shift", "noise", "stuck", "range", "spikes")
 STEADY_BOUND = 3.0  # steady_levels: halves this many times what noise explains apart, at most
 CHECK_MARGIN = 1.5  # a limit is at least this many times the highest normal held-out value
 MOVE_CHANNELS = 3  # channels departing together that make a sample a process move
+SPREAD_MOVE_CHANNELS = 2  # the same for the noise check
 MOVE_LEVEL = 3.0  # noise levels: a channel "departs" by more than this
 MOVE_CAP = 1.0  # noise levels: what a process move's sample adds to the shift sums at most
 SHIFT, NOISE, STUCK, RANGE, SPIKES = range(5)
@@ -112,8 +118,9 @@ class ChannelChecks:
     spread of a sample about the mean of its neighbours, in its units; ``spike_limit``
     ``(c,)`` the limit of the decaying spike count, ``spike_halflife`` its half-life in
     samples. Without ``spike_unit`` (a bundle from before the check) spikes are not
-    looked for. ``moves``: how many channels departing together make a sample a process
-    move for the shift sums (module docstring; 0: none, as in bundles from before it).
+    looked for. ``moves`` and ``spread_moves``: how many channels departing together make
+    a sample a process move for the shift sums and for the noise check (module docstring;
+    0: none, as in bundles from before them).
     """
 
     model: ResidualModel
@@ -134,6 +141,7 @@ class ChannelChecks:
     spike_halflife: float = 180.0
     kinds: tuple[str, ...] = CHECK_KINDS  # the checks that run; the others report 0
     moves: int = 0
+    spread_moves: int = 0
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON for the bundle's metadata."""
@@ -151,6 +159,7 @@ class ChannelChecks:
             "spike_halflife": self.spike_halflife,
             "kinds": list(self.kinds),
             "moves": self.moves,
+            "spread_moves": self.spread_moves,
         }
 
     @classmethod
@@ -190,9 +199,10 @@ class ChannelChecks:
             or any(k not in CHECK_KINDS for k in kinds)
         ):
             raise ValueError(f"checks: kinds must be a non-empty list of {', '.join(CHECK_KINDS)}")
-        moves = obj.get("moves", 0)
-        if not isinstance(moves, int) or isinstance(moves, bool) or moves < 0:
-            raise ValueError(f"checks: moves must be a whole number >= 0, got {moves!r}")
+        moves, spread_moves = obj.get("moves", 0), obj.get("spread_moves", 0)
+        for name, count in (("moves", moves), ("spread_moves", spread_moves)):
+            if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+                raise ValueError(f"checks: {name} must be a whole number >= 0, got {count!r}")
         return cls(
             model,
             hop=hop,
@@ -206,6 +216,7 @@ class ChannelChecks:
             spike_halflife=spike_halflife,
             kinds=tuple(str(k) for k in kinds),
             moves=moves,
+            spread_moves=spread_moves,
             **arrays,
         )
 
@@ -389,6 +400,7 @@ class ChannelMonitor:
         shift_z = _without_moves(z, checks.moves)
         samples = _Samples(
             z=z,
+            spread_z=_without_moves(z, checks.spread_moves),
             shift_z=shift_z if checks.shift_scale is None else shift_z / checks.shift_scale,
             is_still=np.abs(np.diff(recent, axis=1)) <= checks.stuck_tolerance,
             is_spike=is_spike,
@@ -482,7 +494,7 @@ class ChannelMonitor:
         spikes = np.zeros((len(turn), c))
         for i in range(samples.z.shape[1]):
             zi = samples.z[turn, i]
-            square = np.minimum((zi - s[:, 3]) ** 2, _SQUARE_CLIP)
+            square = np.minimum((samples.spread_z[turn, i] - s[:, 3]) ** 2, _SQUARE_CLIP)
             si = samples.shift_z[turn, i]
             s[:, 0] = np.minimum(np.maximum(s[:, 0] + si - checks.k, 0.0), cap_shift)
             s[:, 1] = np.minimum(np.maximum(s[:, 1] - si - checks.k, 0.0), cap_shift)
@@ -581,7 +593,10 @@ class ChannelMonitor:
             shift_z = samples.shift_z[mine].reshape(k, m * h, c).transpose(1, 0, 2)
         level = ewma_from(z, _LEVEL_ALPHA, s[:, 3].copy())
         level_before = np.concatenate((s[None, :, 3], level[:-1]))
-        square = np.minimum((z - level_before) ** 2, _SQUARE_CLIP)
+        spread_z = z
+        if checks.spread_moves:
+            spread_z = samples.spread_z[mine].reshape(k, m * h, c).transpose(1, 0, 2)
+        square = np.minimum((spread_z - level_before) ** 2, _SQUARE_CLIP)
         up = _lindley(shift_z - checks.k, s[:, 0])
         down = _lindley(-shift_z - checks.k, s[:, 1])
         spread_sum = _lindley(square - 1.0 - checks.k_spread, s[:, 2])
@@ -648,6 +663,7 @@ class _Samples:
     """One call's samples ``(n, h, c)`` and what it fills in, per window."""
 
     z: npt.NDArray[np.float64]
+    spread_z: npt.NDArray[np.float64]  # z as the noise check squares it (moves capped)
     shift_z: npt.NDArray[np.float64]
     is_still: npt.NDArray[np.bool_]
     is_spike: npt.NDArray[np.bool_]
@@ -843,6 +859,7 @@ def calibrate_checks(
     kinds: tuple[str, ...] = CHECK_KINDS,
     still_unit: npt.NDArray[np.float64] | None = None,
     moves: int = 0,
+    spread_moves: int = 0,
 ) -> ChannelChecks:
     """Limits for ``model``'s checks from normal data the network did not train on.
 
@@ -857,9 +874,10 @@ def calibrate_checks(
     side keeps the envelope's). ``still_unit`` ``(c,)`` is the unit of the stuck check's
     tolerance where it is not the model's noise level (a channel's sample-to-sample
     spread where the residual is its distance from its median). Only ``kinds`` run: the
-    limits of the others are set where nothing reaches them. ``moves`` (0: none) makes a
-    sample where that many channels depart together count at most ``MOVE_CAP`` in the
-    shift sums, here as in the monitor (module docstring).
+    limits of the others are set where nothing reaches them. ``moves`` and
+    ``spread_moves`` (0: none) make a sample where that many channels depart together
+    count at most ``MOVE_CAP`` in the shift sums and the noise check, here as in the
+    monitor (module docstring).
     """
     c = model.channels
     samples_per_day = 86_400.0 / period_s
@@ -875,7 +893,7 @@ def calibrate_checks(
         shift_r = _without_moves(r, moves) / shift_scale
         shift_seen = np.maximum(shift_seen, _lindley_max(shift_r - k))
         shift_seen = np.maximum(shift_seen, _lindley_max(-shift_r - k))
-        square = np.minimum(_spread_steps(r), _SQUARE_CLIP)
+        square = np.minimum(_spread_steps(r, _without_moves(r, spread_moves)), _SQUARE_CLIP)
         noise_seen = np.maximum(noise_seen, _lindley_max(square - 1.0 - k_spread))
     rows = np.concatenate([np.asarray(b, dtype=np.float64) for b in normal])
     lo, hi = np.nanquantile(rows, [_NORMAL_RANGE_Q, 1.0 - _NORMAL_RANGE_Q], axis=0)
@@ -911,6 +929,7 @@ def calibrate_checks(
         spike_halflife=spike_halflife,
         kinds=tuple(kind for kind in CHECK_KINDS if is_on[kind]),
         moves=moves,
+        spread_moves=spread_moves,
     )
 
 
@@ -1001,11 +1020,14 @@ def _turns(rows: npt.NDArray[np.int64]) -> list[npt.NDArray[np.int64]]:
     return [by_rank[bounds[r] : bounds[r + 1]] for r in range(len(bounds) - 1)]
 
 
-def _spread_steps(z: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    """``(z_t - level_{t-1})²`` ``(n, c)``: each residual's square about the recent level
-    (the level starting at 0), as the monitor computes it."""
+def _spread_steps(
+    z: npt.NDArray[np.float64], spread_z: npt.NDArray[np.float64]
+) -> npt.NDArray[np.float64]:
+    """``(spread_z_t - level_{t-1})²`` ``(n, c)``: each residual (as the noise check takes
+    it, ``spread_z``) squared about the recent level of ``z`` (starting at 0), as the
+    monitor computes it."""
     level = ewma_from(z, _LEVEL_ALPHA, np.zeros(z.shape[1]))
-    return np.asarray((z - np.vstack((np.zeros((1, z.shape[1])), level[:-1]))) ** 2)
+    return np.asarray((spread_z - np.vstack((np.zeros((1, z.shape[1])), level[:-1]))) ** 2)
 
 
 def _lindley_max(steps: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:

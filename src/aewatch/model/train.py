@@ -33,6 +33,7 @@ from aewatch.core.checks import (
     CHECK_MARGIN,
     MOVE_CHANNELS,
     OFF_LIMIT,
+    SPREAD_MOVE_CHANNELS,
     ChannelChecks,
     calibrate_checks,
     steady_levels,
@@ -359,6 +360,7 @@ def recalibrated_checks(
         channels=channels,
         k=checks.k,
         moves=checks.moves,
+        spread_moves=checks.spread_moves,
     )
 
 
@@ -571,6 +573,7 @@ def _checks(
         channels=channels,
         k=SHIFT_K if settings.shift_k is None else settings.shift_k,
         moves=MOVE_CHANNELS,
+        spread_moves=SPREAD_MOVE_CHANNELS,
     )
     return checks, ""
 
@@ -634,11 +637,12 @@ def _calibrated_checks(
     still_unit: npt.NDArray[np.float64] | None = None,
     k: float = 1.0,
     moves: int = 0,
+    spread_moves: int = 0,
 ) -> ChannelChecks:
     """``model``'s checks (``kinds``) calibrated with the budget, stuck time, margin and
     limits of ``settings`` (``held_out`` sets the limits, ``normal`` the envelope and still
-    runs; ``still_unit`` the stuck check's unit, ``k`` the shift's allowance and ``moves``
-    what makes a sample a process move, see ``calibrate_checks``)."""
+    runs; ``still_unit`` the stuck check's unit, ``k`` the shift's allowance, ``moves`` and
+    ``spread_moves`` what makes a sample a process move, see ``calibrate_checks``)."""
     return calibrate_checks(
         model,
         held_out,
@@ -653,6 +657,7 @@ def _calibrated_checks(
         still_unit=still_unit,
         k=k,
         moves=moves,
+        spread_moves=spread_moves,
     )
 
 
