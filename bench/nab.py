@@ -25,6 +25,7 @@ import dataclasses
 import datetime as dt
 import json
 import math
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,9 +83,7 @@ def run_file(path: Path, spans: list[tuple[float, float]], settings: TrainSettin
     alerts = [a for a in alerts_of(events) if a.raised_s > table.timestamps[cut - 1]]
     inside, outside = split_alerts(alerts, spans)
     caught = sum(any(a.is_on_during(*span) for a in inside) for span in spans)
-    false_by_kind: dict[str, int] = {}
-    for alert in outside:
-        false_by_kind[alert.kind] = false_by_kind.get(alert.kind, 0) + 1
+    false_by_kind = dict(Counter(alert.kind for alert in outside))
     days = float(table.timestamps[-1] - table.timestamps[cut]) / 86_400.0
     return FileResult(path.name, bundle.period_s, cut, caught, len(spans), false_by_kind, days)
 

@@ -84,7 +84,7 @@ CHECK_MARGIN = 1.5  # a limit is at least this many times the highest normal hel
 MOVE_CHANNELS = 3  # channels departing together that make a sample a process move
 SPREAD_MOVE_CHANNELS = 2  # the same for the noise check
 MOVE_LEVEL = 3.0  # noise levels: a channel "departs" by more than this
-MOVE_CAP = 1.0  # noise levels: what a process move's sample adds to the shift sums at most
+MOVE_CAP = 1.0  # noise levels: what a process move's sample adds to the sums at most
 SHIFT, NOISE, STUCK, RANGE, SPIKES = range(5)
 _CAP = 1.5  # a CUSUM never climbs past this many limits, so it falls back soon after a fault
 _RELEASE = 0.5  # a check at its limit stays there until its statistic falls below this
@@ -397,10 +397,11 @@ class ChannelMonitor:
         np.nan_to_num(z, copy=False, nan=0.0)
         np.clip(z, -checks.clip, checks.clip, out=z)
         is_spike = _spike_samples(spike_seq, checks)
-        shift_z = _without_moves(z, checks.moves)
+        departing = _departing(z) if checks.moves or checks.spread_moves else None
+        shift_z = _without_moves(z, checks.moves, departing)
         samples = _Samples(
             z=z,
-            spread_z=_without_moves(z, checks.spread_moves),
+            spread_z=_without_moves(z, checks.spread_moves, departing),
             shift_z=shift_z if checks.shift_scale is None else shift_z / checks.shift_scale,
             is_still=np.abs(np.diff(recent, axis=1)) <= checks.stuck_tolerance,
             is_spike=is_spike,
@@ -586,23 +587,25 @@ class ChannelMonitor:
         k, m = mine.shape
         h, c = samples.z.shape[1:]
         s = self._state[at]  # (k, _STATE_ROWS, c), a copy
-        # Time-major (m * h, k, c), so each asset's samples follow each other down axis 0.
-        z = samples.z[mine].reshape(k, m * h, c).transpose(1, 0, 2)
-        shift_z = z
-        if checks.shift_scale is not None or checks.moves:
-            shift_z = samples.shift_z[mine].reshape(k, m * h, c).transpose(1, 0, 2)
+
+        def along_time(x: npt.NDArray[Any]) -> npt.NDArray[Any]:
+            """(n, h, c) per window -> time-major (m * h, k, c) for the assets of ``mine``,
+            so each asset's samples follow each other down axis 0."""
+            return np.asarray(x[mine].reshape(k, m * h, c).transpose(1, 0, 2))
+
+        z = along_time(samples.z)
+        # The same arrays as z where nothing is capped or scaled (no second gather then).
+        shift_z = z if samples.shift_z is samples.z else along_time(samples.shift_z)
+        spread_z = z if samples.spread_z is samples.z else along_time(samples.spread_z)
         level = ewma_from(z, _LEVEL_ALPHA, s[:, 3].copy())
         level_before = np.concatenate((s[None, :, 3], level[:-1]))
-        spread_z = z
-        if checks.spread_moves:
-            spread_z = samples.spread_z[mine].reshape(k, m * h, c).transpose(1, 0, 2)
         square = np.minimum((spread_z - level_before) ** 2, _SQUARE_CLIP)
         up = _lindley(shift_z - checks.k, s[:, 0])
         down = _lindley(-shift_z - checks.k, s[:, 1])
         spread_sum = _lindley(square - 1.0 - checks.k_spread, s[:, 2])
         shift_ratio = np.maximum(up, down) / checks.shift_limit
         noise_ratio = spread_sum / checks.noise_limit
-        is_spike = samples.is_spike[mine].reshape(k, m * h, c).transpose(1, 0, 2)
+        is_spike = along_time(samples.is_spike)
         spike_sum = np.zeros_like(z)  # no spikes are looked for: the count stays 0
         if checks.spike_limit is not None:
             alpha = checks.spike_alpha
@@ -707,10 +710,20 @@ def _recent(windows: npt.NDArray[np.floating], h: int) -> npt.NDArray[np.float64
     return seq
 
 
-def _without_moves(z: npt.NDArray[np.float64], moves: int) -> npt.NDArray[np.float64]:
-    """The residuals ``z`` ``(..., c)`` (noise levels) as the shift sums count them: in a
-    sample where ``moves`` channels or more depart by over ``MOVE_LEVEL`` at once, each
-    at most ``MOVE_CAP`` either way. ``z`` itself where ``moves`` is 0 or no sample is one.
+def _departing(z: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
+    """How many channels of each sample of ``z`` ``(..., c)`` are over ``MOVE_LEVEL``
+    noise levels off their predictions: ``(...)``."""
+    return np.asarray((np.abs(z) > MOVE_LEVEL).sum(axis=-1), dtype=np.int64)
+
+
+def _without_moves(
+    z: npt.NDArray[np.float64], moves: int, departing: npt.NDArray[np.int64] | None = None
+) -> npt.NDArray[np.float64]:
+    """The residuals ``z`` ``(..., c)`` (noise levels) as the shift sums or the noise check
+    count them: in a sample where ``moves`` channels or more depart by over
+    ``MOVE_LEVEL`` at once, each at most ``MOVE_CAP`` either way. ``z`` itself where
+    ``moves`` is 0 or no sample is one. ``departing``: :func:`_departing` of ``z``, where
+    the caller has it already.
 
     >>> z = np.array([[4.0, -5.0, 3.5, 0.5], [4.0, 0.0, 0.0, 0.0]])
     >>> _without_moves(z, 3).tolist()
@@ -718,7 +731,7 @@ def _without_moves(z: npt.NDArray[np.float64], moves: int) -> npt.NDArray[np.flo
     """
     if moves < 1:
         return z
-    is_move = (np.abs(z) > MOVE_LEVEL).sum(axis=-1) >= moves
+    is_move = (_departing(z) if departing is None else departing) >= moves
     if not is_move.any():
         return z
     return np.where(is_move[..., None], np.clip(z, -MOVE_CAP, MOVE_CAP), z)
@@ -890,10 +903,12 @@ def calibrate_checks(
     shift_scale = _long_run_scale(z, c)
     shift_seen, noise_seen = np.zeros(c), np.zeros(c)
     for r in z:
-        shift_r = _without_moves(r, moves) / shift_scale
+        departing = _departing(r)
+        shift_r = _without_moves(r, moves, departing) / shift_scale
         shift_seen = np.maximum(shift_seen, _lindley_max(shift_r - k))
         shift_seen = np.maximum(shift_seen, _lindley_max(-shift_r - k))
-        square = np.minimum(_spread_steps(r, _without_moves(r, spread_moves)), _SQUARE_CLIP)
+        spread_r = _without_moves(r, spread_moves, departing)
+        square = np.minimum(_spread_steps(r, spread_r), _SQUARE_CLIP)
         noise_seen = np.maximum(noise_seen, _lindley_max(square - 1.0 - k_spread))
     rows = np.concatenate([np.asarray(b, dtype=np.float64) for b in normal])
     lo, hi = np.nanquantile(rows, [_NORMAL_RANGE_Q, 1.0 - _NORMAL_RANGE_Q], axis=0)

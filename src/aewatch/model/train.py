@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -70,6 +70,8 @@ __all__ = [
     "train_bundle",
 ]
 
+
+_Cell = TypeVar("_Cell", bound=np.generic)  # what _split cuts: rows (float32) or times
 
 # Held-out samples the channel checks need: their limits are the highest values the
 # statistics reach there (times a margin), which a few hundred samples do not pin down.
@@ -737,23 +739,27 @@ def _runs(keep: npt.NDArray[np.bool_]) -> list[tuple[int, int]]:
 
 def _fitted_span(times: list[npt.NDArray[np.float64]], settings: TrainSettings) -> dict[str, Any]:
     """The first and last grid time of the rows the network and the checks' predictor
-    were fitted on (all but the calibration share, as :func:`_split` cuts it), and how
-    many rows that is: what ``aewatch calibrate`` warns about."""
-    every = np.concatenate(times)
-    rows = round(len(every) * (1.0 - settings.calibration_fraction))
-    if rows < 1:
+    were fitted on (the fit and validation parts :func:`_split` cuts), and how many rows
+    that is: what ``aewatch calibrate`` warns about."""
+    fit, validation, _ = _split(times, settings)
+    fitted = fit + validation
+    rows = sum(len(t) for t in fitted)
+    if rows == 0:
         return {"rows": 0}
-    return {"first": _iso(every[0]), "last": _iso(every[rows - 1]), "rows": rows}
+    return {"first": _iso(fitted[0][0]), "last": _iso(fitted[-1][-1]), "rows": rows}
 
 
 def _split(
-    blocks: list[npt.NDArray[np.float32]], settings: TrainSettings
-) -> tuple[list[npt.NDArray[np.float32]], ...]:
+    blocks: list[npt.NDArray[_Cell]], settings: TrainSettings
+) -> tuple[list[npt.NDArray[_Cell]], ...]:
+    """``blocks`` (rows, or their times) cut into the fit, validation and calibration
+    parts, oldest first: the newest ``calibration_fraction`` calibrates, the
+    ``val_fraction`` before it validates a network (none for PCA)."""
     total = sum(len(b) for b in blocks)
     cal_start = round(total * (1.0 - settings.calibration_fraction))
     val_fraction = 0.0 if settings.arch == "pca" else settings.val_fraction
     val_start = round(total * (1.0 - settings.calibration_fraction - val_fraction))
-    parts: tuple[list[npt.NDArray[np.float32]], ...] = ([], [], [])
+    parts: tuple[list[npt.NDArray[_Cell]], ...] = ([], [], [])
     offset = 0
     for block in blocks:
         for part, (lo, hi) in zip(
