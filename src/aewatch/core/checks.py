@@ -42,7 +42,7 @@ means "at the limit"):
     side, by at least ``spike_level`` times the channel's normal sample-to-sample spread
     (a step or a ramp stands out from one neighbour only, so set-point moves do not
     count). Each spike adds 1 to a count that halves every ``spike_halflife`` samples
-    (15 minutes) and never passes its limit; the limit is at least 2 (about three spikes
+    (15 minutes) and never passes its limit; the limit is at least 1.5 (two spikes
     within a quarter of an hour) and ``margin`` × the highest count on the normal
     history, so a channel whose healthy history has glitches needs more of them. The
     check lets go one half-life after the count was last at its limit. A spike is judged
@@ -102,7 +102,7 @@ _ALONG_TIME = 8  # an asset with this many windows in one call is folded in alon
 _SIEGMUND = 1.166
 SPIKE_LEVEL = 6.0  # a spike stands this many normal spreads above both its neighbours
 _SPIKE_HALFLIFE_S = 900.0
-_MIN_SPIKE_LIMIT = 2.0  # about three spikes within a half-life
+_MIN_SPIKE_LIMIT = 1.5  # two spikes within a half-life
 OFF_LIMIT = 1e300  # the limit of a check that does not run: finite, so JSON holds it
 _SPIKE_FLOOR = 0.1  # of the residual's noise level: the least spike unit (a still channel)
 _MAX_CORRELATION = 0.9  # Siegmund's correction of the limit for the overshoot
