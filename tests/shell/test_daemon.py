@@ -93,7 +93,10 @@ def plant(tmp_path_factory: pytest.TempPathFactory) -> Plant:
     assert bundle.window_len == WINDOW_LEN
     noise = _simulated(folder / "noise.csv", hours=1.25, faults="noise@0.4+0.4:vibration_mm_s")
     spikes = _simulated(
-        folder / "spikes.csv", hours=1.25, faults="spikes@0.5+0.25:vibration_mm_s", seed=3
+        folder / "spikes.csv",
+        hours=1.25,
+        faults="spikes@0.2+0.2:vibration_mm_s,spikes@0.8+0.2:vibration_mm_s",
+        seed=3,
     )
     found = Plant(
         bundle_path,
@@ -104,7 +107,8 @@ def plant(tmp_path_factory: pytest.TempPathFactory) -> Plant:
     )
     # The tests build on these offline outcomes; check them once, here.
     assert [e.state for e in found.noise_offline.events] == ["raised", "resolved"]
-    assert [e.state for e in found.spikes_offline.events] == ["raised", "resolved"] * 2
+    states = [e.state for e in found.spikes_offline.events]  # two alerts or more, each closed
+    assert len(states) >= 4 and states == ["raised", "resolved"] * (len(states) // 2)
     return found
 
 
@@ -415,7 +419,10 @@ def test_replay_matches_offline_scoring(broker: Broker, bench: Bench) -> None:
         with _running(bench.config(broker), watcher) as daemon:
             sent = watcher.publish(bench.plant.spikes, bench.input_template)
             _wait_scored(daemon, len(bench.plant.spikes.timestamps))
-            _wait_until(lambda: len(watcher.alerts(bench.prefix)) >= 4, "four alert events")
+            _wait_until(
+                lambda: len(watcher.alerts(bench.prefix)) >= len(offline.events),
+                f"{len(offline.events)} alert events",
+            )
     finally:
         watcher.close()
 
