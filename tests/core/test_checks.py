@@ -46,6 +46,7 @@ def _calibrated(
     rows: npt.NDArray[np.float64],
     kinds: tuple[str, ...] = CHECK_KINDS,
     moves: int = 0,
+    move_next: bool = False,
 ) -> ChannelChecks:
     """``model``'s checks calibrated on the newer half of ``rows`` (40 000 of them)."""
     return calibrate_checks(
@@ -59,6 +60,7 @@ def _calibrated(
         range_margin=0.25,
         kinds=kinds,
         moves=moves,
+        move_next=move_next,
     )
 
 
@@ -361,6 +363,11 @@ def test_checks_survive_json(checks: ChannelChecks) -> None:
     for name in ("moves", "spread_moves"):
         with pytest.raises(ValueError, match=name):
             ChannelChecks.from_json({**checks.to_json(), name: -1})
+    assert ChannelChecks.from_json(replace(moving, move_next=True).to_json()).move_next
+    del older["move_next"]  # from before the sample after a move counted with it
+    assert ChannelChecks.from_json(older).move_next is False
+    with pytest.raises(ValueError, match="move_next"):
+        ChannelChecks.from_json({**checks.to_json(), "move_next": 1})
 
 
 def _moving_plant(rng: np.random.Generator, n: int) -> npt.NDArray[np.float64]:
@@ -396,6 +403,9 @@ def test_set_point_moves_do_not_set_the_shift_limits() -> None:
     assert (gated.shift_limit < every.shift_limit).all()
     assert gated.shift_limit.max() < 0.75 * every.shift_limit.max()
     assert _first_flag(gated, _moving_plant(np.random.default_rng(12), 8640))[0] is None
+    following = _calibrated(model, rows, moves=MOVE_CHANNELS, move_next=True)
+    assert following.move_next and (following.shift_limit <= gated.shift_limit).all()
+    assert _first_flag(following, _moving_plant(np.random.default_rng(12), 8640))[0] is None
 
 
 def test_channels_departing_together_count_as_a_process_move() -> None:
@@ -412,6 +422,61 @@ def test_channels_departing_together_count_as_a_process_move() -> None:
     assert _first_flag(every, together)[1] == "shift"
     assert _first_flag(capped, together)[0] is None
     assert _first_flag(every, alone)[1:] == _first_flag(capped, alone)[1:] == ("shift", 1)
+
+
+def _leader_trailing(
+    rng: np.random.Generator, noise: npt.NDArray[np.float64]
+) -> npt.NDArray[np.float64]:
+    """Noise with four moves a few samples apart: two samples in which every channel
+    reads 6 noise levels off, then one in which the leader (channel 1) alone still does."""
+    rows = rng.normal(0.0, NOISE, (3000, 3))
+    for start in (2000, 2004, 2008, 2012):
+        rows[start : start + 2] += 6.0 * noise
+        rows[start + 2, 1] += 6.0 * noise[1]
+    return rows
+
+
+def test_the_sample_after_a_move_counts_as_part_of_it() -> None:
+    """With ``move_next`` the sample right after a move is capped too: the leader still
+    reading off while the predictions catch up raises nothing, where it adds up without
+    the rule; a channel departing on its own is counted either way, and the flag carries
+    from one call to the next."""
+    rng = np.random.default_rng(23)
+    rows = rng.normal(0.0, NOISE, (40_000, 3))
+    every = _calibrated(ResidualModel.level([rows]), rows, kinds=("shift",))
+    capped = replace(every, moves=MOVE_CHANNELS)
+    following = replace(capped, move_next=True)
+    trailing = _leader_trailing(rng, every.model.noise)
+    assert _first_flag(capped, trailing)[1:] == ("shift", 1)
+    assert _first_flag(following, trailing)[0] is None
+    alone = rng.normal(0.0, NOISE, (3000, 3))
+    alone[2000:2003, 1] += 6.0 * every.model.noise[1]
+    assert _first_flag(following, alone)[1:] == ("shift", 1)
+    windows = sliding_windows(trailing.astype(np.float32), WINDOW, 1)
+    batch, single = ChannelMonitor(capped), ChannelMonitor(capped)
+    at_once = batch.observe(np.full(len(windows), batch.open()), windows).ratios
+    slot = single.open()
+    one_by_one = [
+        single.observe(np.array([slot]), windows[i : i + 1]).ratios for i in range(len(windows))
+    ]
+    assert np.allclose(at_once, np.concatenate(one_by_one))
+    batch, single = ChannelMonitor(following), ChannelMonitor(following)
+    at_once = batch.observe(np.full(len(windows), batch.open()), windows).ratios
+    slot = single.open()
+    one_by_one = [
+        single.observe(np.array([slot]), windows[i : i + 1]).ratios for i in range(len(windows))
+    ]
+    assert np.allclose(at_once, np.concatenate(one_by_one))
+    assert at_once[:, CHECK_KINDS.index("shift")].max() < 1.0
+    # Calibration counts them the same way: such moves in the held-out rows set the
+    # leader's limit without the rule and not with it.
+    rows[30_000:33_000] = _leader_trailing(rng, every.model.noise)
+    level = ResidualModel.level([rows])
+    without, with_next = (
+        _calibrated(level, rows, kinds=("shift",), moves=MOVE_CHANNELS, move_next=next_)
+        for next_ in (False, True)
+    )
+    assert with_next.shift_limit[1] < 0.75 * without.shift_limit[1]
 
 
 def test_two_channels_departing_together_do_not_count_as_noise() -> None:

@@ -17,8 +17,11 @@ means "at the limit"):
     or more depart by over ``MOVE_LEVEL`` noise levels at once counts at most ``MOVE_CAP``
     in these sums: that is a set-point move the predictor cannot time (speed, current,
     head and flow of a pump jump together), not a sensor fault, which shows on its own
-    channel. Without this, those few samples of every move set the limits, and the shift
-    check would need a step several times larger to reach them.
+    channel. The sample after such a sample counts the same way (``move_next``): the
+    predictions catch up with a move over it, and the leader of the move (a pump's speed)
+    still reads several noise levels off where fewer channels depart. Without this, those
+    few samples of every move set the limits, and the shift check would need a step
+    several times larger to reach them.
 ``noise``
     A CUSUM of the squared residual about its recent level, against 1 + ``k_spread``: the
     channel got noisier (a failing transmitter, a bad earth) or started to oscillate. A
@@ -70,6 +73,7 @@ __all__ = [
     "CHECK_KINDS",
     "CHECK_MARGIN",
     "MOVE_CHANNELS",
+    "MOVE_NEXT",
     "SPREAD_MOVE_CHANNELS",
     "ChannelChecks",
     "ChannelMonitor",
@@ -82,6 +86,7 @@ CHECK_KINDS: tuple[str, ...] = ("shift", "noise", "stuck", "range", "spikes")
 STEADY_BOUND = 3.0  # steady_levels: halves this many times what noise explains apart, at most
 CHECK_MARGIN = 1.5  # a limit is at least this many times the highest normal held-out value
 MOVE_CHANNELS = 3  # channels departing together that make a sample a process move
+MOVE_NEXT = True  # and the sample after it is part of the move (for the shift sums)
 SPREAD_MOVE_CHANNELS = 2  # the same for the noise check
 MOVE_LEVEL = 3.0  # noise levels: a channel "departs" by more than this
 MOVE_CAP = 1.0  # noise levels: what a process move's sample adds to the sums at most
@@ -120,7 +125,8 @@ class ChannelChecks:
     samples. Without ``spike_unit`` (a bundle from before the check) spikes are not
     looked for. ``moves`` and ``spread_moves``: how many channels departing together make
     a sample a process move for the shift sums and for the noise check (module docstring;
-    0: none, as in bundles from before them).
+    0: none, as in bundles from before them); ``move_next``: the sample after a move is
+    part of it in the shift sums (False in bundles from before it).
     """
 
     model: ResidualModel
@@ -142,6 +148,7 @@ class ChannelChecks:
     kinds: tuple[str, ...] = CHECK_KINDS  # the checks that run; the others report 0
     moves: int = 0
     spread_moves: int = 0
+    move_next: bool = False
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON for the bundle's metadata."""
@@ -160,6 +167,7 @@ class ChannelChecks:
             "kinds": list(self.kinds),
             "moves": self.moves,
             "spread_moves": self.spread_moves,
+            "move_next": self.move_next,
         }
 
     @classmethod
@@ -203,6 +211,9 @@ class ChannelChecks:
         for name, count in (("moves", moves), ("spread_moves", spread_moves)):
             if not isinstance(count, int) or isinstance(count, bool) or count < 0:
                 raise ValueError(f"checks: {name} must be a whole number >= 0, got {count!r}")
+        move_next = obj.get("move_next", False)
+        if not isinstance(move_next, bool):
+            raise ValueError(f"checks: move_next must be true or false, got {move_next!r}")
         return cls(
             model,
             hop=hop,
@@ -217,6 +228,7 @@ class ChannelChecks:
             kinds=tuple(str(k) for k in kinds),
             moves=moves,
             spread_moves=spread_moves,
+            move_next=move_next,
             **arrays,
         )
 
@@ -294,6 +306,7 @@ class ChannelMonitor:
         self._state = np.zeros((0, _STATE_ROWS, c))
         self._still = np.zeros((0, c))
         self._outside = np.zeros((0, c))  # 1 where a channel is held outside its envelope
+        self._moved = np.zeros(0, dtype=np.bool_)  # whether the newest sample was a move
         half = np.maximum((checks.high - checks.low) / 2.0, 1e-12)
         inside = np.maximum(_RANGE_BAND * checks.model.noise / half, _RANGE_HALF_SHARE)
         self._range_release = np.maximum(1.0 - inside, _RELEASE)
@@ -310,12 +323,14 @@ class ChannelMonitor:
             self._state = np.concatenate((self._state, np.zeros((grow, *self._state.shape[1:]))))
             self._still = np.concatenate((self._still, np.zeros((grow, self._still.shape[1]))))
             self._outside = np.concatenate((self._outside, np.zeros((grow, c))))
+            self._moved = np.concatenate((self._moved, np.zeros(grow, dtype=np.bool_)))
             self._free.extend(range(row + grow - 1, row, -1))
         self._state[row] = 0.0
         self._state[row, 4] = 1.0
         self._state[row, 11:13] = np.nan
         self._still[row] = 0.0
         self._outside[row] = 0.0
+        self._moved[row] = False
         return row
 
     def close(self, row: int) -> None:
@@ -328,11 +343,12 @@ class ChannelMonitor:
         if previous is self:
             return row
         state, still = previous._state[row].copy(), previous._still[row].copy()
-        outside = previous._outside[row].copy()
+        outside, moved = previous._outside[row].copy(), bool(previous._moved[row])
         previous.close(row)
         mine = self.open()
         if state.shape == self._state.shape[1:]:
             self._state[mine], self._still[mine], self._outside[mine] = state, still, outside
+            self._moved[mine] = moved
         return mine
 
     def observe(
@@ -397,8 +413,16 @@ class ChannelMonitor:
         np.nan_to_num(z, copy=False, nan=0.0)
         np.clip(z, -checks.clip, checks.clip, out=z)
         is_spike = _spike_samples(spike_seq, checks)
+        order = np.argsort(rows, kind="stable")
+        ordered = rows[order]
+        starts = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1])))
         departing = _departing(z) if checks.moves or checks.spread_moves else None
-        shift_z = _without_moves(z, checks.moves, departing)
+        shift_z = z
+        if checks.moves and departing is not None:
+            is_move = departing >= checks.moves  # (n, h)
+            if checks.move_next:
+                is_move = is_move | self._after_moves(is_move, order, ordered, starts)
+            shift_z = _capped(z, is_move)
         samples = _Samples(
             z=z,
             spread_z=_without_moves(z, checks.spread_moves, departing),
@@ -417,9 +441,6 @@ class ChannelMonitor:
         samples.ratios[:, RANGE] = off_range[:, 0] if h == 1 else off_range.max(axis=1)
         np.nan_to_num(samples.ratios[:, RANGE], copy=False, nan=0.0)
         stepwise = np.ones(n, dtype=np.bool_)
-        order = np.argsort(rows, kind="stable")
-        ordered = rows[order]
-        starts = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1])))
         counts = np.diff(np.append(starts, n))
         samples.ratios[:, RANGE] = self._held_outside(
             samples.ratios[:, RANGE], order, ordered, starts
@@ -443,6 +464,29 @@ class ChannelMonitor:
             samples.ratios[:, self._off] = 0.0
         out.measured[:] = x[:, -1]
         out.expected[:] = expected[:, -1]
+
+    def _after_moves(
+        self,
+        is_move: npt.NDArray[np.bool_],
+        order: npt.NDArray[np.int64],
+        ordered: npt.NDArray[np.int64],
+        starts: npt.NDArray[np.int64],
+    ) -> npt.NDArray[np.bool_]:
+        """Which new samples ``(n, h)`` come right after a move: the sample before each
+        is one (in its own window, the asset's window before it in this call, or the
+        asset's newest sample of the call before, which each asset's row keeps).
+        ``order``, ``ordered`` and ``starts`` as for :meth:`_held_outside`. Updates the
+        rows' newest-sample flags."""
+        after = np.zeros_like(is_move)
+        after[:, 1:] = is_move[:, :-1]
+        newest = is_move[order, -1]  # each window's newest sample, asset by asset
+        before = np.empty_like(newest)
+        before[1:] = newest[:-1]
+        before[starts] = self._moved[ordered[starts]]
+        after[order, 0] = before
+        ends = np.append(starts[1:], len(order)) - 1
+        self._moved[ordered[ends]] = newest[ends]
+        return after
 
     def _held_outside(
         self,
@@ -731,10 +775,31 @@ def _without_moves(
     """
     if moves < 1:
         return z
-    is_move = (_departing(z) if departing is None else departing) >= moves
+    return _capped(z, (_departing(z) if departing is None else departing) >= moves)
+
+
+def _capped(z: npt.NDArray[np.float64], is_move: npt.NDArray[np.bool_]) -> npt.NDArray[np.float64]:
+    """``z`` ``(..., c)`` with every channel of the samples ``is_move`` ``(...)`` at most
+    ``MOVE_CAP`` either way; ``z`` itself where no sample is a move."""
     if not is_move.any():
         return z
     return np.where(is_move[..., None], np.clip(z, -MOVE_CAP, MOVE_CAP), z)
+
+
+def _moves_and_next(
+    departing: npt.NDArray[np.int64], moves: int, *, move_next: bool
+) -> npt.NDArray[np.bool_]:
+    """Which samples of one run ``(m,)`` count as a process move: ``moves`` channels or
+    more depart (``departing``, :func:`_departing`), and with ``move_next`` the sample
+    after such a sample too.
+
+    >>> _moves_and_next(np.array([0, 3, 1, 0, 4]), 3, move_next=True).tolist()
+    [False, True, True, False, True]
+    """
+    is_move = departing >= moves if moves >= 1 else np.zeros(departing.shape, dtype=np.bool_)
+    if move_next and len(is_move) > 1:
+        is_move[1:] |= is_move[:-1].copy()
+    return np.asarray(is_move, dtype=np.bool_)
 
 
 def _spike_samples(seq: npt.NDArray[np.float64], checks: ChannelChecks) -> npt.NDArray[np.bool_]:
@@ -873,6 +938,7 @@ def calibrate_checks(
     still_unit: npt.NDArray[np.float64] | None = None,
     moves: int = 0,
     spread_moves: int = 0,
+    move_next: bool = False,
 ) -> ChannelChecks:
     """Limits for ``model``'s checks from normal data the network did not train on.
 
@@ -890,7 +956,8 @@ def calibrate_checks(
     limits of the others are set where nothing reaches them. ``moves`` and
     ``spread_moves`` (0: none) make a sample where that many channels depart together
     count at most ``MOVE_CAP`` in the shift sums and the noise check, here as in the
-    monitor (module docstring).
+    monitor (module docstring); ``move_next`` makes the sample after one count so in the
+    shift sums too.
     """
     c = model.channels
     samples_per_day = 86_400.0 / period_s
@@ -904,7 +971,7 @@ def calibrate_checks(
     shift_seen, noise_seen = np.zeros(c), np.zeros(c)
     for r in z:
         departing = _departing(r)
-        shift_r = _without_moves(r, moves, departing) / shift_scale
+        shift_r = _capped(r, _moves_and_next(departing, moves, move_next=move_next)) / shift_scale
         shift_seen = np.maximum(shift_seen, _lindley_max(shift_r - k))
         shift_seen = np.maximum(shift_seen, _lindley_max(-shift_r - k))
         spread_r = _without_moves(r, spread_moves, departing)
@@ -945,6 +1012,7 @@ def calibrate_checks(
         kinds=tuple(kind for kind in CHECK_KINDS if is_on[kind]),
         moves=moves,
         spread_moves=spread_moves,
+        move_next=move_next and moves >= 1,
     )
 
 

@@ -32,6 +32,7 @@ from aewatch.core.checks import (
     CHECK_KINDS,
     CHECK_MARGIN,
     MOVE_CHANNELS,
+    MOVE_NEXT,
     OFF_LIMIT,
     SPREAD_MOVE_CHANNELS,
     ChannelChecks,
@@ -363,6 +364,7 @@ def recalibrated_checks(
         k=checks.k,
         moves=checks.moves,
         spread_moves=checks.spread_moves,
+        move_next=checks.move_next,
     )
 
 
@@ -576,6 +578,7 @@ def _checks(
         k=SHIFT_K if settings.shift_k is None else settings.shift_k,
         moves=MOVE_CHANNELS,
         spread_moves=SPREAD_MOVE_CHANNELS,
+        move_next=MOVE_NEXT,
     )
     return checks, ""
 
@@ -640,11 +643,13 @@ def _calibrated_checks(
     k: float = 1.0,
     moves: int = 0,
     spread_moves: int = 0,
+    move_next: bool = False,
 ) -> ChannelChecks:
     """``model``'s checks (``kinds``) calibrated with the budget, stuck time, margin and
     limits of ``settings`` (``held_out`` sets the limits, ``normal`` the envelope and still
-    runs; ``still_unit`` the stuck check's unit, ``k`` the shift's allowance, ``moves`` and
-    ``spread_moves`` what makes a sample a process move, see ``calibrate_checks``)."""
+    runs; ``still_unit`` the stuck check's unit, ``k`` the shift's allowance, ``moves``,
+    ``spread_moves`` and ``move_next`` what makes a sample a process move, see
+    ``calibrate_checks``)."""
     return calibrate_checks(
         model,
         held_out,
@@ -660,6 +665,7 @@ def _calibrated_checks(
         k=k,
         moves=moves,
         spread_moves=spread_moves,
+        move_next=move_next,
     )
 
 
