@@ -413,15 +413,13 @@ class ChannelMonitor:
         np.nan_to_num(z, copy=False, nan=0.0)
         np.clip(z, -checks.clip, checks.clip, out=z)
         is_spike = _spike_samples(spike_seq, checks)
-        order = np.argsort(rows, kind="stable")
-        ordered = rows[order]
-        starts = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1])))
+        runs = _AssetRuns.of(rows)
         departing = _departing(z) if checks.moves or checks.spread_moves else None
         shift_z = z
         if checks.moves and departing is not None:
             is_move = departing >= checks.moves  # (n, h)
             if checks.move_next:
-                is_move = is_move | self._after_moves(is_move, order, ordered, starts)
+                is_move = is_move | self._after_moves(is_move, runs)
             shift_z = _capped(z, is_move)
         samples = _Samples(
             z=z,
@@ -441,10 +439,9 @@ class ChannelMonitor:
         samples.ratios[:, RANGE] = off_range[:, 0] if h == 1 else off_range.max(axis=1)
         np.nan_to_num(samples.ratios[:, RANGE], copy=False, nan=0.0)
         stepwise = np.ones(n, dtype=np.bool_)
-        counts = np.diff(np.append(starts, n))
-        samples.ratios[:, RANGE] = self._held_outside(
-            samples.ratios[:, RANGE], order, ordered, starts
-        )
+        order, ordered, starts = runs.order, runs.ordered, runs.starts
+        counts = runs.ends - starts + 1
+        samples.ratios[:, RANGE] = self._held_outside(samples.ratios[:, RANGE], runs)
         is_long = counts >= _ALONG_TIME
         leftovers: list[tuple[int, npt.NDArray[np.int64]]] = []
         for m in np.unique(counts[is_long]).tolist():
@@ -466,47 +463,34 @@ class ChannelMonitor:
         out.expected[:] = expected[:, -1]
 
     def _after_moves(
-        self,
-        is_move: npt.NDArray[np.bool_],
-        order: npt.NDArray[np.int64],
-        ordered: npt.NDArray[np.int64],
-        starts: npt.NDArray[np.int64],
+        self, is_move: npt.NDArray[np.bool_], runs: _AssetRuns
     ) -> npt.NDArray[np.bool_]:
         """Which new samples ``(n, h)`` come right after a move: the sample before each
         is one (in its own window, the asset's window before it in this call, or the
-        asset's newest sample of the call before, which each asset's row keeps).
-        ``order``, ``ordered`` and ``starts`` as for :meth:`_held_outside`. Updates the
-        rows' newest-sample flags."""
-        after = np.zeros_like(is_move)
-        after[:, 1:] = is_move[:, :-1]
-        newest = is_move[order, -1]  # each window's newest sample, asset by asset
+        asset's newest sample of the call before, which each asset's row keeps). Updates
+        the rows' newest-sample flags."""
+        newest = is_move[runs.order, -1]  # each window's newest sample, asset by asset
         before = np.empty_like(newest)
         before[1:] = newest[:-1]
-        before[starts] = self._moved[ordered[starts]]
-        after[order, 0] = before
-        ends = np.append(starts[1:], len(order)) - 1
-        self._moved[ordered[ends]] = newest[ends]
-        return after
+        before[runs.starts] = self._moved[runs.slots]
+        first = np.empty_like(before)
+        first[runs.order] = before
+        self._moved[runs.slots] = newest[runs.ends]
+        return _one_later(is_move, first)
 
     def _held_outside(
-        self,
-        ratio: npt.NDArray[np.float64],
-        order: npt.NDArray[np.int64],
-        ordered: npt.NDArray[np.int64],
-        starts: npt.NDArray[np.int64],
+        self, ratio: npt.NDArray[np.float64], runs: _AssetRuns
     ) -> npt.NDArray[np.float64]:
         """The range ratios ``(n, c)`` with hysteresis: a channel that left its envelope
         (ratio 1 or more) stays at the limit until it is back inside by the band the
         module docstring gives (ratio ``self._range_release`` or less), so a reading
-        that hovers at the edge raises one alert, not one per crossing. ``order`` sorts the windows
-        by asset, in time order within each (``ordered``: their slots); ``starts`` are where
-        each asset's run begins in that order. Updates each asset's held flags."""
-        slots = ordered[starts]
+        that hovers at the edge raises one alert, not one per crossing. Updates each
+        asset's held flags."""
+        order, starts, slots = runs.order, runs.starts, runs.slots
         if not (ratio >= 1.0).any() and not self._outside[slots].any():
             return ratio  # nothing outside, nothing held: the common case, unchanged
         r = ratio[order]
         n = len(r)
-        ends = np.append(starts[1:], n) - 1
         # The latest window at or before each that was outside (hi) or back inside (lo),
         # as 2 * index + 2; each asset's run opens with what it carried in, at
         # 2 * start + 1 (the winner) and 2 * start + 0.5, above any earlier asset's.
@@ -518,7 +502,7 @@ class ChannelMonitor:
         hi[starts] = np.maximum(hi[starts], np.where(carried, base + 1.0, base + 0.5))
         lo[starts] = np.maximum(lo[starts], np.where(carried, base + 0.5, base + 1.0))
         held = np.maximum.accumulate(hi, axis=0) > np.maximum.accumulate(lo, axis=0)
-        self._outside[slots] = held[ends]
+        self._outside[slots] = held[runs.ends]
         out = np.empty_like(ratio)
         out[order] = np.where(held, np.maximum(r, 1.0), r)
         return out
@@ -706,6 +690,29 @@ class ChannelMonitor:
 
 
 @dataclass(frozen=True, slots=True)
+class _AssetRuns:
+    """One call's windows grouped by asset: ``order`` sorts them by asset row, in time
+    order within each (``ordered``: their rows); asset ``i``'s run is
+    ``order[starts[i] : ends[i] + 1]`` and its row ``slots[i]``."""
+
+    order: npt.NDArray[np.int64]
+    ordered: npt.NDArray[np.int64]
+    starts: npt.NDArray[np.int64]
+    ends: npt.NDArray[np.int64]
+
+    @classmethod
+    def of(cls, rows: npt.NDArray[np.int64]) -> _AssetRuns:
+        order = np.argsort(rows, kind="stable")
+        ordered = rows[order]
+        starts = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1])))
+        return cls(order, ordered, starts, np.append(starts[1:], len(rows)) - 1)
+
+    @property
+    def slots(self) -> npt.NDArray[np.int64]:
+        return np.asarray(self.ordered[self.starts], dtype=np.int64)
+
+
+@dataclass(frozen=True, slots=True)
 class _Samples:
     """One call's samples ``(n, h, c)`` and what it fills in, per window."""
 
@@ -797,9 +804,24 @@ def _moves_and_next(
     [False, True, True, False, True]
     """
     is_move = departing >= moves if moves >= 1 else np.zeros(departing.shape, dtype=np.bool_)
-    if move_next and len(is_move) > 1:
-        is_move[1:] |= is_move[:-1].copy()
+    if move_next and len(is_move):
+        is_move = is_move | _one_later(is_move, np.False_)
     return np.asarray(is_move, dtype=np.bool_)
+
+
+def _one_later(
+    flags: npt.NDArray[np.bool_], first: npt.NDArray[np.bool_] | np.bool_
+) -> npt.NDArray[np.bool_]:
+    """``flags`` ``(..., h)`` one sample later along the last axis: each sample takes the
+    flag of the one before it, the first ones take ``first`` ``(...)``.
+
+    >>> _one_later(np.array([[True, False], [False, True]]), np.array([False, True])).tolist()
+    [[False, True], [True, False]]
+    """
+    later = np.empty_like(flags)
+    later[..., 1:] = flags[..., :-1]
+    later[..., 0] = first
+    return later
 
 
 def _spike_samples(seq: npt.NDArray[np.float64], checks: ChannelChecks) -> npt.NDArray[np.bool_]:
