@@ -15,7 +15,7 @@ from contextlib import ExitStack, contextmanager
 import pytest
 from prometheus_client import CollectorRegistry, Counter
 
-from aewatch.daemon.status import WORKERS, StatusServer
+from aewatch.daemon.status import WORKERS, StatusServer, registry_page
 
 from .figures import record
 
@@ -32,7 +32,7 @@ def _serving(**bounds: float) -> Iterator[StatusServer]:
     server = StatusServer(
         "127.0.0.1",
         0,
-        registry,
+        registry_page(registry),
         is_alive=lambda: (True, "ok"),
         is_ready=lambda: (False, "not connected to mqtt://nowhere:1883"),
         **bounds,  # type: ignore[arg-type]
@@ -163,7 +163,7 @@ def test_stop_closes_the_port_and_stop_without_start_is_fine() -> None:
     never_started = StatusServer(
         "127.0.0.1",
         0,
-        CollectorRegistry(),
+        registry_page(CollectorRegistry()),
         is_alive=lambda: (True, "ok"),
         is_ready=lambda: (True, "ready"),
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from aewatch.core.decode import Reading
 from aewatch.core.pipeline import Pipeline
@@ -53,17 +54,21 @@ def _readings(asset: str, rows: Table, start: int, stop: int) -> list[Reading]:
 
 
 def _shown(gauges: AssetGauges) -> Shown:
-    """What a scrape gets, by asset; the three families must name the same series."""
-    *families, active = gauges.families()
-    assert [f.name for f in families] == list(NAMES) and active.name == ACTIVE
-    assert all(f.type == "gauge" for f in (*families, active))
-    series = [[tuple(s.labels.values()) for s in f.samples] for f in (*families, active)]
+    """What a scrape gets, by asset, read back from the exposition text; the four families
+    must name the same series, and say what :meth:`AssetGauges.series` holds."""
+    families = list(text_string_to_metric_families(gauges.exposition().decode()))
+    assert [f.name for f in families] == [*NAMES, ACTIVE]
+    assert all(f.type == "gauge" for f in families)
+    series = [[tuple(s.labels.values()) for s in f.samples] for f in families]
     assert series[0] == series[1] == series[2] == series[3]
+    *values, active = families
     assert {s.value for s in active.samples} <= {0.0}  # no asset said to be alerting
-    return {
+    shown = {
         s.labels["asset"]: (s.labels["model"], s.value, t.value, v.value)
-        for s, t, v in zip(*(f.samples for f in families), strict=True)
+        for s, t, v in zip(*(f.samples for f in values), strict=True)
     }
+    assert shown == {s.asset: (s.model, s.score, s.threshold, s.severity) for s in gauges.series()}
+    return shown
 
 
 def test_each_asset_shows_its_newest_window_across_flushes(bundle: ModelBundle) -> None:
@@ -107,9 +112,12 @@ def _three_assets_scored(bundle: ModelBundle) -> AssetGauges:
 
 def test_alert_active_is_1_for_the_alerting_assets_only(bundle: ModelBundle) -> None:
     gauges = _three_assets_scored(bundle)
-    active = gauges.families({"w2", "w9"})[-1]  # w9 alerting but not tracked: no series
+    alerting = {"w2", "w9"}  # w9 alerting but not tracked: no series
+    families = text_string_to_metric_families(gauges.exposition(alerting).decode())
+    (active,) = (f for f in families if f.name == ACTIVE)
     shown = {(s.labels["asset"], s.labels["model"]): s.value for s in active.samples}
     assert shown == {("w1", "well"): 0.0, ("w2", "well"): 1.0, ("w3", "well"): 0.0}
+    assert [s.is_alerting for s in gauges.series(alerting)] == [False, True, False]
 
 
 def test_keep_served_drops_unserved_assets_and_those_moved_to_another_model(

@@ -528,8 +528,8 @@ def test_asset_gauges_show_the_threshold_that_fires(broker: Broker, bench: Bench
                 offline = score_table(bundle, _rows(noise, 0, stop), asset=ASSET)
                 expected = _newest_offline(offline, ASSET)
                 seen.append(_wait_gauges(daemon, expected))
-                gauge = daemon.asset_gauges.families(daemon.outputs.alerting_assets())[-1]
-                active.append({s.labels["asset"]: s.value for s in gauge.samples})
+                series = daemon.asset_gauges.series(daemon.outputs.alerting_assets())
+                active.append({s.asset: float(s.is_alerting) for s in series})
             model_ratio = daemon.fleet.models[0].bundle.threshold.value
     finally:
         watcher.close()

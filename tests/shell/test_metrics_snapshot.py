@@ -3,7 +3,9 @@ scrapes as the daemon's would."""
 
 from __future__ import annotations
 
-from prometheus_client import generate_latest
+import pytest
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as openmetrics
+from prometheus_client.parser import text_string_to_metric_families
 
 from aewatch.core.pipeline import PipelineCounts
 from aewatch.daemon.asset_gauges import AssetGauges
@@ -15,7 +17,7 @@ from aewatch.daemon.metrics import (
     JournalFigures,
     MetricsSnapshot,
     ModelFigures,
-    registry_for,
+    metrics_page,
 )
 from aewatch.daemon.service_counts import ServiceCounts
 from aewatch.daemon.sparkplug_input import SparkplugEvents
@@ -50,8 +52,8 @@ def _snapshot(**changes: object) -> MetricsSnapshot:
     return MetricsSnapshot(**fields)  # type: ignore[arg-type]
 
 
-def _scrape(snapshot: MetricsSnapshot) -> str:
-    return generate_latest(registry_for(lambda: snapshot)).decode()
+def _scrape(snapshot: MetricsSnapshot, accept: str = "") -> str:
+    return metrics_page(lambda: snapshot)(accept)[0].decode()
 
 
 def test_a_snapshot_scrapes_as_the_daemon_s_counters() -> None:
@@ -85,3 +87,40 @@ def test_the_journal_shows_when_it_is_kept() -> None:
         "aewatch_journal_dropped_records_total 1.0",
     ):
         assert line in text, line
+
+
+OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8"
+
+
+@pytest.mark.parametrize("accept", ["", "text/plain;version=0.0.4", OPENMETRICS])
+def test_the_page_holds_the_asset_gauges_in_the_format_asked_for(accept: str) -> None:
+    gauges = AssetGauges()
+    # Odd names: a quote, a backslash and a newline must come back as they went in.
+    odd = 'site "7"\\pump\nB'
+    gauges._newest = {"well-1": ("well", 0.5, 2.0, 0.25), odd: ("pump", 1e-7, 3e6, float("inf"))}
+    body, content_type = metrics_page(lambda: _snapshot(asset_gauges=gauges))(accept)
+    text = body.decode()
+    is_openmetrics = accept == OPENMETRICS
+    wanted = "application/openmetrics-text" if is_openmetrics else "text/plain"
+    assert content_type.startswith(wanted)
+    parse = openmetrics if is_openmetrics else text_string_to_metric_families
+    families = {f.name: f for f in parse(text)}  # the whole page parses
+    assert text.endswith("# EOF\n") == is_openmetrics and text.count("# EOF") == is_openmetrics
+    shown = {
+        name: {(s.labels["asset"], s.labels["model"]): s.value for s in families[name].samples}
+        for name in (
+            "aewatch_asset_score",
+            "aewatch_asset_threshold",
+            "aewatch_asset_severity",
+            "aewatch_asset_alert_active",
+        )
+    }
+    assert all(families[name].type == "gauge" for name in shown)
+    assert shown == {
+        "aewatch_asset_score": {("well-1", "well"): 0.5, (odd, "pump"): 1e-7},
+        "aewatch_asset_threshold": {("well-1", "well"): 2.0, (odd, "pump"): 3e6},
+        "aewatch_asset_severity": {("well-1", "well"): 0.25, (odd, "pump"): float("inf")},
+        # well-1 has an open alert in the snapshot
+        "aewatch_asset_alert_active": {("well-1", "well"): 1.0, (odd, "pump"): 0.0},
+    }
+    assert "aewatch_messages_received" in families  # and the rest of the page with them

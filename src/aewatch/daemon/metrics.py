@@ -6,8 +6,8 @@ path pays one attribute increment per event. :class:`DaemonCollector` turns them
 metric families when Prometheus scrapes, from one :class:`MetricsSnapshot` the daemon
 hands it (the collector knows no daemon); histograms are :class:`Buckets`, filled a whole
 batch at a time with numpy. :class:`~aewatch.daemon.status.StatusServer` (kept importable
-from here) serves ``/metrics``, ``/healthz`` (the process and its scoring worker are alive)
-and ``/readyz`` (connected to the broker with models loaded).
+from here) serves ``/metrics`` (:func:`metrics_page`), ``/healthz`` (the process and its
+scoring worker are alive) and ``/readyz`` (connected to the broker with models loaded).
 
 Names follow Prometheus conventions: ``aewatch_`` prefix, base units (seconds), ``_total``
 on counters. Only the four gauges of
@@ -33,6 +33,7 @@ from prometheus_client.core import (
     InfoMetricFamily,
     Metric,
 )
+from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
 from aewatch import __version__
@@ -44,7 +45,7 @@ from aewatch.daemon.intake import IntakeCounts
 from aewatch.daemon.service_counts import ServiceCounts
 from aewatch.daemon.sparkplug_input import SPARKPLUG_EVENTS, SparkplugEvents
 from aewatch.daemon.state_key import IGNORED_REASONS
-from aewatch.daemon.status import StatusServer
+from aewatch.daemon.status import MetricsPage, StatusServer
 
 __all__ = [
     "BATCH_BUCKETS",
@@ -52,9 +53,11 @@ __all__ = [
     "Buckets",
     "DaemonCollector",
     "JournalFigures",
+    "MetricsPage",
     "MetricsSnapshot",
     "ModelFigures",
     "StatusServer",
+    "metrics_page",
     "registry_for",
 ]
 
@@ -77,6 +80,8 @@ LATENCY_BUCKETS_S = (
     120.0,
 )
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
+
+_EOF = b"# EOF\n"
 
 # Readings dropped after decoding: where each Pipeline/Intake count goes.
 _READING_DROPS = {
@@ -359,12 +364,30 @@ class DaemonCollector(Collector):
             threshold.add_metric([model.name], model.threshold)
         yield info
         yield threshold
-        yield from d.asset_gauges.families(d.alerting_assets)
+
+
+def metrics_page(snapshot: Callable[[], MetricsSnapshot]) -> MetricsPage:
+    """What ``/metrics`` answers, from one ``snapshot()`` per scrape: every family of
+    :func:`registry_for` in the format the scraper asks for (Prometheus text or
+    OpenMetrics, by its ``Accept`` header), then the per-asset gauges, written straight as
+    text (:meth:`AssetGauges.exposition`)."""
+
+    def page(accept: str) -> tuple[bytes, str]:
+        d = snapshot()
+        encoder, content_type = choose_encoder(accept)
+        body = encoder(registry_for(lambda: d))
+        assets = d.asset_gauges.exposition(d.alerting_assets)
+        if body.endswith(_EOF):  # OpenMetrics: the page ends with the EOF line
+            return body[: -len(_EOF)] + assets + _EOF, content_type
+        return body + assets, content_type
+
+    return page
 
 
 def registry_for(snapshot: Callable[[], MetricsSnapshot]) -> CollectorRegistry:
-    """A registry holding only the metrics of the daemon ``snapshot`` reads (and the
-    process's, once: no defaults twice in tests)."""
+    """A registry holding the metrics of the daemon ``snapshot`` reads but the per-asset
+    gauges (:func:`metrics_page` adds those), and the process's (once: no defaults twice
+    in tests)."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(DaemonCollector(snapshot))
     ProcessCollector(registry=registry)

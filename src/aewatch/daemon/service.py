@@ -57,7 +57,7 @@ from aewatch.daemon.metrics import (
     MetricsSnapshot,
     ModelFigures,
     StatusServer,
-    registry_for,
+    metrics_page,
 )
 from aewatch.daemon.mqtt import BufferedClient, Publish, Will, connect, make_client
 from aewatch.daemon.outputs import Outputs
@@ -176,7 +176,7 @@ class Daemon:
         self.status_server = StatusServer(
             metrics.listen,
             metrics.port,
-            registry_for(self.metrics_snapshot),
+            metrics_page(self.metrics_snapshot),
             is_alive=self.is_alive,
             is_ready=self.is_ready,
         )

@@ -30,11 +30,13 @@ from prometheus_client.exposition import choose_encoder
 
 from aewatch.errors import ConfigError
 
-__all__ = ["StatusServer"]
+__all__ = ["MetricsPage", "StatusServer", "registry_page"]
 
 MAX_CONNECTIONS = 256  # waiting for their request; each is one file descriptor
 TIMEOUT_S = 10.0  # to send a request's head, and to take the reply
 WORKERS = 4  # threads answering complete requests
+
+MetricsPage = Callable[[str], tuple[bytes, str]]  # Accept header -> body, content type
 
 _MAX_HEAD_BYTES = 16384  # request line and headers; /metrics?... needs far less
 _RECV_BYTES = 4096
@@ -48,6 +50,9 @@ log = logging.getLogger("aewatch.metrics")
 class StatusServer:
     """HTTP ``/metrics``, ``/healthz`` and ``/readyz`` on background threads.
 
+    ``metrics`` writes the ``/metrics`` page for the request's ``Accept`` header
+    (:func:`registry_page` makes one of a registry).
+
     ``max_connections``, ``timeout_s`` and ``workers`` bound what clients can hold (see the
     module docstring); the defaults suit a scraper and a health probe or two.
 
@@ -59,7 +64,7 @@ class StatusServer:
         self,
         listen: str,
         port: int,
-        registry: CollectorRegistry,
+        metrics: MetricsPage,
         *,
         is_alive: Callable[[], tuple[bool, str]],
         is_ready: Callable[[], tuple[bool, str]],
@@ -75,7 +80,7 @@ class StatusServer:
         self._listener = _listen(listen, port)
         self._max_connections = max_connections
         self._timeout_s = timeout_s
-        self._handler = _handler(registry, is_alive, is_ready, timeout_s=timeout_s)
+        self._handler = _handler(metrics, is_alive, is_ready, timeout_s=timeout_s)
         self._selector = selectors.DefaultSelector()
         self._selector.register(self._listener, selectors.EVENT_READ)
         self._wake_in, self._wake_out = socket.socketpair()
@@ -283,8 +288,18 @@ def _close(connection: socket.socket) -> None:
     connection.close()
 
 
+def registry_page(registry: CollectorRegistry) -> MetricsPage:
+    """The page of a plain registry, in the format the scraper's ``Accept`` header asks for."""
+
+    def page(accept: str) -> tuple[bytes, str]:
+        encoder, content_type = choose_encoder(accept)
+        return encoder(registry), content_type
+
+    return page
+
+
 def _handler(
-    registry: CollectorRegistry,
+    metrics: MetricsPage,
     is_alive: Callable[[], tuple[bool, str]],
     is_ready: Callable[[], tuple[bool, str]],
     *,
@@ -315,8 +330,7 @@ def _handler(
         def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
             if path == "/metrics":
-                encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
-                self._reply(200, encoder(registry), content_type)
+                self._reply(200, *metrics(self.headers.get("Accept", "")))
             elif path in ("/healthz", "/readyz"):
                 ok, why = (is_alive if path == "/healthz" else is_ready)()
                 self._reply(200 if ok else 503, f"{why}\n".encode(), "text/plain; charset=utf-8")
