@@ -37,12 +37,14 @@ from aewatch.commands.replay import publish_table
 from aewatch.config import Config, load_config
 from aewatch.core import messages
 from aewatch.core.alerts import AlertEvent
+from aewatch.daemon import service
 from aewatch.daemon.mqtt import read_retained
 from aewatch.daemon.service import Daemon
 from aewatch.model.bundle import ModelBundle
 from aewatch.model.dataset import Table, read_table
 from aewatch.model.fit import FitSettings
 from aewatch.model.offline import TableScores, score_table
+from aewatch.model.scorer import set_inference_threads as set_threads
 from aewatch.model.train import TrainSettings, train_bundle
 from aewatch.sim.cli import write_csv
 from aewatch.sim.simulate import parse_faults, simulate
@@ -363,23 +365,32 @@ def _retained(config: Config, topic: str) -> bytes | None:
 # -- the tests ----------------------------------------------------------------------------
 
 
-def test_alert_end_to_end(broker: Broker, bench: Bench) -> None:
+def test_alert_end_to_end(broker: Broker, bench: Bench, monkeypatch: pytest.MonkeyPatch) -> None:
     """JSON readings on aewatch/in/{asset}/{channel} raise and resolve one alert (defaults)."""
     bench = replace(bench, prefix="aewatch")  # the documented default topics
     config = bench.config(broker, client_id="aewatch-e2e")
     expected = bench.plant.noise_offline.events
     watcher = Peer(broker, bench.outputs)
     torch.set_num_threads(2)  # what torch starts with on two cores
+    # The inference threads are set in the thread that scores: torch keeps the count per
+    # thread (in OpenMP), and a scoring thread that never set it used every core, its pool
+    # thread spinning between passes.
+    set_in: list[tuple[str, int]] = []
+    monkeypatch.setattr(
+        service,
+        "set_inference_threads",
+        lambda n: (set_in.append((threading.current_thread().name, n)), set_threads(n)),
+    )
     try:
         with _running(config, watcher) as daemon:
             assert _retained(config, "aewatch/status") == b"online"
-            assert torch.get_num_threads() == config.limits.inference_threads == 1
             watcher.publish(bench.plant.noise, "aewatch/in/{asset}/{channel}")
             _wait_until(
                 lambda: len(watcher.alerts("aewatch")) == len(watcher.on("aewatch/state/")) == 2,
                 "alerts and states raised and resolved",
             )
             state = _retained(config, f"aewatch/state/{ASSET}")
+            assert set_in == [("aewatch-worker", config.limits.inference_threads)]
         assert _retained(config, "aewatch/status") == b"stopped"
         _wait_until(lambda: watcher.statuses("aewatch") == ["online", "stopped"], "stopped")
     finally:

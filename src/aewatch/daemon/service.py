@@ -182,7 +182,6 @@ class Daemon:
         )
         self.status_server.start()
         log.info("metrics on http://%s:%d/metrics", metrics.listen, self.status_server.port)
-        set_inference_threads(self.config.limits.inference_threads)
         resume_alerts(
             self.config, self.state_key, self.pipeline, outputs=self.outputs, counts=self.counts
         )
@@ -429,9 +428,13 @@ class Daemon:
 
     def _work(self) -> None:
         oldest: float | None = None  # when the oldest waiting window was cut
+        threads = 0  # the inference threads set in this thread (the one that scores)
         while True:
             self._beat = time.monotonic()
             limits = self.config.limits
+            if limits.inference_threads != threads:  # at the start, and after a reload
+                threads = limits.inference_threads
+                set_inference_threads(threads)
             max_wait_s = limits.max_wait_ms / 1000.0
             if oldest is None:
                 timeout = _IDLE_WAIT_S
@@ -532,7 +535,6 @@ class Daemon:
         self.pipeline.clock_tolerance_s = limits.clock_tolerance_s  # for assets seen from now
         self.pipeline.with_denoised = config.outputs.denoised
         self.queue.max_readings = limits.queue_size
-        set_inference_threads(limits.inference_threads)
         self.intake.config, self.intake.fleet = config, fleet
         self.outputs.config = config.outputs
         self.config, self.fleet = config, fleet

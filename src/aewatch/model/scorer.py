@@ -116,8 +116,13 @@ class Scorer:
 
 
 def set_inference_threads(threads: int) -> None:
-    """Let one forward pass use ``threads`` threads (torch's intra-op pool, process-wide)."""
+    """Let the forward passes of the calling thread use ``threads`` threads (torch's
+    intra-op pool).
+
+    Call it in the thread that scores: torch keeps the count in the OpenMP runtime, which
+    keeps it per thread, so a thread that never set it runs its passes on every core and
+    the pool's threads spin between them (a third of a core, in the daemon under load).
+    """
     if threads < 1:
         raise ValueError(f"inference threads must be at least 1, got {threads}")
-    if torch.get_num_threads() != threads:
-        torch.set_num_threads(threads)
+    torch.set_num_threads(threads)
