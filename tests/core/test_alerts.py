@@ -7,7 +7,7 @@ import itertools
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aewatch.core.alerts import AlertState
+from aewatch.core.alerts import AlertState, OpenAlert
 
 
 @settings(max_examples=200, deadline=None)
@@ -97,3 +97,32 @@ def test_note_normal_leaves_the_state_update_would(
             got = None
         assert got == expected
         assert fast._tracks == slow._tracks
+
+
+def test_a_resumed_alert_ignores_windows_from_before_it_began() -> None:
+    """After a restart the journal replays readings the earlier process had decided on,
+    some from before the alert it left open began: those windows neither resolve it nor
+    raise it again; the first normal run after its start resolves it under its id."""
+    alerts = AlertState(raise_after=1, resolve_after=3)
+    opened = OpenAlert(
+        "w1", "w1@x", started_at=100.0, peak_score=5.0, threshold=1.0, contributions={"flow": 1.0}
+    )
+    assert alerts.restore(opened)
+    replayed = [
+        alerts.update("w1", is_anomalous=anomalous, at=at, score=s, threshold=1.0)
+        for at, anomalous, s in [
+            (95.0, False, 0.1),
+            (96.0, False, 0.1),
+            (97.0, False, 0.1),
+            (98.0, False, 0.1),
+            (99.0, True, 2.0),
+        ]
+    ]
+    assert replayed == [None] * 5
+    later = [
+        alerts.update("w1", is_anomalous=False, at=at, score=0.1, threshold=1.0)
+        for at in (100.0, 101.0, 102.0)
+    ]
+    assert later[:2] == [None, None]
+    assert later[2] is not None and later[2].state == "resolved"
+    assert later[2].alert_id == "w1@x" and later[2].ended_at == 100.0

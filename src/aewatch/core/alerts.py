@@ -266,7 +266,16 @@ class AlertState:
         findings: tuple[Finding, ...] = (),
     ) -> AlertEvent | None:
         """:meth:`update` on ``asset``'s ``track``, wherever its owner keeps it (changed in
-        place: a resolve starts it afresh, keeping the normal run that resolved it)."""
+        place: a resolve starts it afresh, keeping the normal run that resolved it).
+
+        A window that ends before the open alert's anomalous run began changes nothing:
+        only an alert resumed from an earlier process sees one, when readings that process
+        had already decided on are replayed from its journal to rebuild the windows.
+        Those windows were normal there; here, decided afresh (the channel checks start
+        from zero), they would resolve the alert and raise it again under the same id.
+        """
+        if track.is_firing and at < track.started_at:
+            return None
         if severity is None:
             severity = score / threshold if threshold > 0 else score
         if is_anomalous:
