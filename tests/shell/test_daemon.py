@@ -28,7 +28,6 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
-import torch
 import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 from prometheus_client.parser import text_string_to_metric_families
@@ -371,7 +370,6 @@ def test_alert_end_to_end(broker: Broker, bench: Bench, monkeypatch: pytest.Monk
     config = bench.config(broker, client_id="aewatch-e2e")
     expected = bench.plant.noise_offline.events
     watcher = Peer(broker, bench.outputs)
-    torch.set_num_threads(2)  # what torch starts with on two cores
     # The inference threads are set in the thread that scores: torch keeps the count per
     # thread (in OpenMP), and a scoring thread that never set it used every core, its pool
     # thread spinning between passes.

@@ -33,7 +33,6 @@ from prometheus_client.core import (
     InfoMetricFamily,
     Metric,
 )
-from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
 from aewatch import __version__
@@ -45,7 +44,7 @@ from aewatch.daemon.intake import IntakeCounts
 from aewatch.daemon.service_counts import ServiceCounts
 from aewatch.daemon.sparkplug_input import SPARKPLUG_EVENTS, SparkplugEvents
 from aewatch.daemon.state_key import IGNORED_REASONS
-from aewatch.daemon.status import MetricsPage, StatusServer
+from aewatch.daemon.status import MetricsPage, StatusServer, registry_page
 
 __all__ = [
     "BATCH_BUCKETS",
@@ -374,8 +373,7 @@ def metrics_page(snapshot: Callable[[], MetricsSnapshot]) -> MetricsPage:
 
     def page(accept: str) -> tuple[bytes, str]:
         d = snapshot()
-        encoder, content_type = choose_encoder(accept)
-        body = encoder(registry_for(lambda: d))
+        body, content_type = registry_page(registry_for(lambda: d))(accept)
         assets = d.asset_gauges.exposition(d.alerting_assets)
         if body.endswith(_EOF):  # OpenMetrics: the page ends with the EOF line
             return body[: -len(_EOF)] + assets + _EOF, content_type
