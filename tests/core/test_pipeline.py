@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -668,3 +668,56 @@ def test_windows_outside_the_training_envelope_are_counted() -> None:
         counts.append(pipe.counts.outside_envelope)
     assert counts[0] == 0
     assert counts[1] == 100  # the windows whose newest reading is one of rows 200-299
+
+
+# --- a restart's replay -----------------------------------------------------------------
+
+
+def part(rows: Table, start: int, stop: int) -> Table:
+    """Rows ``start:stop`` of ``rows``."""
+    cut = slice(start, stop)
+    return replace(
+        rows, timestamps=rows.timestamps[cut], values=rows.values[cut], lines=rows.lines[cut]
+    )
+
+
+@pytest.mark.parametrize("as_feed", [readings, as_rows], ids=["readings", "rows"])
+def test_a_restart_does_not_decide_again_the_windows_its_replay_makes(
+    bundle: ModelBundle, faulty: Table, as_feed: Callable[[Table], Sequence[Reading | Row]]
+) -> None:
+    """The readings a restart replays fill the window again; the windows the earlier
+    process decided (up to its stop, mid-fault here) are not decided a second time."""
+    t = faulty.timestamps
+    first = pipeline(bundle)
+    before = outcomes(stream(first, as_feed(part(faulty, 0, 250))))["w"]
+    assert [e.state for e in before.events] == ["raised"]  # the fault starts at row 200
+    assert first.decided() == {"w": t[249]}
+    unmarked = pipeline(bundle)  # what a restart did before: rows 150-249 decided again
+    again = outcomes(stream(unmarked, as_feed(part(faulty, 150, 250))))["w"]
+    assert again.end.tolist() == t[150 + bundle.window_len - 1 : 250].tolist()
+    assert [e.state for e in again.events] == ["raised"]  # the same fault, a second alert
+
+    second = pipeline(bundle)
+    second.skip_decided(first.decided())
+    assert outcomes(stream(second, as_feed(part(faulty, 150, 250)))) == {}
+    assert second.skipped == 100 - (bundle.window_len - 1)
+    assert second.decided() == {"w": t[249]}
+    second.end_replay()
+    after = outcomes(stream(second, as_feed(part(faulty, 250, 400))))["w"]
+    assert after.end.tolist() == t[250:].tolist()  # the next window on, none lost
+
+
+def test_live_readings_after_the_replay_are_decided_whatever_their_times(
+    bundle: ModelBundle, faulty: Table
+) -> None:
+    """A mark no window passed during the replay goes at its end: a file replayed again
+    from its start is decided afresh."""
+    t = faulty.timestamps
+    pipe = pipeline(bundle)
+    pipe.skip_decided({"w": t[-1], "gone": 5.0})
+    assert outcomes(stream(pipe, readings(part(faulty, 0, 100)))) == {}
+    assert pipe.decided() == {"w": t[-1], "gone": 5.0}
+    pipe.end_replay()
+    live = outcomes(stream(pipe, readings(part(faulty, 100, 200))))["w"]
+    assert live.end.tolist() == t[100:200].tolist()
+    assert pipe.decided() == {"w": t[199]}

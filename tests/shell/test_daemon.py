@@ -26,6 +26,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import paho.mqtt.client as mqtt
 import pytest
 import yaml
@@ -501,19 +502,28 @@ def test_restart_resumes_open_alert(broker: Broker, bench: Bench) -> None:
     config = bench.config(broker, state_dir=bench.folder / "state")
     noise, first_id = bench.plant.noise, bench.plant.noise_offline.events[0].alert_id
     watcher = Peer(broker, bench.outputs)
+    decided_file = bench.folder / "state" / "journal" / "decided.json"
     try:
         with _running(config, watcher):
             watcher.publish(_rows(noise, 0, 200), bench.input_template)  # raised at row 146
             _wait_until(lambda: len(watcher.alerts(bench.prefix)) == 1, "the alert raised")
         state = _retained(config, config.outputs.state_topic_for(ASSET))
         assert state is not None and json.loads(state)["state"] == "firing"
+        # The stop noted the newest window it decided; the next start's replay decides
+        # none up to it again.
+        (decided_s,) = json.loads(decided_file.read_text())["decided"].values()
+        last_row = int(np.searchsorted(noise.timestamps, decided_s))
+        assert noise.timestamps[last_row] == decided_s and last_row > 146
         with _running(config, watcher) as second:
+            assert not decided_file.exists()  # taken: a start after a kill must not find it
             assert second.counts.resumed_alerts == 1
             watcher.publish(_rows(noise, 200), bench.input_template)  # the fault ends at 288
             _wait_scored(second, len(noise.timestamps) - 200)
             _wait_until(lambda: len(watcher.alerts(bench.prefix)) >= 2, "the alert resolved")
     finally:
         watcher.close()
+
+    assert second.pipeline.counts.windows == len(noise.timestamps) - 1 - last_row
 
     raised, resolved = watcher.alerts(bench.prefix)
     assert (raised["state"], resolved["state"]) == ("raised", "resolved")

@@ -130,9 +130,13 @@ def test_a_start_replays_what_was_not_released(bundle: ModelBundle, tmp_path: Pa
     first.take([_publish(3)])
     first.journal.close()
     second, queue, _, _, _ = _parts(bundle, tmp_path / "journal", 100)
+    assert second.replay_end is None  # not replayed yet
     second.replay(lambda: True)
     assert second.counts.replayed == 3 and second.marked == 2
+    assert second.replay_end == second.added == 2  # the worker must take 2 records
     assert sum(len(items) for items in queue.take(0)) == 3  # every reading, queued again
+    second.take([_publish(4)])  # live, once connected
+    assert second.added == 3 and second.replay_end == 2
 
 
 def test_the_records_behind_every_window_to_come_go_first(

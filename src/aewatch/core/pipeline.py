@@ -22,6 +22,12 @@ reading held off its asset's time is counted once it is placed or outrun. Grid s
 up are ``dropped_slots``; forward-filled values ``filled``; window restarts ``gaps``;
 scored windows ``windows``; forward passes ``batches``. Clock steps wait in
 :attr:`Pipeline.clock_steps` until the shell takes them.
+
+A restarted shell that replays the readings an earlier process journaled hands
+:meth:`Pipeline.skip_decided` each asset's newest window that process decided
+(:meth:`Pipeline.decided` at its stop): the replayed readings fill the windows again, and
+the windows ending at or before that time, decided already, are not decided a second
+time (they would resolve or raise an alert again, with the checks' sums from zero).
 """
 
 from __future__ import annotations
@@ -237,6 +243,7 @@ class _Track(Generic[M]):
     is_warming: bool = True
     block_ends: dict[str, int] | None = None  # channel -> grid slot its last block ended on
     silent: frozenset[str] = frozenset()  # channels marked stale since the last row
+    decided_s: float = -math.inf  # the end of the newest window decided
 
 
 @dataclass(slots=True)
@@ -293,6 +300,10 @@ class Pipeline(Generic[M]):
         self._pending = 0
         self._warming = 0
         self.failures: list[AssetFailure] = []  # assets whose windows the last flush dropped
+        # Per asset, the newest window an earlier process decided: windows ending at or
+        # before it are not decided again (skip_decided); ``skipped`` counts them.
+        self._skip_until: dict[str, float] = {}
+        self.skipped = 0
 
     @property
     def pending(self) -> int:
@@ -461,6 +472,10 @@ class Pipeline(Generic[M]):
 
     def _queue(self, model: M, tracks: list[_Track[M]], sizes: list[int], due: DueWindows) -> None:
         """Let ``due`` (``sizes[e]`` windows of ``tracks[e]`` in turn) wait for a flush."""
+        if self._skip_until:
+            tracks, sizes, due = self._undecided(tracks, sizes, due)
+            if not tracks:
+                return
         waiting = self._waiting.get(model)
         if waiting is None:
             waiting = self._waiting[model] = _Waiting()
@@ -469,6 +484,64 @@ class Pipeline(Generic[M]):
         waiting.windows.append(due.windows)
         waiting.ends.append(due.end_timestamps)
         self._pending += len(due)
+
+    def _undecided(
+        self, tracks: list[_Track[M]], sizes: list[int], due: DueWindows
+    ) -> tuple[list[_Track[M]], list[int], DueWindows]:
+        """``due`` without the windows an earlier process decided (:meth:`skip_decided`);
+        an asset's mark goes once one of its windows ends after it."""
+        skip_until = self._skip_until
+        ends = due.end_timestamps
+        keep = np.ones(len(ends), dtype=np.bool_)
+        kept_tracks: list[_Track[M]] = []
+        kept_sizes: list[int] = []
+        start = 0
+        for track, size in zip(tracks, sizes, strict=True):
+            stop = start + size
+            left = size
+            until = skip_until.get(track.asset)
+            if until is not None:
+                old = ends[start:stop] <= until
+                keep[start:stop] = ~old
+                left -= int(old.sum())
+                self.skipped += size - left
+                if left:  # a window after the mark: the replay has caught up
+                    del skip_until[track.asset]
+            if left:
+                kept_tracks.append(track)
+                kept_sizes.append(left)
+            start = stop
+        if len(kept_tracks) == len(tracks) and keep.all():
+            return tracks, sizes, due
+        return kept_tracks, kept_sizes, DueWindows(due.windows[keep], ends[keep])
+
+    def skip_decided(self, decided: dict[str, float]) -> None:
+        """Do not decide again the windows an earlier process decided: per asset, those
+        ending at or before ``decided[asset]`` (epoch seconds; see :meth:`decided`).
+
+        For the readings a restart replays; call :meth:`end_replay` once they are all
+        ingested, so that live readings are decided whatever their times (a file replayed
+        again, say).
+        """
+        self._skip_until.update(decided)
+        for asset, until in decided.items():
+            track = self._tracks.get(asset)
+            if track is not None:
+                track.decided_s = max(track.decided_s, until)
+
+    def end_replay(self) -> None:
+        """The replayed readings are all ingested: forget the marks :meth:`skip_decided`
+        set that no window has passed yet."""
+        self._skip_until.clear()
+
+    def decided(self) -> dict[str, float]:
+        """Each asset's newest decided window end (epoch seconds), for a restart's
+        :meth:`skip_decided`; the marks not yet passed are kept."""
+        out = dict(self._skip_until)
+        for asset, track in self._tracks.items():
+            if track.decided_s > out.get(asset, -math.inf):
+                out[asset] = track.decided_s
+        return out
 
     def flush(self) -> list[Scored[M]]:
         """Score every waiting window, one forward pass per model; return the decisions.
@@ -507,6 +580,8 @@ class Pipeline(Generic[M]):
         scores = model.scorer.score(windows, reconstruct=self.with_denoised)
         states = [track.state for track in tracks]
         verdicts = model.detector.decide_states(states, bounds, ends, scores, windows)
+        for track, end in zip(tracks, ends[bounds[1:] - 1].tolist(), strict=True):
+            track.decided_s = end
         self.counts.windows += len(scores)
         self.counts.batches += 1
         self.counts.outside_envelope += verdicts.outside_envelope
@@ -619,7 +694,9 @@ class Pipeline(Generic[M]):
                 kept += 1
                 continue
             self._untrack(track)
-            self._track_for(asset, state=track.state)
+            restarted_track = self._track_for(asset, state=track.state)
+            if restarted_track is not None:
+                restarted_track.decided_s = track.decided_s
             restarted += 1
         for asset, (old, state) in list(self._resumed.items()):  # resumed, not seen yet
             model = fleet.model_for(asset)
@@ -669,6 +746,7 @@ class Pipeline(Generic[M]):
             bank,
             bank.open(),
             state,
+            decided_s=self._skip_until.get(asset, -math.inf),
         )
         self._tracks[asset] = track
         self._warming += 1

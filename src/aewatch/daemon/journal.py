@@ -8,9 +8,13 @@ before it acknowledges it, one record per socket read, and the scoring worker
 :meth:`Journal.release` s records once their readings are done with (scored, their
 outputs acknowledged by the broker, and outside every window still to come). At start
 :meth:`Journal.replay` hands back every record not released, oldest first, and the
-daemon scores them again: outputs may repeat, under the same alert ids.
+daemon scores them again. After a clean stop the windows the earlier process decided are
+not decided again (:meth:`Journal.save_decided`: each asset's newest decided window, which
+the next start reads back and removes); after a kill they are, so outputs may repeat,
+under the same alert ids.
 
-Files: ``DIR/SEQ.aej``, each a run of records from the record numbered ``SEQ`` on; a new
+Files: ``DIR/decided.json`` (written at a clean stop, removed at the next start),
+``DIR/SEQ.aej``, each a run of records from the record numbered ``SEQ`` on; a new
 segment starts at every start of the daemon and after :data:`SEGMENT_BYTES`. A record is
 ``length (4) crc32 (4) body``, the body ``seq (8) arrival_s (8) count (4)`` then per
 message ``topic length (2) payload length (4) topic payload`` (big-endian). A record cut
@@ -21,13 +25,15 @@ process; a power cut can still lose what the kernel had not written to the disk.
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 import os
 import struct
 import threading
 import time
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -38,6 +44,7 @@ MAX_BYTES = 256 << 20  # beyond this, records still needed are dropped, oldest f
 _MAX_SEGMENTS = MAX_BYTES // SEGMENT_BYTES  # fewer cannot be over MAX_BYTES (but by a record)
 _SUFFIX = ".aej"
 _RELEASED = "released"  # the highest seq released, so a start replays no record twice
+_DECIDED = "decided.json"  # each asset's newest decided window end, from a clean stop
 _SAVE_EVERY_S = 1.0
 _FRAME = struct.Struct("!II")  # body length, crc32 of the body
 _HEAD = struct.Struct("!QdI")  # seq, arrival time, message count
@@ -170,6 +177,36 @@ class Journal:
         with self._lock:
             first = self._segments[0][0] if self._segments else self._next_seq
             return max(0, self._next_seq - max(first, self._released + 1))
+
+    def save_decided(self, decided: Mapping[str, float]) -> None:
+        """Note each asset's newest decided window end (epoch seconds) for the next start
+        (at a clean stop, once the worker is done), through a temporary file and a rename."""
+        path = self.folder / _DECIDED
+        partial = path.with_suffix(".partial")
+        kept = {asset: at for asset, at in decided.items() if math.isfinite(at)}
+        partial.write_text(json.dumps({"decided": kept}) + "\n")
+        os.replace(partial, path)
+
+    def take_decided(self) -> dict[str, float]:
+        """What :meth:`save_decided` noted at the last clean stop, and remove it (a later
+        start after a kill must not find it); empty when there is none or it is unreadable.
+        """
+        path = self.folder / _DECIDED
+        try:
+            text = path.read_text()
+        except FileNotFoundError:
+            return {}
+        path.unlink(missing_ok=True)
+        try:
+            decided = json.loads(text)["decided"]
+            return {str(asset): float(at) for asset, at in decided.items()}
+        except (ValueError, KeyError, TypeError, AttributeError):
+            log.warning(
+                "journal: %s does not hold the assets' decided windows; the windows the "
+                "replayed readings make are all decided again",
+                path,
+            )
+            return {}
 
     def close(self) -> None:
         """Close the open segment (what was appended stays) and note what was released."""

@@ -13,7 +13,8 @@ queued for the scoring worker and written to the :class:`~aewatch.daemon.journal
   and the broker has acknowledged every output published until then, so a crash at any
   point replays what the next windows need and no alert is lost on the way out.
 * **Replay.** A start queues every record not yet released again, oldest first
-  (:meth:`Ledger.replay`), before it connects.
+  (:meth:`Ledger.replay`), before it connects; :attr:`Ledger.replay_end` then says how
+  many records the worker must have taken for the replay to be ingested.
 
 Methods marked "intake lock held" run under the daemon's intake lock, which also keeps
 a stop from falling between a check and a queue.
@@ -87,6 +88,10 @@ class Ledger:
         # intake lock only.
         self._marks: deque[_Mark] = deque()
         self._last_mark: dict[str, _Mark] = {}
+        self.added = 0  # records ever queued, replayed ones included
+        # Set once the replay has queued its records: ``added`` then. A worker that read
+        # ``added`` at least this before it took the queue has taken every replayed record.
+        self.replay_end: int | None = None
         # QoS 1 messages a full queue had no room for, in order: unacknowledged, so the
         # broker holds the rest back (its in-flight limit), and queued once there is room.
         self._held: deque[_Held] = deque()
@@ -177,6 +182,8 @@ class Ledger:
                 self._add_mark(_Mark(record.seq, record.arrival_s, newest))
             records += 1
             self.counts.replayed += len(record.messages)
+        with self._lock:
+            self.replay_end = self.added
         if records:
             log.info(
                 "replayed %d messages (%d records) from the journal in %s: taken before the "
@@ -258,6 +265,7 @@ class Ledger:
     def _add_mark(self, mark: _Mark) -> None:
         """Note a record queued (intake lock held)."""
         self._marks.append(mark)
+        self.added += 1
         for asset in mark.newest:
             self._last_mark[asset] = mark
 

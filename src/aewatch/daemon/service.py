@@ -160,6 +160,9 @@ class Daemon:
             if self.journal is None
             else Ledger(self.journal, self.intake, self.counts, self._intake_lock)
         )
+        # Each asset's newest window the last run decided before its clean stop: the
+        # replayed readings' windows up to it are not decided again (worker thread's).
+        self._is_replaying = False
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -190,6 +193,11 @@ class Daemon:
                 "no state_dir: QoS 1 readings are acknowledged on receipt, so a crash loses "
                 "those not yet scored; set state_dir to a folder only this daemon writes"
             )
+        if self.journal is not None:
+            decided = self.journal.take_decided()
+            if decided:
+                self.pipeline.skip_decided(decided)
+                self._is_replaying = True
         self._worker.start()
         if self.ledger is not None:
             self.ledger.replay(self._worker.is_alive)
@@ -329,6 +337,7 @@ class Daemon:
             # has taken them by the time it took the status behind them: release what is
             # done, so the next start replays only what the next windows need.
             self.ledger.settle(self.ledger.marked, self.pipeline, self.outputs)
+            self._save_decided()
         self.client.disconnect()
         self.client.loop_stop()
         if self.journal is not None:
@@ -443,6 +452,7 @@ class Daemon:
             is_stopping = self._stop_worker.is_set()
             ledger = self.ledger
             marked = 0 if ledger is None else ledger.marked  # queued or taken already
+            added = 0 if ledger is None else ledger.added
             items = self.queue.take(0 if is_stopping or self._reload else timeout)
             try:
                 if ledger is not None and ledger.has_held:
@@ -454,6 +464,8 @@ class Daemon:
                         self._log_clock_steps()
                     if self.pipeline.unknown_channels:
                         self._log_unknown_channels()
+                if self._is_replaying and ledger is not None:
+                    self._end_replay(ledger, added)
                 if self.pipeline.pending and oldest is None:
                     oldest = time.monotonic()
                     self.liveness.waiting(oldest)
@@ -477,6 +489,31 @@ class Daemon:
                 oldest = None
             if is_stopping and not len(self.queue) and not self.pipeline.pending:
                 return
+
+    def _end_replay(self, ledger: Ledger, taken: int) -> None:
+        """Once the worker has ingested every replayed record (``taken`` records were
+        queued before its last take), live readings are decided whatever their times."""
+        if ledger.replay_end is None or taken < ledger.replay_end:
+            return
+        self.pipeline.end_replay()
+        self._is_replaying = False
+        log.info(
+            "replay ingested: %d windows the last run had decided were not decided again",
+            self.pipeline.skipped,
+        )
+
+    def _save_decided(self) -> None:
+        """Note each asset's newest decided window for the next start's replay."""
+        assert self.journal is not None
+        try:
+            self.journal.save_decided(self.pipeline.decided())
+        except OSError as err:
+            log.warning(
+                "stop: cannot write the decided windows to %s (%s); the next start decides "
+                "the replayed readings' windows again",
+                self.journal.folder,
+                err.strerror or err,
+            )
 
     def _flush(self) -> None:
         started = time.monotonic()
