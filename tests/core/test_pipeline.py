@@ -8,6 +8,7 @@ the same Window, Scorer and Detector. Feeding the table's readings one at a time
 from __future__ import annotations
 
 import itertools
+import json
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -721,3 +722,68 @@ def test_live_readings_after_the_replay_are_decided_whatever_their_times(
     live = outcomes(stream(pipe, readings(part(faulty, 100, 200))))["w"]
     assert live.end.tolist() == t[100:200].tolist()
     assert pipe.decided() == {"w": t[199]}
+
+
+def small_step(rows: Table, size: float) -> Table:
+    """``rows`` with ``size`` added to ``b`` over rows 200-279: a step the shift check
+    raises and holds, where the window error hardly moves."""
+    values = rows.values.copy()
+    values[200:280, 1] += size
+    return replace(rows, values=values)
+
+
+@pytest.fixture(scope="module")
+def checked_bundle() -> ModelBundle:
+    """A pca model with every channel check on: a history long enough to calibrate them."""
+    settings_ = TrainSettings(shift_k=1.0, fit=FitSettings(show_progress=False))
+    return train_bundle([table(10_000, 0)], settings_).bundle
+
+
+@pytest.mark.parametrize(
+    ("model", "size"),
+    [("bundle", 1.5), ("checked_bundle", 0.15)],
+    ids=["large step, window error", "3-noise step, shift check"],
+)
+@pytest.mark.parametrize("stop", [150, 205, 230, 300])  # before, in and after the fault
+def test_a_restart_from_the_saved_states_decides_as_if_it_had_not_stopped(
+    request: pytest.FixtureRequest, model: str, size: float, stop: int
+) -> None:
+    """States saved at a stop (through JSON, as the daemon keeps them), the decided
+    windows skipped, the last rows replayed: the same windows, scores and alerts as one
+    pipeline that never stopped, an open alert's resolve included (the shift check holds
+    the small step's alert long after the step: its sums and latch must carry over)."""
+    bundle = request.getfixturevalue(model)
+    faulty = small_step(table(400, 1), size)
+    flushed_once = outcomes(stream(pipeline(bundle), readings(faulty)))["w"]
+    assert flushed_once.events  # the fault is raised
+    first = pipeline(bundle)
+    before = outcomes(stream(first, readings(part(faulty, 0, stop))))["w"]
+    saved = json.loads(json.dumps({a: s for a, (_, s) in first.states().items()}))
+    second = pipeline(bundle)
+    assert [second.restore_state(asset, state) for asset, state in saved.items()] == [True]
+    second.skip_decided(first.decided())
+    replayed = stream(second, readings(part(faulty, stop - 40, stop)))
+    second.end_replay()
+    after = outcomes(replayed + stream(second, readings(part(faulty, stop, 400))))["w"]
+    assert before.end.tolist() + after.end.tolist() == flushed_once.end.tolist()
+    assert before.firing + after.firing == flushed_once.firing
+    keys = [_key(e) for e in before.events + after.events]
+    assert keys == [_key(e) for e in flushed_once.events]
+    score = np.concatenate((before.score, after.score))
+    np.testing.assert_allclose(score, flushed_once.score, rtol=1e-5)
+    severity = np.concatenate((before.severity, after.severity))
+    np.testing.assert_allclose(severity, flushed_once.severity, rtol=1e-5)
+
+
+def test_a_saved_state_that_does_not_fit_is_refused(bundle: ModelBundle, faulty: Table) -> None:
+    first = pipeline(bundle)
+    stream(first, readings(part(faulty, 0, 50)))
+    (state,) = (s for _, s in first.states().values())
+    broken = {**state, "checks": {**state["checks"], "still": [0.0]}}
+    pipe = pipeline(bundle, pattern="w*")
+    with pytest.raises(ValueError, match="channel statistics"):
+        pipe.restore_state("w", broken)
+    with pytest.raises(ValueError, match="not a detector state"):
+        pipe.restore_state("w", {"smoothed": 1.0})
+    assert not pipe.restore_state("pump", state)  # no model serves it
+    assert pipe.restore_state("w", state)

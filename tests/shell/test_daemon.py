@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import io
 import json
+import logging
 import math
 import re
 import signal
@@ -496,13 +497,15 @@ def test_sigterm_and_restart_lose_no_reading(
     assert sum(run["refused"] for run in runs) == 0
 
 
-def test_restart_resumes_open_alert(broker: Broker, bench: Bench) -> None:
+def test_restart_resumes_open_alert(
+    broker: Broker, bench: Bench, caplog: pytest.LogCaptureFixture
+) -> None:
     """A restart while an alert is open raises nothing new; the resolve keeps the first id
     (the state is signed with the key in ``state_dir``, so the start believes it)."""
     config = bench.config(broker, state_dir=bench.folder / "state")
     noise, first_id = bench.plant.noise, bench.plant.noise_offline.events[0].alert_id
     watcher = Peer(broker, bench.outputs)
-    decided_file = bench.folder / "state" / "journal" / "decided.json"
+    note_file = bench.folder / "state" / "journal" / "stop.json"
     try:
         with _running(config, watcher):
             watcher.publish(_rows(noise, 0, 200), bench.input_template)  # raised at row 146
@@ -511,11 +514,17 @@ def test_restart_resumes_open_alert(broker: Broker, bench: Bench) -> None:
         assert state is not None and json.loads(state)["state"] == "firing"
         # The stop noted the newest window it decided; the next start's replay decides
         # none up to it again.
-        (decided_s,) = json.loads(decided_file.read_text())["decided"].values()
+        note = json.loads(note_file.read_text())
+        (decided_s,) = note["decided"].values()
+        assert note["assets"][ASSET]["state"]["alert"]["alert_id"] == first_id
         last_row = int(np.searchsorted(noise.timestamps, decided_s))
         assert noise.timestamps[last_row] == decided_s and last_row > 146
-        with _running(config, watcher) as second:
-            assert not decided_file.exists()  # taken: a start after a kill must not find it
+        with (
+            caplog.at_level(logging.INFO, logger="aewatch.daemon"),
+            _running(config, watcher) as second,
+        ):
+            assert not note_file.exists()  # taken: a start after a kill must not find it
+            assert "1 of 1 assets from their saved state" in caplog.text
             assert second.counts.resumed_alerts == 1
             watcher.publish(_rows(noise, 200), bench.input_template)  # the fault ends at 288
             _wait_scored(second, len(noise.timestamps) - 200)
@@ -530,6 +539,10 @@ def test_restart_resumes_open_alert(broker: Broker, bench: Bench) -> None:
     assert raised["alert_id"] == resolved["alert_id"] == first_id
     assert resolved["started_at"] == raised["started_at"]
     assert second.counts.alerts_raised == 0 and second.counts.alerts_resolved == 1
+    # Going on from the state the stop saved, the two runs decide as offline scoring of
+    # the whole stream does: the resolve comes when it would have without the restart.
+    offline = _offline_events(bench.plant.noise_offline.events)
+    assert _published_events([raised, resolved]) == offline
 
 
 def test_asset_gauges_show_the_threshold_that_fires(broker: Broker, bench: Bench) -> None:

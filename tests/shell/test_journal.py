@@ -166,23 +166,25 @@ def test_a_write_that_fails_part_way_leaves_no_torn_record(
     assert "cut short" not in caplog.text
 
 
-def test_the_decided_windows_noted_at_a_stop_are_read_back_once(tmp_path: Path) -> None:
-    """A clean stop notes each asset's newest decided window; the next start takes the
-    note (a start after a later kill finds none); a never-decided asset is left out."""
+def test_the_note_a_clean_stop_leaves_is_read_back_once(tmp_path: Path) -> None:
+    """The next start takes the note (a start after a later kill finds none); infinities
+    and NaN come back as they went."""
     journal = Journal(tmp_path)
-    journal.save_decided({"well-1": 1_700_000_123.5, "pump": float("-inf")})
+    note = {"decided": {"well-1": 1_700_000_123.5}, "assets": {"pump": [float("-inf"), 1.0]}}
+    journal.save_stop_note(note)
     journal.close()
     again = Journal(tmp_path)
-    assert again.take_decided() == {"well-1": 1_700_000_123.5}
-    assert again.take_decided() == {}
-    assert Journal(tmp_path).take_decided() == {}
+    assert again.take_stop_note() == note
+    assert again.take_stop_note() == {}
+    assert Journal(tmp_path).take_stop_note() == {}
 
 
-def test_an_unreadable_decided_note_is_ignored_with_a_warning(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+@pytest.mark.parametrize("text", ["[1, 2]\n", "{not json\n"])
+def test_an_unreadable_stop_note_is_ignored_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, text: str
 ) -> None:
-    (tmp_path / "decided.json").write_text('{"decided": [1, 2]}\n')
+    (tmp_path / "stop.json").write_text(text)
     with caplog.at_level(logging.WARNING, logger="aewatch.journal"):
-        assert Journal(tmp_path).take_decided() == {}
-    assert "decided again" in caplog.text
-    assert not (tmp_path / "decided.json").exists()
+        assert Journal(tmp_path).take_stop_note() == {}
+    assert "starts afresh" in caplog.text
+    assert not (tmp_path / "stop.json").exists()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import signal
 import socket
 import subprocess
@@ -33,6 +34,7 @@ from aewatch.daemon.fleet import Fleet
 from aewatch.daemon.journal import Journal
 from aewatch.daemon.metrics import registry_for
 from aewatch.daemon.service import Daemon
+from aewatch.model.bundle import ModelBundle
 from aewatch.model.dataset import read_table
 from aewatch.model.fit import FitSettings
 from aewatch.model.train import TrainSettings, train_bundle
@@ -120,6 +122,34 @@ def test_a_start_exports_the_messages_it_replayed(
     assert exported["aewatch_journal_enabled"] == 1.0
     assert exported["aewatch_journal_replayed_messages_total"] == 3 * len(CHANNELS)
     assert exported["aewatch_journal_failed_messages_total"] == 0.0
+
+
+@pytest.mark.broker
+def test_a_stop_note_that_does_not_fit_starts_its_assets_afresh(
+    broker: Broker, bundle: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A saved state of the serving model that does not fit it is refused, once in the
+    log for all; one saved under another model is passed over; the note is taken."""
+    version = ModelBundle.load(bundle).version
+    left = Journal(tmp_path / "state" / "journal")
+    saved = {
+        "well-1": {"model": version, "state": {"smoothed": 1.0}},
+        "well-2": {"model": "another model", "state": {}},
+    }
+    left.save_stop_note({"decided": {"well-1": 1_700_000_000.0}, "assets": saved})
+    left.close()
+    config = load_config(_config_file(tmp_path, broker, bundle, "note", port=0), environ={})
+    daemon = Daemon(config)
+    with caplog.at_level(logging.INFO, logger="aewatch.daemon"):
+        daemon.start()
+        daemon.stop()
+    assert (
+        "1 assets start afresh: their saved state does not fit their model, e.g. well-1 "
+        "(not a detector state" in caplog.text
+    )
+    assert "going on from the last stop: 0 of 2 assets from their saved state" in caplog.text
+    note = json.loads((tmp_path / "state" / "journal" / "stop.json").read_text())
+    assert note == {"decided": {}, "assets": {}}  # the stop's own: nothing was tracked
 
 
 @pytest.mark.broker

@@ -9,8 +9,9 @@ so a consumer can de-duplicate and pair a ``resolved`` with its ``raised``.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 __all__ = [
     "RECONSTRUCTION",
@@ -110,6 +111,29 @@ class AlertTrack:
             peak_kind=alert.kind,
             peak_findings=alert.findings,
         )
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain JSON (infinities as JSON's ``Infinity``), for :meth:`from_json`."""
+        out = asdict(self)
+        out["peak_findings"] = [asdict(f) for f in self.peak_findings]
+        return out
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any]) -> AlertTrack:
+        """Inverse of :meth:`to_json`.
+
+        Raises:
+            ValueError: ``obj`` is not such a track.
+        """
+        try:
+            fields_ = dict(obj)
+            fields_["peak_channels"] = {
+                str(k): float(v) for k, v in dict(fields_["peak_channels"]).items()
+            }
+            fields_["peak_findings"] = tuple(Finding(**f) for f in fields_["peak_findings"])
+            return cls(**fields_)
+        except (KeyError, TypeError, ValueError) as err:
+            raise ValueError(f"not an alert track: {err}") from err
 
 
 @dataclass(frozen=True, slots=True)

@@ -351,6 +351,36 @@ class ChannelMonitor:
             self._moved[mine] = moved
         return mine
 
+    def export_row(self, row: int) -> dict[str, Any]:
+        """Row ``row``'s statistics as plain JSON (NaN where no spike was seen yet), for
+        :meth:`import_row` in a later process serving the same model."""
+        return {
+            "state": self._state[row].tolist(),
+            "still": self._still[row].tolist(),
+            "outside": self._outside[row].tolist(),
+            "moved": bool(self._moved[row]),
+        }
+
+    def import_row(self, row: int, saved: dict[str, Any]) -> None:
+        """Put what :meth:`export_row` gave into ``row`` (an open one).
+
+        Raises:
+            ValueError: ``saved`` does not hold statistics of this monitor's shape.
+        """
+        try:
+            state = np.asarray(saved["state"], dtype=np.float64)
+            still = np.asarray(saved["still"], dtype=np.float64)
+            outside = np.asarray(saved["outside"], dtype=np.float64)
+            moved = bool(saved["moved"])
+        except (KeyError, TypeError) as err:
+            raise ValueError(f"not a row of channel statistics: {err}") from err
+        shapes = (state.shape, still.shape, outside.shape)
+        c = self._still.shape[1]
+        if shapes != ((_STATE_ROWS, c), (c,), (c,)):
+            raise ValueError(f"channel statistics of shapes {shapes}, not for {c} channels")
+        self._state[row], self._still[row], self._outside[row] = state, still, outside
+        self._moved[row] = moved
+
     def observe(
         self, slots: Sequence[int] | npt.NDArray[np.int64], windows: npt.NDArray[np.floating]
     ) -> Observation:

@@ -602,6 +602,62 @@ class Detector:
             state.row = self.monitor.open()
         return state
 
+    def export_state(self, state: AssetState) -> dict[str, Any]:
+        """``state`` as plain JSON, for :meth:`import_state` in a later process serving the
+        same model (a clean restart goes on where the stop left off)."""
+        return {
+            "smoothed": state.smoothed,
+            "normals": state.normals().tolist(),
+            "in_alert": [] if state.in_alert is None else list(state.in_alert),
+            "alert_windows": state.alert_windows,
+            "dropped": state.dropped,
+            "floor": state.floor,
+            "alert": state.alert.to_json(),
+            "checks": None
+            if self.monitor is None or state.row < 0
+            else self.monitor.export_row(state.row),
+        }
+
+    def import_state(self, asset: str, saved: dict[str, Any]) -> AssetState:
+        """A state for ``asset`` from what :meth:`export_state` gave (a row of checks
+        taken here).
+
+        Raises:
+            ValueError: ``saved`` is not such a state, or its checks do not fit this
+                model's.
+        """
+        try:
+            smoothed = saved["smoothed"]
+            normals = [float(v) for v in saved["normals"]]
+            in_alert = [float(v) for v in saved["in_alert"]]
+            state = AssetState(
+                asset=asset,
+                smoothed=None if smoothed is None else float(smoothed),
+                alert_windows=int(saved["alert_windows"]),
+                dropped=bool(saved["dropped"]),
+                floor=float(saved["floor"]),
+                alert=AlertTrack.from_json(saved["alert"]),
+            )
+            checks = saved["checks"]
+        except (KeyError, TypeError) as err:
+            raise ValueError(f"not a detector state: {err}") from err
+        adapt = self.settings.adaptation
+        if adapt is not None:
+            for value in normals[-adapt.depth :]:
+                state.learn(value, adapt.depth)
+        for value in in_alert:
+            state.note_alert(value)
+        if self.monitor is not None:
+            if checks is None:
+                raise ValueError("the saved state has no channel statistics; this model checks")
+            state.row = self.monitor.open()
+            try:
+                self.monitor.import_row(state.row, checks)
+            except ValueError:
+                self.monitor.close(state.row)
+                raise
+        return state
+
     def resumed_state(self, alert: OpenAlert) -> AssetState:
         """A fresh state whose alert is one an earlier process left open (as
         :meth:`AlertState.restore` resumes it)."""

@@ -23,11 +23,12 @@ up are ``dropped_slots``; forward-filled values ``filled``; window restarts ``ga
 scored windows ``windows``; forward passes ``batches``. Clock steps wait in
 :attr:`Pipeline.clock_steps` until the shell takes them.
 
-A restarted shell that replays the readings an earlier process journaled hands
-:meth:`Pipeline.skip_decided` each asset's newest window that process decided
-(:meth:`Pipeline.decided` at its stop): the replayed readings fill the windows again, and
-the windows ending at or before that time, decided already, are not decided a second
-time (they would resolve or raise an alert again, with the checks' sums from zero).
+A shell restarted after a clean stop goes on where it stopped: it hands
+:meth:`Pipeline.restore_state` each asset's decisions' state (:meth:`Pipeline.states` at
+the stop: smoothing, baseline, alert, the checks' sums) and :meth:`Pipeline.skip_decided`
+each asset's newest decided window (:meth:`Pipeline.decided`); the readings it replays
+fill the windows again, and the windows ending at or before that time, decided already,
+are not decided a second time.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from __future__ import annotations
 import math
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field, fields
-from typing import Generic, NamedTuple, Protocol, TypeVar
+from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -654,6 +655,32 @@ class Pipeline(Generic[M]):
             return 0.0
         aligner = track.aligner
         return aligner.max_gap_periods * aligner.period_s + aligner.max_late_s
+
+    def states(self) -> dict[str, tuple[M, dict[str, Any]]]:
+        """Each tracked asset's model and its decisions' state (smoothing, baseline, alert,
+        checks' statistics) as plain JSON, for a later process's :meth:`restore_state`."""
+        return {
+            asset: (track.model, track.model.detector.export_state(track.state))
+            for asset, track in self._tracks.items()
+        }
+
+    def restore_state(self, asset: str, saved: dict[str, Any]) -> bool:
+        """Start ``asset``'s decisions from ``saved`` (:meth:`states` of an earlier process
+        whose model for it was the one that serves it now: the caller checks); it replaces
+        an alert resumed for it. False when no model serves the asset or it is tracked.
+
+        Raises:
+            ValueError: ``saved`` does not fit the model (the asset starts as before).
+        """
+        model = self.fleet.model_for(asset)
+        if model is None or asset in self._tracks:
+            return False
+        state = model.detector.import_state(asset, saved)
+        resumed = self._resumed.pop(asset, None)
+        if resumed is not None:
+            resumed[0].detector.release(resumed[1])
+        self._resumed[asset] = (model, state)
+        return True
 
     def restore_alert(self, alert: OpenAlert) -> bool:
         """Resume an alert a previous process left open on its asset; False if not applied.

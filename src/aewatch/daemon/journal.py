@@ -8,12 +8,13 @@ before it acknowledges it, one record per socket read, and the scoring worker
 :meth:`Journal.release` s records once their readings are done with (scored, their
 outputs acknowledged by the broker, and outside every window still to come). At start
 :meth:`Journal.replay` hands back every record not released, oldest first, and the
-daemon scores them again. After a clean stop the windows the earlier process decided are
-not decided again (:meth:`Journal.save_decided`: each asset's newest decided window, which
-the next start reads back and removes); after a kill they are, so outputs may repeat,
-under the same alert ids.
+daemon scores them again. After a clean stop the daemon goes on where it stopped: the stop
+leaves a note (:meth:`Journal.save_stop_note`: each asset's newest decided window and its
+decisions' state), which the next start reads back and removes, and the windows the
+earlier process decided are not decided again; after a kill they are, so outputs may
+repeat, under the same alert ids.
 
-Files: ``DIR/decided.json`` (written at a clean stop, removed at the next start),
+Files: ``DIR/stop.json`` (written at a clean stop, removed at the next start),
 ``DIR/SEQ.aej``, each a run of records from the record numbered ``SEQ`` on; a new
 segment starts at every start of the daemon and after :data:`SEGMENT_BYTES`. A record is
 ``length (4) crc32 (4) body``, the body ``seq (8) arrival_s (8) count (4)`` then per
@@ -27,7 +28,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import struct
 import threading
@@ -35,7 +35,7 @@ import time
 import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 __all__ = ["MAX_BYTES", "SEGMENT_BYTES", "Journal", "Record"]
 
@@ -44,7 +44,7 @@ MAX_BYTES = 256 << 20  # beyond this, records still needed are dropped, oldest f
 _MAX_SEGMENTS = MAX_BYTES // SEGMENT_BYTES  # fewer cannot be over MAX_BYTES (but by a record)
 _SUFFIX = ".aej"
 _RELEASED = "released"  # the highest seq released, so a start replays no record twice
-_DECIDED = "decided.json"  # each asset's newest decided window end, from a clean stop
+_STOP_NOTE = "stop.json"  # what a clean stop left for the next start
 _SAVE_EVERY_S = 1.0
 _FRAME = struct.Struct("!II")  # body length, crc32 of the body
 _HEAD = struct.Struct("!QdI")  # seq, arrival time, message count
@@ -178,35 +178,37 @@ class Journal:
             first = self._segments[0][0] if self._segments else self._next_seq
             return max(0, self._next_seq - max(first, self._released + 1))
 
-    def save_decided(self, decided: Mapping[str, float]) -> None:
-        """Note each asset's newest decided window end (epoch seconds) for the next start
-        (at a clean stop, once the worker is done), through a temporary file and a rename."""
-        path = self.folder / _DECIDED
+    def save_stop_note(self, note: Mapping[str, Any]) -> None:
+        """Leave ``note`` (plain JSON; infinities and NaN as JSON's ``Infinity``, ``NaN``)
+        for the next start, at a clean stop once the worker is done, through a temporary
+        file and a rename (never half)."""
+        path = self.folder / _STOP_NOTE
         partial = path.with_suffix(".partial")
-        kept = {asset: at for asset, at in decided.items() if math.isfinite(at)}
-        partial.write_text(json.dumps({"decided": kept}) + "\n")
+        partial.write_text(json.dumps(note) + "\n")
         os.replace(partial, path)
 
-    def take_decided(self) -> dict[str, float]:
-        """What :meth:`save_decided` noted at the last clean stop, and remove it (a later
+    def take_stop_note(self) -> dict[str, Any]:
+        """What :meth:`save_stop_note` left at the last clean stop, and remove it (a later
         start after a kill must not find it); empty when there is none or it is unreadable.
         """
-        path = self.folder / _DECIDED
+        path = self.folder / _STOP_NOTE
         try:
             text = path.read_text()
         except FileNotFoundError:
             return {}
         path.unlink(missing_ok=True)
         try:
-            decided = json.loads(text)["decided"]
-            return {str(asset): float(at) for asset, at in decided.items()}
-        except (ValueError, KeyError, TypeError, AttributeError):
+            note = json.loads(text)
+        except ValueError:
+            note = None
+        if not isinstance(note, dict):
             log.warning(
-                "journal: %s does not hold the assets' decided windows; the windows the "
-                "replayed readings make are all decided again",
+                "journal: %s is not the note a stop leaves; the replayed readings' windows "
+                "are decided again and every asset starts afresh",
                 path,
             )
             return {}
+        return note
 
     def close(self) -> None:
         """Close the open segment (what was appended stays) and note what was released."""

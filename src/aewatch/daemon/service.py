@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
+import math
 import threading
 import time
 from collections.abc import Sequence
@@ -160,8 +161,8 @@ class Daemon:
             if self.journal is None
             else Ledger(self.journal, self.intake, self.counts, self._intake_lock)
         )
-        # Each asset's newest window the last run decided before its clean stop: the
-        # replayed readings' windows up to it are not decided again (worker thread's).
+        # Set while the journal's replay after a clean stop skips the windows decided
+        # before it (the worker clears it once the replay is ingested).
         self._is_replaying = False
 
     # -- lifecycle -------------------------------------------------------------------
@@ -194,10 +195,7 @@ class Daemon:
                 "those not yet scored; set state_dir to a folder only this daemon writes"
             )
         if self.journal is not None:
-            decided = self.journal.take_decided()
-            if decided:
-                self.pipeline.skip_decided(decided)
-                self._is_replaying = True
+            self._go_on(self.journal.take_stop_note())
         self._worker.start()
         if self.ledger is not None:
             self.ledger.replay(self._worker.is_alive)
@@ -337,7 +335,7 @@ class Daemon:
             # has taken them by the time it took the status behind them: release what is
             # done, so the next start replays only what the next windows need.
             self.ledger.settle(self.ledger.marked, self.pipeline, self.outputs)
-            self._save_decided()
+            self._leave_stop_note()
         self.client.disconnect()
         self.client.loop_stop()
         if self.journal is not None:
@@ -502,18 +500,59 @@ class Daemon:
             self.pipeline.skipped,
         )
 
-    def _save_decided(self) -> None:
-        """Note each asset's newest decided window for the next start's replay."""
+    def _leave_stop_note(self) -> None:
+        """Leave the next start each asset's newest decided window and its decisions'
+        state (with the version of the model that made it), so it goes on from here."""
         assert self.journal is not None
+        decided = {a: t for a, t in self.pipeline.decided().items() if math.isfinite(t)}
+        assets = {
+            asset: {"model": model.version, "state": state}
+            for asset, (model, state) in self.pipeline.states().items()
+        }
         try:
-            self.journal.save_decided(self.pipeline.decided())
+            self.journal.save_stop_note({"decided": decided, "assets": assets})
         except OSError as err:
             log.warning(
-                "stop: cannot write the decided windows to %s (%s); the next start decides "
-                "the replayed readings' windows again",
+                "stop: cannot write the stop note to %s (%s); the next start decides the "
+                "replayed readings' windows again and starts every asset afresh",
                 self.journal.folder,
                 err.strerror or err,
             )
+
+    def _go_on(self, note: dict[str, Any]) -> None:
+        """Start from what the last clean stop left (:meth:`_leave_stop_note`): each asset
+        served by the same model goes on from its state, and the windows decided before
+        the stop are not decided again when the journal replays their readings."""
+        if not note:
+            return  # a first start, or one after a kill
+        decided, assets = note.get("decided", {}), note.get("assets", {})
+        if not isinstance(decided, dict) or not isinstance(assets, dict):
+            log.warning("the stop note is not in the form a stop leaves; it is ignored")
+            return
+        restored, unfit = 0, []
+        for asset, saved in assets.items():
+            model = self.fleet.model_for(asset)
+            if model is None or not isinstance(saved, dict) or saved.get("model") != model.version:
+                continue  # another model serves it now: it starts afresh
+            try:
+                restored += self.pipeline.restore_state(asset, saved.get("state", {}))
+            except ValueError as err:
+                unfit.append(f"{asset} ({err})")
+        if unfit:
+            log.warning(
+                "%d assets start afresh: their saved state does not fit their model, e.g. %s",
+                len(unfit),
+                unfit[0],
+            )
+        marks = {str(a): float(t) for a, t in decided.items() if isinstance(t, int | float)}
+        if marks:
+            self.pipeline.skip_decided(marks)
+            self._is_replaying = True
+        log.info(
+            "going on from the last stop: %d of %d assets from their saved state",
+            restored,
+            len(assets),
+        )
 
     def _flush(self) -> None:
         started = time.monotonic()
