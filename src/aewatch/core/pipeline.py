@@ -657,12 +657,17 @@ class Pipeline(Generic[M]):
         return aligner.max_gap_periods * aligner.period_s + aligner.max_late_s
 
     def states(self) -> dict[str, tuple[M, dict[str, Any]]]:
-        """Each tracked asset's model and its decisions' state (smoothing, baseline, alert,
-        checks' statistics) as plain JSON, for a later process's :meth:`restore_state`."""
-        return {
-            asset: (track.model, track.model.detector.export_state(track.state))
-            for asset, track in self._tracks.items()
+        """Each asset's model and its decisions' state (smoothing, baseline, alert, checks'
+        statistics) as plain JSON, for a later process's :meth:`restore_state`: the tracked
+        assets, and those restored or resumed whose readings have not come yet (a short
+        run passes their states on)."""
+        out = {
+            asset: (model, model.detector.export_state(state))
+            for asset, (model, state) in self._resumed.items()
         }
+        for asset, track in self._tracks.items():
+            out[asset] = (track.model, track.model.detector.export_state(track.state))
+        return out
 
     def restore_state(self, asset: str, saved: dict[str, Any]) -> bool:
         """Start ``asset``'s decisions from ``saved`` (:meth:`states` of an earlier process
