@@ -512,7 +512,7 @@ class Pipeline(Generic[M]):
                 kept_tracks.append(track)
                 kept_sizes.append(left)
             start = stop
-        if len(kept_tracks) == len(tracks) and keep.all():
+        if keep.all():
             return tracks, sizes, due
         return kept_tracks, kept_sizes, DueWindows(due.windows[keep], ends[keep])
 
@@ -536,8 +536,9 @@ class Pipeline(Generic[M]):
         self._skip_until.clear()
 
     def decided(self) -> dict[str, float]:
-        """Each asset's newest decided window end (epoch seconds), for a restart's
-        :meth:`skip_decided`; the marks not yet passed are kept."""
+        """Each asset's newest decided window end (epoch seconds, finite; an asset with
+        none is left out), for a restart's :meth:`skip_decided`; the marks not yet passed
+        are kept."""
         out = dict(self._skip_until)
         for asset, track in self._tracks.items():
             if track.decided_s > out.get(asset, -math.inf):

@@ -504,13 +504,12 @@ class Daemon:
         """Leave the next start each asset's newest decided window and its decisions'
         state (with the version of the model that made it), so it goes on from here."""
         assert self.journal is not None
-        decided = {a: t for a, t in self.pipeline.decided().items() if math.isfinite(t)}
         assets = {
             asset: {"model": model.version, "state": state}
             for asset, (model, state) in self.pipeline.states().items()
         }
         try:
-            self.journal.save_stop_note({"decided": decided, "assets": assets})
+            self.journal.save_stop_note({"decided": self.pipeline.decided(), "assets": assets})
         except OSError as err:
             log.warning(
                 "stop: cannot write the stop note to %s (%s); the next start decides the "
@@ -544,7 +543,11 @@ class Daemon:
                 len(unfit),
                 unfit[0],
             )
-        marks = {str(a): float(t) for a, t in decided.items() if isinstance(t, int | float)}
+        marks = {
+            str(a): float(t)
+            for a, t in decided.items()
+            if isinstance(t, int | float) and math.isfinite(t)
+        }
         if marks:
             self.pipeline.skip_decided(marks)
             self._is_replaying = True
