@@ -543,3 +543,18 @@ def test_a_level_that_wanders_over_the_history_is_not_steady() -> None:
     rows[:, 1] += np.linspace(0.0, 3.0 * NOISE, 2000)  # warms by three noise levels
     level = ResidualModel.level([rows]).with_noise_from([rows])
     assert steady_levels([rows], level, np.ones(2)).tolist() == [True, False]
+
+
+def test_a_residual_model_too_large_for_float32_predictions_is_refused(
+    checks: ChannelChecks,
+) -> None:
+    """Finite in float64 but past float32's range (a mutated bundle): refused on load, not
+    an overflow in the hot path's float32 predictions."""
+    saved = checks.model.to_json()
+    huge = {**saved, "weights": [[1e300] * len(row) for row in saved["weights"]]}
+    with pytest.raises(ValueError, match="too large for float32"):
+        ResidualModel.from_json(huge)
+    tiny = {**saved, "scale": [1e-300] * len(saved["scale"])}
+    with pytest.raises(ValueError, match="too large for float32"):
+        ResidualModel.from_json(tiny)
+    assert ResidualModel.from_json(saved).lags == checks.model.lags

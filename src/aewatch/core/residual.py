@@ -233,7 +233,15 @@ class ResidualModel:
         is_finite = all(np.isfinite(a).all() for a in arrays)
         if not is_finite or (scale <= 0).any() or (noise <= 0).any():
             raise ValueError("residual model: values must be finite, scale and noise positive")
+        # The hot path predicts in float32, with each lag weight over its input's scale.
+        per_input = np.repeat(scale, lags + 1)[None, :]
+        applied = [center, scale, weights[:, : c * (lags + 1)] / per_input, weights, bias]
+        if any(np.abs(a).max() >= _FLOAT32_MAX for a in applied):
+            raise ValueError("residual model: values too large for float32 predictions")
         return cls(lags, center, scale, weights, bias, noise)
+
+
+_FLOAT32_MAX = float(np.finfo(np.float32).max) / 1e6  # room for the sums of products
 
 
 def robust_sd(values: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
