@@ -38,7 +38,7 @@ from aewatch.commands.replay import publish_table
 from aewatch.config import Config, load_config
 from aewatch.core import messages
 from aewatch.core.alerts import AlertEvent
-from aewatch.daemon import service
+from aewatch.daemon import checkpoint, service
 from aewatch.daemon.mqtt import read_retained
 from aewatch.daemon.service import Daemon
 from aewatch.model.bundle import ModelBundle
@@ -505,15 +505,15 @@ def test_restart_resumes_open_alert(
     config = bench.config(broker, state_dir=bench.folder / "state")
     noise, first_id = bench.plant.noise, bench.plant.noise_offline.events[0].alert_id
     watcher = Peer(broker, bench.outputs)
-    note_file = bench.folder / "state" / "journal" / "stop.json"
+    note_file = bench.folder / "state" / "journal" / "checkpoint.json"
     try:
         with _running(config, watcher):
             watcher.publish(_rows(noise, 0, 200), bench.input_template)  # raised at row 146
             _wait_until(lambda: len(watcher.alerts(bench.prefix)) == 1, "the alert raised")
         state = _retained(config, config.outputs.state_topic_for(ASSET))
         assert state is not None and json.loads(state)["state"] == "firing"
-        # The stop noted the newest window it decided; the next start's replay decides
-        # none up to it again.
+        # The stop's checkpoint noted the newest window it decided; the next start's replay
+        # decides none up to it again.
         note = json.loads(note_file.read_text())
         (decided_s,) = note["decided"].values()
         assert note["assets"][ASSET]["state"]["alert"]["alert_id"] == first_id
@@ -523,7 +523,7 @@ def test_restart_resumes_open_alert(
             caplog.at_level(logging.INFO, logger="aewatch.daemon"),
             _running(config, watcher) as second,
         ):
-            assert not note_file.exists()  # taken: a start after a kill must not find it
+            assert json.loads(note_file.read_text()) == note  # kept until the next one
             assert "1 of 1 assets from their saved state" in caplog.text
             assert second.counts.resumed_alerts == 1
             watcher.publish(_rows(noise, 200), bench.input_template)  # the fault ends at 288
@@ -541,6 +541,53 @@ def test_restart_resumes_open_alert(
     assert second.counts.alerts_raised == 0 and second.counts.alerts_resolved == 1
     # Going on from the state the stop saved, the two runs decide as offline scoring of
     # the whole stream does: the resolve comes when it would have without the restart.
+    offline = _offline_events(bench.plant.noise_offline.events)
+    assert _published_events([raised, resolved]) == offline
+
+
+def test_a_restart_after_a_kill_goes_on_from_the_last_checkpoint(
+    broker: Broker, bench: Bench, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker writes checkpoints while it runs; a run that ends without a last one
+    (as a kill ends it: the stop's checkpoint is left out, and a stop releases nothing on
+    disk by itself) is followed from the newest: its windows are not decided again, and
+    the two runs raise and resolve what offline scoring of the whole stream does."""
+    monkeypatch.setattr(checkpoint, "EVERY_S", 0.2)
+    config = bench.config(broker, state_dir=bench.folder / "state")
+    noise, first_id = bench.plant.noise, bench.plant.noise_offline.events[0].alert_id
+    watcher = Peer(broker, bench.outputs)
+    note_file = bench.folder / "state" / "journal" / "checkpoint.json"
+    last_s = float(noise.timestamps[199])
+
+    def checkpointed() -> bool:
+        return note_file.exists() and json.loads(note_file.read_text())["decided"] == {
+            ASSET: last_s
+        }
+
+    try:
+        with _running(config, watcher) as first:
+            monkeypatch.setattr(first.checkpoints, "final", lambda: False)  # "killed"
+            watcher.publish(_rows(noise, 0, 200), bench.input_template)  # raised at row 146
+            _wait_until(lambda: len(watcher.alerts(bench.prefix)) == 1, "the alert raised")
+            _wait_until(checkpointed, "a checkpoint of row 199's window")
+        note = json.loads(note_file.read_text())
+        assert note["assets"][ASSET]["state"]["alert"]["alert_id"] == first_id
+        with (
+            caplog.at_level(logging.INFO, logger="aewatch.daemon"),
+            _running(config, watcher) as second,
+        ):
+            assert "going on from the last checkpoint: 1 of 1 assets" in caplog.text
+            watcher.publish(_rows(noise, 200), bench.input_template)  # the fault ends at 288
+            _wait_scored(second, len(noise.timestamps) - 200)
+            _wait_until(lambda: len(watcher.alerts(bench.prefix)) >= 2, "the alert resolved")
+            _wait_until(lambda: "replay ingested" in caplog.text, "the replay ingested")
+    finally:
+        watcher.close()
+
+    assert second.pipeline.counts.windows == len(noise.timestamps) - 1 - 199
+    raised, resolved = watcher.alerts(bench.prefix)
+    assert raised["alert_id"] == resolved["alert_id"] == first_id
+    assert second.counts.alerts_raised == 0 and second.counts.alerts_resolved == 1
     offline = _offline_events(bench.plant.noise_offline.events)
     assert _published_events([raised, resolved]) == offline
 

@@ -1,5 +1,5 @@
-"""The QoS 1 journal on real files: what a start replays, what a release deletes, and a
-record cut short by a kill."""
+"""The QoS 1 journal on real files: what a start replays, what a checkpoint lets go, and
+a record cut short by a kill."""
 
 from __future__ import annotations
 
@@ -19,12 +19,18 @@ def _messages(n: int, start: int = 0) -> list[tuple[str, bytes]]:
     return [(f"plant/w{i}/flow", f"{i}.5".encode()) for i in range(start, start + n)]
 
 
+def _let_go(journal: Journal, seq: int) -> None:
+    """Release the records up to ``seq`` and write a checkpoint, which lets them go."""
+    journal.release(seq)
+    journal.checkpoint({}, seq)
+
+
 def test_a_start_replays_what_was_not_released(tmp_path: Path) -> None:
     """Records come back in order with their arrival times; released ones do not."""
     journal = Journal(tmp_path)
     seqs = [journal.append(_messages(3, 3 * i), arrival_s=100.0 + i) for i in range(4)]
     assert seqs == [0, 1, 2, 3]
-    journal.release(1)
+    _let_go(journal, 1)
     journal.close()
     again = Journal(tmp_path)
     records = list(again.replay())
@@ -44,6 +50,8 @@ def test_a_release_deletes_whole_segments_only(
     segments = sorted(tmp_path.glob("*.aej"))
     assert len(segments) > 3
     journal.release(5)
+    assert sorted(tmp_path.glob("*.aej")) == segments  # kept until a checkpoint
+    journal.checkpoint({}, 5)
     left = sorted(tmp_path.glob("*.aej"))
     assert 0 < len(left) < len(segments)
     journal.close()
@@ -88,7 +96,7 @@ def test_numbering_goes_on_after_an_empty_last_segment(tmp_path: Path) -> None:
     first = Journal(tmp_path)
     for i in range(3):
         first.append(_messages(1, i), arrival_s=float(i))
-    first.release(2)
+    _let_go(first, 2)
     first.close()
     second = Journal(tmp_path)
     assert list(second.replay()) == []
@@ -108,12 +116,14 @@ def test_records_kept_counts_what_a_start_would_replay(tmp_path: Path) -> None:
     for i in range(4):
         journal.append(_messages(2, 2 * i), arrival_s=float(i))
     journal.release(1)
+    assert journal.records_kept() == 4  # a start now replays them: no checkpoint yet
+    journal.checkpoint({}, 1)
     assert journal.records_kept() == 2
     journal.close()
     again = Journal(tmp_path)
     replayed = list(again.replay())
     assert again.records_kept() == len(replayed) == 2
-    again.release(3)
+    _let_go(again, 3)
     assert again.records_kept() == 0
     again.close()
 
@@ -166,25 +176,74 @@ def test_a_write_that_fails_part_way_leaves_no_torn_record(
     assert "cut short" not in caplog.text
 
 
-def test_the_note_a_clean_stop_leaves_is_read_back_once(tmp_path: Path) -> None:
-    """The next start takes the note (a start after a later kill finds none); infinities
-    and NaN come back as they went."""
+def test_released_records_stay_until_a_checkpoint_lets_them_go(tmp_path: Path) -> None:
+    """A kill between checkpoints replays every record after the newest one, released by
+    the killed process or not, so its states and the replay fit together."""
     journal = Journal(tmp_path)
-    note = {"decided": {"well-1": 1_700_000_123.5}, "assets": {"pump": [float("-inf"), 1.0]}}
-    journal.save_stop_note(note)
+    for i in range(6):
+        journal.append(_messages(1, i), arrival_s=float(i))
+    journal.release(1)
+    note = {"decided": {"well-1": 1.0}, "assets": {}}
+    journal.checkpoint(note, 1)
+    journal.release(4)  # done with, but no checkpoint since: killed here
     journal.close()
     again = Journal(tmp_path)
-    assert again.take_stop_note() == note
-    assert again.take_stop_note() == {}
-    assert Journal(tmp_path).take_stop_note() == {}
+    assert again.read_checkpoint() == note
+    assert [r.seq for r in again.replay()] == [2, 3, 4, 5]
 
 
-@pytest.mark.parametrize("text", ["[1, 2]\n", "{not json\n"])
-def test_an_unreadable_stop_note_is_ignored_with_a_warning(
+def test_the_newest_checkpoint_is_read_back_at_every_start(tmp_path: Path) -> None:
+    """Infinities and NaN come back as they went; the note stays for a start after a kill
+    that comes before the next checkpoint."""
+    journal = Journal(tmp_path)
+    journal.append(_messages(2), arrival_s=1.0)
+    journal.append(_messages(2, 2), arrival_s=2.0)
+    journal.release(0)
+    note = {"decided": {"well-1": 1_700_000_123.5}, "assets": {"pump": [float("-inf"), 1.0]}}
+    journal.checkpoint(note, 0)
+    journal.close()
+    again = Journal(tmp_path)
+    assert again.read_checkpoint() == note
+    assert [r.seq for r in again.replay()] == [1]
+    again.close()
+    assert Journal(tmp_path).read_checkpoint() == note
+
+
+def test_a_checkpoint_whose_records_were_dropped_is_not_believed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Records after the checkpoint dropped past the journal's bound: its states would
+    go on across the gap, so every asset starts afresh, with a warning."""
+    monkeypatch.setattr(journal_module, "SEGMENT_BYTES", 100)
+    monkeypatch.setattr(journal_module, "MAX_BYTES", 300)
+    monkeypatch.setattr(journal_module, "_MAX_SEGMENTS", 3)
+    journal = Journal(tmp_path)
+    journal.append(_messages(1), arrival_s=0.0)
+    journal.checkpoint({"decided": {}, "assets": {}}, -1)
+    for i in range(1, 20):
+        journal.append(_messages(2, i), arrival_s=float(i))
+    assert journal.dropped > 0
+    journal.close()
+    with caplog.at_level(logging.WARNING, logger="aewatch.journal"):
+        assert Journal(tmp_path).read_checkpoint() == {}
+    assert "older than the records kept" in caplog.text
+
+
+def test_an_earlier_versions_stop_note_is_read_once(tmp_path: Path) -> None:
+    """A clean stop of a version before checkpoints left ``stop.json``: the first start
+    goes on from it and removes it (its checkpoints take over)."""
+    note = {"decided": {"well-1": 1_700_000_123.5}, "assets": {}}
+    (tmp_path / "stop.json").write_text(json.dumps(note))
+    assert Journal(tmp_path).read_checkpoint() == note
+    assert not (tmp_path / "stop.json").exists()
+    assert Journal(tmp_path).read_checkpoint() == {}
+
+
+@pytest.mark.parametrize("text", ["[1, 2]\n", "{not json\n", '{"released": "3"}\n'])
+def test_an_unreadable_checkpoint_is_ignored_with_a_warning(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, text: str
 ) -> None:
-    (tmp_path / "stop.json").write_text(text)
+    (tmp_path / "checkpoint.json").write_text(text)
     with caplog.at_level(logging.WARNING, logger="aewatch.journal"):
-        assert Journal(tmp_path).take_stop_note() == {}
+        assert Journal(tmp_path).read_checkpoint() == {}
     assert "starts afresh" in caplog.text
-    assert not (tmp_path / "stop.json").exists()

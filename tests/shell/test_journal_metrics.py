@@ -83,6 +83,7 @@ def test_the_journal_metrics_read_the_journal_and_the_daemons_counts(tmp_path: P
     for i in range(3):
         journal.append([(f"plant/w{i}/flow", b"1.5"), (f"plant/w{i}/rpm", b"1480")], arrival_s=i)
     journal.release(0)
+    journal.checkpoint({}, 0)  # lets record 0 go
     daemon.counts.replayed, daemon.counts.journal_failed, daemon.counts.held = 7, 5, 3
     journal.dropped = 2
     try:
@@ -125,18 +126,18 @@ def test_a_start_exports_the_messages_it_replayed(
 
 
 @pytest.mark.broker
-def test_a_stop_note_that_does_not_fit_starts_its_assets_afresh(
+def test_a_checkpoint_that_does_not_fit_starts_its_assets_afresh(
     broker: Broker, bundle: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A saved state of the serving model that does not fit it is refused, once in the
-    log for all; one saved under another model is passed over; the note is taken."""
+    log for all; one saved under another model is passed over; the stop writes its own."""
     version = ModelBundle.load(bundle).version
     left = Journal(tmp_path / "state" / "journal")
     saved = {
         "well-1": {"model": version, "state": {"smoothed": 1.0}},
         "well-2": {"model": "another model", "state": {}},
     }
-    left.save_stop_note({"decided": {"well-1": 1_700_000_000.0}, "assets": saved})
+    left.checkpoint({"decided": {"well-1": 1_700_000_000.0}, "assets": saved}, -1)
     left.close()
     config = load_config(_config_file(tmp_path, broker, bundle, "note", port=0), environ={})
     daemon = Daemon(config)
@@ -147,9 +148,9 @@ def test_a_stop_note_that_does_not_fit_starts_its_assets_afresh(
         "1 assets start afresh: their saved state does not fit their model, e.g. well-1 "
         "(not a detector state" in caplog.text
     )
-    assert "going on from the last stop: 0 of 2 assets from their saved state" in caplog.text
-    note = json.loads((tmp_path / "state" / "journal" / "stop.json").read_text())
-    assert note == {"decided": {}, "assets": {}}  # the stop's own: nothing was tracked
+    assert "going on from the last checkpoint: 0 of 2 assets from their saved state" in caplog.text
+    note = json.loads((tmp_path / "state" / "journal" / "checkpoint.json").read_text())
+    assert note == {"decided": {}, "assets": {}, "released": -1}  # the stop's: none tracked
 
 
 @pytest.mark.broker

@@ -8,13 +8,21 @@ before it acknowledges it, one record per socket read, and the scoring worker
 :meth:`Journal.release` s records once their readings are done with (scored, their
 outputs acknowledged by the broker, and outside every window still to come). At start
 :meth:`Journal.replay` hands back every record not released, oldest first, and the
-daemon scores them again. After a clean stop the daemon goes on where it stopped: the stop
-leaves a note (:meth:`Journal.save_stop_note`: each asset's newest decided window and its
-decisions' state), which the next start reads back and removes, and the windows the
-earlier process decided are not decided again; after a kill they are, so outputs may
-repeat, under the same alert ids.
+daemon scores them again.
 
-Files: ``DIR/stop.json`` (written at a clean stop, removed at the next start),
+What the replay rebuilds is decided from a *checkpoint*, so that a restart goes on where
+the last process was: every few seconds and at a clean stop the daemon saves each asset's
+newest decided window and its decisions' state (:meth:`Journal.checkpoint`), once the
+broker has taken every output published until then, with the records released at that
+moment. Released records become deletable only through a checkpoint, so the records after
+the newest one are always on disk: a start after a clean stop or a kill restores the
+checkpoint's states (:meth:`Journal.read_checkpoint`), replays the records after it, and
+decides again only the windows after its marks, from the state they were decided from;
+outputs the killed process published after its last checkpoint repeat, under the same
+alert ids.
+
+Files: ``DIR/checkpoint.json`` (the newest checkpoint; ``stop.json`` is an earlier
+version's, read once), ``DIR/released`` (the released seq of the newest checkpoint),
 ``DIR/SEQ.aej``, each a run of records from the record numbered ``SEQ`` on; a new
 segment starts at every start of the daemon and after :data:`SEGMENT_BYTES`. A record is
 ``length (4) crc32 (4) body``, the body ``seq (8) arrival_s (8) count (4)`` then per
@@ -31,7 +39,6 @@ import logging
 import os
 import struct
 import threading
-import time
 import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -43,9 +50,9 @@ SEGMENT_BYTES = 1 << 20  # a segment is closed past this size, so released ones 
 MAX_BYTES = 256 << 20  # beyond this, records still needed are dropped, oldest first
 _MAX_SEGMENTS = MAX_BYTES // SEGMENT_BYTES  # fewer cannot be over MAX_BYTES (but by a record)
 _SUFFIX = ".aej"
-_RELEASED = "released"  # the highest seq released, so a start replays no record twice
-_STOP_NOTE = "stop.json"  # what a clean stop left for the next start
-_SAVE_EVERY_S = 1.0
+_RELEASED = "released"  # the newest checkpoint's released seq: a start replays after it
+_CHECKPOINT = "checkpoint.json"  # the newest checkpoint, for the next start
+_OLD_STOP_NOTE = "stop.json"  # what a clean stop of an earlier version left
 _FRAME = struct.Struct("!II")  # body length, crc32 of the body
 _HEAD = struct.Struct("!QdI")  # seq, arrival time, message count
 _MESSAGE = struct.Struct("!HI")  # topic length, payload length
@@ -83,15 +90,16 @@ class Journal:
         self._segments: list[tuple[int, Path]] = sorted(
             (int(path.stem), path) for path in folder.glob(f"*{_SUFFIX}") if path.stem.isdigit()
         )  # oldest first: (first seq, path)
-        self._released = _read_released(folder / _RELEASED)  # records up to it are done
+        # Records up to ``_kept_after`` are done with as of the newest checkpoint (on disk,
+        # deletable); up to ``_released`` done with in this process (kept until the next).
+        self._kept_after = _read_released(folder / _RELEASED)
+        self._released = self._kept_after
         # Never below a segment's name or the released seq: when the last segment is empty
         # (a kill before its first record was whole), records read back cannot tell, and a
         # number reused at or below the released one would be skipped by the next replay.
         self._next_seq = max([self._released + 1, *(first for first, _ in self._segments)])
         # The network thread appends, the scoring worker releases: both change the segments.
         self._lock = threading.Lock()
-        self._saved = self._released
-        self._saved_at = time.monotonic()
         self._fd: int | None = None
         self._size = 0  # bytes in the open segment
         self.dropped = 0  # records dropped unreleased past MAX_BYTES
@@ -157,12 +165,16 @@ class Journal:
             self._fd = None
 
     def release(self, seq: int) -> None:
-        """Records up to ``seq`` are done with; delete the segments that hold only such."""
+        """Records up to ``seq`` are done with: the next :meth:`checkpoint` lets them go."""
         with self._lock:
             self._released = max(self._released, seq)
-            self._trim()
-            if self._released != self._saved and time.monotonic() - self._saved_at >= _SAVE_EVERY_S:
-                self._save_released()
+
+    @property
+    def released(self) -> int:
+        """The highest seq done with (:meth:`release`); a checkpoint taken now replays the
+        records after it."""
+        with self._lock:
+            return self._released
 
     def bytes_kept(self) -> int:
         """Bytes in the segments still on disk."""
@@ -176,42 +188,69 @@ class Journal:
         """
         with self._lock:
             first = self._segments[0][0] if self._segments else self._next_seq
-            return max(0, self._next_seq - max(first, self._released + 1))
+            return max(0, self._next_seq - max(first, self._kept_after + 1))
 
-    def save_stop_note(self, note: Mapping[str, Any]) -> None:
-        """Leave ``note`` (plain JSON; infinities and NaN as JSON's ``Infinity``, ``NaN``)
-        for the next start, at a clean stop once the worker is done, through a temporary
-        file and a rename (never half)."""
-        path = self.folder / _STOP_NOTE
-        partial = path.with_suffix(".partial")
-        partial.write_text(json.dumps(note) + "\n")
-        os.replace(partial, path)
+    def checkpoint(self, note: Mapping[str, Any], released: int) -> None:
+        """Save ``note`` (plain JSON; infinities and NaN as JSON's ``Infinity``, ``NaN``)
+        as the newest checkpoint, taken when the records up to ``released`` were done
+        with, and let those go: a start from now on replays the records after it.
 
-    def take_stop_note(self) -> dict[str, Any]:
-        """What :meth:`save_stop_note` left at the last clean stop, and remove it (a later
-        start after a kill must not find it); empty when there is none or it is unreadable.
+        The note is written first, through a temporary file and a rename (never half),
+        then the released seq; a kill between the two replays more than the note needs,
+        which its decided marks skip.
+
+        Raises:
+            OSError: the note could not be written; the previous checkpoint stands.
         """
-        path = self.folder / _STOP_NOTE
+        path = self.folder / _CHECKPOINT
+        partial = path.with_suffix(".partial")
+        partial.write_text(json.dumps({**note, "released": released}) + "\n")
+        os.replace(partial, path)
+        with self._lock:
+            self._kept_after = max(self._kept_after, min(released, self._released))
+            self._save_released()
+            self._trim()
+
+    def read_checkpoint(self) -> dict[str, Any]:
+        """The newest :meth:`checkpoint`'s note (an earlier version's stop note, once), or
+        empty when there is none, it is unreadable, or records it needs are gone (dropped
+        past :data:`MAX_BYTES`): then every asset starts afresh (a warning says why)."""
+        old = self.folder / _OLD_STOP_NOTE
+        path = old if old.exists() else self.folder / _CHECKPOINT
         try:
             text = path.read_text()
         except FileNotFoundError:
             return {}
-        path.unlink(missing_ok=True)
+        if path == old:
+            old.unlink(missing_ok=True)  # read once: the checkpoints take over
         try:
             note = json.loads(text)
         except ValueError:
             note = None
-        if not isinstance(note, dict):
+        released = None if not isinstance(note, dict) else note.pop("released", self._kept_after)
+        if not isinstance(note, dict) or type(released) is not int:
             log.warning(
-                "journal: %s is not the note a stop leaves; the replayed readings' windows "
-                "are decided again and every asset starts afresh",
+                "journal: %s is not the checkpoint a run leaves; the replayed readings' "
+                "windows are decided again and every asset starts afresh",
                 path,
+            )
+            return {}
+        with self._lock:
+            first = self._segments[0][0] if self._segments else self._next_seq
+        if released < self._kept_after or first > released + 1:
+            log.warning(
+                "journal: %s is older than the records kept in %s (records after it were "
+                "dropped past %d MiB); the replayed readings' windows are decided again and "
+                "every asset starts afresh",
+                path,
+                self.folder,
+                MAX_BYTES >> 20,
             )
             return {}
         return note
 
     def close(self) -> None:
-        """Close the open segment (what was appended stays) and note what was released."""
+        """Close the open segment (what was appended stays)."""
         with self._lock:
             self._close()
 
@@ -219,16 +258,13 @@ class Journal:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
-        if self._released != self._saved:
-            self._save_released()
 
     def _save_released(self) -> None:
-        """Write the released seq through a temporary file and a rename (never half)."""
+        """Write the checkpoint's released seq through a temporary file and a rename."""
         path = self.folder / _RELEASED
         partial = path.with_suffix(".partial")
-        partial.write_text(f"{self._released}\n")
+        partial.write_text(f"{self._kept_after}\n")
         os.replace(partial, path)
-        self._saved, self._saved_at = self._released, time.monotonic()
 
     def _open_segment(self) -> None:
         self._close()
@@ -240,10 +276,11 @@ class Journal:
         self._trim()
 
     def _trim(self) -> None:
-        """Delete released segments, and the oldest beyond :data:`MAX_BYTES`."""
+        """Delete the segments the newest checkpoint released, and the oldest beyond
+        :data:`MAX_BYTES`."""
         segments = self._segments
         # A segment ends where the next starts; the open one (the last) stays.
-        while len(segments) > 1 and segments[1][0] - 1 <= self._released:
+        while len(segments) > 1 and segments[1][0] - 1 <= self._kept_after:
             _remove(segments.pop(0)[1])
         while len(segments) > _MAX_SEGMENTS and self.bytes_kept() > MAX_BYTES:
             first, path = segments.pop(0)

@@ -223,6 +223,12 @@ class Ledger:
         while self._releasing and all(info.is_published() for info in self._releasing[0][1]):
             self.journal.release(self._releasing.popleft()[0])
 
+    def unacknowledged(self, outputs: Outputs) -> list[mqtt.MQTTMessageInfo]:
+        """Every output published until now that the broker has not acknowledged: those
+        waiting to release their records and those ``outputs`` still holds (worker thread)."""
+        waiting = [info for _, sent in self._releasing for info in sent if not info.is_published()]
+        return waiting + outputs.unacknowledged(hand_over=False)
+
     def _is_done(self, mark: _Mark, now_s: float, pipeline: Pipeline[ServedModel]) -> bool:
         """Whether every asset of ``mark`` is done with its readings (intake lock held).
 

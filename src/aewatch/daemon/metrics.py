@@ -404,7 +404,7 @@ def _journal_families(d: MetricsSnapshot) -> Iterator[Metric]:
     )
     yield _gauge(
         "aewatch_journal_records",
-        "Journal records not yet released: what a start now would replay.",
+        "Journal records not yet released by a checkpoint: what a start now would replay.",
         0 if journal is None else journal.records,
     )
     yield _gauge(

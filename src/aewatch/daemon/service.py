@@ -30,6 +30,7 @@ The parts it wires: :class:`Intake` (network thread), :class:`Pipeline` (worker)
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import logging
 import math
@@ -46,6 +47,7 @@ from aewatch.core import messages
 from aewatch.core.pipeline import Pipeline
 from aewatch.daemon.asset_errors import AssetErrors
 from aewatch.daemon.asset_gauges import AssetGauges
+from aewatch.daemon.checkpoint import Checkpoints
 from aewatch.daemon.fleet import Fleet, ServedModel, load_fleet
 from aewatch.daemon.intake import Intake, RateLimitedLog, ReadingQueue
 from aewatch.daemon.ledger import Ledger, open_journal
@@ -161,8 +163,18 @@ class Daemon:
             if self.journal is None
             else Ledger(self.journal, self.intake, self.counts, self._intake_lock)
         )
-        # Set while the journal's replay after a clean stop skips the windows decided
-        # before it (the worker clears it once the replay is ingested).
+        # Each asset's decisions' state, saved now and then and at a clean stop (worker).
+        self.checkpoints = (
+            None
+            if self.journal is None or self.ledger is None
+            else Checkpoints(
+                self.journal,
+                self.pipeline,
+                functools.partial(self.ledger.unacknowledged, self.outputs),
+            )
+        )
+        # Set while the journal's replay is ingested, skipping the windows decided before
+        # the newest checkpoint (the worker clears it once it has taken every record).
         self._is_replaying = False
 
     # -- lifecycle -------------------------------------------------------------------
@@ -195,7 +207,8 @@ class Daemon:
                 "those not yet scored; set state_dir to a folder only this daemon writes"
             )
         if self.journal is not None:
-            self._go_on(self.journal.take_stop_note())
+            self._is_replaying = True  # until the worker has taken every replayed record
+            self._go_on(self.journal.read_checkpoint())
         self._worker.start()
         if self.ledger is not None:
             self.ledger.replay(self._worker.is_alive)
@@ -335,7 +348,8 @@ class Daemon:
             # has taken them by the time it took the status behind them: release what is
             # done, so the next start replays only what the next windows need.
             self.ledger.settle(self.ledger.marked, self.pipeline, self.outputs)
-            self._leave_stop_note()
+            if self.checkpoints is not None and not self._is_replaying:
+                self.checkpoints.final()
         self.client.disconnect()
         self.client.loop_stop()
         if self.journal is not None:
@@ -480,6 +494,8 @@ class Daemon:
                     self._take_reload(*self._reload)
                 if ledger is not None and not self.pipeline.pending:
                     ledger.settle(marked, self.pipeline, self.outputs)
+                    if self.checkpoints is not None and not self._is_replaying:
+                        self.checkpoints.tick()
             except Exception:  # a bug in one batch must not stop scoring for good
                 self.counts.internal_error += 1
                 self.liveness.failed(time.monotonic())
@@ -495,38 +511,22 @@ class Daemon:
             return
         self.pipeline.end_replay()
         self._is_replaying = False
-        log.info(
-            "replay ingested: %d windows the last run had decided were not decided again",
-            self.pipeline.skipped,
-        )
-
-    def _leave_stop_note(self) -> None:
-        """Leave the next start each asset's newest decided window and its decisions'
-        state (with the version of the model that made it), so it goes on from here."""
-        assert self.journal is not None
-        assets = {
-            asset: {"model": model.version, "state": state}
-            for asset, (model, state) in self.pipeline.states().items()
-        }
-        try:
-            self.journal.save_stop_note({"decided": self.pipeline.decided(), "assets": assets})
-        except OSError as err:
-            log.warning(
-                "stop: cannot write the stop note to %s (%s); the next start decides the "
-                "replayed readings' windows again and starts every asset afresh",
-                self.journal.folder,
-                err.strerror or err,
+        if ledger.replay_end:
+            log.info(
+                "replay ingested: %d windows the last run had decided were not decided again",
+                self.pipeline.skipped,
             )
 
     def _go_on(self, note: dict[str, Any]) -> None:
-        """Start from what the last clean stop left (:meth:`_leave_stop_note`): each asset
-        served by the same model goes on from its state, and the windows decided before
-        the stop are not decided again when the journal replays their readings."""
+        """Start from the newest checkpoint (:class:`Checkpoints`, a clean stop's or the
+        last before a kill): each asset served by the same model goes on from its state,
+        and the windows decided before it are not decided again when the journal replays
+        their readings."""
         if not note:
-            return  # a first start, or one after a kill
+            return  # a first start, or none usable
         decided, assets = note.get("decided", {}), note.get("assets", {})
         if not isinstance(decided, dict) or not isinstance(assets, dict):
-            log.warning("the stop note is not in the form a stop leaves; it is ignored")
+            log.warning("the checkpoint is not in the form a run leaves; it is ignored")
             return
         restored, unfit = 0, []
         for asset, saved in assets.items():
@@ -550,9 +550,8 @@ class Daemon:
         }
         if marks:
             self.pipeline.skip_decided(marks)
-            self._is_replaying = True
         log.info(
-            "going on from the last stop: %d of %d assets from their saved state",
+            "going on from the last checkpoint: %d of %d assets from their saved state",
             restored,
             len(assets),
         )

@@ -1,0 +1,147 @@
+"""Checkpoints of the decisions' state, so a restart after a kill goes on too (shell).
+
+A restart replays the journal's records still needed for the windows to come (see
+:mod:`aewatch.daemon.journal`). Those records also hold rows of windows the earlier
+process had decided, and without its state (the checks' CUSUM sums and latches, the
+smoothed error, the drift baseline, the open alert) the new process would decide them
+again from nothing: a shift sum building up is forgotten, an alert held through a partly
+undone step is resolved. So the scoring worker saves, once a start's replay is through,
+then every :data:`EVERY_S` seconds and at a clean stop, each asset's newest decided
+window and its decisions' state (:meth:`Pipeline.decided <aewatch.core.pipeline.Pipeline.decided>`,
+:meth:`Pipeline.states <aewatch.core.pipeline.Pipeline.states>`) with the journal's
+released seq at that moment.
+
+A checkpoint is written only once the broker has acknowledged every output published
+until it was taken: a start skips the windows up to its marks, so an alert of one of
+them must already be out. Until then it waits (the newer decisions go on), and the
+journal keeps every record after the newest written one. The worker takes one when no
+window waits, and never while a start's replay is being skipped through; it costs the
+worker at most :data:`COST_SHARE` of its time (a fleet whose states take longer to save
+is saved less often).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import paho.mqtt.client as mqtt
+
+from aewatch.core.pipeline import Pipeline
+from aewatch.daemon.fleet import ServedModel
+from aewatch.daemon.journal import Journal
+
+__all__ = ["COST_SHARE", "EVERY_S", "Checkpoints"]
+
+EVERY_S = 1.0  # seconds between checkpoints, at least
+COST_SHARE = 0.02  # of the worker's time that saving the states may take, at most
+
+log = logging.getLogger("aewatch.daemon")
+
+
+@dataclass(slots=True)
+class _Taken:
+    """A checkpoint taken and not yet written: its note, the released seq when taken,
+    and the outputs published until then that the broker had not acknowledged."""
+
+    note: dict[str, Any]
+    released: int
+    sent: list[mqtt.MQTTMessageInfo] = field(default_factory=list)
+    taken_s: float = 0.0  # the clock when taken
+    cost_s: float = 0.0  # the worker's time taking it cost
+
+    def is_delivered(self) -> bool:
+        self.sent = [info for info in self.sent if not info.is_published()]
+        return not self.sent
+
+
+class Checkpoints:
+    """Take and write checkpoints of ``pipeline`` into ``journal`` (worker thread).
+
+    ``unacknowledged`` gives the outputs published so far that the broker has not
+    acknowledged (:meth:`~aewatch.daemon.ledger.Ledger.unacknowledged`).
+    """
+
+    def __init__(
+        self,
+        journal: Journal,
+        pipeline: Pipeline[ServedModel],
+        unacknowledged: Callable[[], list[mqtt.MQTTMessageInfo]],
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.journal = journal
+        self.pipeline = pipeline
+        self.unacknowledged = unacknowledged
+        self.clock = clock
+        self._taken: _Taken | None = None
+        # The first is due at once: a start that gets through its replay saves where it
+        # is, so a run killed over and over soon after its start does not replay more
+        # each time.
+        self._next_s = clock()
+        self.written = 0  # checkpoints written by this process
+        self._failed = False  # the last write failed (logged once until one succeeds)
+
+    def tick(self) -> None:
+        """Write the checkpoint waiting for its outputs once they are out, and take the
+        next when it is due (no window waiting, no replay being skipped through)."""
+        if self._taken is not None and self._taken.is_delivered():
+            self._write(self._taken)
+            self._taken = None
+        if self._taken is None and self.clock() >= self._next_s:
+            self._taken = self._take()
+            if self._taken.is_delivered():
+                self._write(self._taken)
+                self._taken = None
+
+    def final(self) -> bool:
+        """At a clean stop, once the worker drained: write a last checkpoint, or, when the
+        broker has not acknowledged every output, the one waiting if its are out. Whether
+        the last one was written."""
+        if self._taken is not None and self._taken.is_delivered():
+            self._write(self._taken)
+        self._taken = None
+        last = self._take()
+        if last.is_delivered():
+            return self._write(last)
+        log.warning(
+            "stop: the broker has not acknowledged %d outputs; the next start decides the "
+            "windows since the last checkpoint again and publishes them once more",
+            len(last.sent),
+        )
+        return False
+
+    def _take(self) -> _Taken:
+        started = self.clock()
+        assets = {
+            asset: {"model": model.version, "state": state}
+            for asset, (model, state) in self.pipeline.states().items()
+        }
+        note = {"decided": self.pipeline.decided(), "assets": assets}
+        taken = _Taken(note, self.journal.released, self.unacknowledged(), started)
+        taken.cost_s = self.clock() - started
+        self._next_s = started + max(EVERY_S, taken.cost_s / COST_SHARE)
+        return taken
+
+    def _write(self, taken: _Taken) -> bool:
+        started = self.clock()
+        try:
+            self.journal.checkpoint(taken.note, taken.released)
+        except OSError as err:
+            if not self._failed:
+                log.warning(
+                    "cannot write a checkpoint to %s (%s); the journal keeps every record "
+                    "since the last one, and a start decides their windows again",
+                    self.journal.folder,
+                    err.strerror or err,
+                )
+            self._failed = True
+            return False
+        self._failed = False
+        self.written += 1
+        cost_s = taken.cost_s + self.clock() - started
+        self._next_s = max(self._next_s, taken.taken_s + cost_s / COST_SHARE)
+        return True
