@@ -8,7 +8,9 @@ import functools
 import itertools
 import json
 import logging
+import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -66,6 +68,7 @@ def test_a_checkpoint_waits_for_the_broker_to_take_the_outputs_before_it(
 ) -> None:
     checkpoints, _, client, note, ledger, queue = _setup(bundle, tmp_path)
     checkpoints.tick()
+    checkpoints.wait()
     assert not note.exists()  # taken at once, but the alert is not out
     decided = checkpoints.pipeline.decided()
     assert set(decided) == {"well-1"}
@@ -73,12 +76,37 @@ def test_a_checkpoint_waits_for_the_broker_to_take_the_outputs_before_it(
     assert checkpoints.pipeline.decided()["well-1"] > decided["well-1"]
     client.ack_all()
     checkpoints.tick()
+    checkpoints.wait()  # written in a thread of its own
     saved = json.loads(note.read_text())
     assert saved["decided"] == decided  # what was decided when it was taken
     assert set(saved["assets"]) == {"well-1"}
     assert checkpoints.written == 1
     checkpoints.tick()
+    checkpoints.wait()
     assert checkpoints.written == 1  # the next one comes EVERY_S after the last was taken
+
+
+def test_the_worker_does_not_wait_for_the_write(
+    bundle: ModelBundle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The checkpoint is written in a thread of its own, one at a time; a stop waits for
+    it before writing its own."""
+    checkpoints, clock, client, note, *_ = _setup(bundle, tmp_path)
+    client.ack_all()
+    write, go_on = checkpoints.journal.checkpoint, threading.Event()
+
+    def slow_disk(*args: Any) -> None:
+        assert go_on.wait(30)
+        write(*args)
+
+    monkeypatch.setattr(checkpoints.journal, "checkpoint", slow_disk)
+    checkpoints.tick()  # returns with the write under way
+    assert not note.exists() and checkpoints.written == 0
+    clock.now = 10 * EVERY_S
+    checkpoints.tick()  # due, but one write at a time: nothing taken
+    go_on.set()
+    assert checkpoints.final()  # waits for the first, then writes its own
+    assert checkpoints.written == 2 and note.exists()
 
 
 def test_saving_many_states_is_done_less_often(
@@ -95,12 +123,15 @@ def test_saving_many_states_is_done_less_often(
 
     monkeypatch.setattr(checkpoints.pipeline, "states", slow_states)
     checkpoints.tick()
+    checkpoints.wait()
     assert checkpoints.written == 1
     clock.now = 2 * EVERY_S
     checkpoints.tick()
+    checkpoints.wait()
     assert checkpoints.written == 1
     clock.now = 1.0 / COST_SHARE
     checkpoints.tick()
+    checkpoints.wait()
     assert checkpoints.written == 2
 
 
@@ -135,9 +166,11 @@ def test_a_checkpoint_that_cannot_be_written_is_logged_once_and_tried_again(
         for tick in range(3):
             clock.now = tick * EVERY_S
             checkpoints.tick()
+            checkpoints.wait()
     assert caplog.text.count("cannot write a checkpoint") == 1
     assert "No space left on device" in caplog.text
     monkeypatch.setattr(checkpoints.journal, "checkpoint", write)
     clock.now = 3 * EVERY_S
     checkpoints.tick()
+    checkpoints.wait()
     assert note.exists() and checkpoints.written == 1
