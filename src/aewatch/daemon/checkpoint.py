@@ -16,10 +16,11 @@ until it was taken: a start skips the windows up to its marks, so an alert of on
 them must already be out. Until then it waits (the newer decisions go on), and the
 journal keeps every record after the newest written one. The worker takes one when no
 window waits, and never while a start's replay is being skipped through; a thread of its
-own turns it into JSON and writes it (most of the time a checkpoint takes: for 1 000
-three-channel assets 28 ms to take, 67 ms to write), so the worker is not held up for
-the whole of it. Taking and writing cost at most :data:`COST_SHARE` of the time (a fleet
-whose states take longer to save is saved less often).
+own turns it into JSON, an asset at a time, and writes it (most of the time a checkpoint
+takes: for 1 000 three-channel assets 28-46 ms to take, 67-112 ms to write), so the
+worker is not held up for the whole of it. Taking and writing cost at most
+:data:`COST_SHARE` of the time (a fleet whose states take longer to save is saved less
+often).
 """
 
 from __future__ import annotations

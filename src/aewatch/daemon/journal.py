@@ -204,7 +204,7 @@ class Journal:
         """
         path = self.folder / _CHECKPOINT
         partial = path.with_suffix(".partial")
-        partial.write_text(json.dumps({**note, "released": released}) + "\n")
+        partial.write_text(_json_in_parts({**note, "released": released}) + "\n")
         os.replace(partial, path)
         with self._lock:
             self._kept_after = max(self._kept_after, min(released, self._released))
@@ -295,6 +295,20 @@ class Journal:
                 MAX_BYTES >> 20,
                 lost,
             )
+
+
+def _json_in_parts(note: Mapping[str, Any]) -> str:
+    """``json.dumps(note)``, each item of a mapping inside it encoded on its own: JSON's
+    encoder holds the interpreter for the whole of one call, and a checkpoint of a large
+    fleet written in one call would hold the scoring worker up as long (tens of ms)."""
+    parts = []
+    for key, value in note.items():
+        if isinstance(value, Mapping):
+            inner = ", ".join(f"{json.dumps(k)}: {json.dumps(v)}" for k, v in value.items())
+            parts.append(f"{json.dumps(key)}: {{{inner}}}")
+        else:
+            parts.append(f"{json.dumps(key)}: {json.dumps(value)}")
+    return "{" + ", ".join(parts) + "}"
 
 
 def _read_segment(path: Path) -> Iterator[Record]:
