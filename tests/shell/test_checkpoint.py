@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from aewatch.daemon.checkpoint import COST_SHARE, EVERY_S, Checkpoints
+from aewatch.daemon.checkpoint import COST_SHARE, EVERY_S, MAX_EVERY_S, Checkpoints
 from aewatch.daemon.ledger import Ledger
 from aewatch.daemon.reading_queue import ReadingQueue
 from aewatch.model.bundle import ModelBundle
@@ -95,9 +95,9 @@ def test_the_worker_does_not_wait_for_the_write(
     client.ack_all()
     write, go_on = checkpoints.journal.checkpoint, threading.Event()
 
-    def slow_disk(*args: Any) -> None:
+    def slow_disk(*args: Any) -> int:
         assert go_on.wait(30)
-        write(*args)
+        return write(*args)
 
     monkeypatch.setattr(checkpoints.journal, "checkpoint", slow_disk)
     checkpoints.tick()  # returns with the write under way
@@ -133,6 +133,34 @@ def test_saving_many_states_is_done_less_often(
     checkpoints.tick()
     checkpoints.wait()
     assert checkpoints.written == 2
+
+
+def test_checkpoints_write_no_more_bytes_than_the_journal(
+    bundle: ModelBundle, tmp_path: Path
+) -> None:
+    """A busy journal: a checkpoint a second; a quiet one: MAX_EVERY_S apart."""
+    checkpoints, clock, client, note, *_ = _setup(bundle, tmp_path)
+    client.ack_all()
+    checkpoints.tick()
+    checkpoints.wait()
+    size = note.stat().st_size
+    checkpoints.journal.append([("plant/well-1/a", b"x" * (5 * size))], arrival_s=0.0)
+    clock.now = EVERY_S  # five checkpoints' worth of readings came in that second
+    checkpoints.tick()
+    checkpoints.wait()
+    assert checkpoints.written == 2
+    clock.now = 2 * EVERY_S  # nothing came in since
+    checkpoints.tick()
+    checkpoints.wait()
+    assert checkpoints.written == 3
+    clock.now = 2 * EVERY_S + MAX_EVERY_S - 1.0
+    checkpoints.tick()
+    checkpoints.wait()
+    assert checkpoints.written == 3
+    clock.now = 2 * EVERY_S + MAX_EVERY_S
+    checkpoints.tick()
+    checkpoints.wait()
+    assert checkpoints.written == 4
 
 
 def test_a_stop_writes_a_last_checkpoint_only_with_its_outputs_out(

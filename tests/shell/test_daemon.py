@@ -553,6 +553,7 @@ def test_a_restart_after_a_kill_goes_on_from_the_last_checkpoint(
     disk by itself) is followed from the newest: its windows are not decided again, and
     the two runs raise and resolve what offline scoring of the whole stream does."""
     monkeypatch.setattr(checkpoint, "EVERY_S", 0.2)
+    monkeypatch.setattr(checkpoint, "MAX_EVERY_S", 0.5)  # once the readings stop, too
     config = bench.config(broker, state_dir=bench.folder / "state")
     noise, first_id = bench.plant.noise, bench.plant.noise_offline.events[0].alert_id
     watcher = Peer(broker, bench.outputs)

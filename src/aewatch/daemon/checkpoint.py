@@ -20,7 +20,11 @@ own turns it into JSON, an asset at a time, and writes it (most of the time a ch
 takes: for 1 000 three-channel assets 28-46 ms to take, 67-112 ms to write), so the
 worker is not held up for the whole of it. Taking and writing cost at most
 :data:`COST_SHARE` of the time (a fleet whose states take longer to save is saved less
-often).
+often). And checkpoints write no more bytes than the journal does: a fleet of many
+channels read slowly (a hundred assets with ten channels read every ten seconds journal
+a few kB a second, and a checkpoint of them is about 1 MB) is saved every few minutes
+(at most :data:`MAX_EVERY_S` apart), not every second, so that the disk, often flash on
+an edge box, is not worn by the states more than by the data.
 """
 
 from __future__ import annotations
@@ -38,10 +42,11 @@ from aewatch.core.pipeline import Pipeline
 from aewatch.daemon.fleet import ServedModel
 from aewatch.daemon.journal import Journal
 
-__all__ = ["COST_SHARE", "EVERY_S", "Checkpoints"]
+__all__ = ["COST_SHARE", "EVERY_S", "MAX_EVERY_S", "Checkpoints"]
 
 EVERY_S = 1.0  # seconds between checkpoints, at least
-COST_SHARE = 0.02  # of the worker's time that saving the states may take, at most
+MAX_EVERY_S = 300.0  # seconds between checkpoints, at most (while outputs are delivered)
+COST_SHARE = 0.02  # of the time that taking and writing checkpoints may take, at most
 
 log = logging.getLogger("aewatch.daemon")
 
@@ -89,6 +94,8 @@ class Checkpoints:
         self.written = 0  # checkpoints written by this process
         self._failed = False  # the last write failed (logged once until one succeeds)
         self._writer: threading.Thread | None = None  # the write under way, if any
+        # The journal's bytes and the clock at the last write: its write rate since.
+        self._appended, self._appended_s = journal.appended, clock()
 
     def tick(self) -> None:
         """Start writing the checkpoint waiting for its outputs once they are out, and
@@ -157,7 +164,7 @@ class Checkpoints:
         """Write ``taken`` (the writer's thread, or the worker's at a stop)."""
         started = self.clock()
         try:
-            self.journal.checkpoint(taken.note, taken.released)
+            size = self.journal.checkpoint(taken.note, taken.released)
         except OSError as err:
             if not self._failed:
                 log.warning(
@@ -170,6 +177,11 @@ class Checkpoints:
             return False
         self._failed = False
         self.written += 1
-        cost_s = taken.cost_s + self.clock() - started
-        self._next_s = max(self._next_s, taken.taken_s + cost_s / COST_SHARE)
+        now = self.clock()
+        cost_s = taken.cost_s + now - started
+        appended, self._appended = self.journal.appended - self._appended, self.journal.appended
+        rate = appended / max(now - self._appended_s, 1e-3)  # the journal's bytes a second
+        self._appended_s = now
+        as_much_s = MAX_EVERY_S if rate * MAX_EVERY_S <= size else size / rate
+        self._next_s = max(self._next_s, taken.taken_s + max(cost_s / COST_SHARE, as_much_s))
         return True

@@ -103,6 +103,7 @@ class Journal:
         self._fd: int | None = None
         self._size = 0  # bytes in the open segment
         self.dropped = 0  # records dropped unreleased past MAX_BYTES
+        self.appended = 0  # bytes of records written by this process
 
     def replay(self) -> Iterator[Record]:
         """Every record in the journal not released, oldest first (before :meth:`append`)."""
@@ -147,6 +148,7 @@ class Journal:
             self._cut_back()
             raise
         self._size += len(data)
+        self.appended += len(data)
         self._next_seq = seq + 1
         return seq
 
@@ -190,26 +192,28 @@ class Journal:
             first = self._segments[0][0] if self._segments else self._next_seq
             return max(0, self._next_seq - max(first, self._kept_after + 1))
 
-    def checkpoint(self, note: Mapping[str, Any], released: int) -> None:
+    def checkpoint(self, note: Mapping[str, Any], released: int) -> int:
         """Save ``note`` (plain JSON; infinities and NaN as JSON's ``Infinity``, ``NaN``)
         as the newest checkpoint, taken when the records up to ``released`` were done
         with, and let those go: a start from now on replays the records after it.
 
         The note is written first, through a temporary file and a rename (never half),
         then the released seq; a kill between the two replays more than the note needs,
-        which its decided marks skip.
+        which its decided marks skip. Returns the note's size in bytes.
 
         Raises:
             OSError: the note could not be written; the previous checkpoint stands.
         """
         path = self.folder / _CHECKPOINT
         partial = path.with_suffix(".partial")
-        partial.write_text(_json_in_parts({**note, "released": released}) + "\n")
+        text = _json_in_parts({**note, "released": released}) + "\n"
+        partial.write_text(text)
         os.replace(partial, path)
         with self._lock:
             self._kept_after = max(self._kept_after, min(released, self._released))
             self._save_released()
             self._trim()
+        return len(text)
 
     def read_checkpoint(self) -> dict[str, Any]:
         """The newest :meth:`checkpoint`'s note (an earlier version's stop note, once), or
