@@ -29,6 +29,7 @@ import argparse
 import statistics
 import sys
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -67,17 +68,34 @@ def features(z: Array, ez: Array, j: int) -> Array:
     return np.hstack([*parts, np.ones((len(z), 1))])
 
 
-def slow_mean(r: Array, period_s: float) -> Array:
-    """The residual's exponentially weighted mean over ``SLOW_S``, from 0."""
-    alpha, level, out = 1.0 - np.exp(-period_s / SLOW_S), np.zeros(r.shape[1]), np.empty_like(r)
+def slow_mean(r: Array, period_s: float, slow_s: float = SLOW_S) -> Array:
+    """The residual's exponentially weighted mean over ``slow_s``, from 0."""
+    alpha, level, out = 1.0 - np.exp(-period_s / slow_s), np.zeros(r.shape[1]), np.empty_like(r)
     for t in range(len(r)):
         level += alpha * (r[t] - level)
         out[t] = level
     return out
 
 
-def day(scenario: str, seed: int, margin: float, warm_s: float) -> dict[str, object]:
+@dataclass(frozen=True, slots=True)
+class Options:
+    """The check's settings: limit ``margin`` × the held-out largest, ``warm_s`` before a
+    fresh start may raise, resolved under ``release`` × the limit, a mean over ``slow_s``."""
+
+    margin: float = 1.5
+    warm_s: float = 10800.0
+    release: float = 0.5
+    slow_s: float = SLOW_S
+
+
+def day(scenario: str, seed: int, options: Options) -> dict[str, object]:
     """One seed's week and day: the relation check's alerts, the product's, the tallies."""
+    margin, warm_s, release, slow_s = (
+        options.margin,
+        options.warm_s,
+        options.release,
+        options.slow_s,
+    )
     period = qs.SIM_PERIOD_S
     week = simulate(scenario, hours=qs.SIM_HISTORY_HOURS, period_s=period, seed=seed)
     faulty = simulate(
@@ -99,8 +117,8 @@ def day(scenario: str, seed: int, margin: float, warm_s: float) -> dict[str, obj
         w = np.linalg.solve(a.T @ a + RIDGE * np.eye(a.shape[1]), a.T @ z[warm:split, j])
         residual[:, j] = (z[:, j] - features(z, ez, j) @ w) * scale[j]
         residual_day[:, j] = (zy[:, j] - features(zy, ezy, j) @ w) * scale[j]
-    limit = margin * np.abs(slow_mean(residual, period)[split:]).max(axis=0)
-    ratio = np.abs(slow_mean(residual_day, period)) / limit
+    limit = margin * np.abs(slow_mean(residual, period, slow_s)[split:]).max(axis=0)
+    ratio = np.abs(slow_mean(residual_day, period, slow_s)) / limit
     ratio[: int(warm_s / period)] = 0.0
     times = np.asarray(faulty.timestamps, float)
     relation: list[qs.Alert] = []
@@ -108,7 +126,7 @@ def day(scenario: str, seed: int, margin: float, warm_s: float) -> dict[str, obj
     for t, row in zip(times, ratio, strict=True):
         if raised_s is None and row.max() > 1.0:
             raised_s, channel = float(t), faulty.channels[int(row.argmax())]
-        elif raised_s is not None and row.max() < 0.5:
+        elif raised_s is not None and row.max() < release:
             relation.append(qs.Alert(raised_s, float(t), channel))
             raised_s = None
     if raised_s is not None:
@@ -167,6 +185,10 @@ def main() -> None:
     parser.add_argument("--margin", type=float, default=1.5)
     parser.add_argument("--warm-s", type=float, default=10800.0)
     parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument(
+        "--release", type=float, default=0.5, help="resolve under this share of the limit"
+    )
+    parser.add_argument("--slow-s", type=float, default=SLOW_S, help="the residual's mean, s")
     args = parser.parse_args()
     pooled: dict[str, tuple[list[qs.Catch], int]] = {}
     with ProcessPoolExecutor(2) as pool:
@@ -174,8 +196,7 @@ def main() -> None:
             day,
             [args.scenario] * args.seeds,
             range(args.seeds),
-            [args.margin] * args.seeds,
-            [args.warm_s] * args.seeds,
+            [Options(args.margin, args.warm_s, args.release, args.slow_s)] * args.seeds,
         )
         for run in runs:
             seed, tallies = run["seed"], run["tallies"]

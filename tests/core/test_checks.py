@@ -545,6 +545,18 @@ def test_a_level_that_wanders_over_the_history_is_not_steady() -> None:
     assert steady_levels([rows], level, np.ones(2)).tolist() == [True, False]
 
 
+def test_checks_with_values_past_their_arithmetic_are_refused(checks: ChannelChecks) -> None:
+    """A spike unit of 1e308 (a mutated bundle, drawn by test_bundle_validation's fuzzing)
+    overflowed when multiplied by the spike level; it is refused on load, named."""
+    saved = checks.to_json()
+    c = checks.model.channels
+    for name, value in (("spike_unit", 1e308), ("high", 1e300), ("shift_limit", 1e40)):
+        huge = {**saved, name: [value] * c}
+        with pytest.raises(ValueError, match=f"{name} holds a value too large"):
+            ChannelChecks.from_json(huge)
+    assert ChannelChecks.from_json(saved).to_json() == saved
+
+
 def test_a_residual_model_too_large_for_float32_predictions_is_refused(
     checks: ChannelChecks,
 ) -> None:

@@ -200,6 +200,17 @@ class ChannelChecks:
         spike_halflife = float(obj.get("spike_halflife", 180.0))
         if not (spike_level > 0 and spike_halflife >= 1):
             raise ValueError("checks: spike_level must be > 0 and spike_halflife >= 1 sample")
+        scalars = {name: float(obj.get(name, 1.0)) for name in ("k", "k_spread", "clip")}
+        _refuse_huge(
+            {
+                **arrays,
+                **scalars,
+                "shift_scale": shift_scale,
+                "spike_unit": spike_unit,
+                "spike_limit": spike_limit,
+                "spike_level": spike_level,
+            }
+        )
         kinds = obj.get("kinds", CHECK_KINDS)
         if (
             not isinstance(kinds, list | tuple)
@@ -236,6 +247,24 @@ class ChannelChecks:
     def spike_alpha(self) -> float:
         """The spike count's decay per sample, as an EWMA's weight."""
         return 1.0 - math.pow(0.5, 1.0 / self.spike_halflife)
+
+
+def _refuse_huge(values: dict[str, Any]) -> None:
+    """Refuse a finite number past what the checks' arithmetic holds (a mutated bundle):
+    ``spike_level`` times a unit of 1e308 overflows, where a clear refusal is due.
+
+    Raises:
+        ValueError: the first such value, named.
+    """
+    for name, value in values.items():
+        if value is None:
+            continue
+        a = np.abs(np.asarray(value, dtype=np.float64))
+        if (a[np.isfinite(a)] >= _MAX_VALUE).any():
+            raise ValueError(f"checks: {name} holds a value too large (over {_MAX_VALUE:.3g})")
+
+
+_MAX_VALUE = float(np.finfo(np.float32).max) / 1e6  # as the residual model's bound
 
 
 def _spike_arrays(
