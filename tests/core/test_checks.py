@@ -14,6 +14,7 @@ from aewatch.core import checks as checks_module
 from aewatch.core.checks import (
     CHECK_KINDS,
     MOVE_CHANNELS,
+    OFF_LIMIT,
     SPREAD_MOVE_CHANNELS,
     ChannelChecks,
     ChannelMonitor,
@@ -550,10 +551,12 @@ def test_checks_with_values_past_their_arithmetic_are_refused(checks: ChannelChe
     overflowed when multiplied by the spike level; it is refused on load, named."""
     saved = checks.to_json()
     c = checks.model.channels
-    for name, value in (("spike_unit", 1e308), ("high", 1e300), ("shift_limit", 1e40)):
-        huge = {**saved, name: [value] * c}
+    for name, value in (("spike_unit", 1e308), ("high", 1e305), ("spike_level", 1e7)):
+        huge = {**saved, name: value if name == "spike_level" else [value] * c}
         with pytest.raises(ValueError, match=f"{name} holds a value too large"):
             ChannelChecks.from_json(huge)
+    off = {**saved, "shift_limit": [OFF_LIMIT] * c, "noise_limit": [OFF_LIMIT] * c}
+    assert ChannelChecks.from_json(off).shift_limit.tolist() == [OFF_LIMIT] * c  # turned off
     assert ChannelChecks.from_json(saved).to_json() == saved
 
 

@@ -200,16 +200,16 @@ class ChannelChecks:
         spike_halflife = float(obj.get("spike_halflife", 180.0))
         if not (spike_level > 0 and spike_halflife >= 1):
             raise ValueError("checks: spike_level must be > 0 and spike_halflife >= 1 sample")
-        scalars = {name: float(obj.get(name, 1.0)) for name in ("k", "k_spread", "clip")}
+        settings = {name: float(obj.get(name, 1.0)) for name in ("k", "k_spread", "clip")}
+        _refuse_huge({**settings, "spike_level": spike_level}, _MAX_SETTING)
         _refuse_huge(
             {
                 **arrays,
-                **scalars,
                 "shift_scale": shift_scale,
                 "spike_unit": spike_unit,
                 "spike_limit": spike_limit,
-                "spike_level": spike_level,
-            }
+            },
+            OFF_LIMIT,
         )
         kinds = obj.get("kinds", CHECK_KINDS)
         if (
@@ -249,9 +249,11 @@ class ChannelChecks:
         return 1.0 - math.pow(0.5, 1.0 / self.spike_halflife)
 
 
-def _refuse_huge(values: dict[str, Any]) -> None:
-    """Refuse a finite number past what the checks' arithmetic holds (a mutated bundle):
-    ``spike_level`` times a unit of 1e308 overflows, where a clear refusal is due.
+def _refuse_huge(values: dict[str, Any], bound: float) -> None:
+    """Refuse a finite number past ``bound`` (a mutated bundle): ``spike_level`` times a
+    unit of 1e308 overflows, where a clear refusal is due. The limits, units and envelope
+    may be as large as :data:`OFF_LIMIT` (a check turned off), the settings that multiply
+    them :data:`_MAX_SETTING`, so no product of the two leaves float64's range.
 
     Raises:
         ValueError: the first such value, named.
@@ -260,11 +262,11 @@ def _refuse_huge(values: dict[str, Any]) -> None:
         if value is None:
             continue
         a = np.abs(np.asarray(value, dtype=np.float64))
-        if (a[np.isfinite(a)] >= _MAX_VALUE).any():
-            raise ValueError(f"checks: {name} holds a value too large (over {_MAX_VALUE:.3g})")
+        if (a[np.isfinite(a)] > bound).any():
+            raise ValueError(f"checks: {name} holds a value too large (over {bound:.3g})")
 
 
-_MAX_VALUE = float(np.finfo(np.float32).max) / 1e6  # as the residual model's bound
+_MAX_SETTING = 1e6  # spike_level, k, k_spread, clip: a few units each when trained
 
 
 def _spike_arrays(
