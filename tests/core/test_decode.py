@@ -255,6 +255,14 @@ def test_float32_is_little_endian_and_drops_non_finite_samples() -> None:
     assert [(e.reason, e.channel) for e in decoded.errors] == [("non_finite", "flow")] * 2
 
 
+def test_a_signalling_nan_sample_is_dropped_like_any_nan() -> None:
+    """0x7f810000 is a signalling NaN: its cast to float64 raised numpy's invalid flag
+    (an error where warnings are errors; found by the random-bytes property below)."""
+    decoded = run(b"\x00\x00\x81\x7f\x00\x00\x00\x00", "float32_le", period_s=1.0)
+    assert [(r.timestamp, r.value) for r in decoded.readings] == [(ARRIVAL, 0.0)]
+    assert [e.reason for e in decoded.errors] == ["non_finite"]
+
+
 @pytest.mark.parametrize(
     ("payload", "options", "expected"),
     [

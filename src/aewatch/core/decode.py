@@ -409,13 +409,14 @@ def _decode_float32_le(payload: bytes, context: _Context) -> Decoded:
         raise DecodeError(
             "bad_shape", f"float32_le needs a non-empty multiple of 4 bytes, got {len(payload)}"
         )
-    samples = np.frombuffer(payload, dtype="<f4").astype(np.float64)
-    n = len(samples)
+    raw = np.frombuffer(payload, dtype="<f4")
+    n = len(raw)
     times = context.arrival_s - _offsets(n, period_s)
-    # float32 values cannot overflow a float64 sum: it is finite when every sample is.
-    if math.isfinite(samples.sum()):
-        return Decoded((Series(context.asset, channel, times, samples),))
-    is_finite = np.isfinite(samples)
+    is_finite = np.isfinite(raw)
+    if is_finite.all():
+        return Decoded((Series(context.asset, channel, times, raw.astype(np.float64)),))
+    with np.errstate(invalid="ignore"):  # a signalling NaN's cast raises the flag
+        samples = raw.astype(np.float64)
     errors = tuple(
         DecodeError("non_finite", f"sample {i} of {n} is {samples[i]}", channel=channel)
         for i in np.flatnonzero(~is_finite)
