@@ -196,6 +196,7 @@ def test_a_checkpoint_that_cannot_be_written_is_logged_once_and_tried_again(
             checkpoints.tick()
             checkpoints.wait()
     assert caplog.text.count("cannot write a checkpoint") == 1
+    assert checkpoints.failed == 3  # counted each time (aewatch_checkpoints_failed_total)
     assert "No space left on device" in caplog.text
     monkeypatch.setattr(checkpoints.journal, "checkpoint", write)
     clock.now = 3 * EVERY_S

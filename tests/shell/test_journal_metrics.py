@@ -51,6 +51,8 @@ JOURNAL_METRICS = (
     "aewatch_journal_replayed_messages_total",
     "aewatch_journal_failed_messages_total",
     "aewatch_journal_dropped_records_total",
+    "aewatch_checkpoints_written_total",
+    "aewatch_checkpoints_failed_total",
     "aewatch_messages_held_total",
 )
 CHANNELS = ("flow_kg_s", "whp_bar", "wht_c", "vibration_mm_s")
@@ -97,6 +99,8 @@ def test_the_journal_metrics_read_the_journal_and_the_daemons_counts(tmp_path: P
         "aewatch_journal_replayed_messages_total": 7.0,
         "aewatch_journal_failed_messages_total": 5.0,
         "aewatch_journal_dropped_records_total": 2.0,
+        "aewatch_checkpoints_written_total": 0.0,
+        "aewatch_checkpoints_failed_total": 0.0,
         "aewatch_messages_held_total": 3.0,
     }
     assert journal.bytes_kept() > 0

@@ -79,12 +79,15 @@ def test_a_snapshot_scrapes_as_the_daemon_s_counters() -> None:
 
 
 def test_the_journal_shows_when_it_is_kept() -> None:
-    text = _scrape(_snapshot(journal=JournalFigures(records=3, bytes=4096, dropped=1)))
+    figures = JournalFigures(records=3, bytes=4096, dropped=1, checkpoints=5, checkpoint_failures=2)
+    text = _scrape(_snapshot(journal=figures))
     for line in (
         "aewatch_journal_enabled 1.0",
         "aewatch_journal_records 3.0",
         "aewatch_journal_bytes 4096.0",
         "aewatch_journal_dropped_records_total 1.0",
+        "aewatch_checkpoints_written_total 5.0",
+        "aewatch_checkpoints_failed_total 2.0",
     ):
         assert line in text, line
 

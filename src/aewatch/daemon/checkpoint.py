@@ -92,6 +92,7 @@ class Checkpoints:
         # each time.
         self._next_s = clock()
         self.written = 0  # checkpoints written by this process
+        self.failed = 0  # checkpoints that could not be written
         self._failed = False  # the last write failed (logged once until one succeeds)
         self._writer: threading.Thread | None = None  # the write under way, if any
         # The journal's bytes and the clock at the last write: its write rate since.
@@ -174,6 +175,7 @@ class Checkpoints:
                     err.strerror or err,
                 )
             self._failed = True
+            self.failed += 1
             return False
         self._failed = False
         self.written += 1

@@ -147,6 +147,8 @@ class JournalFigures:
     records: int
     bytes: int
     dropped: int
+    checkpoints: int = 0  # checkpoints written by this process
+    checkpoint_failures: int = 0  # checkpoints that could not be written
 
 
 @dataclass(frozen=True, slots=True)
@@ -427,6 +429,17 @@ def _journal_families(d: MetricsSnapshot) -> Iterator[Metric]:
         "aewatch_journal_dropped_records",
         "Journal records dropped unreleased because the journal passed its size bound.",
         0 if journal is None else journal.dropped,
+    )
+    yield _counter(
+        "aewatch_checkpoints_written",
+        "Checkpoints of each asset's decisions' state written, so a restart goes on from them.",
+        0 if journal is None else journal.checkpoints,
+    )
+    yield _counter(
+        "aewatch_checkpoints_failed",
+        "Checkpoints that could not be written (a full or read-only state_dir): the journal "
+        "keeps every record since the last one.",
+        0 if journal is None else journal.checkpoint_failures,
     )
     yield _counter(
         "aewatch_messages_held",

@@ -262,7 +262,13 @@ class Daemon:
             last_reload_failed=self.last_reload_failed,
             journal=None
             if journal is None
-            else JournalFigures(journal.records_kept(), journal.bytes_kept(), journal.dropped),
+            else JournalFigures(
+                journal.records_kept(),
+                journal.bytes_kept(),
+                journal.dropped,
+                0 if self.checkpoints is None else self.checkpoints.written,
+                0 if self.checkpoints is None else self.checkpoints.failed,
+            ),
             models=[
                 ModelFigures(m.name, m.version, m.pattern, m.bundle.threshold.value)
                 for m in self.fleet.models
