@@ -200,8 +200,11 @@ class ChannelChecks:
         spike_halflife = float(obj.get("spike_halflife", 180.0))
         if not (spike_level > 0 and spike_halflife >= 1):
             raise ValueError("checks: spike_level must be > 0 and spike_halflife >= 1 sample")
-        settings = {name: float(obj.get(name, 1.0)) for name in ("k", "k_spread", "clip")}
-        _refuse_huge({**settings, "spike_level": spike_level}, _MAX_SETTING)
+        k, k_spread = float(obj.get("k", 1.0)), float(obj.get("k_spread", 1.0))
+        clip = float(obj.get("clip", 6.0))
+        _refuse_huge(
+            {"k": k, "k_spread": k_spread, "clip": clip, "spike_level": spike_level}, _MAX_SETTING
+        )
         _refuse_huge(
             {
                 **arrays,
@@ -228,9 +231,9 @@ class ChannelChecks:
         return cls(
             model,
             hop=hop,
-            k=float(obj.get("k", 1.0)),
-            k_spread=float(obj.get("k_spread", 1.0)),
-            clip=float(obj.get("clip", 6.0)),
+            k=k,
+            k_spread=k_spread,
+            clip=clip,
             shift_scale=shift_scale,
             spike_unit=spike_unit,
             spike_limit=spike_limit,
