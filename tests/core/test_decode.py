@@ -8,10 +8,12 @@ import struct
 from typing import Any
 
 import numpy as np
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import aewatch.core.decode as decode_module
 from aewatch.core.decode import (
     DECODE_REASONS,
     PAYLOAD_FORMATS,
@@ -388,3 +390,96 @@ def test_random_json_objects_never_raise_anything_but_decode_error(
     for document in documents:
         payload = json.dumps(document).encode()
         assert_decodes_or_raises_decode_error(payload, options | {"max_bytes": 65536})
+
+
+# --- orjson first, json's rules --------------------------------------------------------
+
+
+def outcome(payload: bytes, options: dict[str, Any]) -> object:
+    """What decoding gives: the readings and each error's reason, channel and message."""
+    try:
+        decoded = decode(payload, asset="w1", **options)
+    except DecodeError as err:
+        return ("raised", err.reason, err.channel, str(err))
+    errors = [(e.reason, e.channel, str(e)) for e in decoded.errors]
+    return (decoded.readings, errors)
+
+
+def json_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make every payload take the ``json`` path, as before orjson parsed first."""
+
+    def refuse(_: bytes) -> object:
+        raise orjson.JSONDecodeError("refused", "", 0)
+
+    monkeypatch.setattr(decode_module.orjson, "loads", refuse)
+
+
+json_64_bit = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**64 - 1)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=30)
+    | st.sampled_from(["ts", "value", "values", "2023-11-14T22:13:20Z", "1e3", "nan", "0"]),
+    lambda children: (
+        st.lists(children, max_size=5)
+        | st.dictionaries(
+            st.sampled_from(["ts", "value", "values", "channel", "flow", ""]) | st.text(max_size=8),
+            children,
+            max_size=5,
+        )
+    ),
+    max_leaves=20,
+)
+
+
+@PROPERTY
+@given(document=json_64_bit, bom=st.booleans(), options=decode_options)
+def test_orjson_decodes_every_json_document_as_json_alone_does(
+    document: object, bom: bool, options: dict[str, Any]
+) -> None:
+    payload = (b"\xef\xbb\xbf" if bom else b"") + json.dumps(document).encode()
+    options = options | {"max_bytes": 65536}
+    with_orjson = outcome(payload, options)
+    with pytest.MonkeyPatch.context() as patch:
+        json_alone(patch)
+        assert outcome(payload, options) == with_orjson
+
+
+@PROPERTY
+@given(payload=st.binary(max_size=64), options=decode_options)
+def test_orjson_decodes_random_bytes_as_json_alone_does(
+    payload: bytes, options: dict[str, Any]
+) -> None:
+    with_orjson = outcome(payload, options)
+    with pytest.MonkeyPatch.context() as patch:
+        json_alone(patch)
+        assert outcome(payload, options) == with_orjson
+
+
+def test_what_orjson_refuses_is_read_by_json(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[bytes] = []
+    loads = orjson.loads
+
+    def counted(payload: bytes) -> object:
+        calls.append(payload)
+        return loads(payload)
+
+    monkeypatch.setattr(decode_module.orjson, "loads", counted)
+    payload = '{"ts": 1, "flow": 1.5, "temp": NaN, "rpm": "\\ud800", "head": 1e400}'
+    decoded = run(payload, "json_multi")
+    assert decoded.readings == (Reading("w1", "flow", 1.0, 1.5),)
+    assert [(e.reason, e.channel) for e in decoded.errors] == [
+        ("non_finite", "temp"),
+        ("not_number", "rpm"),
+        ("non_finite", "head"),
+    ]
+    assert calls == [payload.encode()]  # orjson was asked first and refused it
+    assert run('{"ts": 1, "flow": 2.5}', "json_multi").readings[0].value == 2.5
+    assert len(calls) == 2
+
+
+def test_an_integer_past_64_bits_reads_as_its_float() -> None:
+    big = 2**70 + 1
+    decoded = run(f'{{"ts": 1, "flow": {big}}}', "json_multi")
+    assert decoded.readings[0].value == float(big)
