@@ -483,3 +483,25 @@ def test_an_integer_past_64_bits_reads_as_its_float() -> None:
     big = 2**70 + 1
     decoded = run(f'{{"ts": 1, "flow": {big}}}', "json_multi")
     assert decoded.readings[0].value == float(big)
+
+
+channel_values = st.dictionaries(
+    st.sampled_from(["flow", "temp", " ", "", "ts", "rpm"]) | st.text(max_size=4),
+    st.floats() | st.integers(-(10**40), 10**40) | st.sampled_from([3.5e38, -3.5e38, 1e308]),
+    max_size=6,
+)
+
+
+@PROPERTY
+@given(values=channel_values, is_nested=st.booleans(), ts=st.sampled_from([1, 1.5, "x"]))
+def test_a_row_of_plain_floats_reads_as_the_channel_by_channel_path_reads_it(
+    values: dict[str, Any], is_nested: bool, ts: object
+) -> None:
+    document = {"ts": ts, "values": values} if is_nested else {"ts": ts, **values}
+    payload = json.dumps(document).encode()
+    options = {"fmt": "json_multi", "channel": None, "arrival_s": ARRIVAL}
+    options |= {"use_payload_time": True, "period_s": None, "max_bytes": 65536}
+    quick = outcome(payload, options)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(decode_module, "_plain_row", lambda *_: None)
+        assert outcome(payload, options) == quick

@@ -473,6 +473,9 @@ def _multi(
     if key is not None and key in obj and not isinstance(nested, dict):
         raise DecodeError("bad_shape", f"{context.values_key!r} is {_kind(nested)}, not an object")
     values = nested if isinstance(nested, dict) else obj
+    row = _plain_row(values, values is obj, context, timestamp)
+    if row is not None:
+        return row, []
     names: list[str] = []
     numbers: list[float] = []
     errors: list[DecodeError] = []
@@ -492,6 +495,43 @@ def _multi(
     if not names and not errors:
         raise DecodeError("missing_key", "the object holds no channel values")
     return Row(context.asset, tuple(names), timestamp, tuple(numbers)), errors
+
+
+def _plain_row(
+    values: dict[str, object], is_flat: bool, context: _Context, timestamp: float
+) -> Row | None:
+    """The row of ``values`` when every channel holds a float in float32's range under a
+    name that is not blank (the common message), checked in a few whole-list steps; None
+    otherwise, and :func:`_multi` goes through the channels one by one. ``is_flat``: the
+    channels sit beside the timestamp key, which is left out."""
+    names = list(values)
+    numbers = list(values.values())
+    if is_flat and context.timestamp_key in values:
+        at = names.index(context.timestamp_key)
+        del names[at], numbers[at]
+    if not numbers or set(map(type, numbers)) != {float}:
+        return None
+    # sum() is NaN or infinite when a value is (float32-sized values cannot overflow it);
+    # min() and max() are then only trusted without NaN.
+    if not (
+        math.isfinite(sum(numbers)) and min(numbers) >= -FLOAT32_MAX and max(numbers) <= FLOAT32_MAX
+    ):
+        return None
+    channels = tuple(names)
+    is_named = _NAMED.get(channels)
+    if is_named is None:
+        if len(_NAMED) >= _NAMED_SIZE:
+            _NAMED.clear()
+        is_named = _NAMED[channels] = all(name.strip() for name in channels)
+    if not is_named:
+        return None
+    return Row(context.asset, channels, timestamp, tuple(numbers))
+
+
+# Channel-name tuples of json_multi messages already checked for blank names: a fleet's
+# messages repeat a few key sets, so the check runs once per set.
+_NAMED: dict[tuple[str, ...], bool] = {}
+_NAMED_SIZE = 4096
 
 
 def _time(obj: dict[str, object], context: _Context, default_s: float) -> float:
