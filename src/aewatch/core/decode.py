@@ -43,7 +43,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -511,10 +511,11 @@ def _plain_row(
         del names[at], numbers[at]
     if not numbers or set(map(type, numbers)) != {float}:
         return None
+    floats = cast(list[float], numbers)
     # sum() is NaN or infinite when a value is (float32-sized values cannot overflow it);
     # min() and max() are then only trusted without NaN.
     if not (
-        math.isfinite(sum(numbers)) and min(numbers) >= -FLOAT32_MAX and max(numbers) <= FLOAT32_MAX
+        math.isfinite(sum(floats)) and min(floats) >= -FLOAT32_MAX and max(floats) <= FLOAT32_MAX
     ):
         return None
     channels = tuple(names)
@@ -525,7 +526,7 @@ def _plain_row(
         is_named = _NAMED[channels] = all(name.strip() for name in channels)
     if not is_named:
         return None
-    return Row(context.asset, channels, timestamp, tuple(numbers))
+    return Row(context.asset, channels, timestamp, tuple(floats))
 
 
 # Channel-name tuples of json_multi messages already checked for blank names: a fleet's
