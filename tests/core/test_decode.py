@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import struct
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -421,6 +422,16 @@ def json_alone(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(decode_module.orjson, "loads", refuse)
 
 
+def assert_same_outcome_when(
+    change: Callable[[pytest.MonkeyPatch], None], payload: bytes, options: dict[str, Any]
+) -> None:
+    """Decoding ``payload`` gives the same outcome with ``change`` made as without it."""
+    expected = outcome(payload, options)
+    with pytest.MonkeyPatch.context() as patch:
+        change(patch)
+        assert outcome(payload, options) == expected
+
+
 # orjson reads an integer past 64 bits as a float (see decode._load_json): within 64 bits
 # both parsers must agree on everything.
 json_64_bit = json_documents(st.integers(min_value=-(2**63), max_value=2**64 - 1))
@@ -432,11 +443,7 @@ def test_orjson_decodes_every_json_document_as_json_alone_does(
     document: object, bom: bool, options: dict[str, Any]
 ) -> None:
     payload = (b"\xef\xbb\xbf" if bom else b"") + json.dumps(document).encode()
-    options = options | {"max_bytes": 65536}
-    with_orjson = outcome(payload, options)
-    with pytest.MonkeyPatch.context() as patch:
-        json_alone(patch)
-        assert outcome(payload, options) == with_orjson
+    assert_same_outcome_when(json_alone, payload, options | {"max_bytes": 65536})
 
 
 @PROPERTY
@@ -444,10 +451,7 @@ def test_orjson_decodes_every_json_document_as_json_alone_does(
 def test_orjson_decodes_random_bytes_as_json_alone_does(
     payload: bytes, options: dict[str, Any]
 ) -> None:
-    with_orjson = outcome(payload, options)
-    with pytest.MonkeyPatch.context() as patch:
-        json_alone(patch)
-        assert outcome(payload, options) == with_orjson
+    assert_same_outcome_when(json_alone, payload, options)
 
 
 def test_what_orjson_refuses_is_read_by_json(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -494,7 +498,8 @@ def test_a_row_of_plain_floats_reads_as_the_channel_by_channel_path_reads_it(
     payload = json.dumps(document).encode()
     options = {"fmt": "json_multi", "channel": None, "arrival_s": ARRIVAL}
     options |= {"use_payload_time": True, "period_s": None, "max_bytes": 65536}
-    quick = outcome(payload, options)
-    with pytest.MonkeyPatch.context() as patch:
+
+    def channel_by_channel(patch: pytest.MonkeyPatch) -> None:
         patch.setattr(decode_module, "_plain_row", lambda *_: None)
-        assert outcome(payload, options) == quick
+
+    assert_same_outcome_when(channel_by_channel, payload, options)

@@ -627,11 +627,11 @@ def _text(payload: bytes) -> str:
 def _load_json(payload: bytes) -> object:
     """The parsed JSON document.
 
-    orjson parses what it accepts, several times faster than ``json`` (4 µs against 0.5 µs
-    for an eight-channel object); what it refuses goes through ``json`` as before, so the
-    payloads that parse and the errors are ``json``'s: a byte-order mark, ``NaN`` and
-    ``Infinity`` (counted later as non-finite values), numbers past float64's range, lone
-    surrogates, bad UTF-8 and bad JSON. One difference is left: an integer past 64 bits
+    orjson parses what it accepts, several times faster than ``json`` (0.5 µs against
+    ``json``'s 4 µs for an eight-channel object); what it refuses goes through ``json`` as
+    before, so the payloads that parse and the errors are ``json``'s: a byte-order mark,
+    ``NaN`` and ``Infinity`` (counted later as non-finite values), numbers past float64's
+    range, lone surrogates, bad UTF-8 and bad JSON. One difference is left: an integer past 64 bits
     reads as the nearest float where ``json`` gives an int, so a value reads the same
     (every use here turns it into that float) and an error message shows it as a float.
     """
