@@ -10,7 +10,14 @@ from typing import Any
 
 from aewatch.errors import AewatchError, DataError
 
-__all__ = ["parse_channels", "parse_fpr", "print_json", "report_dir_for"]
+__all__ = [
+    "parse_channels",
+    "parse_fpr",
+    "parse_lags",
+    "parse_limits",
+    "print_json",
+    "report_dir_for",
+]
 
 
 def parse_channels(text: str | None) -> list[str] | None:
@@ -33,6 +40,17 @@ def parse_fpr(text: str) -> float:
         raise argparse.ArgumentTypeError(
             f"{text} must be between 0 and 1 (exclusive); typical values are 0.0001-0.01"
         )
+    return value
+
+
+def parse_lags(text: str) -> int:
+    """``--lags``' value: a whole number of samples, at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of samples") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} must be at least 1 sample")
     return value
 
 

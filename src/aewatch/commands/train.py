@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from aewatch.commands import parse_channels, parse_fpr, parse_limits, report_dir_for
+from aewatch.commands import parse_channels, parse_fpr, parse_lags, parse_limits, report_dir_for
 from aewatch.commands.durations import samples_text, window_and_hop
 from aewatch.commands.read_options import (
     add_read_options,
@@ -285,11 +285,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     k.add_argument(
         "--lags",
-        type=int,
+        type=parse_lags,
         default=_D.lags,
         metavar="SAMPLES",
         help="samples of the past each channel is predicted from, at most window - 1 "
-        "(default %(default)s)",
+        "(default: 6, or as many as cover the last minute where the period is under 10 s)",
     )
     k.add_argument(
         "--shift-k",
