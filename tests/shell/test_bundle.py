@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from aewatch.core.detector import DecisionSettings
 from aewatch.errors import BundleError
 from aewatch.model.bundle import ModelBundle
 from aewatch.model.dataset import Table
@@ -139,20 +138,3 @@ def test_provenance_records_the_rows_the_model_was_fitted_on() -> None:
 
 def _iso(epoch_s: float) -> str:
     return datetime.fromtimestamp(epoch_s, UTC).isoformat().replace("+00:00", "Z")
-
-
-@pytest.mark.parametrize(("period_s", "lags"), [(10.0, 6), (5.0, 12), (2.0, 19)])
-def test_the_default_lags_cover_at_least_a_minute_of_the_past(period_s: float, lags: int) -> None:
-    # The same process sampled faster gets more lags, so a sensor's offset takes as long
-    # to enter its prediction; a window of 20 samples caps them at 19.
-    rng = np.random.default_rng(3)
-    n = 12_000
-    t = np.arange(n, dtype=np.float64) * period_s + 1.7e9
-    base = np.sin(t / 400.0)
-    values = np.column_stack([base, 2 * base + 1, -base]) + 0.05 * rng.standard_normal((n, 3))
-    table = Table("synthetic.csv", t, values, ("p", "q", "r"), None, None, np.arange(n) + 2)
-    settings = TrainSettings(window_len=20, fpr=0.05, select_budget_s=0.0)
-    bundle = train_bundle([table], settings).bundle
-    checks = DecisionSettings.from_json(bundle.decision).checks
-    assert checks is not None and checks.model.lags == lags
-    assert bundle.provenance["settings"]["lags"] == lags

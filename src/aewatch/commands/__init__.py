@@ -44,7 +44,14 @@ def parse_fpr(text: str) -> float:
 
 
 def parse_lags(text: str) -> int:
-    """``--lags``' value: a whole number of samples, at least 1."""
+    """``--lags``' value: a whole number of samples, at least 1.
+
+    >>> parse_lags("9")
+    9
+    >>> parse_lags("0")
+    Traceback (most recent call last):
+    argparse.ArgumentTypeError: 0 must be at least 1 sample
+    """
     try:
         value = int(text)
     except ValueError:

@@ -289,7 +289,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default=_D.lags,
         metavar="SAMPLES",
         help="samples of the past each channel is predicted from, at most window - 1 "
-        "(default: 6, or as many as cover the last minute where the period is under 10 s)",
+        "(default %(default)s)",
     )
     k.add_argument(
         "--shift-k",

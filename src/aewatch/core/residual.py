@@ -15,14 +15,13 @@ detector needs no state beyond what its checks accumulate.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, Self
 
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["DEFAULT_LAGS", "LAG_SPAN_S", "ResidualModel", "lags_for", "robust_sd"]
+__all__ = ["DEFAULT_LAGS", "ResidualModel", "robust_sd"]
 
 # expected()'s float32 weights per model, built once (a model is immutable). Keyed by
 # id() with the model kept alive beside them, so an id is never reused while cached.
@@ -31,30 +30,12 @@ _FLOAT32_WEIGHTS: dict[
 ] = {}
 _CACHE_SIZE = 64
 
-DEFAULT_LAGS = 6  # the fewest samples of the past a channel is predicted from by default
-LAG_SPAN_S = 60.0  # and the least stretch of time they cover, where the period is short
+DEFAULT_LAGS = 6
 _KNOTS = (-1.0, 0.0, 1.0)  # where the bends sit, in the standardised units (centre 0)
 _KNOTS_32 = np.array(_KNOTS, dtype=np.float32)
 _RIDGE = 1e-3  # relative to the mean diagonal of the normal equations
 _MAD_TO_SD = 1.4826
 _MIN_NOISE = 1e-6  # noise floor relative to the channel's scale
-
-
-def lags_for(period_s: float) -> int:
-    """The default number of lags on a grid of ``period_s``: ``DEFAULT_LAGS``, or as many
-    as cover the last ``LAG_SPAN_S`` where that takes more.
-
-    The process and its sensors' noise move on time scales of seconds, not samples: a
-    channel sampled every 5 s needs twice the samples of one sampled every 10 s to see the
-    same stretch of its past, or a sensor's offset is taken into the prediction twice as
-    soon and the shift check sees only its onset. Slower grids keep ``DEFAULT_LAGS``.
-
-    >>> lags_for(10.0), lags_for(5.0), lags_for(1.0), lags_for(180.0)
-    (6, 12, 60, 6)
-    """
-    if not period_s > 0.0:
-        raise ValueError(f"period must be > 0 s, got {period_s}")
-    return max(DEFAULT_LAGS, math.ceil(LAG_SPAN_S / period_s - 1e-9))
 
 
 @dataclass(frozen=True, slots=True)

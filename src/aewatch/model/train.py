@@ -41,7 +41,7 @@ from aewatch.core.checks import (
 )
 from aewatch.core.detector import Adaptation, DecisionSettings, decision_statistic
 from aewatch.core.grid import DEFAULT_MAX_GAP_PERIODS, infer_period, regularize
-from aewatch.core.residual import ResidualModel, lags_for
+from aewatch.core.residual import DEFAULT_LAGS, ResidualModel
 from aewatch.core.scaler import RobustScaler
 from aewatch.core.threshold import MIN_TAIL_COUNT, Threshold, min_calibration_windows
 from aewatch.core.window import sliding_windows
@@ -119,9 +119,7 @@ class TrainSettings:
     range_margin: float = 0.25  # envelope: normal range widened by this share of its width
     # Physical limits (channel, low, high) that replace the envelope; None keeps that side.
     limits: tuple[tuple[str, float | None, float | None], ...] = ()
-    # Samples of the past each channel is predicted from; None: 6, or a minute's worth of
-    # samples where that is more (aewatch.core.residual.lags_for). Always at most window - 1.
-    lags: int | None = None
+    lags: int = DEFAULT_LAGS  # samples of the past each channel is predicted from
     # The shift check's CUSUM allowance in noise levels; None: chosen from the data among
     # SHIFT_K_CANDIDATES by injected faults (aewatch.model.selection).
     shift_k: float | None = None
@@ -140,7 +138,7 @@ class TrainSettings:
             raise ValueError(f"shift allowance must be in (0, 5] noise levels, got {self.shift_k}")
         if not self.select_budget_s >= 0.0:
             raise ValueError(f"selection time budget must be >= 0 s, got {self.select_budget_s}")
-        if self.lags is not None and self.lags < 1:
+        if self.lags < 1:
             raise ValueError(f"lags must be >= 1, got {self.lags}")
 
 
@@ -188,8 +186,6 @@ def train_bundle(tables: Sequence[Table], settings: TrainSettings) -> TrainOutco
     """
     channel_limits(settings.limits, tables[0].channels)  # refuse a limit on no channel
     period = settings.period_s or _infer_period(tables)
-    if settings.lags is None:  # resolved here, so the provenance says how many are used
-        settings = replace(settings, lags=min(lags_for(period), settings.window_len - 1))
     blocks, times = _normal_grid(tables, period, settings.max_gap_periods)
     fit_rows, val_rows, cal_rows = _split(blocks, settings)
     parts = {"fit": fit_rows, "validation": val_rows, "calibration": cal_rows}
@@ -564,8 +560,7 @@ def _checks(
         if checks.kinds == _LEVEL_ONLY:
             why += "; the level shift is each channel's distance from its normal median"
         return checks, why
-    wanted = lags_for(period_s) if settings.lags is None else settings.lags
-    for lags in range(min(wanted, settings.window_len - 1), 0, -1):
+    for lags in range(min(settings.lags, settings.window_len - 1), 0, -1):
         try:
             model = ResidualModel.fit(train_rows, lags).with_noise_from(held_out)
         except ValueError:
