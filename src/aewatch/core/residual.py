@@ -2,9 +2,8 @@
 
 A ``ResidualModel`` is a ridge regression per channel: channel ``j`` at sample ``t`` from
 the other channels at ``t`` (straight and bent at three knots, a piecewise-linear curve)
-and every channel at ``t-1 .. t-lags``, plus, where a curve is too narrow for the bends,
-what the fit still misses in each band of one other channel's values (``Bands``). Fitted
-on normal rows, its residual (reading minus prediction) is small and nearly white however far the
+and every channel at ``t-1 .. t-lags``. Fitted on normal
+rows, its residual (reading minus prediction) is small and nearly white however far the
 set-point moves, because the moves are explained by the other channels and the recent
 past; a sensor that steps, drifts, sticks or gets noisier leaves a residual that is many
 times its usual size. Each channel's noise level is the robust spread of its residual on
@@ -37,12 +36,6 @@ _KNOTS_32 = np.array(_KNOTS, dtype=np.float32)
 _RIDGE = 1e-3  # relative to the mean diagonal of the normal equations
 _MAD_TO_SD = 1.4826
 _MIN_NOISE = 1e-6  # noise floor relative to the channel's scale
-# Bands of one input channel's values, each a 32nd of the fitted rows (at most 256: the
-# fit keeps a band's index in a byte).
-_BAND_COUNT = 32
-_BAND_MIN_SHARE = 0.01  # of a channel's residual variance the bands must explain to be kept
-_BAND_CLIP = 2.0  # noise levels: a residual counts at most this much (a move's samples)
-_BAND_MIN_ROWS = 50  # a band holding fewer fitted rows keeps no offset
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,9 +49,7 @@ class ResidualModel:
     always weighted 0. The bends let a channel follow another along a curve (a pump's
     power goes with the cube of its speed, its vibration peaks at a resonance), so the
     residual does not wander with the operating point. ``bias`` ``(c,)``. ``noise``
-    ``(c,)``: the residual's noise level per channel, in the channel's units. ``bands``:
-    what the prediction adds in narrow bands of another channel (None: nothing, as in
-    bundles from before them).
+    ``(c,)``: the residual's noise level per channel, in the channel's units.
     """
 
     lags: int
@@ -67,7 +58,6 @@ class ResidualModel:
     weights: npt.NDArray[np.float64]
     bias: npt.NDArray[np.float64]
     noise: npt.NDArray[np.float64]
-    bands: Bands | None = None
 
     @property
     def channels(self) -> int:
@@ -120,8 +110,7 @@ class ResidualModel:
             g = gram[np.ix_(keep, keep)] + ridge * np.eye(int(keep.sum()))
             weights[j, keep] = np.linalg.solve(g, cross[keep, j])
         bias = mean_y - weights @ mean_x
-        bands = Bands.fit(features[:, :c], targets - (features @ weights.T + bias))
-        model = cls(lags, center, scale, weights, bias, np.ones(c), bands)
+        model = cls(lags, center, scale, weights, bias, np.ones(c))
         return model.with_noise_from(blocks)
 
     @classmethod
@@ -152,19 +141,14 @@ class ResidualModel:
         if len(residuals) == 0:
             return self
         noise = np.maximum(robust_sd(residuals), _MIN_NOISE * self.scale)
-        return type(self)(
-            self.lags, self.center, self.scale, self.weights, self.bias, noise, self.bands
-        )
+        return type(self)(self.lags, self.center, self.scale, self.weights, self.bias, noise)
 
     def residuals(self, blocks: list[npt.NDArray[np.floating]]) -> npt.NDArray[np.float64]:
         """Reading minus prediction ``(n, c)`` for every row of ``blocks`` past the lags."""
         features, targets = _stacked(blocks, self.center, self.scale, self.lags)
         if len(features) == 0:
             return np.empty((0, self.channels))
-        predicted = features @ self.weights.T + self.bias
-        if self.bands is not None:
-            predicted += self.bands.offsets(features[:, : self.channels].astype(np.float32))
-        return (targets - predicted) * self.scale
+        return (targets - (features @ self.weights.T + self.bias)) * self.scale
 
     def expected(self, windows: npt.NDArray[np.floating], hop: int) -> npt.NDArray[np.float64]:
         """Predictions ``(n, h, c)`` for the newest ``h`` samples of windows ``(n, c, L)``.
@@ -191,8 +175,6 @@ class ResidualModel:
             now = part[:, :, -1] / scale
             bends = np.maximum(now[:, None, :] - _KNOTS_32[None, :, None], 0.0).reshape(n, -1)
             out[:, i, :] = flat @ lag_weights + bends @ bend_weights
-            if self.bands is not None:
-                out[:, i, :] += self.bands.offsets(now)
         return (out + self.bias) * self.scale + self.center
 
     def _float32_weights(self) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
@@ -217,7 +199,7 @@ class ResidualModel:
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON for the bundle's metadata."""
-        out = {
+        return {
             "lags": self.lags,
             "center": self.center.tolist(),
             "scale": self.scale.tolist(),
@@ -225,9 +207,6 @@ class ResidualModel:
             "bias": self.bias.tolist(),
             "noise": self.noise.tolist(),
         }
-        if self.bands is not None:
-            out["bands"] = self.bands.to_json()
-        return out
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> Self:
@@ -259,102 +238,10 @@ class ResidualModel:
         applied = [center, scale, weights[:, : c * (lags + 1)] / per_input, weights, bias]
         if any(np.abs(a).max() >= _FLOAT32_MAX for a in applied):
             raise ValueError("residual model: values too large for float32 predictions")
-        bands = None if obj.get("bands") is None else Bands.from_json(obj["bands"], c)
-        return cls(lags, center, scale, weights, bias, noise, bands)
+        return cls(lags, center, scale, weights, bias, noise)
 
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max) / 1e6  # room for the sums of products
-
-
-@dataclass(frozen=True, slots=True)
-class Bands:
-    """What a channel's prediction still misses in narrow bands of one other channel.
-
-    A resonance 45 rpm wide in a pump's vibration is too narrow for the bends, which sit a
-    quarter of the speed's range apart: the prediction then misses by most of a noise level
-    for as long as the speed stays there, and the shift check holds an alert for hours on
-    a healthy pump. ``edges[i]`` cut channel ``i``'s standardised values into
-    ``_BAND_COUNT`` bands of as many fitted rows each. Per channel ``j``, ``source[j]`` is
-    the channel whose current sample picks the band, and the prediction adds ``offset[j]``
-    of that band (standardised units): the mean residual of the fitted rows in it, each
-    counted at most ``_BAND_CLIP`` noise levels from the median (so a set-point move's few
-    large residuals do not make a band). A channel gets bands only where they explain
-    ``_BAND_MIN_SHARE`` of its residual's variance; the others have ``source`` -1 and add
-    nothing.
-    """
-
-    source: npt.NDArray[np.int64]  # (c,)
-    edges: npt.NDArray[np.float32]  # (c, _BAND_COUNT - 1), increasing
-    offset: npt.NDArray[np.float64]  # (c, _BAND_COUNT)
-
-    @classmethod
-    def fit(cls, now: npt.NDArray[np.float64], residual: npt.NDArray[np.float64]) -> Bands | None:
-        """From the fitted rows' standardised current samples and residuals ``(n, c)``;
-        None where no channel gains from bands."""
-        n, c = now.shape
-        if n < _BAND_COUNT * _BAND_MIN_ROWS:
-            return None
-        quantiles = np.linspace(0.0, 1.0, _BAND_COUNT + 1)[1:-1]
-        edges = np.quantile(now, quantiles, axis=0).T.astype(np.float32)  # (c, B - 1)
-        at = np.empty((c, n), dtype=np.uint8)  # each row's band of each input channel
-        for i in range(c):
-            at[i] = np.searchsorted(edges[i], now[:, i].astype(np.float32), side="right")
-        source = np.full(c, -1, dtype=np.int64)
-        offset = np.zeros((c, _BAND_COUNT))
-        for j in range(c):
-            r = residual[:, j] - np.median(residual[:, j])
-            spread = float(robust_sd(r[:, None])[0])
-            r = np.clip(r, -_BAND_CLIP * spread, _BAND_CLIP * spread)
-            r -= r.mean()
-            total = float(r @ r)
-            best = _BAND_MIN_SHARE * total
-            for i in range(c):
-                if i == j:
-                    continue
-                counts = np.bincount(at[i], minlength=_BAND_COUNT)
-                sums = np.bincount(at[i], weights=r, minlength=_BAND_COUNT)
-                means = np.where(counts >= _BAND_MIN_ROWS, sums / np.maximum(counts, 1), 0.0)
-                explained = float(counts @ means**2)
-                if explained > best:
-                    best, source[j], offset[j] = explained, i, means
-        if (source < 0).all():
-            return None
-        return cls(source, edges, offset)
-
-    def offsets(self, now: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
-        """Each channel's offset ``(n, c)`` for standardised current samples ``(n, c)``."""
-        out = np.zeros((len(now), len(self.source)))
-        for j in np.flatnonzero(self.source >= 0).tolist():
-            i = int(self.source[j])
-            out[:, j] = self.offset[j][np.searchsorted(self.edges[i], now[:, i], side="right")]
-        return out
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "source": self.source.tolist(),
-            "edges": self.edges.tolist(),
-            "offset": self.offset.tolist(),
-        }
-
-    @classmethod
-    def from_json(cls, obj: dict[str, Any], channels: int) -> Bands:
-        source = np.asarray(obj["source"], dtype=np.int64)
-        edges = np.asarray(obj["edges"], dtype=np.float32)
-        offset = np.asarray(obj["offset"], dtype=np.float64)
-        if (
-            source.shape != (channels,)
-            or edges.ndim != 2
-            or edges.shape[0] != channels
-            or offset.shape != (channels, edges.shape[1] + 1)
-            or not ((source >= -1) & (source < channels)).all()
-            or edges.shape[1] + 1 > 256
-        ):
-            raise ValueError(f"residual model: bands disagree with {channels} channels")
-        if not (np.isfinite(edges).all() and np.isfinite(offset).all()):
-            raise ValueError("residual model: bands must be finite")
-        if (np.diff(edges, axis=1) < 0).any():
-            raise ValueError("residual model: bands' edges must not decrease")
-        return cls(source, edges, offset)
 
 
 def robust_sd(values: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
