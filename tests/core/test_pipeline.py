@@ -799,3 +799,26 @@ def test_a_saved_state_that_does_not_fit_is_refused(bundle: ModelBundle, faulty:
         pipe.restore_state("w", {"smoothed": 1.0})
     assert not pipe.restore_state("pump", state)  # no model serves it
     assert pipe.restore_state("w", state)
+
+
+def test_a_channel_published_faster_than_the_period_is_noted_once(bundle: ModelBundle) -> None:
+    pipe = pipeline(bundle)
+    rows = table(60, 1)
+    each = readings(rows)
+    for i, t in enumerate(rows.timestamps):  # each row, then "a" again 0.3 s later
+        pipe.ingest([*each[3 * i : 3 * i + 3], Reading("w", "a", float(t) + 0.3, 0.0)])
+    # While the first rows wait the later reading of a slot wins; once they flow the first
+    # does, and the second reading of "a" in each slot is late, not behind its channel.
+    assert pipe.counts.late >= 20
+    assert pipe.crowded_channels == [("w", "a")]
+    pipe.crowded_channels.clear()
+    pipe.ingest(Reading("w", "a", float(t) + 0.4, 0.0) for t in rows.timestamps[-5:])
+    assert pipe.crowded_channels == []  # noted once
+
+
+def test_a_reading_behind_its_channel_is_late_but_not_crowded(bundle: ModelBundle) -> None:
+    pipe = pipeline(bundle)
+    pipe.ingest(readings(table(50, 1)))
+    pipe.ingest([Reading("w", "a", T0 + 40, 0.0)] * 5)  # its channel is at T0 + 49 already
+    assert pipe.counts.late == 5
+    assert pipe.crowded_channels == []

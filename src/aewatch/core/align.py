@@ -24,11 +24,13 @@ these rules:
   next output with rows then has ``gap=True``: the caller resets its Window before them.
   One output never spans a gap; rows after it come out of the next :meth:`Aligner.add`.
 * **Late.** A reading whose slot is at or before the last final slot (emitted or given
-  up) is late: counted in ``late`` and dropped. Without ``clock_tolerance_s`` the Aligner
-  trusts reading times, so a reading dated far ahead would make the live ones late and a
-  clock set back would have every reading late until it caught up; the shell stops
-  readings dated after their arrival with ``decode(..., max_ahead_s=...)``, since only it
-  knows the clock.
+  up) is late: counted in ``late`` and dropped. A channel published more often than the
+  period is one: once rows flow, its first reading in a slot completes it, and its next
+  ones in that slot are late (marked ``crowded``: not behind the channel's own time).
+  Without ``clock_tolerance_s`` the Aligner trusts reading times, so a reading dated far
+  ahead would make the live ones late and a clock set back would have every reading late
+  until it caught up; the shell stops readings dated after their arrival with
+  ``decode(..., max_ahead_s=...)``, since only it knows the clock.
 * **Clock steps and outliers.** With ``clock_tolerance_s``, a reading off the asset's
   time (more than the tolerance, and at least :attr:`Aligner.max_pending_slots` periods,
   ahead of its newest slot or behind its last final slot) is held, not placed. Held
@@ -94,6 +96,8 @@ class AlignOutput:
     one period apart. ``values`` is ``(m, channels)`` float32. ``gap`` is True when the
     caller must reset its Window before these rows (never True when ``m == 0``).
     ``late``, ``unknown_channel`` and ``invalid`` count the reading if it was dropped;
+    ``crowded`` marks a late reading that is not behind its channel: a second reading of it
+    in the slot that just went out (a channel published more often than the period);
     ``outlier`` counts held readings dropped because the asset's time went on without them;
     ``dropped_slots`` counts waiting slots given up; ``filled`` counts the channel values
     in ``values`` that were forward-filled. ``clock_step_s`` is the size of a clock step
@@ -110,6 +114,7 @@ class AlignOutput:
     filled: int = 0
     outlier: int = 0
     clock_step_s: float = 0.0
+    crowded: int = 0  # of ``late``: a second reading of its channel in the slot just out
 
     def __len__(self) -> int:
         return len(self.timestamps)
@@ -262,7 +267,12 @@ class Aligner:
         if self._jump_slots is not None and self._is_off_clock(slot):
             return self._hold(slot, column, reading.value)
         if self._final_slot is not None and slot <= self._final_slot:
-            return self._drain(late=1)
+            out = self._drain(late=1)
+            if slot == self._final_slot == self._newest_seen[column]:
+                # Not behind its channel: the channel is published more often than the
+                # period, and the slot went out with its first reading in it.
+                out = dataclasses.replace(out, crowded=1)
+            return out
         dropped = self._insert(slot, column, reading.value)
         outliers = self._reject() if self._suspect and self._is_outrun() else 0
         return self._drain(dropped=dropped, outlier=outliers)

@@ -113,6 +113,7 @@ class ModelsFor(Protocol[M_co]):
 
 
 _MAX_UNKNOWN = 1000  # (asset, channel) pairs of unknown channels noted for the log
+_CROWDED_AFTER = 3  # readings in slots already out, not behind their channel, before a note
 _JITTER_SHARE = 4  # a block may land this fraction of its length off and still continue
 
 
@@ -291,6 +292,11 @@ class Pipeline(Generic[M]):
         # first; the shell takes them. At most _MAX_UNKNOWN pairs are ever noted.
         self.unknown_channels: list[tuple[str, str]] = []
         self._unknown_seen: set[tuple[str, str]] = set()
+        # (asset, channel) pairs published more often than their model's period (their
+        # readings pile up in slots already out), each once, oldest first, after
+        # _CROWDED_AFTER such readings; the shell takes them. At most _MAX_UNKNOWN pairs.
+        self.crowded_channels: list[tuple[str, str]] = []
+        self._crowded_seen: dict[tuple[str, str], int] = {}
         self.counts = PipelineCounts()
         self._tracks: dict[str, _Track[M]] = {}
         self._banks: dict[tuple[int, int, int], WindowBank] = {}  # by channels, length, hop
@@ -361,9 +367,11 @@ class Pipeline(Generic[M]):
                 outputs = [track.aligner.add(reading) for reading in item.readings()]
             # A reading held off its asset's time counts once placed (aligned) or outrun.
             refused = track.aligner.held_readings - held
-            for out in outputs:
+            for i, out in enumerate(outputs):
                 refused += out.late + out.unknown_channel + out.invalid + out.outlier
                 late += out.late
+                if out.crowded:
+                    self._note_crowded(item, i)
                 outlier += out.outlier
                 if out.clock_step_s:
                     step = ClockStep(item.asset, track.aligner.newest_s, out.clock_step_s)
@@ -411,6 +419,18 @@ class Pipeline(Generic[M]):
             if channel not in known and pair not in self._unknown_seen:
                 self._unknown_seen.add(pair)
                 self.unknown_channels.append(pair)
+
+    def _note_crowded(self, item: Item, i: int) -> None:
+        """Count a reading of ``item`` (its ``i``-th channel) that came in a slot already
+        out while not behind its channel; note the pair at the ``_CROWDED_AFTER``-th."""
+        channel = item.channels[i] if isinstance(item, Row) else item.channel
+        pair = (item.asset, channel)
+        seen = self._crowded_seen.get(pair, 0)
+        if seen >= _CROWDED_AFTER or (not seen and len(self._crowded_seen) >= _MAX_UNKNOWN):
+            return
+        self._crowded_seen[pair] = seen + 1
+        if seen + 1 == _CROWDED_AFTER:
+            self.crowded_channels.append(pair)
 
     def _note_silent(self, track: _Track[M]) -> None:
         """Raise ``stale`` on the asset for channels that stopped while its others go on."""

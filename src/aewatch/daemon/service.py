@@ -482,6 +482,8 @@ class Daemon:
                         self._log_clock_steps()
                     if self.pipeline.unknown_channels:
                         self._log_unknown_channels()
+                    if self.pipeline.crowded_channels:
+                        self._log_crowded_channels()
                 if self._is_replaying and ledger is not None:
                     self._end_replay(ledger, added)
                 if self.pipeline.pending and oldest is None:
@@ -654,6 +656,25 @@ class Daemon:
                 channel,
                 _name(model),
                 known,
+            )
+
+    def _log_crowded_channels(self) -> None:
+        """Log each asset's channel published more often than its model's period, once
+        (the pipeline notes each pair once, and at most 1 000 of them)."""
+        pairs, self.pipeline.crowded_channels = self.pipeline.crowded_channels, []
+        for asset, channel in pairs:
+            model = self.fleet.model_for(asset)
+            period = "its period" if model is None else f"{model.bundle.period_s:g} s"
+            log.warning(
+                "asset %s: channel %r is published more often than model %s's period "
+                "(%s): the first reading of each slot is used and the others are dropped "
+                '(counted in aewatch_readings_dropped_total{reason="late"}); train on '
+                "history at the rate the channel is published, or publish at the model's "
+                "period",
+                asset,
+                channel,
+                _name(model),
+                period,
             )
 
     def _log_clock_steps(self) -> None:
