@@ -63,7 +63,7 @@ def test_a_channel_published_faster_than_the_period_is_logged_once(
     messages: list[tuple[str, float, float]] = []
     for i, row in enumerate(bundles.rows[:50]):
         messages += [(topic + c, T0 + i, float(v)) for c, v in zip(CHANNELS, row, strict=True)]
-        messages.append((topic + first, T0 + i + 0.4, float(row[0])))  # its slot again
+        messages.append((topic + first, T0 + i + 0.4, float(row[0]) + 0.01))  # its slot again
     sent = _publish(broker, messages)
     service.wait_for("every reading accounted for", lambda m: _is_settled(m, sent))
     assert service.metrics()[LATE] > 0

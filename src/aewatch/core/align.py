@@ -96,8 +96,9 @@ class AlignOutput:
     one period apart. ``values`` is ``(m, channels)`` float32. ``gap`` is True when the
     caller must reset its Window before these rows (never True when ``m == 0``).
     ``late``, ``unknown_channel`` and ``invalid`` count the reading if it was dropped;
-    ``crowded`` marks a late reading that is not behind its channel: a second reading of it
-    in the slot that just went out (a channel published more often than the period);
+    ``crowded`` marks a late reading that is not behind its channel: another reading of it,
+    with another value, in the slot that just went out with a reading of it (a channel
+    published more often than the period);
     ``outlier`` counts held readings dropped because the asset's time went on without them;
     ``dropped_slots`` counts waiting slots given up; ``filled`` counts the channel values
     in ``values`` that were forward-filled. ``clock_step_s`` is the size of a clock step
@@ -267,10 +268,16 @@ class Aligner:
         if self._jump_slots is not None and self._is_off_clock(slot):
             return self._hold(slot, column, reading.value)
         if self._final_slot is not None and slot <= self._final_slot:
+            final = self._final_slot
+            is_crowded = (
+                slot == final == self._last_real[column] == self._newest_seen[column]
+                and reading.value != self._held[column]
+            )
             out = self._drain(late=1)
-            if slot == self._final_slot == self._newest_seen[column]:
-                # Not behind its channel: the channel is published more often than the
-                # period, and the slot went out with its first reading in it.
+            if is_crowded:
+                # Not behind its channel, and not a repeat of the reading the slot went out
+                # with (a QoS 1 redelivery): the channel is published more often than the
+                # period.
                 out = dataclasses.replace(out, crowded=1)
             return out
         dropped = self._insert(slot, column, reading.value)
