@@ -115,7 +115,7 @@ class AlignOutput:
     filled: int = 0
     outlier: int = 0
     clock_step_s: float = 0.0
-    crowded: int = 0  # of ``late``: a second reading of its channel in the slot just out
+    crowded: int = 0  # of ``late``: another value of its channel in the slot just out
 
     def __len__(self) -> int:
         return len(self.timestamps)
@@ -268,9 +268,8 @@ class Aligner:
         if self._jump_slots is not None and self._is_off_clock(slot):
             return self._hold(slot, column, reading.value)
         if self._final_slot is not None and slot <= self._final_slot:
-            final = self._final_slot
             is_crowded = (
-                slot == final == self._last_real[column] == self._newest_seen[column]
+                slot == self._final_slot == self._last_real[column] == self._newest_seen[column]
                 and reading.value != self._held[column]
             )
             out = self._drain(late=1)

@@ -34,7 +34,7 @@ are not decided a second time.
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
@@ -367,11 +367,11 @@ class Pipeline(Generic[M]):
                 outputs = [track.aligner.add(reading) for reading in item.readings()]
             # A reading held off its asset's time counts once placed (aligned) or outrun.
             refused = track.aligner.held_readings - held
-            for i, out in enumerate(outputs):
+            for out in outputs:
                 refused += out.late + out.unknown_channel + out.invalid + out.outlier
                 late += out.late
                 if out.crowded:
-                    self._note_crowded(item, i)
+                    self._note_crowded(item, outputs, out)
                 outlier += out.outlier
                 if out.clock_step_s:
                     step = ClockStep(item.asset, track.aligner.newest_s, out.clock_step_s)
@@ -420,10 +420,15 @@ class Pipeline(Generic[M]):
                 self._unknown_seen.add(pair)
                 self.unknown_channels.append(pair)
 
-    def _note_crowded(self, item: Item, i: int) -> None:
-        """Count a reading of ``item`` (its ``i``-th channel) that came in a slot already
-        out while not behind its channel; note the pair at the ``_CROWDED_AFTER``-th."""
-        channel = item.channels[i] if isinstance(item, Row) else item.channel
+    def _note_crowded(self, item: Item, outputs: Sequence[AlignOutput], out: AlignOutput) -> None:
+        """Count the reading of ``item`` whose output ``out`` is (a row's readings give one
+        output each, in channel order) that came in a slot already out while not behind its
+        channel; note the pair at the ``_CROWDED_AFTER``-th. Off the hot path: it runs only
+        for such readings."""
+        if isinstance(item, Row):
+            channel = item.channels[next(i for i, o in enumerate(outputs) if o is out)]
+        else:
+            channel = item.channel
         pair = (item.asset, channel)
         seen = self._crowded_seen.get(pair, 0)
         if seen >= _CROWDED_AFTER or (not seen and len(self._crowded_seen) >= _MAX_UNKNOWN):
